@@ -1,0 +1,1 @@
+"""mast3r_ros.matching (ROS-free core)."""

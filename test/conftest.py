@@ -1,0 +1,47 @@
+"""Shared test fixtures: the reference data in ../shared (never committed) loaded once per session."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mast3r_ros.paths import cache_dir, shared_dir
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        msg = f"reference data missing: {path} (set MAST3R_ROS_SHARED to the shared/ folder)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return _require(shared_dir() / "fixtures")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return _require(shared_dir() / "data")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(fixtures_dir: Path) -> Path:
+    """mast3r_tiny.pth rebuilt with the fixture's own script (kept in .cache between runs)."""
+    out = cache_dir() / "mast3r_tiny.pth"
+    if not out.exists():
+        tmp = out.with_suffix(".tmp")
+        subprocess.run([sys.executable, str(fixtures_dir / "make_tiny_checkpoint.py"), str(tmp)], check=True)
+        tmp.rename(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_io(fixtures_dir: Path):
+    return np.load(fixtures_dir / "mast3r_tiny_io.npz", allow_pickle=False)
