@@ -12,7 +12,7 @@ import sys
 # Modules under mast3r_ros.cli, imported lazily so `mast3r-ros --help` stays fast.
 COMMANDS = [
     "infer_pair",
-    "demo",
+    "demo_pair",
 ]
 
 

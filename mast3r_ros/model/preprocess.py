@@ -1,0 +1,122 @@
+"""Image preprocessing identical to the official loader, plus the map back to original pixels.
+
+Steps (as ``dust3r.utils.image.load_images(size=512)``): EXIF orientation applied, RGB, long side
+resized to 512 (each side ``round(side * 512 / long_side)``, LANCZOS when shrinking, BICUBIC
+otherwise), centre crop to multiples of 16 (a square image is cropped to 4:3), then
+``(u8 / 255 - 0.5) / 0.5``.
+
+Pixel convention: integer pixel coordinates (x, y) are pixel centres, in the original image after
+EXIF orientation. A network pixel (xn, yn) maps to ``x = (xn + crop_x0 + 0.5) * sx - 0.5`` with
+``sx = W_orig / W_resized`` (likewise y).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import PIL.ImageOps
+import torch
+
+PATCH = 16
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """Original image -> network image: resize to ``resized_wh`` then crop at ``crop_xy0``."""
+
+    original_wh: tuple[int, int]
+    resized_wh: tuple[int, int]
+    crop_xy0: tuple[int, int]
+    network_wh: tuple[int, int]
+
+    @property
+    def scale_xy(self) -> np.ndarray:
+        """Original pixels per resized pixel, (sx, sy)."""
+        return np.array(self.original_wh, float) / np.array(self.resized_wh, float)
+
+    def network_to_original(self, xy: np.ndarray) -> np.ndarray:
+        """[N, 2] network (x, y) -> [N, 2] float64 original (x, y), pixel centres."""
+        xy = np.asarray(xy, dtype=np.float64)
+        return (xy + np.array(self.crop_xy0) + 0.5) * self.scale_xy - 0.5
+
+    def original_to_network(self, xy: np.ndarray) -> np.ndarray:
+        xy = np.asarray(xy, dtype=np.float64)
+        return (xy + 0.5) / self.scale_xy - 0.5 - np.array(self.crop_xy0)
+
+    def intrinsics_to_network(self, K: np.ndarray) -> np.ndarray:
+        """K [3, 3] of the original image -> K of the network image (same pixel-centre convention)."""
+        K = np.asarray(K, dtype=np.float64)
+        if K.shape != (3, 3):
+            raise ValueError(f"intrinsics must be [3, 3], got {K.shape}")
+        sx, sy = self.scale_xy
+        out = K.copy()
+        out[0, :] /= sx
+        out[1, :] /= sy
+        out[0, 2] = (K[0, 2] + 0.5) / sx - 0.5 - self.crop_xy0[0]
+        out[1, 2] = (K[1, 2] + 0.5) / sy - 0.5 - self.crop_xy0[1]
+        out[2] = (0, 0, 1)
+        return out
+
+
+@dataclass
+class NetworkImage:
+    """tensor: [1, 3, H, W] float32 in [-1, 1], RGB. true_shape: (H, W). transform: back to the original."""
+
+    tensor: torch.Tensor
+    true_shape: tuple[int, int]
+    transform: ImageTransform
+
+
+def _resize_and_crop(img: PIL.Image.Image, long_side: int) -> tuple[PIL.Image.Image, ImageTransform]:
+    w1, h1 = img.size
+    s = max(w1, h1)
+    interp = PIL.Image.LANCZOS if s > long_side else PIL.Image.BICUBIC
+    resized_wh = tuple(int(round(v * long_side / s)) for v in (w1, h1))
+    img = img.resize(resized_wh, interp)
+    w, h = img.size
+    cx, cy = w // 2, h // 2
+    halfw = ((2 * cx) // PATCH) * PATCH / 2
+    halfh = ((2 * cy) // PATCH) * PATCH / 2
+    if w == h:
+        halfh = 3 * halfw / 4
+    box = tuple(int(round(v)) for v in (cx - halfw, cy - halfh, cx + halfw, cy + halfh))
+    img = img.crop(box)
+    return img, ImageTransform((w1, h1), resized_wh, (box[0], box[1]), img.size)
+
+
+def to_network_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """[H, W, 3] uint8 RGB -> [1, 3, H, W] float32, (u8/255 - 0.5)/0.5 in the reference's arithmetic."""
+    t = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div(255)
+    return t.sub(0.5).div(0.5)[None]
+
+
+def preprocess_pil(img: PIL.Image.Image, long_side: int = 512) -> NetworkImage:
+    img = img.convert("RGB")
+    if min(img.size) < 1:
+        raise ValueError("empty image")
+    cropped, transform = _resize_and_crop(img, long_side)
+    if min(cropped.size) < PATCH:
+        raise ValueError(f"image {img.size} too small: the network needs at least {PATCH} px per side")
+    tensor = to_network_tensor(np.asarray(cropped))
+    return NetworkImage(tensor, (cropped.size[1], cropped.size[0]), transform)
+
+
+def preprocess_file(path: str | Path, long_side: int = 512) -> NetworkImage:
+    """Load an image file (EXIF orientation applied) and preprocess it for the network."""
+    try:
+        with PIL.Image.open(path) as img:
+            img = PIL.ImageOps.exif_transpose(img)
+            img.load()
+    except (OSError, PIL.UnidentifiedImageError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from None
+    return preprocess_pil(img, long_side)
+
+
+def preprocess_array(rgb: np.ndarray, long_side: int = 512) -> NetworkImage:
+    """Preprocess an [H, W, 3] uint8 RGB array (what an Image message decodes to)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an [H, W, 3] uint8 RGB array, got shape {rgb.shape} dtype {rgb.dtype}")
+    return preprocess_pil(PIL.Image.fromarray(rgb), long_side)
