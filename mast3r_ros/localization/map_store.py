@@ -1,0 +1,538 @@
+"""Crash-safe keyframe map store: ``map.yaml`` + ``map.sqlite`` + immutable per-keyframe files.
+
+Layout of a map directory::
+
+    map.yaml                      format version, units, frame conventions, front-end, checkpoint
+    map.sqlite                    keyframes (pose, K, size) + arrays/globals (file name, sha256)
+    keyframes/000012/image.png    keyframe RGB image
+    keyframes/000012/depth.npy    [H,W] float32 metres (0 = invalid), optional
+    keyframes/000012/<name>.npy   front-end arrays (sift_kp, sift_desc, global_desc, mast3r_enc ...)
+    globals/<name>.npy            map-level arrays (retrieval index, ...)
+
+Why it is crash-safe: a file referenced by a committed SQLite row is never modified. Every
+write goes to a fresh file (temp file + fsync + ``os.replace``), and only then is the row that
+references it committed in one SQLite transaction (rollback journal => all-or-nothing). A
+process killed at any point leaves, at worst, unreferenced files, which are deleted the next
+time the map is opened by a writer. Replacing an array writes a new file name and deletes the
+old file after the commit.
+
+Poses are ``T_map_cam``: [4,4] float64 camera-to-map, camera = OpenCV optical frame (x right,
+y down, z forward), metres. ``K`` is [3,3] float64 pixels, pixel-centre convention.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import hashlib
+import io
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from mast3r_ros.localization.tum import atomic_write_bytes, write_tum
+
+FORMAT_VERSION = 1
+MAP_YAML, MAP_SQLITE, LOCK_FILE = "map.yaml", "map.sqlite", "map.lock"
+_RESERVED = ("image", "depth")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+_SCHEMA = """
+CREATE TABLE keyframes (id INTEGER PRIMARY KEY, frame_index INTEGER NOT NULL, timestamp REAL NOT NULL,
+    T_map_cam BLOB NOT NULL, K BLOB NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL);
+CREATE TABLE arrays (kf_id INTEGER NOT NULL REFERENCES keyframes(id), name TEXT NOT NULL,
+    file TEXT NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (kf_id, name));
+CREATE TABLE globals (name TEXT PRIMARY KEY, file TEXT NOT NULL, sha256 TEXT NOT NULL);
+"""
+
+
+class MapError(ValueError):
+    """The map directory is missing, corrupt, of another format version or another checkpoint."""
+
+
+@dataclass
+class Keyframe:
+    """One keyframe. Arrays: image [H,W,3] uint8 RGB; K [3,3] float64 pixels; T_map_cam [4,4]
+    float64 camera-to-map (OpenCV optical frame, metres); depth [H,W] float32 metres (0 = invalid);
+    ``arrays``: front-end data by name (any non-object dtype), e.g. features, encodings."""
+
+    id: int | None
+    frame_index: int
+    timestamp: float
+    image: np.ndarray | None
+    K: np.ndarray
+    T_map_cam: np.ndarray
+    depth: np.ndarray | None = None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class MapMeta:
+    """Map-level metadata stored in ``map.yaml``. ``image_size`` is (W, H) of keyframe images."""
+
+    frontend: str
+    checkpoint_sha256: str | None = None
+    image_size: tuple[int, int] | None = None
+    format_version: int = FORMAT_VERSION
+    extra: dict = field(default_factory=dict)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name.endswith(".tmp"):
+        raise MapError(f"invalid array name {name!r}: use letters, digits, '_', '-', '.' (max 100 chars)")
+    return name
+
+
+def _npy_bytes(arr: np.ndarray, what: str) -> bytes:
+    arr = np.asarray(arr)
+    if arr.dtype == object:
+        raise MapError(f"{what}: object arrays cannot be stored")
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _yaml_meta(meta: MapMeta) -> dict:
+    return {
+        "format_version": int(meta.format_version), "units": "m",
+        "frames": {"pose": "T_map_cam: camera-to-map 4x4",
+                   "camera": "OpenCV optical (x right, y down, z forward)",
+                   "pixels": "pixel-centre convention (integer u,v = pixel centre)"},
+        "frontend": meta.frontend, "checkpoint_sha256": meta.checkpoint_sha256,
+        "image_size": list(meta.image_size) if meta.image_size else None,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "extra": dict(meta.extra),
+    }
+
+
+def _read_meta(path: Path) -> tuple[MapMeta, dict]:
+    ypath = path / MAP_YAML
+    if not ypath.exists():
+        raise MapError(f"{path} is not a map: missing {ypath}")
+    try:
+        doc = yaml.safe_load(ypath.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise MapError(f"cannot parse {ypath}: {exc}") from None
+    if not isinstance(doc, dict) or "format_version" not in doc or "frontend" not in doc:
+        raise MapError(f"{ypath} lacks 'format_version'/'frontend'; not a map or corrupt")
+    if doc["format_version"] != FORMAT_VERSION:
+        raise MapError(f"{ypath}: map format version {doc['format_version']!r}, this code reads "
+                       f"version {FORMAT_VERSION}; rebuild the map")
+    size = doc.get("image_size")
+    meta = MapMeta(frontend=str(doc["frontend"]), checkpoint_sha256=doc.get("checkpoint_sha256"),
+                   image_size=tuple(size) if size else None, format_version=FORMAT_VERSION,
+                   extra=dict(doc.get("extra") or {}))
+    return meta, doc
+
+
+class KeyframeMap:
+    """A keyframe map directory (see module docstring). Use :meth:`create` or :meth:`open`."""
+
+    def __init__(self, path: Path, meta: MapMeta, _token: object = None):
+        if _token is not _PRIVATE:
+            raise TypeError("use KeyframeMap.create(...) or KeyframeMap.open(...)")
+        self.path = Path(path)
+        self.meta = meta
+        self._lock = threading.RLock()
+        self._db = self._connect()
+
+    # ---------------------------------------------------------------- lifecycle
+    @classmethod
+    def create(cls, path: str | Path, meta: MapMeta, overwrite: bool = False) -> "KeyframeMap":
+        """Create an empty map at ``path`` (built in a temp dir, then renamed into place)."""
+        path = Path(path)
+        if meta.format_version != FORMAT_VERSION:
+            raise MapError(f"cannot create a map of format version {meta.format_version}")
+        if path.exists():
+            if not overwrite:
+                raise MapError(f"{path} already exists; pass overwrite=True to replace it")
+            if path.is_dir() and any(path.iterdir()) and not (path / MAP_YAML).exists():
+                raise MapError(f"refusing to overwrite {path}: not empty and not a map")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        tmp.mkdir()
+        try:
+            (tmp / "keyframes").mkdir()
+            (tmp / "globals").mkdir()
+            with sqlite3.connect(tmp / MAP_SQLITE) as db:
+                db.executescript(_SCHEMA)
+                db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+            db.close()
+            atomic_write_bytes(tmp / MAP_YAML, yaml.safe_dump(_yaml_meta(meta), sort_keys=False).encode())
+            if path.exists():
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls(path, meta, _PRIVATE)
+
+    @classmethod
+    def open(cls, path: str | Path, expect_checkpoint_sha256: str | None = None) -> "KeyframeMap":
+        """Open an existing map; checks format version, checkpoint (when given) and the SQLite file."""
+        path = Path(path)
+        if not path.is_dir():
+            raise MapError(f"map directory {path} does not exist")
+        meta, _ = _read_meta(path)
+        if expect_checkpoint_sha256 is not None and meta.checkpoint_sha256 != expect_checkpoint_sha256:
+            raise MapError(f"{path / MAP_YAML}: map was built with checkpoint sha256 "
+                           f"{meta.checkpoint_sha256}, but the loaded checkpoint is "
+                           f"{expect_checkpoint_sha256}; rebuild the map")
+        if not (path / MAP_SQLITE).is_file():
+            raise MapError(f"{path}: missing {MAP_SQLITE}")
+        kmap = cls(path, meta, _PRIVATE)
+        try:
+            kmap._check_db()
+            kmap._collect_garbage()
+        except BaseException:
+            kmap.close()
+            raise
+        return kmap
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path / MAP_SQLITE, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA synchronous = FULL")
+        return db
+
+    def _check_db(self) -> None:
+        sq = self.path / MAP_SQLITE
+        try:
+            ok = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            self._db.execute("SELECT count(*) FROM keyframes").fetchone()
+            self._db.execute("SELECT count(*) FROM arrays").fetchone()
+            self._db.execute("SELECT count(*) FROM globals").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise MapError(f"{sq} is corrupt or not a map database: {exc}") from None
+        if ok != "ok":
+            raise MapError(f"{sq} failed the SQLite integrity check: {ok}")
+        if version != FORMAT_VERSION:
+            raise MapError(f"{sq}: database format version {version}, expected {FORMAT_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __enter__(self) -> "KeyframeMap":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- write helpers
+    def _writer_lock(self, blocking: bool = True):
+        """Exclusive inter-process lock held while writing (and while collecting garbage)."""
+        fh = open(self.path / LOCK_FILE, "a+b")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            fh.close()
+            return None
+        return fh
+
+    def _transaction(self, fn):
+        """Run ``fn(db)`` inside BEGIN IMMEDIATE ... COMMIT, rolling back on any error."""
+        db = self._require_db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            out = fn(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return out
+
+    def _require_db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise MapError(f"map {self.path} is closed")
+        return self._db
+
+    def _write_file(self, folder: Path, stem: str, suffix: str, data: bytes) -> tuple[str, str]:
+        """Write bytes to a fresh (never referenced) file in ``folder``; returns (rel name, sha256)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{stem}{suffix}"
+        if (folder / name).exists():  # an older committed or garbage version: never overwrite it
+            name = f"{stem}-{secrets.token_hex(4)}{suffix}"
+        atomic_write_bytes(folder / name, data)
+        return name, hashlib.sha256(data).hexdigest()
+
+    def _collect_garbage(self) -> None:
+        """Delete files/dirs no committed row references (left by a killed writer)."""
+        lock = self._writer_lock(blocking=False)
+        if lock is None:  # another process is writing: its in-flight files are not garbage
+            return
+        try:
+            db = self._require_db()
+            kf_dirs = {f"{i:06d}" for (i,) in db.execute("SELECT id FROM keyframes")}
+            files = {(f"{k:06d}", f) for k, f in db.execute("SELECT kf_id, file FROM arrays")}
+            gfiles = {f for (f,) in db.execute("SELECT file FROM globals")}
+            for d in (self.path / "keyframes").iterdir():
+                if d.name not in kf_dirs or not d.is_dir():
+                    shutil.rmtree(d) if d.is_dir() else d.unlink()
+                    continue
+                for f in d.iterdir():
+                    if (d.name, f.name) not in files:
+                        f.unlink()
+            for f in (self.path / "globals").iterdir():
+                if f.name not in gfiles:
+                    f.unlink()
+            for f in self.path.glob(f".{MAP_YAML}.*.tmp"):
+                f.unlink()
+        finally:
+            lock.close()
+
+    # ---------------------------------------------------------------- keyframes
+    def _validate(self, kf: Keyframe) -> tuple[int, int]:
+        img = kf.image
+        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise MapError(f"keyframe {kf.frame_index}: image must be [H,W,3] uint8 RGB, got "
+                           f"{getattr(img, 'shape', None)} {getattr(img, 'dtype', type(img).__name__)}")
+        h, w = img.shape[:2]
+        if self.meta.image_size is not None and tuple(self.meta.image_size) != (w, h):
+            raise MapError(f"keyframe {kf.frame_index}: image is {w}x{h}, map image_size is "
+                           f"{self.meta.image_size[0]}x{self.meta.image_size[1]}")
+        for what, arr, shape in (("K", kf.K, (3, 3)), ("T_map_cam", kf.T_map_cam, (4, 4))):
+            a = np.asarray(arr, dtype=np.float64)
+            if a.shape != shape or not np.all(np.isfinite(a)):
+                raise MapError(f"keyframe {kf.frame_index}: {what} must be a finite {shape} matrix")
+        if kf.depth is not None and np.shape(kf.depth) != (h, w):
+            raise MapError(f"keyframe {kf.frame_index}: depth shape {np.shape(kf.depth)} != image {(h, w)}")
+        for name in kf.arrays:
+            if name in _RESERVED:
+                raise MapError(f"keyframe {kf.frame_index}: array name {name!r} is reserved")
+            _check_name(name)
+        return w, h
+
+    def _write_keyframe_files(self, kf_id: int, kf: Keyframe) -> list[tuple[str, str, str]]:
+        folder = self.path / "keyframes" / f"{kf_id:06d}"
+        ok, png = cv2.imencode(".png", cv2.cvtColor(kf.image, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise MapError(f"keyframe {kf.frame_index}: PNG encoding failed")
+        rows = [("image", *self._write_file(folder, "image", ".png", png.tobytes()))]
+        if kf.depth is not None:
+            depth = np.asarray(kf.depth, dtype=np.float32)
+            rows.append(("depth", *self._write_file(folder, "depth", ".npy", _npy_bytes(depth, "depth"))))
+        for name, arr in kf.arrays.items():
+            rows.append((name, *self._write_file(folder, name, ".npy", _npy_bytes(arr, name))))
+        _fsync_dir(folder)
+        return rows
+
+    def add_keyframe(self, kf: Keyframe) -> int:
+        """Store one keyframe (files first, then one transaction); returns its new id."""
+        return self.add_keyframes([kf])[0]
+
+    def add_keyframes(self, kfs: list[Keyframe]) -> list[int]:
+        """Store keyframes atomically together (one SQLite transaction); returns their ids."""
+        sizes = [self._validate(kf) for kf in kfs]
+        with self._lock:
+            lock = self._writer_lock()
+            try:
+                row = self._require_db().execute("SELECT max(id) FROM keyframes").fetchone()[0]
+                first = 1 if row is None else row + 1
+                ids = list(range(first, first + len(kfs)))
+                files = [self._write_keyframe_files(i, kf) for i, kf in zip(ids, kfs)]
+
+                def insert(db):
+                    for i, kf, (w, h), rows in zip(ids, kfs, sizes, files):
+                        db.execute("INSERT INTO keyframes VALUES (?,?,?,?,?,?,?)",
+                                   (i, int(kf.frame_index), float(kf.timestamp),
+                                    np.asarray(kf.T_map_cam, np.float64).tobytes(),
+                                    np.asarray(kf.K, np.float64).tobytes(), w, h))
+                        db.executemany("INSERT INTO arrays VALUES (?,?,?,?)",
+                                       [(i, n, f, s) for n, f, s in rows])
+                self._transaction(insert)
+            finally:
+                lock.close()
+        return ids
+
+    def keyframe_ids(self) -> list[int]:
+        """Ids of all committed keyframes, ascending."""
+        with self._lock:
+            return [i for (i,) in self._require_db().execute("SELECT id FROM keyframes ORDER BY id")]
+
+    def __len__(self) -> int:
+        return len(self.keyframe_ids())
+
+    def array_names(self, kf_id: int) -> list[str]:
+        """Names of the front-end arrays stored for a keyframe (excludes 'image' and 'depth')."""
+        self._row(kf_id)
+        with self._lock:
+            rows = self._require_db().execute("SELECT name FROM arrays WHERE kf_id=? ORDER BY name", (kf_id,))
+            return [n for (n,) in rows if n not in _RESERVED]
+
+    def _row(self, kf_id: int) -> tuple:
+        with self._lock:
+            row = self._require_db().execute(
+                "SELECT frame_index, timestamp, T_map_cam, K FROM keyframes WHERE id=?", (int(kf_id),)
+            ).fetchone()
+        if row is None:
+            raise MapError(f"map {self.path}: no keyframe with id {kf_id}")
+        return row
+
+    def _file_entry(self, kf_id: int, name: str) -> tuple[str, str] | None:
+        with self._lock:
+            return self._require_db().execute(
+                "SELECT file, sha256 FROM arrays WHERE kf_id=? AND name=?", (int(kf_id), name)).fetchone()
+
+    def _read_verified(self, path: Path, sha: str) -> bytes:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise MapError(f"map file {path} is missing or unreadable: {exc}") from None
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise MapError(f"map file {path} is corrupt: sha256 does not match the one recorded in {MAP_SQLITE}")
+        return data
+
+    def _load_npy(self, path: Path, sha: str) -> np.ndarray:
+        try:
+            return np.load(io.BytesIO(self._read_verified(path, sha)), allow_pickle=False)
+        except ValueError as exc:
+            raise MapError(f"map file {path} is not a valid .npy array: {exc}") from None
+
+    def get_keyframe(self, kf_id: int, load_image: bool = True, arrays: list[str] | None = None,
+                     load_depth: bool = True) -> Keyframe:
+        """Load a keyframe. Only the front-end arrays named in ``arrays`` are loaded (None = none;
+        list them with :meth:`array_names`). ``image`` is None when ``load_image`` is False and
+        ``depth`` None when not stored or ``load_depth`` is False."""
+        frame_index, ts, T_blob, K_blob = self._row(kf_id)
+        folder = self.path / "keyframes" / f"{int(kf_id):06d}"
+        image = None
+        if load_image:
+            file, sha = self._file_entry(kf_id, "image")
+            bgr = cv2.imdecode(np.frombuffer(self._read_verified(folder / file, sha), np.uint8), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise MapError(f"map file {folder / file} is not a decodable PNG")
+            image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        depth_entry = self._file_entry(kf_id, "depth") if load_depth else None
+        depth = self._load_npy(folder / depth_entry[0], depth_entry[1]) if depth_entry else None
+        return Keyframe(
+            id=int(kf_id), frame_index=int(frame_index), timestamp=float(ts), image=image,
+            K=np.frombuffer(K_blob, np.float64).reshape(3, 3).copy(),
+            T_map_cam=np.frombuffer(T_blob, np.float64).reshape(4, 4).copy(), depth=depth,
+            arrays={n: self.get_array(kf_id, n) for n in (arrays or [])})
+
+    def get_array(self, kf_id: int, name: str) -> np.ndarray:
+        """Load one named array of a keyframe (sha256-verified)."""
+        entry = self._file_entry(kf_id, name)
+        if entry is None:
+            self._row(kf_id)
+            raise MapError(f"map {self.path}: keyframe {kf_id} has no array {name!r}")
+        return self._load_npy(self.path / "keyframes" / f"{int(kf_id):06d}" / entry[0], entry[1])
+
+    def put_array(self, kf_id: int, name: str, arr: np.ndarray) -> None:
+        """Add or replace a named array of an existing keyframe (atomic; old file removed after commit)."""
+        _check_name(name)
+        if name in _RESERVED:
+            raise MapError(f"array name {name!r} is reserved")
+        self._row(kf_id)
+        folder = self.path / "keyframes" / f"{int(kf_id):06d}"
+        self._put(folder, "arrays", "kf_id=? AND name=?", (int(kf_id), name),
+                  "INSERT OR REPLACE INTO arrays VALUES (?,?,?,?)", (int(kf_id), name), name, arr)
+
+    def _put(self, folder: Path, table: str, where: str, key: tuple, insert: str, prefix: tuple,
+             name: str, arr: np.ndarray) -> None:
+        data = _npy_bytes(arr, name)
+        with self._lock:
+            lock = self._writer_lock()
+            try:
+                old = self._require_db().execute(f"SELECT file FROM {table} WHERE {where}", key).fetchone()
+                file, sha = self._write_file(folder, name, ".npy", data)
+                _fsync_dir(folder)
+                self._transaction(lambda db: db.execute(insert, (*prefix, file, sha)))
+                if old is not None and old[0] != file:
+                    (folder / old[0]).unlink(missing_ok=True)
+            finally:
+                lock.close()
+
+    # ---------------------------------------------------------------- poses, globals, export
+    def poses(self) -> dict[int, np.ndarray]:
+        """id -> T_map_cam [4,4] float64 (camera-to-map, metres), read from SQLite only."""
+        with self._lock:
+            rows = self._require_db().execute("SELECT id, T_map_cam FROM keyframes ORDER BY id").fetchall()
+        return {i: np.frombuffer(b, np.float64).reshape(4, 4).copy() for i, b in rows}
+
+    def timestamps(self) -> dict[int, float]:
+        """id -> timestamp (seconds)."""
+        with self._lock:
+            return dict(self._require_db().execute("SELECT id, timestamp FROM keyframes ORDER BY id").fetchall())
+
+    def update_poses(self, poses: dict[int, np.ndarray]) -> None:
+        """Replace T_map_cam of the given keyframes in one transaction (all or nothing)."""
+        blobs = []
+        for i, T in poses.items():
+            T = np.asarray(T, dtype=np.float64)
+            if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+                raise MapError(f"pose of keyframe {i} must be a finite 4x4 matrix")
+            blobs.append((T.tobytes(), int(i)))
+
+        def update(db):
+            for blob, i in blobs:
+                if db.execute("UPDATE keyframes SET T_map_cam=? WHERE id=?", (blob, i)).rowcount != 1:
+                    raise MapError(f"map {self.path}: no keyframe with id {i}; no pose was updated")
+        with self._lock:
+            lock = self._writer_lock()
+            try:
+                self._transaction(update)
+            finally:
+                lock.close()
+
+    def put_global(self, name: str, arr: np.ndarray) -> None:
+        """Store or replace a map-level array (e.g. a retrieval index), atomically."""
+        _check_name(name)
+        self._put(self.path / "globals", "globals", "name=?", (name,),
+                  "INSERT OR REPLACE INTO globals VALUES (?,?,?)", (name,), name, arr)
+
+    def get_global(self, name: str) -> np.ndarray | None:
+        """A map-level array, or None when it was never stored."""
+        with self._lock:
+            entry = self._require_db().execute("SELECT file, sha256 FROM globals WHERE name=?", (name,)).fetchone()
+        return None if entry is None else self._load_npy(self.path / "globals" / entry[0], entry[1])
+
+    def verify(self) -> None:
+        """Check every referenced file's sha256; MapError naming the first bad file."""
+        with self._lock:
+            db = self._require_db()
+            entries = [(self.path / "keyframes" / f"{k:06d}" / f, s)
+                       for k, f, s in db.execute("SELECT kf_id, file, sha256 FROM arrays")]
+            entries += [(self.path / "globals" / f, s) for f, s in db.execute("SELECT file, sha256 FROM globals")]
+        for path, sha in entries:
+            self._read_verified(path, sha)
+
+    def write_trajectory_tum(self, path: str | Path | None = None) -> Path:
+        """Write keyframe poses T_map_cam as TUM lines, ordered by timestamp; default
+        ``<map>/trajectory_tum.txt``."""
+        poses, stamps = self.poses(), self.timestamps()
+        order = sorted(poses, key=lambda i: (stamps[i], i))
+        T = np.stack([poses[i] for i in order]) if order else np.zeros((0, 4, 4))
+        return write_tum(Path(path) if path else self.path / "trajectory_tum.txt",
+                         np.array([stamps[i] for i in order]), T)
+
+
+_PRIVATE = object()
