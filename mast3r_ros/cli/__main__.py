@@ -1,0 +1,5 @@
+import sys
+
+from mast3r_ros.cli import main
+
+sys.exit(main())
