@@ -13,6 +13,7 @@ import sys
 COMMANDS = [
     "infer_pair",
     "demo_pair",
+    "map_build", "localize", "evaluate",
 ]
 
 

@@ -1,0 +1,41 @@
+"""`mast3r-ros map build`: keyframe map from a posed RGB-D dataset (poses = the dataset's poses)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+NAME = "map build"
+HELP = "build a keyframe map (features + retrieval index) from a posed RGB-D dataset"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help="dataset folder (7-Scenes layout or TUM RGB-D)")
+    parser.add_argument("--frames", required=True, help="keyframes as START:STOP[:STEP] frame indices")
+    parser.add_argument("--frontend", default="classical", choices=["classical", "mast3r"])
+    parser.add_argument("--checkpoint", default=None, help="MASt3R checkpoint (mast3r front-end only)")
+    parser.add_argument("--out", required=True, help="map folder to create")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing map folder")
+    parser.add_argument("--store-depth", action="store_true", help="also store keyframe depth images")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mast3r_ros.localization.datasets import open_dataset, parse_frame_spec
+    from mast3r_ros.localization.frontend import make_frontend
+    from mast3r_ros.localization.mapbuild import build_map
+    from mast3r_ros.localization.map_store import KeyframeMap
+
+    start = time.perf_counter()
+    try:
+        spec = parse_frame_spec(args.frames)
+        frontend = make_frontend(args.frontend)
+        dataset = open_dataset(args.dataset)
+        build_map(dataset, spec, frontend, args.out, overwrite=args.overwrite,
+                  store_depth=args.store_depth, progress=sys.stderr.isatty())
+        with KeyframeMap.open(args.out) as kmap:
+            n = len(kmap)
+    except (ValueError, NotImplementedError, OSError) as exc:
+        print(f"map build: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"map build: {n} keyframes ({args.frontend}) -> {args.out} in {time.perf_counter() - start:.1f} s")
+    return 0

@@ -1,0 +1,68 @@
+"""Rigid transforms (SE(3) as [4,4] float64 matrices) and pose error metrics.
+
+``T_a_b`` maps points from frame ``b`` to frame ``a``; translations in metres.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def make_T(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Build a [4,4] transform from a [3,3] rotation and a [3] translation (metres)."""
+    T = np.eye(4)
+    T[:3, :3] = np.asarray(R, dtype=np.float64)
+    T[:3, 3] = np.asarray(t, dtype=np.float64).reshape(3)
+    return T
+
+
+def invert(T: np.ndarray) -> np.ndarray:
+    """Inverse of a rigid transform (``T_b_a`` from ``T_a_b``), exact for rotations."""
+    T = np.asarray(T, dtype=np.float64)
+    R, t = T[:3, :3], T[:3, 3]
+    return make_T(R.T, -R.T @ t)
+
+
+def compose(*Ts: np.ndarray) -> np.ndarray:
+    """Chain transforms left to right: ``compose(T_a_b, T_b_c) == T_a_c``."""
+    out = np.eye(4)
+    for T in Ts:
+        out = out @ np.asarray(T, dtype=np.float64)
+    return out
+
+
+def transform_points(T: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Apply ``T_a_b`` to [N,3] points in frame b; returns [N,3] float64 points in frame a."""
+    X = np.asarray(X, dtype=np.float64).reshape(-1, 3)
+    return X @ T[:3, :3].T + T[:3, 3]
+
+
+def rotation_error_deg(R_est: np.ndarray, R_gt: np.ndarray) -> float:
+    """Geodesic angle (degrees) between two rotations, robust to rounding near 0 and 180."""
+    R = np.asarray(R_est)[:3, :3].T @ np.asarray(R_gt)[:3, :3]
+    c = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
+    s = np.linalg.norm([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]]) / 2.0
+    return float(np.degrees(np.arctan2(s, c)))
+
+
+def translation_error(T_est: np.ndarray, T_gt: np.ndarray) -> float:
+    """Distance (metres) between the camera positions of two camera-to-world poses."""
+    return float(np.linalg.norm(np.asarray(T_est)[:3, 3] - np.asarray(T_gt)[:3, 3]))
+
+
+def pose_errors(T_est: np.ndarray, T_gt: np.ndarray) -> tuple[float, float]:
+    """(translation error in metres, rotation error in degrees) of camera-to-world poses."""
+    return translation_error(T_est, T_gt), rotation_error_deg(T_est, T_gt)
+
+
+def rotation_log(R: np.ndarray) -> np.ndarray:
+    """Axis-angle vector [3] (radians) of a rotation matrix."""
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_matrix(np.asarray(R, dtype=np.float64)).as_rotvec()
+
+
+def rotation_exp(w: np.ndarray) -> np.ndarray:
+    """Rotation matrix [3,3] from an axis-angle vector [3] (radians)."""
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(np.asarray(w, dtype=np.float64).reshape(3)).as_matrix()

@@ -1,0 +1,171 @@
+"""ROS-free localizer: image -> gated pose ``T_map_cam`` with covariance and a tracking state.
+
+Pipeline per query: retrieval (global descriptor, top-k keyframes, gated by the pose prior
+while tracking) -> front-end matching against each keyframe -> one PnP + RANSAC + refinement
+on all 2D-3D matches -> covariance -> acceptance gates -> state machine. ``localize`` never
+raises: bad inputs and failures come back as a result with ``T_map_cam=None`` and ``error``.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mast3r_ros.geometry.camera import check_intrinsics, undistort_points
+from mast3r_ros.localization.covariance import pose_covariance
+from mast3r_ros.localization.frontend import Correspondences, FrontEnd, QueryFrame
+from mast3r_ros.localization.map_store import Keyframe, KeyframeMap
+from mast3r_ros.localization.pose import PnPConfig, solve_pnp
+from mast3r_ros.localization.retrieval import RetrievalConfig, Retriever
+from mast3r_ros.localization.state import GateConfig, LocState, StateMachine, check_gates
+
+RETRIEVAL_DESC, RETRIEVAL_IDS = "retrieval_desc", "retrieval_ids"
+
+
+@dataclass
+class LocalizerConfig:
+    """Localizer parameters (one sub-config per stage) and the keyframe cache size."""
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    pnp: PnPConfig = field(default_factory=PnPConfig)
+    gates: GateConfig = field(default_factory=GateConfig)
+    keyframe_cache: int = 256
+
+
+@dataclass
+class LocalizationResult:
+    """Outcome of one query.
+
+    state: tracking state after this query.
+    T_map_cam: [4,4] float64 camera-to-map pose (OpenCV optical camera, metres) or None when
+        not confident (nothing should be published).
+    covariance: [6,6] float64, ROS order (x, y, z, roll, pitch, yaw) about map axes (see
+        ``covariance.py``), or None.
+    n_matches / n_inliers: 2D-3D matches fed to PnP and its inliers.
+    kf_ids: retrieved keyframe ids, best first.
+    timings: seconds per stage: 'features' (query feature extraction), 'retrieval', 'matching', 'pnp', 'total'.
+    error: why no pose was returned ('' on success).
+    """
+    state: LocState
+    T_map_cam: np.ndarray | None = None
+    covariance: np.ndarray | None = None
+    n_matches: int = 0
+    n_inliers: int = 0
+    kf_ids: list[int] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+    median_reproj_px: float = float("nan")
+
+    @property
+    def ok(self) -> bool:
+        return self.T_map_cam is not None
+
+
+class Localizer:
+    """Localizes camera images against a keyframe map built with the same front-end.
+
+    Args:
+        kmap: an open :class:`KeyframeMap` (its front-end arrays and retrieval globals).
+        frontend: the front-end the map was built with.
+        config: :class:`LocalizerConfig`.
+    """
+
+    def __init__(self, kmap: KeyframeMap, frontend: FrontEnd, config: LocalizerConfig | None = None):
+        self.config = config or LocalizerConfig()
+        self.map = kmap
+        self.frontend = frontend
+        if kmap.meta.frontend != frontend.name:
+            raise ValueError(f"map was built with front-end {kmap.meta.frontend!r}, not {frontend.name!r}")
+        frontend.load_global({n: kmap.get_global(n) for n in frontend.global_names})
+        ids = kmap.get_global(RETRIEVAL_IDS)
+        desc = kmap.get_global(RETRIEVAL_DESC)
+        if ids is None or desc is None:
+            raise ValueError(f"map {kmap.path} has no retrieval index; rebuild it with `map build`")
+        poses = kmap.poses()
+        self.retriever = Retriever(ids.tolist(), desc, np.stack([poses[int(i)] for i in ids]),
+                                   self.config.retrieval)
+        self.state = StateMachine(self.config.gates)
+        self._cache: OrderedDict[int, Keyframe] = OrderedDict()
+
+    def localize(self, image: np.ndarray, K: np.ndarray, depth: np.ndarray | None = None,
+                 stamp: float = 0.0, dist: np.ndarray | None = None) -> LocalizationResult:
+        """Localize one image (never raises; see :class:`LocalizationResult`).
+
+        Args:
+            image: [H,W,3] uint8 RGB.
+            K: [3,3] intrinsics of ``image`` (pixel-centre convention).
+            depth: optional [H,W] float32 metres registered to ``image`` (unused by the
+                classical front-end).
+            stamp: seconds.
+            dist: optional OpenCV distortion coefficients of ``image``.
+        """
+        t0 = time.perf_counter()
+        timings = {"features": 0.0, "retrieval": 0.0, "matching": 0.0, "pnp": 0.0, "total": 0.0}
+        try:
+            result = self._localize(image, K, depth, stamp, dist, timings)
+        except Exception as exc:  # a bad frame must never kill the caller's loop
+            state, _ = self.state.update(None)
+            result = LocalizationResult(state, error=f"{type(exc).__name__}: {exc}")
+        timings["total"] = time.perf_counter() - t0
+        result.timings = timings
+        return result
+
+    def _localize(self, image, K, depth, stamp, dist, timings) -> LocalizationResult:
+        K = check_intrinsics(K)
+        image = _check_image(image)
+        if depth is not None and np.shape(depth) != image.shape[:2]:
+            raise ValueError(f"depth shape {np.shape(depth)} does not match image {image.shape[:2]}")
+        query = QueryFrame(image, K, dist, depth, stamp)
+        prior = self.state.prior()
+
+        t = time.perf_counter()
+        self.frontend.prepare_query(query)
+        timings["features"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        kf_ids, _ = self.retriever.query(self.frontend.query_descriptor(query), prior)
+        timings["retrieval"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        corr, _ = Correspondences.concat([self.frontend.match(query, self._keyframe(i)) for i in kf_ids])
+        timings["matching"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        H, W = image.shape[:2]
+        pnp = solve_pnp(corr.xy_query, corr.X_map, K, (W, H), self.config.pnp, dist, corr.conf)
+        cov, med = None, float("nan")
+        if pnp.success:
+            inl = pnp.inliers
+            med = float(np.median(pnp.reproj_err_px[inl])) if inl.any() else float("inf")
+            xy_u = undistort_points(K, dist, corr.xy_query[inl])
+            cov = pose_covariance(pnp.T_map_cam, K, xy_u, corr.X_map[inl])
+        timings["pnp"] = time.perf_counter() - t
+
+        reason = pnp.message or check_gates(self.config.gates, len(corr), pnp.n_inliers, med,
+                                            pnp.T_map_cam, prior)
+        state, T = self.state.update(None if reason else pnp.T_map_cam)
+        if T is None and not reason:
+            reason = "relocalization candidate awaiting confirmation"
+        return LocalizationResult(state, T, cov if T is not None else None, len(corr), pnp.n_inliers,
+                                  kf_ids, error=reason, median_reproj_px=med)
+
+    def _keyframe(self, kf_id: int) -> Keyframe:
+        """Keyframe with its front-end arrays (no image), LRU-cached."""
+        kf = self._cache.get(kf_id)
+        if kf is None:
+            kf = self.map.get_keyframe(kf_id, load_image=False, arrays=list(self.frontend.array_names),
+                                       load_depth=False)
+            self._cache[kf_id] = kf
+            while len(self._cache) > self.config.keyframe_cache:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(kf_id)
+        return kf
+
+
+def _check_image(image) -> np.ndarray:
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or min(img.shape[:2]) < 8:
+        raise ValueError(f"image must be [H,W,3] uint8 RGB, got shape {img.shape} dtype {img.dtype}")
+    return img

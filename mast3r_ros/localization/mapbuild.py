@@ -1,0 +1,60 @@
+"""Build a keyframe map from a posed RGB-D dataset (keyframe poses = the dataset's poses)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from mast3r_ros.localization.datasets import FrameSpec, RgbdDataset
+from mast3r_ros.localization.frontend import FrontEnd, FrontEndError
+from mast3r_ros.localization.localizer import RETRIEVAL_DESC, RETRIEVAL_IDS
+from mast3r_ros.localization.map_store import Keyframe, KeyframeMap, MapMeta
+
+
+def build_map(dataset: RgbdDataset, spec: FrameSpec | str, frontend: FrontEnd, out: str | Path,
+              overwrite: bool = False, store_depth: bool = False,
+              checkpoint_sha256: str | None = None, progress: bool = False) -> Path:
+    """Create a map at ``out`` from the frames of ``dataset`` selected by ``spec``.
+
+    Each keyframe stores its image, K, the dataset pose as ``T_map_cam`` (the dataset's world
+    frame becomes the map frame), the front-end arrays and (optionally) depth; then the
+    front-end's map-level arrays (retrieval vocabulary) and the retrieval index are stored.
+
+    Raises:
+        FrontEndError / DatasetError / MapError with a message naming the bad frame or file.
+    """
+    frames = [f for f in dataset.frames(spec) if f.T_world_cam is not None]
+    if not frames:
+        raise FrontEndError(f"no frames with ground-truth poses in {dataset.root} for spec {spec}")
+    meta = MapMeta(frontend=frontend.name, checkpoint_sha256=checkpoint_sha256,
+                   image_size=tuple(dataset.image_size),
+                   extra={"dataset": str(dataset.root), "frames": str(spec)})
+    with KeyframeMap.create(out, meta, overwrite=overwrite) as kmap:
+        all_arrays = []
+        for frame in _progress(frames, progress, "map build"):
+            image = dataset.load_rgb(frame)
+            depth = dataset.load_depth(frame)
+            if depth is None and frontend.needs_depth:
+                raise FrontEndError(f"frame {frame.index} ({frame.rgb_path}) has no depth image; "
+                                    f"the {frontend.name} front-end needs depth for keyframes")
+            arrays = frontend.prepare_keyframe(image, dataset.K, depth)
+            kmap.add_keyframe(Keyframe(None, frame.index, frame.timestamp, image, dataset.K,
+                                       frame.T_world_cam, depth if store_depth else None, arrays))
+            all_arrays.append(arrays)
+        for name, arr in frontend.fit_global(all_arrays).items():
+            kmap.put_global(name, arr)
+        ids = kmap.keyframe_ids()
+        desc = np.stack([frontend.keyframe_descriptor(a) for a in all_arrays]).astype(np.float32)
+        kmap.put_global(RETRIEVAL_IDS, np.asarray(ids, dtype=np.int64))
+        kmap.put_global(RETRIEVAL_DESC, desc)
+        kmap.write_trajectory_tum()
+    return Path(out)
+
+
+def _progress(items: list, enabled: bool, desc: str) -> Iterable:
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="frame")
