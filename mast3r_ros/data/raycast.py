@@ -32,37 +32,35 @@ class Box:
 
 
 def raycast(origin: np.ndarray, dirs: np.ndarray, boxes: list[Box], t_min: float = 1e-4,
-            candidates: list[np.ndarray | None] | None = None):
+            regions: list[tuple[slice, ...] | None] | None = None):
     """Nearest hit of each ray ``origin + t * dirs`` (t > t_min).
 
     Args:
         origin: [3] ray origin, metres, world frame.
-        dirs: [3,N] float32 ray directions (axis-major: row a holds component a of every ray).
-        candidates: optional per-box [M] int indices of the only rays that can hit that box
-            (a conservative screen-space bound; None = all rays). Skipping the others is what
-            makes rendering fast.
+        dirs: [3,...] float32 ray directions, axis-major (e.g. [3,H,W]: one ray per pixel).
+        regions: optional per-box index (tuple of slices over the trailing dims) of the only rays
+            that can hit that box, a conservative screen-space bound (None = all rays). Testing
+            only those rays, through views rather than gathers, is what makes rendering fast.
     Returns:
-        t: [N] float32 ray parameter of the hit (inf where nothing is hit).
-        face: [N] int32 global face id (-1 where nothing is hit).
+        t: [...] float32 ray parameter of the hit (inf where nothing is hit).
+        face: [...] int32 global face id (-1 where nothing is hit).
     """
     origin = np.asarray(origin, np.float32)
     with np.errstate(divide="ignore"):
         inv_d = 1.0 / np.where(dirs == 0, np.float32(1e-12), dirs).astype(np.float32)
-    n = dirs.shape[1]
-    best_t = np.full(n, np.inf, np.float32)
-    best_face = np.full(n, -1, np.int32)
+    best_t = np.full(dirs.shape[1:], np.inf, np.float32)
+    best_face = np.full(dirs.shape[1:], -1, np.int32)
+    everything = (slice(None),) * (dirs.ndim - 1)
     for b, box in enumerate(boxes):
-        idx = None if candidates is None else candidates[b]
-        if idx is None:
-            idx = slice(None)
-        elif idx.size == 0:
+        region = everything if regions is None or regions[b] is None else regions[b]
+        sub = (slice(None),) + region
+        if dirs[sub][0].size == 0:
             continue
-        t, face = _hit_box(origin, dirs[:, idx], inv_d[:, idx], box, b, t_min)
-        closer = t < best_t[idx]
-        if isinstance(idx, slice):
-            best_t[closer], best_face[closer] = t[closer], face[closer]
-        else:
-            best_t[idx[closer]], best_face[idx[closer]] = t[closer], face[closer]
+        t, face = _hit_box(origin, dirs[sub], inv_d[sub], box, b, t_min)
+        bt, bf = best_t[region], best_face[region]  # views: assignments write through
+        closer = t < bt
+        bt[closer] = t[closer]
+        bf[closer] = face[closer]
     return best_t, best_face
 
 

@@ -55,6 +55,9 @@ _OBJECTS = (
 )
 _WALL_COLOURS = ((200, 185, 150), (150, 180, 210), (170, 200, 160), (215, 160, 140),
                  (150, 110, 80), (225, 225, 220))  # per room face: x-, x+, y-, y+, floor, ceiling
+NEAR_M = 0.01  # no surface is ever closer than this to the camera (paths stay > 0.3 m from boxes)
+# edges of a box whose corners are indexed ix * 4 + iy * 2 + iz
+_BOX_EDGES = [(i, i | bit) for i in range(8) for bit in (1, 2, 4) if not i & bit]
 _LIGHTS = np.array([[-1.0, 0.0, 2.5], [1.5, 0.5, 2.5]], np.float32)
 
 
@@ -188,7 +191,7 @@ class RoomRenderer:
         self.boxes = boxes if boxes is not None else build_scene(cfg)
         u, v = np.meshgrid(np.arange(cfg.width, dtype=np.float32), np.arange(cfg.height, dtype=np.float32))
         # camera-frame ray of each pixel centre with z = 1, so the hit's ray parameter is z-depth
-        self.rays_cam = np.stack([(u - cfg.cx) / cfg.fx, (v - cfg.cy) / cfg.fy, np.ones_like(u)]).reshape(3, -1)
+        self.rays_cam = np.stack([(u - cfg.cx) / cfg.fx, (v - cfg.cy) / cfg.fy, np.ones_like(u)])  # [3,H,W]
 
     def render(self, T_world_cam: np.ndarray, rng: np.random.Generator | None = None,
                exposure: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -197,8 +200,10 @@ class RoomRenderer:
         cfg = self.cfg
         R = T_world_cam[:3, :3].astype(np.float32)
         origin = T_world_cam[:3, 3].astype(np.float32)
-        dirs = R @ self.rays_cam                      # [3,N] world directions
-        t, face = raycast(origin, dirs, self.boxes, candidates=self._candidates(T_world_cam))
+        rx, ry = self.rays_cam[0], self.rays_cam[1]
+        dirs = R[:, 0, None, None] * rx + R[:, 1, None, None] * ry + R[:, 2, None, None]  # [3,H,W] world
+        t, face = raycast(origin, dirs, self.boxes, regions=self._regions(T_world_cam))
+        t, face, dirs = t.ravel(), face.ravel(), dirs.reshape(3, -1)
         hit = face >= 0
         points = origin[:, None] + dirs * np.where(hit, t, 0.0)[None]   # [3,N] world points
         colour = np.zeros((dirs.shape[1], 3), np.float32)
@@ -212,28 +217,42 @@ class RoomRenderer:
         depth = np.where(hit, t, 0.0).astype(np.float32).reshape(cfg.height, cfg.width)
         return rgb, depth
 
-    def _candidates(self, T_world_cam: np.ndarray) -> list[np.ndarray | None]:
-        """Per box, the pixels inside the bounding rectangle of its projected corners (a
-        conservative bound for a convex box entirely in front of the camera), else None (all)."""
+    def _regions(self, T_world_cam: np.ndarray) -> list[tuple[slice, slice] | None]:
+        """Per box, (rows, cols) slices bounding its image projection (None = all pixels: the room).
+
+        The part of a convex box in front of the plane z = NEAR_M projects inside the convex hull of
+        its corners in front of that plane plus the points where its edges cross it, so the
+        bounding rectangle of those points is conservative for every hit deeper than NEAR_M."""
         cfg = self.cfg
         T_cam_world = np.linalg.inv(T_world_cam)
-        out: list[np.ndarray | None] = []
+        out: list[tuple[slice, slice] | None] = []
         for box in self.boxes:
+            if box.inside:
+                out.append(None)
+                continue
             corners = np.array([[x, y, z] for x in (box.lo[0], box.hi[0]) for y in (box.lo[1], box.hi[1])
                                 for z in (box.lo[2], box.hi[2])])
             pc = corners @ T_cam_world[:3, :3].T + T_cam_world[:3, 3]
-            if box.inside or np.any(pc[:, 2] < 0.05):
-                out.append(None)
+            front = pc[:, 2] >= NEAR_M
+            pts = [pc[front]]
+            for i, j in _BOX_EDGES:
+                if front[i] != front[j]:
+                    s = (NEAR_M - pc[i, 2]) / (pc[j, 2] - pc[i, 2])
+                    pts.append((pc[i] + s * (pc[j] - pc[i]))[None])
+            pts = np.concatenate(pts)
+            if len(pts) == 0:  # entirely behind the camera
+                out.append((slice(0, 0), slice(0, 0)))
                 continue
-            u = cfg.fx * pc[:, 0] / pc[:, 2] + cfg.cx
-            v = cfg.fy * pc[:, 1] / pc[:, 2] + cfg.cy
-            u0, u1 = max(int(np.floor(u.min())) - 1, 0), min(int(np.ceil(u.max())) + 2, cfg.width)
-            v0, v1 = max(int(np.floor(v.min())) - 1, 0), min(int(np.ceil(v.max())) + 2, cfg.height)
-            if u0 >= u1 or v0 >= v1:
-                out.append(np.zeros(0, np.int64))
-                continue
-            out.append((np.arange(v0, v1)[:, None] * cfg.width + np.arange(u0, u1)[None, :]).ravel())
+            u = cfg.fx * pts[:, 0] / pts[:, 2] + cfg.cx
+            v = cfg.fy * pts[:, 1] / pts[:, 2] + cfg.cy
+            out.append((_span(v, cfg.height), _span(u, cfg.width)))
         return out
+
+
+def _span(x: np.ndarray, size: int) -> slice:
+    """Pixel slice covering the float coordinates ``x`` (1 px margin), clipped to [0, size)."""
+    lo = int(np.clip(np.floor(x.min()) - 1, 0, size))
+    return slice(lo, max(lo, int(np.clip(np.ceil(x.max()) + 2, 0, size))))
 
 
 def _write_frame(out: Path, index: int, rgb: np.ndarray, depth: np.ndarray, T: np.ndarray) -> None:

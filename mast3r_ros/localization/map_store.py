@@ -38,7 +38,10 @@ import cv2
 import numpy as np
 import yaml
 
-from mast3r_ros.localization.tum import atomic_write_bytes, write_tum
+from mast3r_ros.data.atomic_io import atomic_write_bytes, file_sha256, fsync_dir, write_fresh_file
+from mast3r_ros.localization.tum import write_tum
+
+__all__ = ["FORMAT_VERSION", "Keyframe", "KeyframeMap", "MapError", "MapMeta", "file_sha256"]
 
 FORMAT_VERSION = 1
 MAP_YAML, MAP_SQLITE, LOCK_FILE = "map.yaml", "map.sqlite", "map.lock"
@@ -82,23 +85,6 @@ class MapMeta:
     image_size: tuple[int, int] | None = None
     format_version: int = FORMAT_VERSION
     extra: dict = field(default_factory=dict)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_name(name: str) -> str:
@@ -158,7 +144,10 @@ class KeyframeMap:
         self.path = Path(path)
         self.meta = meta
         self._lock = threading.RLock()
-        self._db = self._connect()
+        try:
+            self._db = self._connect()
+        except sqlite3.DatabaseError as exc:
+            raise MapError(f"{self.path / MAP_SQLITE} is corrupt or not a map database: {exc}") from None
 
     # ---------------------------------------------------------------- lifecycle
     @classmethod
@@ -186,7 +175,7 @@ class KeyframeMap:
             if path.exists():
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
             os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -274,15 +263,6 @@ class KeyframeMap:
             raise MapError(f"map {self.path} is closed")
         return self._db
 
-    def _write_file(self, folder: Path, stem: str, suffix: str, data: bytes) -> tuple[str, str]:
-        """Write bytes to a fresh (never referenced) file in ``folder``; returns (rel name, sha256)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"{stem}{suffix}"
-        if (folder / name).exists():  # an older committed or garbage version: never overwrite it
-            name = f"{stem}-{secrets.token_hex(4)}{suffix}"
-        atomic_write_bytes(folder / name, data)
-        return name, hashlib.sha256(data).hexdigest()
-
     def _collect_garbage(self) -> None:
         """Delete files/dirs no committed row references (left by a killed writer)."""
         lock = self._writer_lock(blocking=False)
@@ -330,18 +310,22 @@ class KeyframeMap:
             _check_name(name)
         return w, h
 
-    def _write_keyframe_files(self, kf_id: int, kf: Keyframe) -> list[tuple[str, str, str]]:
-        folder = self.path / "keyframes" / f"{kf_id:06d}"
+    def _encode(self, kf: Keyframe) -> list[tuple[str, str, bytes]]:
+        """Serialise a keyframe's files in memory, so that encoding errors happen before any write."""
         ok, png = cv2.imencode(".png", cv2.cvtColor(kf.image, cv2.COLOR_RGB2BGR))
         if not ok:
             raise MapError(f"keyframe {kf.frame_index}: PNG encoding failed")
-        rows = [("image", *self._write_file(folder, "image", ".png", png.tobytes()))]
+        out = [("image", ".png", png.tobytes())]
         if kf.depth is not None:
-            depth = np.asarray(kf.depth, dtype=np.float32)
-            rows.append(("depth", *self._write_file(folder, "depth", ".npy", _npy_bytes(depth, "depth"))))
-        for name, arr in kf.arrays.items():
-            rows.append((name, *self._write_file(folder, name, ".npy", _npy_bytes(arr, name))))
-        _fsync_dir(folder)
+            out.append(("depth", ".npy", _npy_bytes(np.asarray(kf.depth, dtype=np.float32), "depth")))
+        out += [(name, ".npy", _npy_bytes(arr, f"keyframe {kf.frame_index} array {name!r}"))
+                for name, arr in kf.arrays.items()]
+        return out
+
+    def _write_keyframe_files(self, kf_id: int, payload: list[tuple[str, str, bytes]]) -> list[tuple]:
+        folder = self.path / "keyframes" / f"{kf_id:06d}"
+        rows = [(name, *write_fresh_file(folder, name, suffix, data)) for name, suffix, data in payload]
+        fsync_dir(folder)
         return rows
 
     def add_keyframe(self, kf: Keyframe) -> int:
@@ -351,23 +335,29 @@ class KeyframeMap:
     def add_keyframes(self, kfs: list[Keyframe]) -> list[int]:
         """Store keyframes atomically together (one SQLite transaction); returns their ids."""
         sizes = [self._validate(kf) for kf in kfs]
+        payloads = [self._encode(kf) for kf in kfs]
         with self._lock:
             lock = self._writer_lock()
             try:
                 row = self._require_db().execute("SELECT max(id) FROM keyframes").fetchone()[0]
                 first = 1 if row is None else row + 1
                 ids = list(range(first, first + len(kfs)))
-                files = [self._write_keyframe_files(i, kf) for i, kf in zip(ids, kfs)]
+                try:
+                    files = [self._write_keyframe_files(i, p) for i, p in zip(ids, payloads)]
 
-                def insert(db):
-                    for i, kf, (w, h), rows in zip(ids, kfs, sizes, files):
-                        db.execute("INSERT INTO keyframes VALUES (?,?,?,?,?,?,?)",
-                                   (i, int(kf.frame_index), float(kf.timestamp),
-                                    np.asarray(kf.T_map_cam, np.float64).tobytes(),
-                                    np.asarray(kf.K, np.float64).tobytes(), w, h))
-                        db.executemany("INSERT INTO arrays VALUES (?,?,?,?)",
-                                       [(i, n, f, s) for n, f, s in rows])
-                self._transaction(insert)
+                    def insert(db):
+                        for i, kf, (w, h), rows in zip(ids, kfs, sizes, files):
+                            db.execute("INSERT INTO keyframes VALUES (?,?,?,?,?,?,?)",
+                                       (i, int(kf.frame_index), float(kf.timestamp),
+                                        np.asarray(kf.T_map_cam, np.float64).tobytes(),
+                                        np.asarray(kf.K, np.float64).tobytes(), w, h))
+                            db.executemany("INSERT INTO arrays VALUES (?,?,?,?)",
+                                           [(i, n, f, s) for n, f, s in rows])
+                    self._transaction(insert)
+                except BaseException:  # nothing was committed: drop the new folders now
+                    for i in ids:
+                        shutil.rmtree(self.path / "keyframes" / f"{i:06d}", ignore_errors=True)
+                    raise
             finally:
                 lock.close()
         return ids
@@ -463,8 +453,8 @@ class KeyframeMap:
             lock = self._writer_lock()
             try:
                 old = self._require_db().execute(f"SELECT file FROM {table} WHERE {where}", key).fetchone()
-                file, sha = self._write_file(folder, name, ".npy", data)
-                _fsync_dir(folder)
+                file, sha = write_fresh_file(folder, name, ".npy", data)
+                fsync_dir(folder)
                 self._transaction(lambda db: db.execute(insert, (*prefix, file, sha)))
                 if old is not None and old[0] != file:
                     (folder / old[0]).unlink(missing_ok=True)

@@ -7,12 +7,12 @@ lines are ignored when reading.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial.transform import Rotation
+
+from mast3r_ros.data.atomic_io import atomic_write_bytes
 
 
 def T_to_tum_line(timestamp: float, T: np.ndarray) -> str:
@@ -96,18 +96,3 @@ def write_tum(path: str | Path, timestamps, T) -> Path:
     text += "".join(T_to_tum_line(s, P) + "\n" for s, P in zip(stamps, T))
     atomic_write_bytes(path, text.encode("utf-8"))
     return path
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see either the old or the complete new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
