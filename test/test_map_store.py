@@ -57,7 +57,8 @@ def test_roundtrip_keyframes_and_metadata(kmap: KeyframeMap, tmp_path: Path):
     assert ids == [1, 2, 3] and kmap.keyframe_ids() == [1, 2, 3]
     kmap.close()
     with KeyframeMap.open(tmp_path / "map", expect_checkpoint_sha256=SHA_A) as m:
-        assert (m.meta.frontend, m.meta.checkpoint_sha256, m.meta.image_size) == ("classical", SHA_A, (32, 24))
+        meta = m.meta
+        assert (meta.frontend, meta.checkpoint_sha256, meta.image_size) == ("classical", SHA_A, (32, 24))
         for kid, k in zip(ids, range(3)):
             ref, got = _kf(k), m.get_keyframe(kid, arrays=["sift_desc", "ids"])
             assert (got.id, got.frame_index, got.timestamp) == (kid, ref.frame_index, ref.timestamp)
@@ -115,7 +116,8 @@ def test_write_trajectory_tum(kmap: KeyframeMap):
 
 @pytest.mark.parametrize("mutate, words", [
     (lambda k: k.__setattr__("image", k.image.astype(np.float32)), "image must be"),
-    (lambda k: k.__setattr__("image", np.zeros((10, 32, 3), np.uint8)), "image is 32x10, map image_size is 32x24"),
+    (lambda k: k.__setattr__("image", np.zeros((10, 32, 3), np.uint8)),
+     "image is 32x10, map image_size is 32x24"),
     (lambda k: k.__setattr__("K", np.eye(4)), "K must be a finite"),
     (lambda k: k.__setattr__("T_map_cam", np.full((4, 4), np.inf)), "T_map_cam must be a finite"),
     (lambda k: k.__setattr__("depth", np.zeros((3, 3), np.float32)), "depth shape"),

@@ -10,7 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
-from mast3r_ros.data import SyntheticRoomConfig, default_demo_dataset, load_sequence_info, render_synthetic_sequence
+from mast3r_ros.data import (
+    SyntheticRoomConfig,
+    default_demo_dataset,
+    load_sequence_info,
+    render_synthetic_sequence,
+)
 from mast3r_ros.data.raycast import raycast
 from mast3r_ros.data.synthetic_room import RoomRenderer, trajectories
 from mast3r_ros.localization.datasets import SevenScenesDataset, open_dataset
@@ -137,7 +142,8 @@ def test_sift_pnp_recovers_query_pose(demo: SevenScenesDataset, sift, q: int):
     pw = _backproject(demo.K, fm.T_world_cam, uv_m[ok, 0], uv_m[ok, 1], z[ok])
     found, rvec, tvec, inliers = cv2.solvePnPRansac(pw, uv_q[ok], demo.K, None, reprojectionError=2.0,
                                                     iterationsCount=2000, confidence=0.9999)
-    assert found and len(inliers) > 50, f"{len(good)} matches, {0 if inliers is None else len(inliers)} inliers"
+    n_in = 0 if inliers is None else len(inliers)
+    assert found and n_in > 50, f"{len(good)} matches, {n_in} inliers"
     idx = inliers[:, 0]
     rvec, tvec = cv2.solvePnPRefineLM(pw[idx], uv_q[ok][idx], demo.K, None, rvec, tvec)
     T_cam_world = np.eye(4)
@@ -146,7 +152,8 @@ def test_sift_pnp_recovers_query_pose(demo: SevenScenesDataset, sift, q: int):
     t_err, r_err = _pose_error(np.linalg.inv(T_cam_world), fq.T_world_cam)
     baseline = _pose_error(fm.T_world_cam, fq.T_world_cam)
     print(f"query {q} vs map {fm.index}: {len(good)} matches, {len(idx)} inliers, "
-          f"error {100 * t_err:.2f} cm / {r_err:.3f} deg (baseline {100 * baseline[0]:.1f} cm / {baseline[1]:.1f} deg)")
+          f"error {100 * t_err:.2f} cm / {r_err:.3f} deg "
+          f"(baseline {100 * baseline[0]:.1f} cm / {baseline[1]:.1f} deg)")
     assert baseline[0] > 0.05, "query must not coincide with a mapping frame"
     assert t_err < 0.02 and r_err < 1.0
 
@@ -160,10 +167,12 @@ def test_render_is_deterministic_and_readable(tmp_path: Path):
         if name != "synthetic.json":
             assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     ds = open_dataset(a.root)
-    assert [f.index for f in ds.frames(a.map_spec)] == [0, 1] and [f.index for f in ds.frames(a.query_spec)] == [5]
+    assert [f.index for f in ds.frames(a.map_spec)] == [0, 1]
+    assert [f.index for f in ds.frames(a.query_spec)] == [5]
     assert ds.image_size == (160, 120) and ds.load_rgb(ds.frames("5:6")[0]).std() > 20
     other = render_synthetic_sequence(tmp_path / "c", SyntheticRoomConfig(**{**TINY.__dict__, "seed": 4}))
-    assert (other.root / "frame-000000.color.png").read_bytes() != (a.root / "frame-000000.color.png").read_bytes()
+    first = "frame-000000.color.png"
+    assert (other.root / first).read_bytes() != (a.root / first).read_bytes()
 
 
 def test_bad_config_is_rejected(tmp_path: Path):

@@ -308,7 +308,8 @@ def load_sequence_info(root: str | Path) -> SyntheticSequenceInfo:
     try:
         meta = json.loads((root / "synthetic.json").read_text())
         return SyntheticSequenceInfo(root=root, map_spec=meta["map_spec"], query_spec=meta["query_spec"],
-                                     n_map=meta["n_map"], n_query=meta["n_query"], seed=meta["config"]["seed"])
+                                     n_map=meta["n_map"], n_query=meta["n_query"],
+                                     seed=meta["config"]["seed"])
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"{root / 'synthetic.json'} is missing or malformed: {exc}") from None
 

@@ -167,7 +167,8 @@ class RgbdDataset:
         if raw is None:
             raise DatasetError(f"cannot read depth image {frame.depth_path}")
         if raw.ndim != 2:
-            raise DatasetError(f"depth image {frame.depth_path} must be single-channel, got shape {raw.shape}")
+            raise DatasetError(f"depth image {frame.depth_path} must be single-channel, "
+                               f"got shape {raw.shape}")
         if raw.dtype == np.uint16:
             depth = raw.astype(np.float32) / np.float32(self.depth_scale)
             depth[raw == 65535] = 0.0
@@ -203,7 +204,8 @@ class SevenScenesDataset(RgbdDataset):
         self.root = Path(root)
         self.data_dir = _seven_scenes_data_dir(self.root)
         if self.data_dir is None:
-            raise DatasetError(f"{self.root}: no frame-NNNNNN.color.(jpg|png) files here or in {self.root}/data")
+            raise DatasetError(f"{self.root}: no frame-NNNNNN.color.(jpg|png) files here "
+                               f"or in {self.root}/data")
         self._color: dict[int, Path] = {}
         for p in self.data_dir.iterdir():
             m = _SEVEN_SCENES_COLOR.match(p.name)

@@ -21,17 +21,12 @@ y down, z forward), metres. ``K`` is [3,3] float64 pixels, pixel-centre conventi
 """
 from __future__ import annotations
 
-import datetime as _dt
 import fcntl
-import hashlib
-import io
 import os
-import re
 import secrets
 import shutil
 import sqlite3
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -39,101 +34,28 @@ import numpy as np
 import yaml
 
 from mast3r_ros.data.atomic_io import atomic_write_bytes, file_sha256, fsync_dir, write_fresh_file
+from mast3r_ros.data.map_format import (
+    FORMAT_VERSION,
+    LOCK_FILE,
+    MAP_SQLITE,
+    MAP_YAML,
+    RESERVED_NAMES,
+    SCHEMA,
+    Keyframe,
+    MapError,
+    MapMeta,
+    check_name,
+    encode_keyframe,
+    load_npy,
+    meta_to_yaml,
+    npy_bytes,
+    read_meta,
+    read_verified,
+    validate_keyframe,
+)
 from mast3r_ros.localization.tum import write_tum
 
 __all__ = ["FORMAT_VERSION", "Keyframe", "KeyframeMap", "MapError", "MapMeta", "file_sha256"]
-
-FORMAT_VERSION = 1
-MAP_YAML, MAP_SQLITE, LOCK_FILE = "map.yaml", "map.sqlite", "map.lock"
-_RESERVED = ("image", "depth")
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
-_SCHEMA = """
-CREATE TABLE keyframes (id INTEGER PRIMARY KEY, frame_index INTEGER NOT NULL, timestamp REAL NOT NULL,
-    T_map_cam BLOB NOT NULL, K BLOB NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL);
-CREATE TABLE arrays (kf_id INTEGER NOT NULL REFERENCES keyframes(id), name TEXT NOT NULL,
-    file TEXT NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (kf_id, name));
-CREATE TABLE globals (name TEXT PRIMARY KEY, file TEXT NOT NULL, sha256 TEXT NOT NULL);
-"""
-
-
-class MapError(ValueError):
-    """The map directory is missing, corrupt, of another format version or another checkpoint."""
-
-
-@dataclass
-class Keyframe:
-    """One keyframe. Arrays: image [H,W,3] uint8 RGB; K [3,3] float64 pixels; T_map_cam [4,4]
-    float64 camera-to-map (OpenCV optical frame, metres); depth [H,W] float32 metres (0 = invalid);
-    ``arrays``: front-end data by name (any non-object dtype), e.g. features, encodings."""
-
-    id: int | None
-    frame_index: int
-    timestamp: float
-    image: np.ndarray | None
-    K: np.ndarray
-    T_map_cam: np.ndarray
-    depth: np.ndarray | None = None
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-@dataclass
-class MapMeta:
-    """Map-level metadata stored in ``map.yaml``. ``image_size`` is (W, H) of keyframe images."""
-
-    frontend: str
-    checkpoint_sha256: str | None = None
-    image_size: tuple[int, int] | None = None
-    format_version: int = FORMAT_VERSION
-    extra: dict = field(default_factory=dict)
-
-
-def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name) or name.endswith(".tmp"):
-        raise MapError(f"invalid array name {name!r}: use letters, digits, '_', '-', '.' (max 100 chars)")
-    return name
-
-
-def _npy_bytes(arr: np.ndarray, what: str) -> bytes:
-    arr = np.asarray(arr)
-    if arr.dtype == object:
-        raise MapError(f"{what}: object arrays cannot be stored")
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()
-
-
-def _yaml_meta(meta: MapMeta) -> dict:
-    return {
-        "format_version": int(meta.format_version), "units": "m",
-        "frames": {"pose": "T_map_cam: camera-to-map 4x4",
-                   "camera": "OpenCV optical (x right, y down, z forward)",
-                   "pixels": "pixel-centre convention (integer u,v = pixel centre)"},
-        "frontend": meta.frontend, "checkpoint_sha256": meta.checkpoint_sha256,
-        "image_size": list(meta.image_size) if meta.image_size else None,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "extra": dict(meta.extra),
-    }
-
-
-def _read_meta(path: Path) -> tuple[MapMeta, dict]:
-    ypath = path / MAP_YAML
-    if not ypath.exists():
-        raise MapError(f"{path} is not a map: missing {ypath}")
-    try:
-        doc = yaml.safe_load(ypath.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise MapError(f"cannot parse {ypath}: {exc}") from None
-    if not isinstance(doc, dict) or "format_version" not in doc or "frontend" not in doc:
-        raise MapError(f"{ypath} lacks 'format_version'/'frontend'; not a map or corrupt")
-    if doc["format_version"] != FORMAT_VERSION:
-        raise MapError(f"{ypath}: map format version {doc['format_version']!r}, this code reads "
-                       f"version {FORMAT_VERSION}; rebuild the map")
-    size = doc.get("image_size")
-    meta = MapMeta(frontend=str(doc["frontend"]), checkpoint_sha256=doc.get("checkpoint_sha256"),
-                   image_size=tuple(size) if size else None, format_version=FORMAT_VERSION,
-                   extra=dict(doc.get("extra") or {}))
-    return meta, doc
-
 
 class KeyframeMap:
     """A keyframe map directory (see module docstring). Use :meth:`create` or :meth:`open`."""
@@ -168,14 +90,17 @@ class KeyframeMap:
             (tmp / "keyframes").mkdir()
             (tmp / "globals").mkdir()
             with sqlite3.connect(tmp / MAP_SQLITE) as db:
-                db.executescript(_SCHEMA)
+                db.executescript(SCHEMA)
                 db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
             db.close()
-            atomic_write_bytes(tmp / MAP_YAML, yaml.safe_dump(_yaml_meta(meta), sort_keys=False).encode())
-            if path.exists():
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            atomic_write_bytes(tmp / MAP_YAML, yaml.safe_dump(meta_to_yaml(meta), sort_keys=False).encode())
+            old = tmp.with_name(tmp.name[:-4] + ".old") if path.exists() else None
+            if old is not None:  # a crash from here on leaves the previous map at `old`, intact
+                os.replace(path, old)
             os.replace(tmp, path)
             fsync_dir(path.parent)
+            if old is not None:
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -187,7 +112,7 @@ class KeyframeMap:
         path = Path(path)
         if not path.is_dir():
             raise MapError(f"map directory {path} does not exist")
-        meta, _ = _read_meta(path)
+        meta, _ = read_meta(path)
         if expect_checkpoint_sha256 is not None and meta.checkpoint_sha256 != expect_checkpoint_sha256:
             raise MapError(f"{path / MAP_YAML}: map was built with checkpoint sha256 "
                            f"{meta.checkpoint_sha256}, but the loaded checkpoint is "
@@ -289,39 +214,6 @@ class KeyframeMap:
             lock.close()
 
     # ---------------------------------------------------------------- keyframes
-    def _validate(self, kf: Keyframe) -> tuple[int, int]:
-        img = kf.image
-        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise MapError(f"keyframe {kf.frame_index}: image must be [H,W,3] uint8 RGB, got "
-                           f"{getattr(img, 'shape', None)} {getattr(img, 'dtype', type(img).__name__)}")
-        h, w = img.shape[:2]
-        if self.meta.image_size is not None and tuple(self.meta.image_size) != (w, h):
-            raise MapError(f"keyframe {kf.frame_index}: image is {w}x{h}, map image_size is "
-                           f"{self.meta.image_size[0]}x{self.meta.image_size[1]}")
-        for what, arr, shape in (("K", kf.K, (3, 3)), ("T_map_cam", kf.T_map_cam, (4, 4))):
-            a = np.asarray(arr, dtype=np.float64)
-            if a.shape != shape or not np.all(np.isfinite(a)):
-                raise MapError(f"keyframe {kf.frame_index}: {what} must be a finite {shape} matrix")
-        if kf.depth is not None and np.shape(kf.depth) != (h, w):
-            raise MapError(f"keyframe {kf.frame_index}: depth shape {np.shape(kf.depth)} != image {(h, w)}")
-        for name in kf.arrays:
-            if name in _RESERVED:
-                raise MapError(f"keyframe {kf.frame_index}: array name {name!r} is reserved")
-            _check_name(name)
-        return w, h
-
-    def _encode(self, kf: Keyframe) -> list[tuple[str, str, bytes]]:
-        """Serialise a keyframe's files in memory, so that encoding errors happen before any write."""
-        ok, png = cv2.imencode(".png", cv2.cvtColor(kf.image, cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise MapError(f"keyframe {kf.frame_index}: PNG encoding failed")
-        out = [("image", ".png", png.tobytes())]
-        if kf.depth is not None:
-            out.append(("depth", ".npy", _npy_bytes(np.asarray(kf.depth, dtype=np.float32), "depth")))
-        out += [(name, ".npy", _npy_bytes(arr, f"keyframe {kf.frame_index} array {name!r}"))
-                for name, arr in kf.arrays.items()]
-        return out
-
     def _write_keyframe_files(self, kf_id: int, payload: list[tuple[str, str, bytes]]) -> list[tuple]:
         folder = self.path / "keyframes" / f"{kf_id:06d}"
         rows = [(name, *write_fresh_file(folder, name, suffix, data)) for name, suffix, data in payload]
@@ -334,8 +226,8 @@ class KeyframeMap:
 
     def add_keyframes(self, kfs: list[Keyframe]) -> list[int]:
         """Store keyframes atomically together (one SQLite transaction); returns their ids."""
-        sizes = [self._validate(kf) for kf in kfs]
-        payloads = [self._encode(kf) for kf in kfs]
+        sizes = [validate_keyframe(kf, self.meta.image_size) for kf in kfs]
+        payloads = [encode_keyframe(kf) for kf in kfs]
         with self._lock:
             lock = self._writer_lock()
             try:
@@ -375,7 +267,7 @@ class KeyframeMap:
         self._row(kf_id)
         with self._lock:
             rows = self._require_db().execute("SELECT name FROM arrays WHERE kf_id=? ORDER BY name", (kf_id,))
-            return [n for (n,) in rows if n not in _RESERVED]
+            return [n for (n,) in rows if n not in RESERVED_NAMES]
 
     def _row(self, kf_id: int) -> tuple:
         with self._lock:
@@ -391,21 +283,6 @@ class KeyframeMap:
             return self._require_db().execute(
                 "SELECT file, sha256 FROM arrays WHERE kf_id=? AND name=?", (int(kf_id), name)).fetchone()
 
-    def _read_verified(self, path: Path, sha: str) -> bytes:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise MapError(f"map file {path} is missing or unreadable: {exc}") from None
-        if hashlib.sha256(data).hexdigest() != sha:
-            raise MapError(f"map file {path} is corrupt: sha256 does not match the one recorded in {MAP_SQLITE}")
-        return data
-
-    def _load_npy(self, path: Path, sha: str) -> np.ndarray:
-        try:
-            return np.load(io.BytesIO(self._read_verified(path, sha)), allow_pickle=False)
-        except ValueError as exc:
-            raise MapError(f"map file {path} is not a valid .npy array: {exc}") from None
-
     def get_keyframe(self, kf_id: int, load_image: bool = True, arrays: list[str] | None = None,
                      load_depth: bool = True) -> Keyframe:
         """Load a keyframe. Only the front-end arrays named in ``arrays`` are loaded (None = none;
@@ -416,12 +293,12 @@ class KeyframeMap:
         image = None
         if load_image:
             file, sha = self._file_entry(kf_id, "image")
-            bgr = cv2.imdecode(np.frombuffer(self._read_verified(folder / file, sha), np.uint8), cv2.IMREAD_COLOR)
+            bgr = cv2.imdecode(np.frombuffer(read_verified(folder / file, sha), np.uint8), cv2.IMREAD_COLOR)
             if bgr is None:
                 raise MapError(f"map file {folder / file} is not a decodable PNG")
             image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         depth_entry = self._file_entry(kf_id, "depth") if load_depth else None
-        depth = self._load_npy(folder / depth_entry[0], depth_entry[1]) if depth_entry else None
+        depth = load_npy(folder / depth_entry[0], depth_entry[1]) if depth_entry else None
         return Keyframe(
             id=int(kf_id), frame_index=int(frame_index), timestamp=float(ts), image=image,
             K=np.frombuffer(K_blob, np.float64).reshape(3, 3).copy(),
@@ -434,12 +311,12 @@ class KeyframeMap:
         if entry is None:
             self._row(kf_id)
             raise MapError(f"map {self.path}: keyframe {kf_id} has no array {name!r}")
-        return self._load_npy(self.path / "keyframes" / f"{int(kf_id):06d}" / entry[0], entry[1])
+        return load_npy(self.path / "keyframes" / f"{int(kf_id):06d}" / entry[0], entry[1])
 
     def put_array(self, kf_id: int, name: str, arr: np.ndarray) -> None:
         """Add or replace a named array of an existing keyframe (atomic; old file removed after commit)."""
-        _check_name(name)
-        if name in _RESERVED:
+        check_name(name)
+        if name in RESERVED_NAMES:
             raise MapError(f"array name {name!r} is reserved")
         self._row(kf_id)
         folder = self.path / "keyframes" / f"{int(kf_id):06d}"
@@ -448,7 +325,7 @@ class KeyframeMap:
 
     def _put(self, folder: Path, table: str, where: str, key: tuple, insert: str, prefix: tuple,
              name: str, arr: np.ndarray) -> None:
-        data = _npy_bytes(arr, name)
+        data = npy_bytes(arr, name)
         with self._lock:
             lock = self._writer_lock()
             try:
@@ -471,7 +348,8 @@ class KeyframeMap:
     def timestamps(self) -> dict[int, float]:
         """id -> timestamp (seconds)."""
         with self._lock:
-            return dict(self._require_db().execute("SELECT id, timestamp FROM keyframes ORDER BY id").fetchall())
+            rows = self._require_db().execute("SELECT id, timestamp FROM keyframes ORDER BY id")
+            return dict(rows.fetchall())
 
     def update_poses(self, poses: dict[int, np.ndarray]) -> None:
         """Replace T_map_cam of the given keyframes in one transaction (all or nothing)."""
@@ -495,15 +373,16 @@ class KeyframeMap:
 
     def put_global(self, name: str, arr: np.ndarray) -> None:
         """Store or replace a map-level array (e.g. a retrieval index), atomically."""
-        _check_name(name)
+        check_name(name)
         self._put(self.path / "globals", "globals", "name=?", (name,),
                   "INSERT OR REPLACE INTO globals VALUES (?,?,?)", (name,), name, arr)
 
     def get_global(self, name: str) -> np.ndarray | None:
         """A map-level array, or None when it was never stored."""
         with self._lock:
-            entry = self._require_db().execute("SELECT file, sha256 FROM globals WHERE name=?", (name,)).fetchone()
-        return None if entry is None else self._load_npy(self.path / "globals" / entry[0], entry[1])
+            entry = self._require_db().execute(
+                "SELECT file, sha256 FROM globals WHERE name=?", (name,)).fetchone()
+        return None if entry is None else load_npy(self.path / "globals" / entry[0], entry[1])
 
     def verify(self) -> None:
         """Check every referenced file's sha256; MapError naming the first bad file."""
@@ -511,9 +390,10 @@ class KeyframeMap:
             db = self._require_db()
             entries = [(self.path / "keyframes" / f"{k:06d}" / f, s)
                        for k, f, s in db.execute("SELECT kf_id, file, sha256 FROM arrays")]
-            entries += [(self.path / "globals" / f, s) for f, s in db.execute("SELECT file, sha256 FROM globals")]
+            entries += [(self.path / "globals" / f, s)
+                        for f, s in db.execute("SELECT file, sha256 FROM globals")]
         for path, sha in entries:
-            self._read_verified(path, sha)
+            read_verified(path, sha)
 
     def write_trajectory_tum(self, path: str | Path | None = None) -> Path:
         """Write keyframe poses T_map_cam as TUM lines, ordered by timestamp; default
