@@ -1,0 +1,134 @@
+"""Bad inputs give LOST / clear errors; nothing escapes ``Localizer.localize``."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from mast3r_ros.geometry.transforms import pose_errors
+from mast3r_ros.localization.datasets import open_dataset
+from mast3r_ros.localization.evaluation import localize_frames
+from mast3r_ros.localization.frontend import FrontEndError, make_frontend
+from mast3r_ros.localization.localizer import Localizer
+from mast3r_ros.localization.map_store import KeyframeMap
+from mast3r_ros.localization.mapbuild import build_map
+
+
+@pytest.fixture(scope="module")
+def scene(data_dir):
+    return open_dataset(data_dir / "7scenes_redkitchen")
+
+
+@pytest.fixture(scope="module")
+def small_map(scene, tmp_path_factory):
+    path = tmp_path_factory.mktemp("maps") / "small"
+    build_map(scene, "0:60:6", make_frontend("classical"), path)
+    return path
+
+
+@pytest.fixture
+def localizer(small_map):
+    kmap = KeyframeMap.open(small_map)
+    yield Localizer(kmap, make_frontend("classical"))
+    kmap.close()
+
+
+def _frame(scene, index):
+    return next(f for f in scene.frames(f"{index}:{index + 1}"))
+
+
+def test_good_query_localizes(scene, localizer):
+    f = _frame(scene, 27)
+    r = localizer.localize(scene.load_rgb(f), scene.K, stamp=f.timestamp)
+    assert r.ok and r.state.value == "TRACKING", r.error
+    te, re = pose_errors(r.T_map_cam, f.T_world_cam)
+    assert te < 0.05 and re < 2.0
+    assert r.covariance.shape == (6, 6) and np.all(np.linalg.eigvalsh(r.covariance) > 0)
+    assert set(r.timings) >= {"retrieval", "matching", "pnp", "total"}
+    assert r.timings["total"] >= r.timings["matching"] > 0
+
+
+@pytest.mark.parametrize("bad_K", [np.eye(4), np.zeros((3, 3)), np.full((3, 3), np.nan), "585"])
+def test_bad_intrinsics_give_error_not_exception(scene, localizer, bad_K):
+    img = scene.load_rgb(_frame(scene, 27))
+    r = localizer.localize(img, bad_K)
+    assert not r.ok and r.state.value in ("INIT", "LOST") and "intrinsics" in r.error
+
+
+@pytest.mark.parametrize("make_image", [
+    lambda img: img[..., 0],                       # grayscale
+    lambda img: img.astype(np.float32),            # wrong dtype
+    lambda img: np.zeros((4, 4, 3), np.uint8),     # tiny
+    None,                                          # not an array at all
+])
+def test_bad_images_give_error(scene, localizer, make_image):
+    img = scene.load_rgb(_frame(scene, 27))
+    r = localizer.localize(make_image(img) if make_image else None, scene.K)
+    assert not r.ok and r.error
+
+
+def test_featureless_and_noise_images_are_lost(scene, localizer):
+    rng = np.random.default_rng(0)
+    for img in (np.full((480, 640, 3), 128, np.uint8), rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)):
+        r = localizer.localize(img, scene.K)
+        assert not r.ok and r.T_map_cam is None and r.covariance is None and r.error
+
+
+def test_depth_shape_mismatch(scene, localizer):
+    img = scene.load_rgb(_frame(scene, 27))
+    r = localizer.localize(img, scene.K, depth=np.zeros((10, 10), np.float32))
+    assert not r.ok and "depth" in r.error
+
+
+def test_tracking_survives_bad_frames_then_relocalizes(scene, localizer):
+    good = [_frame(scene, i) for i in (21, 27, 33)]
+    assert localizer.localize(scene.load_rgb(good[0]), scene.K).ok
+    blank = np.zeros((480, 640, 3), np.uint8)
+    states = [localizer.localize(blank, scene.K).state.value for _ in range(4)]
+    assert states[-1] == "LOST"
+    r = localizer.localize(scene.load_rgb(good[2]), scene.K)
+    assert r.ok and r.state.value == "TRACKING"
+
+
+def test_map_build_without_depth_is_a_clear_error(scene, tmp_path):
+    src = scene.data_dir
+    dst = tmp_path / "ds"
+    dst.mkdir()
+    shutil.copy(src / "camera-intrinsics.txt", dst)
+    for i in (0, 3, 6):
+        for ext in ("color.jpg", "depth.png", "pose.txt"):
+            shutil.copy(src / f"frame-{i:06d}.{ext}", dst)
+    (dst / "frame-000003.depth.png").unlink()
+    with pytest.raises(FrontEndError, match="frame 3 .*no depth"):
+        build_map(open_dataset(dst), "0:9", make_frontend("classical"), tmp_path / "map")
+
+
+def test_unreadable_query_image_is_reported(scene, small_map, tmp_path):
+    src = scene.data_dir
+    dst = tmp_path / "ds"
+    dst.mkdir()
+    shutil.copy(src / "camera-intrinsics.txt", dst)
+    for ext in ("color.jpg", "depth.png", "pose.txt"):
+        shutil.copy(src / f"frame-000027.{ext}", dst)
+        shutil.copy(src / f"frame-000030.{ext}", dst)
+    (dst / "frame-000030.color.jpg").write_bytes(b"not a jpeg")
+    with KeyframeMap.open(small_map) as kmap:
+        loc = Localizer(kmap, make_frontend("classical"))
+        recs = localize_frames(loc, open_dataset(dst), "0:100")
+    assert [r.localized for r in recs] == [True, False]
+    assert "cannot read colour image" in recs[1].error
+
+
+def test_frontend_factory_errors():
+    with pytest.raises(NotImplementedError, match="classical"):
+        make_frontend("mast3r")
+    with pytest.raises(FrontEndError, match="unknown front-end"):
+        make_frontend("orb")
+
+
+def test_localizer_rejects_map_of_other_frontend(small_map):
+    class Other:
+        name = "mast3r"
+    with KeyframeMap.open(small_map) as kmap, pytest.raises(ValueError, match="built with front-end"):
+        Localizer(kmap, Other())
