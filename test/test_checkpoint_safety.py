@@ -106,3 +106,16 @@ def test_missing_and_corrupt_files(tmp_path):
     junk.write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError):
         load_network(junk)
+
+
+def test_state_dict_round_trips_unchanged(tmp_path, small_state):
+    """Internal weight layouts (RoPE pair order, channels-last) never leak into saved state dicts."""
+    from mast3r_ros.model import Mast3rModel
+
+    path = tmp_path / "ok.pth"
+    torch.save({"model": small_state, "args": argparse.Namespace(model=TINY_STRING)}, path)
+    model = Mast3rModel(load_network(path))
+    saved = model.net.state_dict()
+    assert list(saved) == list(small_state)
+    for key, value in small_state.items():
+        assert torch.equal(saved[key], value), key

@@ -88,7 +88,9 @@ class DPT(nn.Module):
         maps = []
         for i, hook in enumerate(self.hooks):
             tokens = layers[hook]
-            fmap = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], gh, gw)
+            # [B, N, C] -> [B, C, gh, gw] as a channels-last view: no copy, and the layout oneDNN's
+            # convolutions run fastest on (the DPT weights are converted to match in Mast3rModel).
+            fmap = tokens.reshape(tokens.shape[0], gh, gw, tokens.shape[2]).permute(0, 3, 1, 2)
             maps.append(self.scratch.layer_rn[i](self.act_postprocess[i](fmap)))
         s = self.scratch
         path = s.refinenet4(maps[3])[:, :, : maps[2].shape[2], : maps[2].shape[3]]

@@ -15,7 +15,7 @@ from torch import nn
 from .blocks import LN_EPS, DecoderBlock, EncoderBlock
 from .config import Mast3rConfig
 from .heads import Mast3rHead
-from .rope import RopeTables, rope_tables
+from .rope import rope_rotations
 
 
 @dataclass
@@ -85,13 +85,13 @@ class Mast3rNet(nn.Module):
         return nn.ModuleList([DecoderBlock(c.dec_embed_dim, c.dec_num_heads, c.mlp_ratio, c.norm_im2_in_dec)
                               for _ in range(c.dec_depth)])
 
-    def _rope(self, positions: torch.Tensor, dim: int, heads: int, dtype) -> RopeTables:
-        return rope_tables(positions, dim // heads, self.cfg.rope_freq, dtype)
+    def _rope(self, positions: torch.Tensor, dim: int, heads: int) -> torch.Tensor:
+        return rope_rotations(positions, dim // heads, self.cfg.rope_freq)
 
     def encode(self, images: torch.Tensor) -> Encoding:
         """``images`` [B, 3, H, W] float, normalised to [-1, 1]; H and W multiples of 16."""
         tokens, positions = self.patch_embed(images)
-        rope = self._rope(positions, self.cfg.enc_embed_dim, self.cfg.enc_num_heads, tokens.dtype)
+        rope = self._rope(positions, self.cfg.enc_embed_dim, self.cfg.enc_num_heads)
         for block in self.enc_blocks:
             tokens = block(tokens, rope)
         return Encoding(self.enc_norm(tokens), positions, tuple(images.shape[-2:]))
@@ -105,9 +105,8 @@ class Mast3rNet(nn.Module):
         c = self.cfg
         if enc1.tokens.shape[0] != enc2.tokens.shape[0]:
             raise ValueError("both views of a pair batch must have the same batch size")
-        dtype = enc1.tokens.dtype
-        rope1 = self._rope(enc1.positions, c.dec_embed_dim, c.dec_num_heads, dtype)
-        rope2 = self._rope(enc2.positions, c.dec_embed_dim, c.dec_num_heads, dtype)
+        rope1 = self._rope(enc1.positions, c.dec_embed_dim, c.dec_num_heads)
+        rope2 = self._rope(enc2.positions, c.dec_embed_dim, c.dec_num_heads)
         f1, f2 = self.decoder_embed(enc1.tokens), self.decoder_embed(enc2.tokens)
         out1: list = [enc1.tokens]
         out2: list = [enc2.tokens]

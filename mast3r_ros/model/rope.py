@@ -1,49 +1,49 @@
-"""2D rotary position embedding (RoPE) as used by CroCo/DUSt3R/MASt3R.
+"""2D rotary position embedding (RoPE) as used by CroCo/DUSt3R/MASt3R, evaluated as a complex product.
 
-Each head vector of size ``d`` is split in two halves: the first half is rotated by the token's row
-index, the second by its column index. Within a half of size ``h = d/2``, channel ``i < h/2`` pairs
-with channel ``i + h/2`` and rotates by angle ``pos * freq**(-2i/h)``.
+Official semantics: a head vector of size ``d`` is split in two halves; the first half is rotated by
+the token's row index, the second by its column index. Within a half of size ``h = d/2``, channel
+``i < h/2`` pairs with channel ``i + h/2`` and both rotate by ``pos * freq**(-2i/h)``.
 
-The tables are built once per forward for a given set of positions (``RopeTables``) and reused by
-every attention layer of that width, instead of being rebuilt per layer.
+Speed: attention layers keep their q/k projection rows in *pair order* (see :func:`rope_pair_order`),
+so every rotating pair is two adjacent floats and the rotation is one complex multiply per pair
+instead of the reference's split/negate/concatenate/multiply/add passes. The permutation is applied
+when weights are loaded and undone when they are saved (see ``blocks.py``), so state dicts keep the
+official layout. Dot products q.k are unchanged by a common permutation of q and k channels.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
 
-@dataclass
-class RopeTables:
-    """cos/sin of the rotation angle per token and channel: [B, 1, N, head_dim], ready to broadcast."""
-
-    cos: torch.Tensor
-    sin: torch.Tensor
-
-
-def _axis_tables(half_dim: int, seq_len: int, freq: float, device, dtype):
-    inv_freq = 1.0 / (freq ** (torch.arange(0, half_dim, 2, device=device).float() / half_dim))
-    t = torch.arange(seq_len, device=device, dtype=inv_freq.dtype)
-    angles = torch.outer(t, inv_freq).to(dtype)
-    angles = torch.cat((angles, angles), dim=-1)  # [seq_len, half_dim]
-    return angles.cos(), angles.sin()
+def rope_pair_order(head_dim: int) -> list[int]:
+    """Official channel indices in pair order: [0, q, 1, q+1, ..., then the same for the second half]."""
+    quarter = head_dim // 4
+    order = []
+    for half in (0, 1):
+        base = half * head_dim // 2
+        for i in range(quarter):
+            order += [base + i, base + i + quarter]
+    return order
 
 
-def rope_tables(positions: torch.Tensor, head_dim: int, freq: float, dtype: torch.dtype) -> RopeTables:
-    """Tables for ``positions`` [B, N, 2] int64 (row, col) of each patch, for heads of ``head_dim``."""
+def rope_rotations(positions: torch.Tensor, head_dim: int, freq: float) -> torch.Tensor:
+    """Unit complex rotation per token and channel pair: [B, N, 1, head_dim/2] complex64.
+
+    ``positions``: [B, N, 2] int64 (row, col) of each patch. Angles are computed in float32 exactly as
+    the reference does (inverse frequencies, outer product, then cos/sin).
+    """
     half = head_dim // 2
-    seq_len = int(positions.max()) + 1
-    cos, sin = _axis_tables(half, seq_len, freq, positions.device, dtype)
-    rows, cols = positions[..., 0], positions[..., 1]
-    cos_full = torch.cat((cos[rows], cos[cols]), dim=-1)[:, None]  # [B, 1, N, head_dim]
-    sin_full = torch.cat((sin[rows], sin[cols]), dim=-1)[:, None]
-    return RopeTables(cos_full, sin_full)
+    inv_freq = 1.0 / (freq ** (torch.arange(0, half, 2, device=positions.device).float() / half))
+    seq = torch.arange(int(positions.max()) + 1, device=positions.device, dtype=torch.float32)
+    angles = torch.outer(seq, inv_freq)  # [seq_len, head_dim/4]
+    per_token = torch.cat((angles[positions[..., 0]], angles[positions[..., 1]]), dim=-1)  # [B, N, head_dim/2]
+    return torch.complex(per_token.cos(), per_token.sin())[:, :, None]
 
 
-def apply_rope(tokens: torch.Tensor, tables: RopeTables) -> torch.Tensor:
-    """Rotate ``tokens`` [B, heads, N, head_dim]; same arithmetic as the reference (x*cos + rot(x)*sin)."""
-    b, h, n, d = tokens.shape
-    quarters = tokens.reshape(b, h, n, 2, 2, d // 4)
-    rotated = torch.stack((-quarters[..., 1, :], quarters[..., 0, :]), dim=-2).reshape(b, h, n, d)
-    return tokens * tables.cos + rotated * tables.sin
+def apply_rope(tokens: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """Rotate ``tokens`` [B, N, heads, head_dim] whose channels are in pair order; returns the same shape."""
+    b, n, h, d = tokens.shape
+    work = tokens if tokens.dtype in (torch.float32, torch.float64) else tokens.float()
+    pairs = torch.view_as_complex(work.reshape(b, n, h, d // 2, 2))
+    rotated = torch.view_as_real(pairs * rotations).reshape(b, n, h, d)
+    return rotated.to(tokens.dtype)

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Forward-pass benchmark: released MASt3R configuration, random weights, one image pair.
+
+Prints a markdown table: wall time, peak memory (process RSS, weights included, as the official
+figure), FLOPs and achieved GFLOP/s, next to this machine's matmul throughput measured in the same run
+and the official implementation's reference figures for this 2-core machine.
+
+    .venv/bin/python benchmarks/bench_forward.py [--runs 3] [--threads 2] [--size 512x384]
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from mast3r_ros.model import RELEASED, InferenceConfig, Mast3rModel, Mast3rNet
+
+OFFICIAL_SECONDS = 11.0  # official implementation, fp32, this 2-core machine (issue #2)
+OFFICIAL_PEAK_GIB = 3.66
+TARGET_SECONDS = 6.5
+
+
+def random_released_net(seed: int = 0) -> Mast3rNet:
+    """Released structure with random weights, filled in place (no default-init cost)."""
+    with torch.device("meta"):
+        net = Mast3rNet(RELEASED)
+    net = net.to_empty(device="cpu")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.02, generator=g)
+    return net.eval()
+
+
+def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
+    """Best-of-reps float32 GEMM throughput: the compute bound for this run."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(reps))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--size", default="512x384", help="WxH of both images")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", default=None, choices=["fp16", "bf16"])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    w, h = (int(v) for v in args.size.split("x"))
+
+    model = Mast3rModel(random_released_net(), InferenceConfig(device=args.device, amp_dtype=args.amp))
+    weights_gib = peak_rss_gib()
+    g = torch.Generator().manual_seed(1)
+    img1 = torch.rand(1, 3, h, w, generator=g) * 2 - 1
+    img2 = torch.rand(1, 3, h, w, generator=g) * 2 - 1
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+
+    with FlopCounterMode(display=False) as counter:  # also the warm-up run
+        model.infer_pair(img1, img2)
+    flops = counter.get_total_flops()
+    times = []
+    for _ in range(args.runs):
+        sync()
+        times.append(_timed(lambda: (model.infer_pair(img1, img2), sync())))
+    best, median = min(times), statistics.median(times)
+    peak = peak_rss_gib()
+    bound = matmul_gflops()
+
+    print(f"\n## MASt3R forward, released config (random weights), one {w}x{h} pair, "
+          f"{args.device}, {args.amp or 'fp32'}, {args.threads} threads\n")
+    print("| implementation | wall time (s) | peak RSS (GiB) | GFLOP | GFLOP/s | % of matmul GFLOP/s |")
+    print("|---|---|---|---|---|---|")
+    print(f"| official (reference figure, same machine) | {OFFICIAL_SECONDS:.2f} | {OFFICIAL_PEAK_GIB:.2f} | "
+          f"{flops / 1e9:.0f} | {flops / 1e9 / OFFICIAL_SECONDS:.0f} | {100 * flops / 1e9 / OFFICIAL_SECONDS / bound:.0f} |")
+    print(f"| mast3r_ros best of {args.runs} (median {median:.2f}) | {best:.2f} | {peak:.2f} | {flops / 1e9:.0f} | "
+          f"{flops / 1e9 / best:.0f} | {100 * flops / 1e9 / best / bound:.0f} |")
+    print(f"| matmul bound (2048^3 GEMM, this run: {bound:.0f} GFLOP/s) | {flops / 1e9 / bound:.2f} | | | {bound:.0f} | 100 |")
+    print(f"\nweights alone: {weights_gib:.2f} GiB RSS; target <= {TARGET_SECONDS} s: "
+          f"{'met' if best <= TARGET_SECONDS else 'NOT met'} ({OFFICIAL_SECONDS / best:.2f}x the official)")
+
+
+if __name__ == "__main__":
+    main()
