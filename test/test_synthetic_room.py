@@ -175,6 +175,23 @@ def test_render_is_deterministic_and_readable(tmp_path: Path):
     assert (other.root / first).read_bytes() != (a.root / first).read_bytes()
 
 
+def test_default_demo_dataset_replaces_a_stale_render(tmp_path: Path, monkeypatch):
+    """A cached render made with another config/renderer version is re-rendered, atomically."""
+    import mast3r_ros.data.synthetic_room as sr
+
+    monkeypatch.setattr(sr, "demo_config", lambda: TINY)  # keep the test fast
+    stale = tmp_path / sr.DEMO_NAME
+    stale.mkdir()
+    (stale / "synthetic.json").write_text(json.dumps({"render_version": 0, "config": {}}))
+    root = sr.default_demo_dataset(cache=tmp_path)
+    assert root == stale and sr._is_current_demo(root)
+    assert len(list(root.glob("frame-*.color.png"))) == 3
+    mtime = (root / "synthetic.json").stat().st_mtime_ns
+    assert sr.default_demo_dataset(cache=tmp_path) == root
+    assert (root / "synthetic.json").stat().st_mtime_ns == mtime  # reused
+    assert sorted(p.name for p in tmp_path.iterdir()) == [sr.DEMO_NAME]  # no temp folders left
+
+
 def test_bad_config_is_rejected(tmp_path: Path):
     with pytest.raises(ValueError, match="query_start >= n_map"):
         render_synthetic_sequence(tmp_path, SyntheticRoomConfig(n_map=10, query_start=5))

@@ -37,6 +37,7 @@ from mast3r_ros.data.raycast import Box, face_normal, face_size_m, face_texel_po
 from mast3r_ros.data.textures import make_texture
 
 DEMO_NAME = "synthetic_room_v1"
+RENDER_VERSION = 1  # bump whenever the rendered pixels/depth/poses of a config change
 _ROOM = ((-3.0, -2.5, 0.0), (3.0, 2.5, 2.6))
 # furniture: (lo, hi) in metres, world frame (z up); all kept > 1.3 m from the room centre
 _OBJECTS = (
@@ -294,7 +295,7 @@ def render_synthetic_sequence(out_dir: str | Path,
                                  query_spec=f"{cfg.query_start}:{cfg.query_start + cfg.n_query}",
                                  n_map=cfg.n_map, n_query=cfg.n_query, seed=cfg.seed)
     info.render_seconds = time.perf_counter() - t0
-    meta = {"name": DEMO_NAME, "config": asdict(cfg), "map_spec": info.map_spec,
+    meta = {"name": DEMO_NAME, "render_version": RENDER_VERSION, "config": asdict(cfg), "map_spec": info.map_spec,
             "query_spec": info.query_spec, "n_map": cfg.n_map, "n_query": cfg.n_query,
             "layout": "7-Scenes: frame-NNNNNN.{color.png,depth.png (uint16 mm),pose.txt (T_world_cam)}",
             "world_frame": "z up, floor z=0, metres; camera = OpenCV optical frame"}
@@ -314,26 +315,43 @@ def load_sequence_info(root: str | Path) -> SyntheticSequenceInfo:
         raise ValueError(f"{root / 'synthetic.json'} is missing or malformed: {exc}") from None
 
 
+def demo_config() -> SyntheticRoomConfig:
+    """The config of the default demo sequence."""
+    return SyntheticRoomConfig()
+
+
+def _is_current_demo(root: Path) -> bool:
+    """True when ``root`` holds a complete render of the default config by this renderer version."""
+    try:
+        meta = json.loads((root / "synthetic.json").read_text())
+    except (OSError, ValueError):
+        return False
+    default = json.loads(json.dumps(asdict(demo_config())))
+    return meta.get("render_version") == RENDER_VERSION and meta.get("config") == default
+
+
 def default_demo_dataset(cache: str | Path | None = None) -> Path:
     """Folder of the default synthetic sequence, rendered once into ``<cache>/synthetic_room_v1``
-    (default cache: :func:`mast3r_ros.paths.cache_dir`) and reused afterwards. Rendering goes to a
-    temp folder that is renamed into place, so a crash never leaves a half-written dataset."""
+    (default cache: :func:`mast3r_ros.paths.cache_dir`) and reused while its ``synthetic.json``
+    matches this renderer version and the default config (a stale render is replaced). Rendering
+    goes to a temp folder that is renamed into place: a crash never leaves a half-written dataset."""
     from mast3r_ros.paths import cache_dir
 
     base = Path(cache) if cache is not None else cache_dir()
     final = base / DEMO_NAME
-    if (final / "synthetic.json").exists():
+    if _is_current_demo(final):
         return final
     base.mkdir(parents=True, exist_ok=True)
-    tmp = base / f".{DEMO_NAME}.{secrets.token_hex(4)}.tmp"
+    token = secrets.token_hex(4)
+    tmp, old = base / f".{DEMO_NAME}.{token}.tmp", base / f".{DEMO_NAME}.{token}.old"
     try:
-        render_synthetic_sequence(tmp)
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another process finished first (or a stale partial folder is in the way)
-            if not (final / "synthetic.json").exists():
-                shutil.rmtree(final, ignore_errors=True)
-                os.replace(tmp, final)
+        render_synthetic_sequence(tmp, demo_config())
+        if _is_current_demo(final):  # another process finished first
+            return final
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return final
