@@ -57,6 +57,7 @@ from mast3r_ros.localization.tum import write_tum
 
 __all__ = ["FORMAT_VERSION", "Keyframe", "KeyframeMap", "MapError", "MapMeta", "file_sha256"]
 
+
 class KeyframeMap:
     """A keyframe map directory (see module docstring). Use :meth:`create` or :meth:`open`."""
 
@@ -81,7 +82,7 @@ class KeyframeMap:
         if path.exists():
             if not overwrite:
                 raise MapError(f"{path} already exists; pass overwrite=True to replace it")
-            if path.is_dir() and any(path.iterdir()) and not (path / MAP_YAML).exists():
+            if not path.is_dir() or (any(path.iterdir()) and not (path / MAP_YAML).exists()):
                 raise MapError(f"refusing to overwrite {path}: not empty and not a map")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
@@ -100,7 +101,7 @@ class KeyframeMap:
             os.replace(tmp, path)
             fsync_dir(path.parent)
             if old is not None:
-                shutil.rmtree(old) if old.is_dir() else old.unlink()
+                shutil.rmtree(old)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -162,8 +163,14 @@ class KeyframeMap:
 
     # ---------------------------------------------------------------- write helpers
     def _writer_lock(self, blocking: bool = True):
-        """Exclusive inter-process lock held while writing (and while collecting garbage)."""
-        fh = open(self.path / LOCK_FILE, "a+b")
+        """Exclusive inter-process lock held while writing (and while collecting garbage).
+        Non-blocking mode returns None when another process holds it or the map is read-only."""
+        try:
+            fh = open(self.path / LOCK_FILE, "a+b")
+        except OSError as exc:
+            if not blocking:
+                return None
+            raise MapError(f"map {self.path} is not writable: {exc}") from None
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -198,6 +205,8 @@ class KeyframeMap:
             kf_dirs = {f"{i:06d}" for (i,) in db.execute("SELECT id FROM keyframes")}
             files = {(f"{k:06d}", f) for k, f in db.execute("SELECT kf_id, file FROM arrays")}
             gfiles = {f for (f,) in db.execute("SELECT file FROM globals")}
+            for sub in ("keyframes", "globals"):
+                (self.path / sub).mkdir(exist_ok=True)
             for d in (self.path / "keyframes").iterdir():
                 if d.name not in kf_dirs or not d.is_dir():
                     shutil.rmtree(d) if d.is_dir() else d.unlink()
