@@ -348,9 +348,13 @@ def default_demo_dataset(cache: str | Path | None = None) -> Path:
         render_synthetic_sequence(tmp, demo_config())
         if _is_current_demo(final):  # another process finished first
             return final
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
+        try:
+            if final.exists():
+                os.replace(final, old)
+            os.replace(tmp, final)
+        except OSError:  # lost a race with another process rendering the same folder
+            if not _is_current_demo(final):
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
