@@ -1,0 +1,202 @@
+"""MASt3R front-end: dense descriptor matching with keyframe encodings cached in the map.
+
+Per keyframe (map build) the image is encoded once and the encoder tokens are stored, with the
+keyframe's 3D points at network resolution when it has depth. Per query the image is encoded once;
+against each retrieved keyframe only the decoders and the heads that are needed run:
+descriptors on both sides, and the keyframe's pointmap (view 1 = keyframe, metric, in the keyframe
+camera frame) only when the keyframe has no depth. Matches come from fast reciprocal NN started
+from valid keyframe pixels with a pixel tolerance, as in the paper's localization.
+
+Stored keyframe arrays (names are part of the map format):
+    mast3r_tokens  [N, C] float32   encoder output (N = (H/16)*(W/16) patches, row-major)
+    mast3r_tf      [8] int64        original W,H; resized W,H; crop x0,y0; network W,H
+    mast3r_global  [C] float32      unit-norm mean of the tokens (retrieval)
+    mast3r_X       [Hn, Wn, 3] float32 keyframe-camera points (m) at network pixels, NaN = no depth;
+                   [0, 0, 3] when the keyframe has no depth (the predicted pointmap is used)
+Map global: ``mast3r_checkpoint`` uint8 sha256 of the checkpoint the encodings came from.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mast3r_ros.geometry.camera import backproject_depth, check_intrinsics
+from mast3r_ros.geometry.transforms import transform_points
+from mast3r_ros.localization.frontend import Correspondences, FrontEndError, QueryFrame
+from mast3r_ros.localization.map_store import Keyframe
+from mast3r_ros.matching import MatchingConfig, fast_reciprocal_nn
+from mast3r_ros.model import Encoding, ImageTransform, InferenceConfig, Mast3rModel, file_sha256, preprocess_array
+
+ARRAY_NAMES = ("mast3r_tokens", "mast3r_tf", "mast3r_global", "mast3r_X")
+CHECKPOINT_GLOBAL = "mast3r_checkpoint"
+
+
+@dataclass
+class Mast3rFrontEndConfig:
+    """MASt3R front-end parameters.
+
+    checkpoint: local MASt3R .pth (never downloaded).
+    device / amp_dtype: inference device ('cpu', 'cuda') and optional CUDA autocast ('fp16', 'bf16').
+    image_size: long side of the network image (512 for the released model).
+    subsample: spacing in network pixels of the FRM start points on the keyframe.
+    pixel_tol: FRM round-trip tolerance in network pixels (paper's localization uses 5).
+    min_desc_conf: drop matches whose descriptor confidence (either side) is below this.
+    min_pts_conf: keyframe pointmap confidence threshold when predicted 3D is used.
+    nn_backend: exact NN backend for FRM ('auto', 'torch', 'faiss').
+    """
+    checkpoint: str | Path = ""
+    device: str = "cpu"
+    amp_dtype: str | None = None
+    image_size: int = 512
+    subsample: int = 8
+    pixel_tol: float = 5.0
+    min_desc_conf: float = 0.0
+    min_pts_conf: float = 1.5
+    nn_backend: str = "auto"
+
+
+def _transform_to_array(tf: ImageTransform) -> np.ndarray:
+    return np.array([*tf.original_wh, *tf.resized_wh, *tf.crop_xy0, *tf.network_wh], dtype=np.int64)
+
+
+def _transform_from_array(a: np.ndarray) -> ImageTransform:
+    v = [int(x) for x in np.asarray(a).ravel()]
+    return ImageTransform((v[0], v[1]), (v[2], v[3]), (v[4], v[5]), (v[6], v[7]))
+
+
+def _patch_positions(h: int, w: int) -> torch.Tensor:
+    return torch.cartesian_prod(torch.arange(h // 16), torch.arange(w // 16))[None]
+
+
+def network_pointmap_from_depth(K: np.ndarray, depth: np.ndarray, tf: ImageTransform) -> np.ndarray:
+    """3D points (camera frame, m) seen at each network pixel: [Hn, Wn, 3] float32, NaN where no depth.
+
+    Each network pixel centre maps to an original pixel (nearest); its depth is back-projected with
+    the original intrinsics, so the 3D point is exact for that original pixel.
+    """
+    wn, hn = tf.network_wh
+    xn, yn = np.meshgrid(np.arange(wn), np.arange(hn))
+    xy = tf.network_to_original(np.stack([xn.ravel(), yn.ravel()], 1))
+    H, W = depth.shape
+    xi = np.clip(np.rint(xy[:, 0]).astype(np.int64), 0, W - 1)
+    yi = np.clip(np.rint(xy[:, 1]).astype(np.int64), 0, H - 1)
+    z = depth[yi, xi].astype(np.float64)
+    z[~(np.isfinite(z) & (z > 0))] = np.nan
+    X = backproject_depth(K, np.stack([xi, yi], 1).astype(np.float64), z)
+    return X.reshape(hn, wn, 3).astype(np.float32)
+
+
+class Mast3rFrontEnd:
+    """MASt3R implementation of :class:`~mast3r_ros.localization.frontend.FrontEnd`."""
+
+    name = "mast3r"
+    needs_depth = False
+    array_names = ARRAY_NAMES
+    global_names = (CHECKPOINT_GLOBAL,)
+
+    def __init__(self, config: Mast3rFrontEndConfig, model: Mast3rModel | None = None):
+        self.config = config
+        if model is None:
+            if not config.checkpoint:
+                raise FrontEndError("the mast3r front-end needs a checkpoint (--checkpoint PATH to a local .pth)")
+            model = Mast3rModel.from_checkpoint(config.checkpoint, InferenceConfig(config.device, config.amp_dtype))
+            self.checkpoint_sha256 = file_sha256(config.checkpoint)
+        else:
+            self.checkpoint_sha256 = hashlib.sha256(b"in-memory model").hexdigest()
+        self.model = model
+        self.matching = MatchingConfig(subsample=config.subsample, pixel_tol=config.pixel_tol,
+                                       backend=config.nn_backend, device=config.device)
+
+    # ------------------------------------------------------------------ map build
+    def _encode(self, image: np.ndarray) -> tuple[Encoding, ImageTransform]:
+        net_img = preprocess_array(image, self.config.image_size)
+        return self.model.encode(net_img.tensor), net_img.transform
+
+    def prepare_keyframe(self, image: np.ndarray, K: np.ndarray, depth: np.ndarray | None) -> dict[str, np.ndarray]:
+        K = check_intrinsics(K)
+        enc, tf = self._encode(image)
+        tokens = enc.tokens[0].float().cpu().numpy()
+        pooled = tokens.mean(axis=0)
+        arrays = {"mast3r_tokens": tokens, "mast3r_tf": _transform_to_array(tf),
+                  "mast3r_global": (pooled / max(np.linalg.norm(pooled), 1e-12)).astype(np.float32)}
+        if depth is not None:
+            depth = np.asarray(depth, dtype=np.float32)
+            if depth.shape != image.shape[:2]:
+                raise FrontEndError(f"depth shape {depth.shape} does not match image {image.shape[:2]}")
+            arrays["mast3r_X"] = network_pointmap_from_depth(K, depth, tf)
+        else:
+            arrays["mast3r_X"] = np.zeros((0, 0, 3), np.float32)
+        return arrays
+
+    def fit_global(self, keyframe_arrays: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        return {CHECKPOINT_GLOBAL: np.frombuffer(bytes.fromhex(self.checkpoint_sha256), np.uint8).copy()}
+
+    def load_global(self, arrays: dict[str, np.ndarray]) -> None:
+        stored = arrays.get(CHECKPOINT_GLOBAL)
+        if stored is None:
+            raise FrontEndError("map has no MASt3R checkpoint record (built with another front-end?)")
+        if bytes(np.asarray(stored, np.uint8)).hex() != self.checkpoint_sha256:
+            raise FrontEndError("map was built with a different MASt3R checkpoint (sha256 "
+                                f"{bytes(np.asarray(stored, np.uint8)).hex()[:12]}...) than the one loaded "
+                                f"({self.checkpoint_sha256[:12]}...): its cached encodings cannot be reused")
+
+    def keyframe_descriptor(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(arrays["mast3r_global"], np.float32)
+
+    # ------------------------------------------------------------------ query
+    def prepare_query(self, query: QueryFrame) -> None:
+        if "mast3r" not in query.cache:
+            check_intrinsics(query.K)
+            enc, tf = self._encode(query.image)
+            pooled = enc.tokens[0].float().mean(0).cpu().numpy()
+            query.cache["mast3r"] = (enc, tf, (pooled / max(np.linalg.norm(pooled), 1e-12)).astype(np.float32))
+
+    def query_descriptor(self, query: QueryFrame) -> np.ndarray:
+        self.prepare_query(query)
+        return query.cache["mast3r"][2]
+
+    def _keyframe_encoding(self, keyframe: Keyframe) -> tuple[Encoding, ImageTransform]:
+        arr = keyframe.arrays
+        missing = [n for n in ARRAY_NAMES if n not in arr]
+        if missing:
+            raise FrontEndError(f"keyframe {keyframe.id} lacks MASt3R arrays {missing}")
+        tf = _transform_from_array(arr["mast3r_tf"])
+        wn, hn = tf.network_wh
+        tokens = torch.from_numpy(np.asarray(arr["mast3r_tokens"], np.float32))[None].to(self.model.device)
+        if tokens.shape[1] != (hn // 16) * (wn // 16):
+            raise FrontEndError(f"keyframe {keyframe.id}: {tokens.shape[1]} cached tokens do not fit a {wn}x{hn} image")
+        return Encoding(tokens, _patch_positions(hn, wn).to(self.model.device), (hn, wn)), tf
+
+    def match(self, query: QueryFrame, keyframe: Keyframe) -> Correspondences:
+        """FRM matches (keyframe -> query) whose keyframe pixel has a 3D point; X in the map frame."""
+        self.prepare_query(query)
+        enc_q, tf_q, _ = query.cache["mast3r"]
+        enc_k, tf_k = self._keyframe_encoding(keyframe)
+        X_net = np.asarray(keyframe.arrays["mast3r_X"], np.float32)
+        use_depth = X_net.size > 0
+        heads_k = {"desc"} if use_depth else {"desc", "pts3d"}
+        pred_k, pred_q = self.model.infer(enc_k, enc_q, heads1=heads_k, heads2={"desc"})
+        if not use_depth:
+            X_net = pred_k["pts3d"][0].cpu().numpy()
+            X_net[pred_k["conf"][0].cpu().numpy() < self.config.min_pts_conf] = np.nan
+        valid = np.all(np.isfinite(X_net), axis=-1)
+        step = self.config.subsample
+        grid = np.zeros_like(valid)
+        grid[step // 2::step, step // 2::step] = True
+        ys, xs = np.nonzero(valid & grid)
+        if len(xs) == 0:
+            return Correspondences.empty(int(keyframe.id))
+        xy_k, xy_q = fast_reciprocal_nn(pred_k["desc"][0], pred_q["desc"][0], init_xy=(xs, ys),
+                                        pixel_tol=self.config.pixel_tol, config=self.matching)
+        dconf = np.minimum(pred_k["desc_conf"][0].cpu().numpy()[xy_k[:, 1], xy_k[:, 0]],
+                           pred_q["desc_conf"][0].cpu().numpy()[xy_q[:, 1], xy_q[:, 0]])
+        keep = dconf >= self.config.min_desc_conf
+        xy_k, xy_q, dconf = xy_k[keep], xy_q[keep], dconf[keep]
+        X_kf = X_net[xy_k[:, 1], xy_k[:, 0]].astype(np.float64)
+        X_map = transform_points(keyframe.T_map_cam, X_kf)
+        conf = (dconf / (1.0 + dconf)).astype(np.float32)  # (0, inf) -> (0, 1), monotone
+        return Correspondences(tf_q.network_to_original(xy_q), X_map, conf, int(keyframe.id))

@@ -1,0 +1,97 @@
+"""MASt3R front-end: cached encodings, depth vs predicted 3D, end to end with the tiny checkpoint.
+
+The tiny fixture network has random weights, so poses are meaningless here; these tests check the
+plumbing (pixel maps, 3D lookup, caching, checkpoint bookkeeping) and that the path runs end to end.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mast3r_ros.localization.datasets import open_dataset
+from mast3r_ros.localization.frontend import FrontEndError, QueryFrame
+from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
+from mast3r_ros.localization.retrieval import RetrievalConfig
+from mast3r_ros.localization.map_store import Keyframe, KeyframeMap
+from mast3r_ros.localization.mapbuild import build_map
+from mast3r_ros.localization.mast3r_frontend import (Mast3rFrontEnd, Mast3rFrontEndConfig,
+                                                     network_pointmap_from_depth)
+from mast3r_ros.model import preprocess_array
+
+
+@pytest.fixture(scope="module")
+def frontend(tiny_checkpoint):
+    return Mast3rFrontEnd(Mast3rFrontEndConfig(checkpoint=str(tiny_checkpoint)))
+
+
+@pytest.fixture(scope="module")
+def kitchen(data_dir):
+    return open_dataset(data_dir / "7scenes_redkitchen")
+
+
+def test_network_pointmap_is_the_depth_backprojection_of_the_mapped_pixel(kitchen):
+    frame = kitchen.frames("0:1")[0]
+    depth = kitchen.load_depth(frame)
+    tf = preprocess_array(kitchen.load_rgb(frame)).transform
+    X = network_pointmap_from_depth(kitchen.K, depth, tf)
+    assert X.shape == (384, 512, 3)
+    # Network pixel (xn, yn) of a 640 -> 512 resize sits at original (xn + 0.5) * 1.25 - 0.5.
+    for xn, yn in [(100, 50), (300, 200), (511, 383)]:
+        x, y = (xn + 0.5) * 1.25 - 0.5, (yn + 0.5) * 1.25 - 0.5
+        xi, yi = int(np.rint(x)), int(np.rint(y))
+        z = depth[yi, xi]
+        if z > 0:
+            expected = z * np.linalg.inv(kitchen.K) @ [xi, yi, 1.0]
+            np.testing.assert_allclose(X[yn, xn], expected, rtol=1e-6)
+        else:
+            assert np.isnan(X[yn, xn]).all()
+
+
+def test_matches_carry_keyframe_3d_in_the_map_frame(frontend, kitchen):
+    f_kf, f_q = kitchen.frames("0:1")[0], kitchen.frames("30:31")[0]
+    img_kf = kitchen.load_rgb(f_kf)
+    arrays = frontend.prepare_keyframe(img_kf, kitchen.K, kitchen.load_depth(f_kf))
+    assert arrays["mast3r_tokens"].shape == (768, 128) and arrays["mast3r_X"].shape == (384, 512, 3)
+    kf = Keyframe(7, 0, 0.0, None, kitchen.K, f_kf.T_world_cam, None, arrays)
+    query = QueryFrame(kitchen.load_rgb(f_q), kitchen.K)
+    corr = frontend.match(query, kf)
+    assert len(corr) > 50 and corr.kf_id == 7
+    assert np.isfinite(corr.X_map).all() and ((corr.conf > 0) & (corr.conf < 1)).all()
+    assert (corr.xy_query >= -0.5).all() and (corr.xy_query[:, 0] <= 639.5).all() and (corr.xy_query[:, 1] <= 479.5).all()
+    # Every 3D point is a depth point of the keyframe, moved into the map frame.
+    T_cam_world = np.linalg.inv(f_kf.T_world_cam)  # 7-Scenes rotations are orthonormal to 4e-4 only
+    X_cam = corr.X_map @ T_cam_world[:3, :3].T + T_cam_world[:3, 3]
+    uv = X_cam[:, :2] / X_cam[:, 2:] * 585.0 + [320.0, 240.0]
+    depth = kitchen.load_depth(f_kf)
+    ui, vi = np.rint(uv[:, 0]).astype(int), np.rint(uv[:, 1]).astype(int)
+    np.testing.assert_allclose(X_cam[:, 2], depth[vi, ui], rtol=1e-5)
+
+
+def test_keyframe_without_depth_uses_the_predicted_pointmap(frontend, kitchen):
+    f_kf, f_q = kitchen.frames("0:1")[0], kitchen.frames("30:31")[0]
+    arrays = frontend.prepare_keyframe(kitchen.load_rgb(f_kf), kitchen.K, None)
+    assert arrays["mast3r_X"].size == 0
+    kf = Keyframe(3, 0, 0.0, None, kitchen.K, np.eye(4), None, arrays)
+    corr = frontend.match(QueryFrame(kitchen.load_rgb(f_q), kitchen.K), kf)
+    assert np.isfinite(corr.X_map).all()
+
+
+def test_end_to_end_map_and_localize_with_tiny_checkpoint(frontend, kitchen, tmp_path, tiny_checkpoint):
+    build_map(kitchen, "0:30:9", frontend, tmp_path / "map", store_depth=False)
+    config = LocalizerConfig(retrieval=RetrievalConfig(top_k=2))
+    with KeyframeMap.open(tmp_path / "map") as kmap:
+        assert kmap.meta.frontend == "mast3r" and len(kmap) == 4
+        localizer = Localizer(kmap, frontend, config)
+        for frame in kitchen.frames("60:66:3"):
+            result = localizer.localize(kitchen.load_rgb(frame), kitchen.K, stamp=frame.timestamp)
+            assert result.n_matches > 0 and result.kf_ids, result.error
+            assert set(result.timings) >= {"retrieval", "matching", "pnp", "total"}
+        # A front-end with another checkpoint must refuse the map's cached encodings.
+        other = Mast3rFrontEnd(Mast3rFrontEndConfig(checkpoint=str(tiny_checkpoint)), model=frontend.model)
+        with pytest.raises(FrontEndError, match="different MASt3R checkpoint"):
+            Localizer(kmap, other)
+
+
+def test_missing_checkpoint_is_a_clear_error():
+    with pytest.raises(FrontEndError, match="needs a checkpoint"):
+        Mast3rFrontEnd(Mast3rFrontEndConfig())
