@@ -105,3 +105,37 @@ def test_essential_pose_and_metric_scale():
     Xu = triangulate(R, t, xy1, xy2, K, K)
     s = metric_scale(Xu[:, 2], X1[:, 2])
     assert s == pytest.approx(np.linalg.norm(T21[:3, 3]), rel=0.03)
+
+
+def test_register_depth_matches_analytic_plane():
+    """A fronto-parallel plane seen by a depth camera, re-projected into a shifted colour camera."""
+    from mast3r_ros.geometry.camera import register_depth
+
+    K_d = np.array([[585.0, 0, 320], [0, 585.0, 240], [0, 0, 1]])
+    K_c = np.array([[525.0, 0, 320], [0, 525.0, 240], [0, 0, 1]])
+    T_c_d = make_T(np.eye(3), [-0.025, 0.0, 0.0])
+    depth = np.full((480, 640), 2.0, np.float32)
+    reg = register_depth(depth, K_d, K_c, T_c_d, (640, 480))
+    # in the colour camera the plane is still at z = 2 m; the depth camera's narrower field of
+    # view and the baseline leave the borders unknown (0)
+    assert np.allclose(reg[reg > 0], 2.0)
+    assert reg[240, 320] == pytest.approx(2.0)
+    assert reg[240, 5] == 0.0 and reg[5, 320] == 0.0
+    # right border: depth camera's rightmost ray x/z = 320/585 -> colour x = 525*(x - 0.025/2)/... + 320
+    right = 525.0 * (319.0 / 585.0 * 2.0 - 0.025) / 2.0 + 320.0
+    assert reg[240, int(right) - 2] > 0 and reg[240, int(right) + 2] == 0
+
+
+def test_ransac_rigid_rejects_outliers():
+    from mast3r_ros.geometry.alignment import ransac_rigid
+
+    rng = np.random.default_rng(6)
+    T = _random_pose(rng)
+    src = rng.uniform(-2, 2, (500, 3))
+    dst = transform_points(T, src) + rng.normal(0, 0.005, (500, 3))
+    dst[:200] = rng.uniform(-2, 2, (200, 3))
+    T_est, inl = ransac_rigid(src, dst, 0.03)
+    te, re = pose_errors(T_est, T)
+    assert te < 0.005 and re < 0.2
+    assert inl[200:].mean() > 0.97 and inl[:200].mean() < 0.05
+    assert ransac_rigid(src[:2], dst[:2], 0.03)[0] is None

@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--map-out", default=None, help="keep the built map in this folder")
     parser.add_argument("--out", default="report.json", help="JSON report path (default report.json)")
     parser.add_argument("--plot", default=None, help="trajectory plot (PNG); default <out>.png")
+    parser.add_argument("--rgbd-calib", default=None,
+                        help="YAML RGB-D calibration (K_rgb, K_depth, T_rgb_depth, poses_frame) for sensors "
+                             "whose depth is not registered to colour, e.g. 7-Scenes")
+    parser.add_argument("--query-depth", action="store_true",
+                        help="also use the query depth images (RGB-D localization, 3D-3D pose)")
 
 
 def _resolve_dataset(args) -> tuple[str, str, str]:
@@ -37,6 +42,12 @@ def _resolve_dataset(args) -> tuple[str, str, str]:
     root = default_demo_dataset()
     info = load_sequence_info(root)
     return str(root), args.map_frames or info.map_spec, args.query_frames or info.query_spec
+
+
+def _calib(path):
+    from mast3r_ros.localization.rgbd import RgbdCalibration
+
+    return RgbdCalibration.from_yaml(path) if path else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         frontend = make_frontend(args.frontend)
         dataset = open_dataset(root)
         report = evaluate(dataset, mspec, qspec, frontend, LocalizerConfig(pnp=PnPConfig(solver=args.pnp)),
-                          map_dir=args.map_out, progress=sys.stderr.isatty())
+                          map_dir=args.map_out, progress=sys.stderr.isatty(), calib=_calib(args.rgbd_calib),
+                          use_depth=args.query_depth)
     except (ValueError, NotImplementedError, OSError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,9 @@
 """`mast3r-ros localize`: localize a dataset's frames against a map, write poses (TUM format).
 
 Only localized frames are written (a frame with no confident pose has no line); the summary
-says how many were localized. Poses are ``T_map_cam`` (camera-to-map, OpenCV optical frame).
+says how many were localized. Poses are ``T_map_cam`` (camera-to-map, OpenCV optical frame) of
+the camera the dataset's poses describe (the colour camera unless ``--rgbd-calib`` says
+``poses_frame: depth``), so the file compares directly with the dataset's ground truth.
 """
 from __future__ import annotations
 
@@ -18,6 +20,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", required=True, help="query frames as START:STOP[:STEP]")
     parser.add_argument("--out", required=True, help="output trajectory (TUM: t tx ty tz qx qy qz qw)")
     parser.add_argument("--pnp", default="poselib", choices=["poselib", "opencv"], help="PnP back-end")
+    parser.add_argument("--rgbd-calib", default=None,
+                        help="YAML RGB-D calibration (K_rgb, K_depth, T_rgb_depth, poses_frame) for sensors "
+                             "whose depth is not registered to colour, e.g. 7-Scenes (default: the "
+                             "calibration the map was built with)")
+    parser.add_argument("--query-depth", action="store_true",
+                        help="also use the query depth images (RGB-D localization, 3D-3D pose)")
+
+
+def _calib(path):
+    from mast3r_ros.localization.rgbd import RgbdCalibration
+
+    return RgbdCalibration.from_yaml(path) if path else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
     from mast3r_ros.localization.map_store import KeyframeMap
     from mast3r_ros.localization.pose import PnPConfig
+    from mast3r_ros.localization.rgbd import RgbdCalibration
     from mast3r_ros.localization.tum import write_tum
 
     try:
@@ -37,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
         with KeyframeMap.open(args.map) as kmap:
             localizer = Localizer(kmap, make_frontend(kmap.meta.frontend),
                                   LocalizerConfig(pnp=PnPConfig(solver=args.pnp)))
-            records = localize_frames(localizer, dataset, spec, progress=sys.stderr.isatty())
+            calib = _calib(args.rgbd_calib) or RgbdCalibration.from_dict(kmap.meta.extra.get("rgbd_calibration"))
+            records = localize_frames(localizer, dataset, spec, progress=sys.stderr.isatty(),
+                                      calib=calib, use_depth=args.query_depth)
     except (ValueError, NotImplementedError, OSError) as exc:
         print(f"localize: error: {exc}", file=sys.stderr)
         return 2

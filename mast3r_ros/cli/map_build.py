@@ -17,6 +17,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="map folder to create")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing map folder")
     parser.add_argument("--store-depth", action="store_true", help="also store keyframe depth images")
+    parser.add_argument("--rgbd-calib", default=None,
+                        help="YAML RGB-D calibration (K_rgb, K_depth, T_rgb_depth, poses_frame) for sensors "
+                             "whose depth is not registered to colour, e.g. 7-Scenes")
+
+
+def _calib(path):
+    from mast3r_ros.localization.rgbd import RgbdCalibration
+
+    return RgbdCalibration.from_yaml(path) if path else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         frontend = make_frontend(args.frontend)
         dataset = open_dataset(args.dataset)
         build_map(dataset, spec, frontend, args.out, overwrite=args.overwrite,
-                  store_depth=args.store_depth, progress=sys.stderr.isatty())
+                  store_depth=args.store_depth, progress=sys.stderr.isatty(), calib=_calib(args.rgbd_calib))
         with KeyframeMap.open(args.out) as kmap:
             n = len(kmap)
     except (ValueError, NotImplementedError, OSError) as exc:

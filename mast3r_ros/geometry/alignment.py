@@ -48,3 +48,55 @@ def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None,
         s = float(np.trace(np.diag(S) @ D) / var_s)
     t = mu_d - s * R @ mu_s
     return make_T(R, t), s
+
+
+def _batched_kabsch(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Rigid fits for [M,k,3] point triplets A -> B; returns [M,4,4] (NaN rows if degenerate)."""
+    ma, mb = A.mean(1, keepdims=True), B.mean(1, keepdims=True)
+    C = np.einsum("mki,mkj->mij", B - mb, A - ma)
+    U, S, Vt = np.linalg.svd(C)
+    d = np.sign(np.linalg.det(U @ Vt))
+    U[:, :, 2] *= d[:, None]
+    R = U @ Vt
+    t = mb[:, 0] - np.einsum("mij,mj->mi", R, ma[:, 0])
+    T = np.tile(np.eye(4), (len(A), 1, 1))
+    T[:, :3, :3], T[:, :3, 3] = R, t
+    T[S[:, 1] < 1e-9] = np.nan
+    return T
+
+
+def ransac_rigid(src: np.ndarray, dst: np.ndarray, threshold: float, iterations: int = 400,
+                 seed: int = 0, refine_rounds: int = 3) -> tuple[np.ndarray | None, np.ndarray]:
+    """Robust rigid transform ``dst ~= R @ src + t`` (3-point RANSAC + Umeyama refinement).
+
+    Why: RGB-D queries give 3D-3D matches whose alignment does not depend on the colour
+    camera's intrinsics, which are often less well known than the depth geometry.
+
+    Args:
+        src: [N,3] points in frame b (metres), e.g. query camera frame.
+        dst: [N,3] matched points in frame a (metres), e.g. map frame.
+        threshold: inlier distance (metres).
+    Returns:
+        (T_a_b [4,4] or None, inliers [N] bool).
+    """
+    src = np.asarray(src, dtype=np.float64).reshape(-1, 3)
+    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 3)
+    n = len(src)
+    if n < 3:
+        return None, np.zeros(n, bool)
+    rng = np.random.default_rng(seed)
+    idx = np.stack([rng.choice(n, 3, replace=False) for _ in range(iterations)])
+    Ts = _batched_kabsch(src[idx], dst[idx])
+    res = np.einsum("mij,nj->mni", Ts[:, :3, :3], src) + Ts[:, None, :3, 3] - dst[None]
+    counts = np.nan_to_num(np.sum(np.linalg.norm(res, axis=2) < threshold, axis=1), nan=0)
+    inl = np.linalg.norm(res[int(np.argmax(counts))], axis=1) < threshold
+    T = None
+    for _ in range(refine_rounds):
+        if inl.sum() < 3:
+            return None, inl
+        try:
+            T, _ = umeyama(src[inl], dst[inl])
+        except ValueError:
+            return None, inl
+        inl = np.linalg.norm(src @ T[:3, :3].T + T[:3, 3] - dst, axis=1) < threshold
+    return T, inl

@@ -121,3 +121,68 @@ def undistort_points(K: np.ndarray, dist: np.ndarray | None, xy: np.ndarray) -> 
 
     out = cv2.undistortPoints(xy.reshape(-1, 1, 2), K, np.asarray(dist, dtype=np.float64), P=K)
     return out.reshape(-1, 2)
+
+
+def register_depth(depth: np.ndarray, K_depth: np.ndarray, K_rgb: np.ndarray, T_rgb_depth: np.ndarray,
+                   rgb_size: tuple[int, int]) -> np.ndarray:
+    """Re-project a depth image into the colour camera (z-buffered, nearest pixel).
+
+    Why: on Kinect-style sensors (7-Scenes) depth and colour come from two cameras with
+    different intrinsics and a few-cm baseline; sampling the raw depth at a colour pixel reads
+    the depth of another scene point, which biases every 3D point of the map.
+
+    Args:
+        depth: [Hd,Wd] float32 metres in the depth camera (0 = invalid).
+        K_depth: [3,3] depth intrinsics.
+        K_rgb: [3,3] colour intrinsics.
+        T_rgb_depth: [4,4] depth-camera-to-colour-camera transform (metres).
+        rgb_size: (W, H) of the colour image.
+    Returns:
+        [H,W] float32 depth along the colour camera's optical axis (metres), 0 where unknown.
+    """
+    ys, xs = np.nonzero(depth > 0)
+    X = backproject_depth(K_depth, np.stack([xs, ys], 1), depth[ys, xs])
+    X = X @ T_rgb_depth[:3, :3].T + T_rgb_depth[:3, 3]
+    xy, z = project_points(K_rgb, X)
+    W, H = rgb_size
+    with np.errstate(invalid="ignore"):
+        u = np.rint(xy[:, 0])
+        v = np.rint(xy[:, 1])
+    ok = (z > 0) & (u >= 0) & (v >= 0) & (u < W) & (v < H)
+    out = np.full((H, W), np.inf, np.float32)
+    np.minimum.at(out, (v[ok].astype(np.int64), u[ok].astype(np.int64)), z[ok].astype(np.float32))
+    out[~np.isfinite(out)] = 0.0
+    return out
+
+
+def sample_depth_robust(depth: np.ndarray, xy: np.ndarray, max_spread_m: float = 0.05,
+                        min_m: float = 0.1, max_m: float = 8.0) -> np.ndarray:
+    """Depth at pixels: median of the 3x3 neighbourhood, NaN where unreliable.
+
+    Why 3x3: near depth edges (and with imperfect RGB-depth registration) a single pixel can
+    belong to the other side of the edge; a neighbourhood whose depth spans more than
+    ``max_spread_m`` is rejected instead.
+
+    Args:
+        depth: [H,W] float32 metres (0 = invalid).
+        xy: [N,2] pixels (centre convention).
+    Returns:
+        [N] float64 metres, NaN where any neighbour is invalid/out of range or too spread.
+    """
+    H, W = depth.shape
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    out = np.full(len(xy), np.nan)
+    with np.errstate(invalid="ignore"):
+        cx = np.rint(xy[:, 0])
+        cy = np.rint(xy[:, 1])
+    inside = (cx >= 1) & (cy >= 1) & (cx < W - 1) & (cy < H - 1)
+    if not inside.any():
+        return out
+    ox, oy = np.meshgrid([-1, 0, 1], [-1, 0, 1])
+    px = cx[inside].astype(np.int64)[:, None] + ox.ravel()[None]
+    py = cy[inside].astype(np.int64)[:, None] + oy.ravel()[None]
+    nb = depth[py, px].astype(np.float64)  # [n,9]
+    valid = np.all((nb >= min_m) & (nb <= max_m) & np.isfinite(nb), axis=1)
+    ok = valid & (nb.max(axis=1) - nb.min(axis=1) <= max_spread_m)
+    out[np.flatnonzero(inside)[ok]] = np.median(nb[ok], axis=1)
+    return out

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from mast3r_ros.geometry.camera import backproject_depth, check_intrinsics
+from mast3r_ros.geometry.camera import backproject_depth, check_intrinsics, sample_depth_robust
 from mast3r_ros.geometry.transforms import transform_points
 from mast3r_ros.localization.frontend import Correspondences, FrontEndError, QueryFrame
 from mast3r_ros.localization.map_store import Keyframe
@@ -70,31 +70,8 @@ def detect_sift(image: np.ndarray, max_features: int) -> tuple[np.ndarray, np.nd
 
 
 def sample_depth(depth: np.ndarray, xy: np.ndarray, cfg: ClassicalConfig) -> np.ndarray:
-    """Robust depth at keypoints: median of the 3x3 neighbourhood, NaN where unreliable.
-
-    Args:
-        depth: [H,W] float32 metres (0 = invalid).
-        xy: [N,2] pixels (centre convention).
-    Returns:
-        [N] float64 metres, NaN where any neighbour is invalid/out of range or the
-        neighbourhood spread exceeds ``cfg.depth_max_spread_m``.
-    """
-    H, W = depth.shape
-    cx = np.rint(xy[:, 0]).astype(np.int64)
-    cy = np.rint(xy[:, 1]).astype(np.int64)
-    inside = (cx >= 1) & (cy >= 1) & (cx < W - 1) & (cy < H - 1)
-    out = np.full(len(xy), np.nan)
-    if not inside.any():
-        return out
-    ox, oy = np.meshgrid([-1, 0, 1], [-1, 0, 1])
-    px = cx[inside, None] + ox.ravel()[None]
-    py = cy[inside, None] + oy.ravel()[None]
-    nb = depth[py, px].astype(np.float64)  # [n,9]
-    valid = np.all((nb >= cfg.depth_min_m) & (nb <= cfg.depth_max_m) & np.isfinite(nb), axis=1)
-    spread = nb.max(axis=1) - nb.min(axis=1)
-    ok = valid & (spread <= cfg.depth_max_spread_m)
-    out[np.flatnonzero(inside)[ok]] = np.median(nb[ok], axis=1)
-    return out
+    """Robust keypoint depth ([N] metres, NaN where unreliable); see ``sample_depth_robust``."""
+    return sample_depth_robust(depth, xy, cfg.depth_max_spread_m, cfg.depth_min_m, cfg.depth_max_m)
 
 
 def mutual_ratio_match(q: np.ndarray, k: np.ndarray, ratio: float, mutual: bool

@@ -20,6 +20,7 @@ from mast3r_ros.localization.frontend import FrontEnd
 from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
 from mast3r_ros.localization.map_store import KeyframeMap
 from mast3r_ros.localization.mapbuild import build_map
+from mast3r_ros.localization.rgbd import RgbdCalibration
 from mast3r_ros.localization.tum import atomic_write_bytes
 
 RECALL_THRESHOLDS = ((0.05, 5.0), (0.25, 2.0))
@@ -44,9 +45,16 @@ class QueryRecord:
     covariance_diag: list | None = field(default=None)
 
 
-def localize_frames(localizer: Localizer, dataset: RgbdDataset, spec, progress: bool = False
-                    ) -> list[QueryRecord]:
-    """Localize the frames of ``dataset`` selected by ``spec`` in order (as a stream)."""
+def localize_frames(localizer: Localizer, dataset: RgbdDataset, spec, progress: bool = False,
+                    calib: RgbdCalibration | None = None, use_depth: bool = False) -> list[QueryRecord]:
+    """Localize the frames of ``dataset`` selected by ``spec`` in order (as a stream).
+
+    ``use_depth`` passes each frame's depth (registered to colour with ``calib``) for RGB-D
+    localization. Estimated poses (``T_est``) are expressed like the dataset's poses (for the
+    7-Scenes calibration: the depth camera), so they compare directly with ``T_gt``.
+    """
+    calib = calib or RgbdCalibration()
+    K = calib.colour_K(dataset.K)
     frames = dataset.frames(spec)
     if progress:
         from tqdm import tqdm
@@ -56,17 +64,20 @@ def localize_frames(localizer: Localizer, dataset: RgbdDataset, spec, progress: 
     for f in frames:
         try:
             image = dataset.load_rgb(f)
+            depth = (calib.depth_in_colour(dataset.load_depth(f), dataset.K, dataset.image_size)
+                     if use_depth else None)
         except ValueError as exc:
             records.append(QueryRecord(f.index, f.timestamp, "LOST", False, None, None, 0, 0, [], {},
                                        str(exc)))
             continue
-        r = localizer.localize(image, dataset.K, stamp=f.timestamp)
+        r = localizer.localize(image, K, depth=depth, stamp=f.timestamp)
+        T_est = None if r.T_map_cam is None else calib.dataset_pose(r.T_map_cam)
         te = re = None
-        if r.ok and f.T_world_cam is not None:
-            te, re = pose_errors(r.T_map_cam, f.T_world_cam)
+        if T_est is not None and f.T_world_cam is not None:
+            te, re = pose_errors(T_est, f.T_world_cam)
         records.append(QueryRecord(
             f.index, f.timestamp, r.state.value, r.ok, te, re, r.n_matches, r.n_inliers, r.kf_ids,
-            dict(r.timings), r.error, None if r.T_map_cam is None else r.T_map_cam.tolist(),
+            dict(r.timings), r.error, None if T_est is None else T_est.tolist(),
             None if f.T_world_cam is None else f.T_world_cam.tolist(),
             None if r.covariance is None else np.diag(r.covariance).tolist()))
     return records
@@ -114,22 +125,27 @@ def _evo_ape(loc: list[QueryRecord]) -> dict | None:
 
 def evaluate(dataset: RgbdDataset, map_spec, query_spec, frontend: FrontEnd,
              config: LocalizerConfig | None = None, map_dir: str | Path | None = None,
-             progress: bool = False) -> dict:
+             progress: bool = False, calib: RgbdCalibration | None = None,
+             use_depth: bool = False) -> dict:
     """Build a map from ``map_spec`` frames, localize ``query_spec`` frames, return the report.
 
     The map goes to ``map_dir`` (overwritten) or a temporary folder that is deleted afterwards.
+    ``calib`` / ``use_depth``: see :func:`build_map` and :func:`localize_frames`.
     """
     with tempfile.TemporaryDirectory(prefix="mast3r_eval_") as tmp:
         path = Path(map_dir) if map_dir else Path(tmp) / "map"
-        build_map(dataset, map_spec, frontend, path, overwrite=True, progress=progress)
+        build_map(dataset, map_spec, frontend, path, overwrite=True, progress=progress, calib=calib)
         with KeyframeMap.open(path) as kmap:
             map_poses = kmap.poses()
             localizer = Localizer(kmap, frontend, config)
-            records = localize_frames(localizer, dataset, query_spec, progress)
+            records = localize_frames(localizer, dataset, query_spec, progress, calib, use_depth)
     report = {"dataset": str(dataset.root), "map_frames": str(map_spec), "query_frames": str(query_spec),
-              "frontend": frontend.name, "n_keyframes": len(map_poses), **summarize(records),
+              "frontend": frontend.name, "query_mode": "rgbd" if use_depth else "rgb",
+              "rgbd_calibration": (calib or RgbdCalibration()).to_dict(),
+              "n_keyframes": len(map_poses), **summarize(records),
               "queries": [asdict(r) for r in records]}
-    report["_map_positions"] = [T[:3, 3].tolist() for T in map_poses.values()]
+    cal = calib or RgbdCalibration()
+    report["_map_positions"] = [cal.dataset_pose(T)[:3, 3].tolist() for T in map_poses.values()]
     return report
 
 

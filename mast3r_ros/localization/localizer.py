@@ -17,7 +17,7 @@ from mast3r_ros.geometry.camera import check_intrinsics, undistort_points
 from mast3r_ros.localization.covariance import pose_covariance
 from mast3r_ros.localization.frontend import Correspondences, FrontEnd, QueryFrame
 from mast3r_ros.localization.map_store import Keyframe, KeyframeMap
-from mast3r_ros.localization.pose import PnPConfig, solve_pnp
+from mast3r_ros.localization.pose import PnPConfig, solve_pnp, solve_pose_rgbd
 from mast3r_ros.localization.retrieval import RetrievalConfig, Retriever
 from mast3r_ros.localization.state import GateConfig, LocState, StateMachine, check_gates
 
@@ -26,7 +26,14 @@ RETRIEVAL_DESC, RETRIEVAL_IDS = "retrieval_desc", "retrieval_ids"
 
 @dataclass
 class LocalizerConfig:
-    """Localizer parameters (one sub-config per stage) and the keyframe cache size."""
+    """Localizer parameters (one sub-config per stage) and the keyframe cache size.
+
+    rgbd_pose: when a query depth image is given, estimate the pose from 3D-3D matches (query
+        depth vs map points) instead of PnP; falls back to PnP if too few matches have depth.
+    rgbd_inlier_m: 3D-3D inlier distance (metres).
+    """
+    rgbd_pose: bool = True
+    rgbd_inlier_m: float = 0.05
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     pnp: PnPConfig = field(default_factory=PnPConfig)
     gates: GateConfig = field(default_factory=GateConfig)
@@ -95,8 +102,8 @@ class Localizer:
         Args:
             image: [H,W,3] uint8 RGB.
             K: [3,3] intrinsics of ``image`` (pixel-centre convention).
-            depth: optional [H,W] float32 metres registered to ``image`` (unused by the
-                classical front-end).
+            depth: optional [H,W] float32 metres registered to ``image``; when given (and
+                ``config.rgbd_pose``) the pose comes from 3D-3D matches (RGB-D localization).
             stamp: seconds.
             dist: optional OpenCV distortion coefficients of ``image``.
         """
@@ -133,17 +140,24 @@ class Localizer:
 
         t = time.perf_counter()
         H, W = image.shape[:2]
-        pnp = solve_pnp(corr.xy_query, corr.X_map, K, (W, H), self.config.pnp, dist, corr.conf)
-        cov, med = None, float("nan")
+        pnp = None
+        if depth is not None and self.config.rgbd_pose:
+            pnp = solve_pose_rgbd(corr.xy_query, corr.X_map, depth, K, self.config.rgbd_inlier_m, dist,
+                                  self.config.pnp.seed)
+        if pnp is None or not pnp.success:
+            pnp = solve_pnp(corr.xy_query, corr.X_map, K, (W, H), self.config.pnp, dist, corr.conf)
+        cov, med, med3d = None, float("nan"), None
         if pnp.success:
             inl = pnp.inliers
             med = float(np.median(pnp.reproj_err_px[inl])) if inl.any() else float("inf")
+            if pnp.residual_m is not None:
+                med3d = float(np.median(pnp.residual_m[inl])) if inl.any() else float("inf")
             xy_u = undistort_points(K, dist, corr.xy_query[inl])
             cov = pose_covariance(pnp.T_map_cam, K, xy_u, corr.X_map[inl])
         timings["pnp"] = time.perf_counter() - t
 
         reason = pnp.message or check_gates(self.config.gates, len(corr), pnp.n_inliers, med,
-                                            pnp.T_map_cam, prior)
+                                            pnp.T_map_cam, prior, med3d)
         state, T = self.state.update(None if reason else pnp.T_map_cam)
         if T is None and not reason:
             reason = "relocalization candidate awaiting confirmation"

@@ -10,16 +10,20 @@ from mast3r_ros.localization.datasets import FrameSpec, RgbdDataset
 from mast3r_ros.localization.frontend import FrontEnd, FrontEndError
 from mast3r_ros.localization.localizer import RETRIEVAL_DESC, RETRIEVAL_IDS
 from mast3r_ros.localization.map_store import Keyframe, KeyframeMap, MapMeta
+from mast3r_ros.localization.rgbd import RgbdCalibration
 
 
 def build_map(dataset: RgbdDataset, spec: FrameSpec | str, frontend: FrontEnd, out: str | Path,
               overwrite: bool = False, store_depth: bool = False,
-              checkpoint_sha256: str | None = None, progress: bool = False) -> Path:
+              checkpoint_sha256: str | None = None, progress: bool = False,
+              calib: RgbdCalibration | None = None) -> Path:
     """Create a map at ``out`` from the frames of ``dataset`` selected by ``spec``.
 
     Each keyframe stores its image, K, the dataset pose as ``T_map_cam`` (the dataset's world
     frame becomes the map frame), the front-end arrays and (optionally) depth; then the
     front-end's map-level arrays (retrieval vocabulary) and the retrieval index are stored.
+    With an :class:`RgbdCalibration`, depth is first registered to the colour image and the
+    keyframe pose is that of the colour camera (``T_world_cam @ T_pose_rgb``).
 
     Raises:
         FrontEndError / DatasetError / MapError with a message naming the bad frame or file.
@@ -27,20 +31,24 @@ def build_map(dataset: RgbdDataset, spec: FrameSpec | str, frontend: FrontEnd, o
     frames = [f for f in dataset.frames(spec) if f.T_world_cam is not None]
     if not frames:
         raise FrontEndError(f"no frames with ground-truth poses in {dataset.root} for spec {spec}")
+    calib = calib or RgbdCalibration()
+    K = calib.colour_K(dataset.K)
     meta = MapMeta(frontend=frontend.name, checkpoint_sha256=checkpoint_sha256,
                    image_size=tuple(dataset.image_size),
-                   extra={"dataset": str(dataset.root), "frames": str(spec)})
+                   extra={"dataset": str(dataset.root), "frames": str(spec),
+                          "rgbd_calibration": calib.to_dict()})
     with KeyframeMap.create(out, meta, overwrite=overwrite) as kmap:
         all_arrays = []
         for frame in _progress(frames, progress, "map build"):
             image = dataset.load_rgb(frame)
-            depth = dataset.load_depth(frame)
+            depth = calib.depth_in_colour(dataset.load_depth(frame), dataset.K, dataset.image_size)
             if depth is None and frontend.needs_depth:
                 raise FrontEndError(f"frame {frame.index} ({frame.rgb_path}) has no depth image; "
                                     f"the {frontend.name} front-end needs depth for keyframes")
-            arrays = frontend.prepare_keyframe(image, dataset.K, depth)
-            kmap.add_keyframe(Keyframe(None, frame.index, frame.timestamp, image, dataset.K,
-                                       frame.T_world_cam, depth if store_depth else None, arrays))
+            arrays = frontend.prepare_keyframe(image, K, depth)
+            kmap.add_keyframe(Keyframe(None, frame.index, frame.timestamp, image, K,
+                                       calib.colour_pose(frame.T_world_cam),
+                                       depth if store_depth else None, arrays))
             all_arrays.append(arrays)
         for name, arr in frontend.fit_global(all_arrays).items():
             kmap.put_global(name, arr)

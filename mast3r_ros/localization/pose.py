@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from mast3r_ros.geometry.camera import project_points, undistort_points
+from mast3r_ros.geometry.alignment import ransac_rigid
+from mast3r_ros.geometry.camera import backproject_depth, project_points, sample_depth_robust, undistort_points
 from mast3r_ros.geometry.transforms import invert, make_T, transform_points
 
 
@@ -44,11 +45,13 @@ class PnPResult:
     reproj_err_px: [N] float64 reprojection error of every input point under the final pose
         (inf behind the camera / on failure).
     message: why it failed ('' on success).
+    residual_m: [N] float64 3D-3D residuals (metres) for RGB-D poses, else None.
     """
     T_map_cam: np.ndarray | None
     inliers: np.ndarray
     reproj_err_px: np.ndarray
     message: str = ""
+    residual_m: np.ndarray | None = None
 
     @property
     def n_inliers(self) -> int:
@@ -147,3 +150,42 @@ def _opencv(xy, X, K, cfg: PnPConfig) -> np.ndarray | None:
                                       rvec, tvec)
     R, _ = cv2.Rodrigues(rvec)
     return invert(make_T(R, tvec.ravel()))
+
+
+def solve_pose_rgbd(xy: np.ndarray, X_map: np.ndarray, depth: np.ndarray, K: np.ndarray,
+                    inlier_m: float = 0.05, dist: np.ndarray | None = None, seed: int = 0,
+                    min_points: int = 12) -> PnPResult:
+    """Pose of an RGB-D query from 3D-3D matches (query depth vs map points).
+
+    Why: the 3D-3D alignment uses the depth geometry, which is what RGB-D ground truth and the
+    map's 3D points are made of, and is insensitive to errors in the colour intrinsics.
+
+    Args:
+        xy: [N,2] query pixels (centre convention, as detected).
+        X_map: [N,3] matched map points (metres).
+        depth: [H,W] float32 query depth registered to the query image (metres, 0 invalid).
+        K: [3,3] query intrinsics; dist: optional distortion.
+        inlier_m: 3D inlier distance (metres).
+    Returns:
+        :class:`PnPResult` whose ``inliers`` are the 3D-3D inliers (False where no depth) and
+        ``reproj_err_px`` the reprojection errors under the found pose; failure message if
+        fewer than ``min_points`` matches have depth.
+    """
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    X_map = np.asarray(X_map, dtype=np.float64).reshape(-1, 3)
+    n = len(xy)
+    z = sample_depth_robust(np.asarray(depth, dtype=np.float32), xy)
+    has = np.isfinite(z) & np.all(np.isfinite(X_map), axis=1)
+    if has.sum() < min_points:
+        return PnPResult(None, np.zeros(n, bool), np.full(n, np.inf),
+                         f"too few matches with query depth ({int(has.sum())} < {min_points})")
+    xy_u = undistort_points(K, dist, xy)
+    X_cam = backproject_depth(K, xy_u[has], z[has])
+    T, inl = ransac_rigid(X_cam, X_map[has], inlier_m, seed=seed)
+    if T is None:
+        return PnPResult(None, np.zeros(n, bool), np.full(n, np.inf), "3D-3D RANSAC found no pose")
+    inliers = np.zeros(n, bool)
+    inliers[np.flatnonzero(has)[inl]] = True
+    residual = np.full(n, np.inf)
+    residual[has] = np.linalg.norm(transform_points(T, X_cam) - X_map[has], axis=1)
+    return PnPResult(T, inliers, reprojection_errors(T, K, xy_u, X_map), residual_m=residual)

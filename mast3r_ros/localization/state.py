@@ -28,7 +28,9 @@ class GateConfig:
     min_inliers: PnP inliers needed while tracking.
     min_inliers_global: inliers needed without a prior (INIT / LOST), stricter.
     min_inlier_ratio: inliers / matches.
-    max_median_reproj_px: median inlier reprojection error.
+    max_median_reproj_px: median inlier reprojection error (PnP poses).
+    max_median_residual_m: median inlier 3D-3D residual (RGB-D poses, which are judged in 3D
+        because colour intrinsics errors inflate their reprojection errors).
     max_jump_m / max_jump_deg: maximum difference from the prior pose while tracking.
     max_misses: rejected queries tolerated in TRACKING before declaring LOST.
     relocalize_confirmations: consistent global poses needed to leave LOST (1 = the first one
@@ -38,6 +40,7 @@ class GateConfig:
     min_inliers_global: int = 30
     min_inlier_ratio: float = 0.1
     max_median_reproj_px: float = 6.0
+    max_median_residual_m: float = 0.03
     max_jump_m: float = 0.5
     max_jump_deg: float = 30.0
     max_misses: int = 2
@@ -45,8 +48,11 @@ class GateConfig:
 
 
 def check_gates(cfg: GateConfig, n_matches: int, n_inliers: int, median_err_px: float,
-                T: np.ndarray | None, prior: np.ndarray | None) -> str:
-    """'' when the pose is acceptable, else a human-readable reason."""
+                T: np.ndarray | None, prior: np.ndarray | None, median_residual_m: float | None = None) -> str:
+    """'' when the pose is acceptable, else a human-readable reason.
+
+    ``median_residual_m`` (RGB-D poses) replaces the reprojection check when given.
+    """
     if T is None:
         return "no pose"
     need = cfg.min_inliers if prior is not None else cfg.min_inliers_global
@@ -54,7 +60,10 @@ def check_gates(cfg: GateConfig, n_matches: int, n_inliers: int, median_err_px: 
         return f"too few inliers ({n_inliers} < {need})"
     if n_matches and n_inliers / n_matches < cfg.min_inlier_ratio:
         return f"inlier ratio {n_inliers / n_matches:.2f} < {cfg.min_inlier_ratio}"
-    if not median_err_px <= cfg.max_median_reproj_px:
+    if median_residual_m is not None:
+        if not median_residual_m <= cfg.max_median_residual_m:
+            return f"median 3D residual {100 * median_residual_m:.1f} cm > {100 * cfg.max_median_residual_m:.1f} cm"
+    elif not median_err_px <= cfg.max_median_reproj_px:
         return f"median reprojection error {median_err_px:.2f}px > {cfg.max_median_reproj_px}px"
     if prior is not None:
         dt, dr = pose_errors(T, prior)

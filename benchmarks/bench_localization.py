@@ -1,0 +1,94 @@
+"""Per-query localization latency by stage (features, retrieval, matching, PnP) + accuracy.
+
+Usage::
+
+    python benchmarks/bench_localization.py [--dataset DIR --map-frames S --query-frames S]
+        [--pnp poselib opencv] [--max-queries N]
+
+Default dataset: the 7-Scenes redkitchen copy in ``shared/data`` with the temporal split
+(map ``0:598``, queries ``600:1000``); falls back to the synthetic demo room. Prints one
+markdown table per front-end / PnP back-end: median and 90th-percentile seconds per stage,
+plus the median pose error, so the PnP back-ends can be compared on the same matches.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from mast3r_ros.localization.datasets import open_dataset
+from mast3r_ros.localization.evaluation import localize_frames, summarize
+from mast3r_ros.localization.frontend import make_frontend
+from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
+from mast3r_ros.localization.map_store import KeyframeMap
+from mast3r_ros.localization.mapbuild import build_map
+from mast3r_ros.localization.pose import PnPConfig
+from mast3r_ros.paths import shared_dir
+
+STAGES = ("features", "retrieval", "matching", "pnp", "total")
+
+
+def _default_dataset() -> tuple[str, str, str]:
+    seven = shared_dir() / "data" / "7scenes_redkitchen"
+    if seven.exists():
+        return str(seven), "0:598", "600:1000"
+    from mast3r_ros.data.synthetic_room import default_demo_dataset, load_sequence_info
+
+    root = default_demo_dataset()
+    info = load_sequence_info(root)
+    return str(root), info.map_spec, info.query_spec
+
+
+def _table(title: str, records, summary: dict) -> str:
+    lines = [f"### {title}", "", "| stage | median [ms] | p90 [ms] | mean [ms] |", "|---|---|---|---|"]
+    for s in STAGES:
+        v = np.array([r.timings[s] for r in records if s in r.timings]) * 1000
+        if len(v):
+            lines.append(f"| {s} | {np.median(v):.1f} | {np.percentile(v, 90):.1f} | {v.mean():.1f} |")
+    te, re = summary["median_translation_m"], summary["median_rotation_deg"]
+    lines += ["", f"localized {summary['n_localized']}/{summary['n_queries']}, median error "
+              f"{'n/a' if te is None else f'{100 * te:.2f} cm'} / {'n/a' if re is None else f'{re:.2f} deg'}, "
+              f"recall 5cm/5deg {100 * summary['recall_5cm_5deg']:.1f} %, "
+              f"25cm/2deg {100 * summary['recall_25cm_2deg']:.1f} %", ""]
+    return "\n".join(lines)
+
+
+def bench_classical(dataset, map_spec, query_spec, solvers, max_queries) -> None:
+    frontend = make_frontend("classical")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "map"
+        build_map(dataset, map_spec, frontend, path, progress=True)
+        frames = dataset.frames(query_spec)[:max_queries]
+        spec = f"{frames[0].index}:{frames[-1].index + 1}" if frames else query_spec
+        for solver in solvers:
+            with KeyframeMap.open(path) as kmap:
+                loc = Localizer(kmap, make_frontend("classical"), LocalizerConfig(pnp=PnPConfig(solver=solver)))
+                recs = [r for r in localize_frames(loc, dataset, spec, progress=True)
+                        if r.index in {f.index for f in frames}]
+            print(_table(f"classical front-end, PnP = {solver}", recs, summarize(recs)))
+
+
+# ---------------------------------------------------------------------------------------------
+# MASt3R front-end: TO BE ADDED by the MASt3R front-end owner (same table, same stages, plus the
+# network's encoder/decoder time), once `make_frontend("mast3r")` exists.
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--map-frames", default=None)
+    p.add_argument("--query-frames", default=None)
+    p.add_argument("--pnp", nargs="+", default=["poselib", "opencv"], choices=["poselib", "opencv"])
+    p.add_argument("--max-queries", type=int, default=10_000)
+    a = p.parse_args()
+    root, mspec, qspec = _default_dataset() if a.dataset is None else (a.dataset, a.map_frames, a.query_frames)
+    dataset = open_dataset(root)
+    print(f"dataset {root}: map {a.map_frames or mspec}, queries {a.query_frames or qspec}\n")
+    bench_classical(dataset, a.map_frames or mspec, a.query_frames or qspec, a.pnp, a.max_queries)
+
+
+if __name__ == "__main__":
+    main()
