@@ -25,6 +25,7 @@ from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
 from mast3r_ros.localization.map_store import KeyframeMap
 from mast3r_ros.localization.mapbuild import build_map
 from mast3r_ros.localization.pose import PnPConfig
+from mast3r_ros.localization.rgbd import RgbdCalibration
 from mast3r_ros.paths import shared_dir
 
 STAGES = ("features", "retrieval", "matching", "pnp", "total")
@@ -55,19 +56,23 @@ def _table(title: str, records, summary: dict) -> str:
     return "\n".join(lines)
 
 
-def bench_classical(dataset, map_spec, query_spec, solvers, max_queries) -> None:
+def bench_classical(dataset, map_spec, query_spec, solvers, max_queries, calib=None, use_depth=False) -> None:
     frontend = make_frontend("classical")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "map"
-        build_map(dataset, map_spec, frontend, path, progress=True)
+        build_map(dataset, map_spec, frontend, path, progress=True, calib=calib)
         frames = dataset.frames(query_spec)[:max_queries]
         spec = f"{frames[0].index}:{frames[-1].index + 1}" if frames else query_spec
         for solver in solvers:
             with KeyframeMap.open(path) as kmap:
                 loc = Localizer(kmap, make_frontend("classical"), LocalizerConfig(pnp=PnPConfig(solver=solver)))
-                recs = [r for r in localize_frames(loc, dataset, spec, progress=True)
+                recs = [r for r in localize_frames(loc, dataset, spec, progress=True, calib=calib,
+                                                   use_depth=use_depth)
                         if r.index in {f.index for f in frames}]
-            print(_table(f"classical front-end, PnP = {solver}", recs, summarize(recs)))
+            mode = "RGB-D queries (3D-3D pose, PnP fallback)" if use_depth else f"RGB queries, PnP = {solver}"
+            print(_table(f"classical front-end, {mode}", recs, summarize(recs)))
+            if use_depth:
+                break
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,11 +88,15 @@ def main() -> None:
     p.add_argument("--query-frames", default=None)
     p.add_argument("--pnp", nargs="+", default=["poselib", "opencv"], choices=["poselib", "opencv"])
     p.add_argument("--max-queries", type=int, default=10_000)
+    p.add_argument("--rgbd-calib", default=None, help="RGB-D calibration preset ('7scenes') or YAML")
+    p.add_argument("--query-depth", action="store_true", help="RGB-D queries (3D-3D pose)")
     a = p.parse_args()
     root, mspec, qspec = _default_dataset() if a.dataset is None else (a.dataset, a.map_frames, a.query_frames)
     dataset = open_dataset(root)
     print(f"dataset {root}: map {a.map_frames or mspec}, queries {a.query_frames or qspec}\n")
-    bench_classical(dataset, a.map_frames or mspec, a.query_frames or qspec, a.pnp, a.max_queries)
+    calib = RgbdCalibration.load(a.rgbd_calib) if a.rgbd_calib else None
+    bench_classical(dataset, a.map_frames or mspec, a.query_frames or qspec, a.pnp, a.max_queries, calib,
+                    a.query_depth)
 
 
 if __name__ == "__main__":

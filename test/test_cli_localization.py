@@ -39,7 +39,7 @@ def test_cli_errors_are_clean(data_dir, tmp_path, capsys):
                  "--out", str(tmp_path / "p.tum")]) == 2
     assert main(["evaluate", "--dataset", ds_dir, "--out", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err
-    assert "not available yet" in err and "frame spec" in err and "--map-frames" in err
+    assert "needs a checkpoint" in err and "frame spec" in err and "--map-frames" in err
 
 
 def test_evaluate_writes_report_and_plot(data_dir, tmp_path, capsys):

@@ -121,7 +121,7 @@ def test_unreadable_query_image_is_reported(scene, small_map, tmp_path):
 
 
 def test_frontend_factory_errors():
-    with pytest.raises(NotImplementedError, match="classical"):
+    with pytest.raises(FrontEndError, match="needs a checkpoint"):
         make_frontend("mast3r")
     with pytest.raises(FrontEndError, match="unknown front-end"):
         make_frontend("orb")

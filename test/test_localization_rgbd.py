@@ -10,17 +10,9 @@ from mast3r_ros.localization.frontend import make_frontend
 from mast3r_ros.localization.localizer import Localizer
 from mast3r_ros.localization.map_store import KeyframeMap
 from mast3r_ros.localization.mapbuild import build_map
-from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.localization.rgbd import PRESETS, RgbdCalibration
 
-# 7-Scenes Kinect v1: colour focal 525 (the DSAC*/ACE convention), depth focal 585 (7-Scenes
-# page), depth->colour extrinsics of the LIRIS Kinect calibration (the values the pseudo-GT
-# study of Brachmann et al. 2021 uses to register 7-Scenes depth).
-SEVEN_SCENES = dict(
-    K_rgb=[525.0, 525.0, 320.0, 240.0], K_depth=[585.0, 585.0, 320.0, 240.0],
-    T_rgb_depth=[[0.99996518, 0.00267651, -0.00790410, -0.02555894],
-                 [-0.00274093, 0.99996303, -0.00815045, 0.00010110],
-                 [0.00788199, 0.00817183, 0.99993555, 0.00203183], [0, 0, 0, 1]],
-    poses_frame="depth")
+SEVEN_SCENES = PRESETS["7scenes"]
 
 
 def test_calibration_yaml_roundtrip_and_pose_conversion(tmp_path):

@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="report.json", help="JSON report path (default report.json)")
     parser.add_argument("--plot", default=None, help="trajectory plot (PNG); default <out>.png")
     parser.add_argument("--rgbd-calib", default=None,
-                        help="YAML RGB-D calibration (K_rgb, K_depth, T_rgb_depth, poses_frame) for sensors "
+                        help="RGB-D calibration: a preset ('7scenes') or a YAML file (K_rgb, K_depth, T_rgb_depth, "
+                             "poses_frame) for sensors "
                              "whose depth is not registered to colour, e.g. 7-Scenes")
     parser.add_argument("--query-depth", action="store_true",
                         help="also use the query depth images (RGB-D localization, 3D-3D pose)")
@@ -44,10 +45,21 @@ def _resolve_dataset(args) -> tuple[str, str, str]:
     return str(root), args.map_frames or info.map_spec, args.query_frames or info.query_spec
 
 
+def _frontend(name: str, checkpoint: str | None):
+    """Front-end by name; the mast3r one gets its checkpoint (never downloaded)."""
+    from mast3r_ros.localization.frontend import make_frontend
+
+    if name == "mast3r":
+        from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEndConfig
+
+        return make_frontend(name, Mast3rFrontEndConfig(checkpoint=checkpoint or ""))
+    return make_frontend(name)
+
+
 def _calib(path):
     from mast3r_ros.localization.rgbd import RgbdCalibration
 
-    return RgbdCalibration.from_yaml(path) if path else None
+    return RgbdCalibration.load(path) if path else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
 
     from mast3r_ros.localization.datasets import open_dataset, parse_frame_spec
     from mast3r_ros.localization.evaluation import evaluate, plot_trajectories, summary_table, write_report
-    from mast3r_ros.localization.frontend import make_frontend
     from mast3r_ros.localization.localizer import LocalizerConfig
     from mast3r_ros.localization.pose import PnPConfig
 
@@ -63,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         root, map_spec, query_spec = _resolve_dataset(args)
         mspec, qspec = parse_frame_spec(map_spec), parse_frame_spec(query_spec)
-        frontend = make_frontend(args.frontend)
+        frontend = _frontend(args.frontend, args.checkpoint)
         dataset = open_dataset(root)
         report = evaluate(dataset, mspec, qspec, frontend, LocalizerConfig(pnp=PnPConfig(solver=args.pnp)),
                           map_dir=args.map_out, progress=sys.stderr.isatty(), calib=_calib(args.rgbd_calib),

@@ -19,19 +19,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="dataset folder with the query images")
     parser.add_argument("--frames", required=True, help="query frames as START:STOP[:STEP]")
     parser.add_argument("--out", required=True, help="output trajectory (TUM: t tx ty tz qx qy qz qw)")
+    parser.add_argument("--checkpoint", default=None, help="MASt3R checkpoint (maps built with --frontend mast3r)")
     parser.add_argument("--pnp", default="poselib", choices=["poselib", "opencv"], help="PnP back-end")
     parser.add_argument("--rgbd-calib", default=None,
-                        help="YAML RGB-D calibration (K_rgb, K_depth, T_rgb_depth, poses_frame) for sensors "
+                        help="RGB-D calibration: a preset ('7scenes') or a YAML file (K_rgb, K_depth, T_rgb_depth, "
+                             "poses_frame) for sensors "
                              "whose depth is not registered to colour, e.g. 7-Scenes (default: the "
                              "calibration the map was built with)")
     parser.add_argument("--query-depth", action="store_true",
                         help="also use the query depth images (RGB-D localization, 3D-3D pose)")
 
 
+def _frontend(name: str, checkpoint: str | None):
+    """Front-end by name; the mast3r one gets its checkpoint (never downloaded)."""
+    from mast3r_ros.localization.frontend import make_frontend
+
+    if name == "mast3r":
+        from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEndConfig
+
+        return make_frontend(name, Mast3rFrontEndConfig(checkpoint=checkpoint or ""))
+    return make_frontend(name)
+
+
 def _calib(path):
     from mast3r_ros.localization.rgbd import RgbdCalibration
 
-    return RgbdCalibration.from_yaml(path) if path else None
+    return RgbdCalibration.load(path) if path else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
 
     from mast3r_ros.localization.datasets import open_dataset, parse_frame_spec
     from mast3r_ros.localization.evaluation import localize_frames
-    from mast3r_ros.localization.frontend import make_frontend
     from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
     from mast3r_ros.localization.map_store import KeyframeMap
     from mast3r_ros.localization.pose import PnPConfig
@@ -50,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         spec = parse_frame_spec(args.frames)
         dataset = open_dataset(args.dataset)
         with KeyframeMap.open(args.map) as kmap:
-            localizer = Localizer(kmap, make_frontend(kmap.meta.frontend),
+            localizer = Localizer(kmap, _frontend(kmap.meta.frontend, args.checkpoint),
                                   LocalizerConfig(pnp=PnPConfig(solver=args.pnp)))
             calib = _calib(args.rgbd_calib) or RgbdCalibration.from_dict(kmap.meta.extra.get("rgbd_calibration"))
             records = localize_frames(localizer, dataset, spec, progress=sys.stderr.isatty(),

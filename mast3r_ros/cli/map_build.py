@@ -18,26 +18,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing map folder")
     parser.add_argument("--store-depth", action="store_true", help="also store keyframe depth images")
     parser.add_argument("--rgbd-calib", default=None,
-                        help="YAML RGB-D calibration (K_rgb, K_depth, T_rgb_depth, poses_frame) for sensors "
+                        help="RGB-D calibration: a preset ('7scenes') or a YAML file (K_rgb, K_depth, T_rgb_depth, "
+                             "poses_frame) for sensors "
                              "whose depth is not registered to colour, e.g. 7-Scenes")
+
+
+def _frontend(name: str, checkpoint: str | None):
+    """Front-end by name; the mast3r one gets its checkpoint (never downloaded)."""
+    from mast3r_ros.localization.frontend import make_frontend
+
+    if name == "mast3r":
+        from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEndConfig
+
+        return make_frontend(name, Mast3rFrontEndConfig(checkpoint=checkpoint or ""))
+    return make_frontend(name)
 
 
 def _calib(path):
     from mast3r_ros.localization.rgbd import RgbdCalibration
 
-    return RgbdCalibration.from_yaml(path) if path else None
+    return RgbdCalibration.load(path) if path else None
 
 
 def run(args: argparse.Namespace) -> int:
     from mast3r_ros.localization.datasets import open_dataset, parse_frame_spec
-    from mast3r_ros.localization.frontend import make_frontend
     from mast3r_ros.localization.mapbuild import build_map
     from mast3r_ros.localization.map_store import KeyframeMap
 
     start = time.perf_counter()
     try:
         spec = parse_frame_spec(args.frames)
-        frontend = make_frontend(args.frontend)
+        frontend = _frontend(args.frontend, args.checkpoint)
         dataset = open_dataset(args.dataset)
         build_map(dataset, spec, frontend, args.out, overwrite=args.overwrite,
                   store_depth=args.store_depth, progress=sys.stderr.isatty(), calib=_calib(args.rgbd_calib))

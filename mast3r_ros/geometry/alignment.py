@@ -65,8 +65,9 @@ def _batched_kabsch(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return T
 
 
-def ransac_rigid(src: np.ndarray, dst: np.ndarray, threshold: float, iterations: int = 400,
-                 seed: int = 0, refine_rounds: int = 3) -> tuple[np.ndarray | None, np.ndarray]:
+def ransac_rigid(src: np.ndarray, dst: np.ndarray, threshold: float, iterations: int = 300,
+                 seed: int = 0, refine_rounds: int = 3, score_points: int = 256
+                 ) -> tuple[np.ndarray | None, np.ndarray]:
     """Robust rigid transform ``dst ~= R @ src + t`` (3-point RANSAC + Umeyama refinement).
 
     Why: RGB-D queries give 3D-3D matches whose alignment does not depend on the colour
@@ -76,6 +77,8 @@ def ransac_rigid(src: np.ndarray, dst: np.ndarray, threshold: float, iterations:
         src: [N,3] points in frame b (metres), e.g. query camera frame.
         dst: [N,3] matched points in frame a (metres), e.g. map frame.
         threshold: inlier distance (metres).
+        score_points: hypotheses are scored on this many random points (speed); the best one
+            is then refined on all inliers.
     Returns:
         (T_a_b [4,4] or None, inliers [N] bool).
     """
@@ -87,9 +90,11 @@ def ransac_rigid(src: np.ndarray, dst: np.ndarray, threshold: float, iterations:
     rng = np.random.default_rng(seed)
     idx = np.stack([rng.choice(n, 3, replace=False) for _ in range(iterations)])
     Ts = _batched_kabsch(src[idx], dst[idx])
-    res = np.einsum("mij,nj->mni", Ts[:, :3, :3], src) + Ts[:, None, :3, 3] - dst[None]
-    counts = np.nan_to_num(np.sum(np.linalg.norm(res, axis=2) < threshold, axis=1), nan=0)
-    inl = np.linalg.norm(res[int(np.argmax(counts))], axis=1) < threshold
+    sub = rng.choice(n, min(n, score_points), replace=False)
+    res = np.einsum("mij,nj->mni", Ts[:, :3, :3], src[sub]) + Ts[:, None, :3, 3] - dst[sub][None]
+    counts = np.sum(np.linalg.norm(res, axis=2) < threshold, axis=1)  # NaN hypotheses count 0
+    best = Ts[int(np.argmax(counts))]
+    inl = np.linalg.norm(src @ best[:3, :3].T + best[:3, 3] - dst, axis=1) < threshold
     T = None
     for _ in range(refine_rounds):
         if inl.sum() < 3:

@@ -115,11 +115,13 @@ class FrontEnd(Protocol):
 
 
 def make_frontend(name: str, config: Any = None) -> FrontEnd:
-    """Build a front-end by name ('classical' or 'mast3r').
+    """Build a front-end by name.
 
+    Args:
+        name: 'classical' (config: ``ClassicalConfig``) or 'mast3r' (config:
+            ``Mast3rFrontEndConfig``, which must name a checkpoint).
     Raises:
-        FrontEndError: unknown name.
-        NotImplementedError: 'mast3r' until the network front-end lands.
+        FrontEndError: unknown name, or the mast3r front-end without a checkpoint.
     """
     key = name.strip().lower()
     if key == "classical":
@@ -127,7 +129,7 @@ def make_frontend(name: str, config: Any = None) -> FrontEnd:
 
         return ClassicalFrontEnd(config if config is not None else ClassicalConfig())
     if key == "mast3r":
-        raise NotImplementedError(
-            "the 'mast3r' front-end is not available yet (the network front-end is still being "
-            "written); use --frontend classical (SIFT + sensor depth) for now")
+        from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEnd, Mast3rFrontEndConfig
+
+        return Mast3rFrontEnd(config if config is not None else Mast3rFrontEndConfig())
     raise FrontEndError(f"unknown front-end {name!r}; choose 'classical' or 'mast3r'")

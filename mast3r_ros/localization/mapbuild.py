@@ -33,6 +33,7 @@ def build_map(dataset: RgbdDataset, spec: FrameSpec | str, frontend: FrontEnd, o
         raise FrontEndError(f"no frames with ground-truth poses in {dataset.root} for spec {spec}")
     calib = calib or RgbdCalibration()
     K = calib.colour_K(dataset.K)
+    checkpoint_sha256 = checkpoint_sha256 or getattr(frontend, "checkpoint_sha256", None)
     meta = MapMeta(frontend=frontend.name, checkpoint_sha256=checkpoint_sha256,
                    image_size=tuple(dataset.image_size),
                    extra={"dataset": str(dataset.root), "frames": str(spec),

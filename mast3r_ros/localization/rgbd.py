@@ -25,6 +25,20 @@ from mast3r_ros.geometry.camera import check_intrinsics, register_depth
 from mast3r_ros.geometry.transforms import invert
 
 
+# Kinect v1 as recorded in Microsoft 7-Scenes: colour focal 525 (the DSAC*/ACE convention),
+# depth focal 585 (7-Scenes page), depth->colour extrinsics of the LIRIS Kinect calibration (the
+# values the pseudo-GT study of Brachmann et al., ICCV 2021, uses to register 7-Scenes depth);
+# 7-Scenes poses are the depth camera's (KinectFusion).
+PRESETS: dict[str, dict] = {
+    "7scenes": {
+        "K_rgb": [525.0, 525.0, 320.0, 240.0], "K_depth": [585.0, 585.0, 320.0, 240.0],
+        "T_rgb_depth": [[0.99996518, 0.00267651, -0.00790410, -0.02555894],
+                        [-0.00274093, 0.99996303, -0.00815045, 0.00010110],
+                        [0.00788199, 0.00817183, 0.99993555, 0.00203183], [0.0, 0.0, 0.0, 1.0]],
+        "poses_frame": "depth"},
+}
+
+
 def _K(v) -> np.ndarray | None:
     if v is None:
         return None
@@ -53,6 +67,13 @@ class RgbdCalibration:
         self.T_rgb_depth = np.asarray(self.T_rgb_depth, dtype=np.float64).reshape(4, 4)
         if self.poses_frame not in ("rgb", "depth"):
             raise ValueError(f"poses_frame must be 'rgb' or 'depth', got {self.poses_frame!r}")
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> "RgbdCalibration":
+        """A preset by name (e.g. '7scenes') or a YAML file."""
+        if str(name_or_path) in PRESETS:
+            return cls.from_dict(PRESETS[str(name_or_path)])
+        return cls.from_yaml(name_or_path)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "RgbdCalibration":
