@@ -47,7 +47,8 @@ class NNIndex(Protocol):
 class TorchBlockedIndex:
     """Blocked matmul + running amax; see module docstring. ``db``: float32 [M, D] (kept, not copied)."""
 
-    def __init__(self, db: torch.Tensor, block_rows: int = 512, max_queries: int = 4096, fp16: bool = False):
+    def __init__(self, db: torch.Tensor, block_rows: int = 256, max_queries: int = 4096, fp16: bool = False,
+                 block_elems: int = 1 << 20):
         if db.ndim != 2 or db.shape[0] == 0:
             raise ValueError(f"database must be a non-empty [M, D] matrix, got {tuple(db.shape)}")
         if fp16 and db.device.type != "cuda":
@@ -57,6 +58,7 @@ class TorchBlockedIndex:
         self.dbT = self.db.T.contiguous()                  # [D, M], for the rescoring pass
         self.size = int(db.shape[0])
         self.block_rows = int(block_rows)
+        self.block_elems = int(block_elems)
         self.max_queries = int(max_queries)
 
     @torch.no_grad()
@@ -74,20 +76,22 @@ class TorchBlockedIndex:
         return idx.cpu().numpy(), score.cpu().numpy()
 
     def _search_chunk(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n, M, bs = q.shape[0], self.size, self.block_rows
+        n, M = q.shape[0], self.size
+        # block rows adapted to the query count: the [bs, n] score block stays ~4 MB (L2/L3-resident) and
+        # few queries do not pay for hundreds of tiny blocks
+        bs = max(self.block_rows, min(32768, self.block_elems // max(n, 1)))
         qT = q.T.contiguous()                              # [D, n]
-        best = torch.full((n,), -float("inf"), dtype=self.dtype, device=q.device)
-        best_blk = torch.zeros(n, dtype=torch.int64, device=q.device)
-        buf = torch.empty(bs, n, dtype=self.dtype, device=q.device)
-        m = torch.empty(n, dtype=self.dtype, device=q.device)
-        imp = torch.empty(n, dtype=torch.bool, device=q.device)
-        for j in range(0, M, bs):
+        n_blk = (M + bs - 1) // bs
+        blk_max = torch.empty(n_blk, n, dtype=self.dtype, device=q.device)   # per-block maxima, small
+        buf = torch.empty(bs, n, dtype=self.dtype, device=q.device)          # one block of scores
+        for k in range(n_blk):
+            j = k * bs
             b = buf[: min(bs, M - j)]
             torch.mm(self.db[j:j + bs], qT, out=b)
-            torch.amax(b, dim=0, out=m)
-            torch.gt(m, best, out=imp)                     # strict: an equal later block never wins a tie
-            best = torch.where(imp, m, best)
-            best_blk.masked_fill_(imp, j)
+            torch.amax(b, dim=0, out=blk_max[k])
+        best = blk_max.amax(dim=0)
+        # first block reaching the maximum (an equal later block never wins a tie)
+        best_blk = (blk_max == best).to(torch.uint8).argmax(dim=0) * bs
         # Rescore each query's winning block (query-major; same per-element summation as above) and take
         # the first maximum inside it: overall result = lowest flat index among exact maxima.
         idx = torch.empty(n, dtype=torch.int64, device=q.device)

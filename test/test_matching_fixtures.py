@@ -1,0 +1,155 @@
+"""FRM / symmetric extraction / crop selection against the official outputs (shared/fixtures).
+
+frm_cases.npz inputs are float16 maps that the official calls received cast to float32 (README); we do
+the same. Agreement is measured as the fraction of identical (xy1, xy2) pairs (acceptance: >= 99.5 %,
+differences only from float32 near-ties); on this CPU the torch backend reproduces them exactly.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mast3r_ros.matching import MatchingConfig, fast_reciprocal_nn, match_symmetric
+from mast3r_ros.matching.crops import crop_slice, normalize_windows, overlapping_grid, select_crop_pairs
+
+MIN_AGREEMENT = 0.995
+
+
+@pytest.fixture(scope="module")
+def frm(fixtures_dir):
+    d = np.load(fixtures_dir / "frm_cases.npz", allow_pickle=False)
+    return {k: d[k] for k in d.files}
+
+
+@pytest.fixture(scope="module")
+def maps(frm):
+    return frm["map1"].astype(np.float32), frm["map2"].astype(np.float32)
+
+
+def agreement(xy1, xy2, ref1, ref2) -> float:
+    """|ours ∩ ref| / max(|ours|, |ref|) over (x1, y1, x2, y2) tuples."""
+    ours = {tuple(r) for r in np.c_[xy1, xy2]}
+    ref = {tuple(r) for r in np.c_[ref1, ref2]}
+    return len(ours & ref) / max(len(ours), len(ref), 1)
+
+
+def within_px(xy1, xy2, H, tol=2.0) -> float:
+    p = np.c_[xy1, np.ones(len(xy1))] @ H.T
+    p = p[:, :2] / p[:, 2:]
+    return float((np.linalg.norm(p - xy2, axis=1) <= tol).mean())
+
+
+@pytest.fixture(scope="module")
+def torch_case_a(maps):
+    return fast_reciprocal_nn(*maps, subsample=8, config=MatchingConfig(backend="torch"))
+
+
+def test_case_a_torch_identical(torch_case_a, frm):
+    xy1, xy2 = torch_case_a
+    assert xy1.dtype == np.int64 and xy1.shape == frm["a_xy1"].shape
+    assert agreement(xy1, xy2, frm["a_xy1"], frm["a_xy2"]) >= MIN_AGREEMENT
+    # case b used the Euclidean KDTree matcher; on these float16-rounded (not exactly unit-norm) maps it
+    # differs from the dot-product matcher (a) in 33 of 3059 pairs in the fixture itself, although the
+    # README calls them identical. We implement the dot-product semantics, so we may only differ from b
+    # where a does.
+    ab = agreement(frm["a_xy1"], frm["a_xy2"], frm["b_xy1"], frm["b_xy2"])
+    assert ab < 1 and agreement(xy1, xy2, frm["b_xy1"], frm["b_xy2"]) >= ab - (1 - MIN_AGREEMENT)
+    W1, W2 = frm["map1"].shape[1], frm["map2"].shape[1]
+    if np.array_equal(xy1, frm["a_xy1"]) and np.array_equal(xy2, frm["a_xy2"]):
+        # exact reproduction also implies the official order (sorted by flat index 1 then 2)
+        np.testing.assert_array_equal(xy1[:, 1] * W1 + xy1[:, 0], frm["a_flat_idx1"])
+        np.testing.assert_array_equal(xy2[:, 1] * W2 + xy2[:, 0], frm["a_flat_idx2"])
+
+
+def test_output_sorted_unique(torch_case_a, frm):
+    xy1, xy2 = torch_case_a
+    W1, W2 = frm["map1"].shape[1], frm["map2"].shape[1]
+    key = (xy1[:, 1] * W1 + xy1[:, 0]) * (1 << 32) + xy2[:, 1] * W2 + xy2[:, 0]
+    assert np.all(np.diff(key) > 0)
+
+
+def test_case_a_homography_property(torch_case_a, frm):
+    assert within_px(*torch_case_a, frm["homography_1to2"]) >= 0.98
+
+
+def subset_of_c(frm, step, key="c"):
+    """Explicit-init mode treats every start point independently, so a subset of the start points must
+    give exactly the fixture's matches whose xy1 is in the subset (keeps the test runs short)."""
+    x, y = frm["c_init_x"][::step], frm["c_init_y"][::step]
+    sub = set(zip(x.tolist(), y.tolist()))
+    keep = np.array([(int(a), int(b)) in sub for a, b in frm[f"{key}_xy1"]])
+    return x, y, frm[f"{key}_xy1"][keep], frm[f"{key}_xy2"][keep]
+
+
+def test_case_c_torch_explicit_init(maps, frm):
+    x, y, ref1, ref2 = subset_of_c(frm, 2)
+    xy1, xy2 = fast_reciprocal_nn(*maps, init_xy=(x, y), pixel_tol=5, config=MatchingConfig(backend="torch"))
+    assert len(ref1) > 5000
+    assert agreement(xy1, xy2, ref1, ref2) >= MIN_AGREEMENT
+    _, _, kd1, kd2 = subset_of_c(frm, 2, "c_kdtree")     # Euclidean matcher: 99.54 % equal to c itself
+    assert agreement(xy1, xy2, kd1, kd2) >= MIN_AGREEMENT - 0.002
+    # returned xy1 are start points (not where the round trip landed)
+    starts = set(zip(x.tolist(), y.tolist()))
+    assert all((int(a), int(b)) in starts for a, b in xy1)
+    assert within_px(xy1, xy2, frm["homography_1to2"]) >= 0.98
+
+
+@pytest.mark.parametrize("case,tol", [("d", 0), ("e", 5)])
+def test_symmetric_torch(maps, frm, case, tol):
+    xy1, xy2, conf = match_symmetric(*maps, frm["conf1"], frm["conf2"], subsample=8, pixel_tol=tol,
+                                     config=MatchingConfig(backend="torch"))
+    assert agreement(xy1, xy2, frm[f"{case}_xy1"], frm[f"{case}_xy2"]) >= MIN_AGREEMENT
+    assert conf.dtype == np.float32
+    # conf = min of the two confidences at the matched pixels (independent recomputation)
+    c1 = frm["conf1"].astype(np.float32)[xy1[:, 1], xy1[:, 0]]
+    c2 = frm["conf2"].astype(np.float32)[xy2[:, 1], xy2[:, 0]]
+    np.testing.assert_array_equal(conf, np.minimum(c1, c2))
+    if np.array_equal(xy1, frm[f"{case}_xy1"]) and np.array_equal(xy2, frm[f"{case}_xy2"]):
+        np.testing.assert_array_equal(conf, frm[f"{case}_conf"])
+    assert within_px(xy1, xy2, frm["homography_1to2"]) >= 0.98
+
+
+def test_case_a_faiss(maps, frm):
+    pytest.importorskip("faiss")
+    xy1, xy2 = fast_reciprocal_nn(*maps, subsample=8, config=MatchingConfig(backend="faiss"))
+    assert agreement(xy1, xy2, frm["a_xy1"], frm["a_xy2"]) >= MIN_AGREEMENT
+
+
+def test_case_c_faiss_subset(maps, frm):
+    pytest.importorskip("faiss")
+    x, y, ref1, ref2 = subset_of_c(frm, 8)
+    xy1, xy2 = fast_reciprocal_nn(*maps, init_xy=(x, y), pixel_tol=5, config=MatchingConfig(backend="faiss"))
+    assert len(ref1) > 1000
+    assert agreement(xy1, xy2, ref1, ref2) >= MIN_AGREEMENT
+
+
+# ----------------------------------------------------------------------------- coarse-to-fine crops
+
+@pytest.fixture(scope="module")
+def c2f(fixtures_dir):
+    d = np.load(fixtures_dir / "c2f_cases.npz", allow_pickle=False)
+    return {k: d[k] for k in d.files}
+
+
+@pytest.mark.parametrize("size", ["1200x1600", "1080x1920", "768x1024", "1600x1200"])
+def test_grids(c2f, size):
+    H, W = map(int, size.split("x"))
+    raw = overlapping_grid(H, W, 512, 0.5)
+    np.testing.assert_array_equal(raw, c2f[f"grid_{size}_raw"])
+    forced = c2f[f"grid_{size}_norm_forced_resolution"]
+    np.testing.assert_array_equal(normalize_windows(raw.astype(np.float64), H, W, forced), c2f[f"grid_{size}_norm"])
+    np.testing.assert_array_equal(normalize_windows(raw.astype(np.float64), H, W, None),
+                                  c2f[f"grid_{size}_norm_none"])
+
+
+@pytest.mark.parametrize("case", ["case0", "case1", "case2", "case3"])
+def test_crop_pairs(c2f, case):
+    pairs = select_crop_pairs(c2f[f"{case}_shape_q"], c2f[f"{case}_shape_ref"], c2f[f"{case}_pos2d_in_query"],
+                              c2f[f"{case}_pos2d_in_ref"], maxdim=512, overlap=0.5,
+                              forced_resolution=c2f[f"{case}_forced_resolution"])
+    assert len(pairs) == len(c2f[f"{case}_crops_q"])
+    np.testing.assert_array_equal(np.array([p[0] for p in pairs]), c2f[f"{case}_crops_q"])
+    np.testing.assert_array_equal(np.array([p[1] for p in pairs]), c2f[f"{case}_crops_ref"])
+    for key, k in (("q", 0), ("ref", 1)):
+        sl = np.array([[s.start, s.stop] for p in pairs for s in crop_slice(p[k])]).reshape(-1, 4)
+        np.testing.assert_array_equal(sl, c2f[f"{case}_crop_slices_{key}"])
