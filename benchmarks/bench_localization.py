@@ -50,7 +50,8 @@ def _table(title: str, records, summary: dict) -> str:
             lines.append(f"| {s} | {np.median(v):.1f} | {np.percentile(v, 90):.1f} | {v.mean():.1f} |")
     te, re = summary["median_translation_m"], summary["median_rotation_deg"]
     lines += ["", f"localized {summary['n_localized']}/{summary['n_queries']}, median error "
-              f"{'n/a' if te is None else f'{100 * te:.2f} cm'} / {'n/a' if re is None else f'{re:.2f} deg'}, "
+              f"{'n/a' if te is None else f'{100 * te:.2f} cm'} / "
+              f"{'n/a' if re is None else f'{re:.2f} deg'}, "
               f"recall 5cm/5deg {100 * summary['recall_5cm_5deg']:.1f} %, "
               f"25cm/2deg {100 * summary['recall_25cm_2deg']:.1f} %", ""]
     return "\n".join(lines)
@@ -65,7 +66,8 @@ def bench_classical(dataset, map_spec, query_spec, solvers, max_queries, calib=N
         spec = f"{frames[0].index}:{frames[-1].index + 1}" if frames else query_spec
         for solver in solvers:
             with KeyframeMap.open(path) as kmap:
-                loc = Localizer(kmap, make_frontend("classical"), LocalizerConfig(pnp=PnPConfig(solver=solver)))
+                config = LocalizerConfig(pnp=PnPConfig(solver=solver))
+                loc = Localizer(kmap, make_frontend("classical"), config)
                 recs = [r for r in localize_frames(loc, dataset, spec, progress=True, calib=calib,
                                                    use_depth=use_depth)
                         if r.index in {f.index for f in frames}]
@@ -91,7 +93,10 @@ def main() -> None:
     p.add_argument("--rgbd-calib", default=None, help="RGB-D calibration preset ('7scenes') or YAML")
     p.add_argument("--query-depth", action="store_true", help="RGB-D queries (3D-3D pose)")
     a = p.parse_args()
-    root, mspec, qspec = _default_dataset() if a.dataset is None else (a.dataset, a.map_frames, a.query_frames)
+    if a.dataset is None:
+        root, mspec, qspec = _default_dataset()
+    else:
+        root, mspec, qspec = a.dataset, a.map_frames, a.query_frames
     dataset = open_dataset(root)
     print(f"dataset {root}: map {a.map_frames or mspec}, queries {a.query_frames or qspec}\n")
     calib = RgbdCalibration.load(a.rgbd_calib) if a.rgbd_calib else None

@@ -68,7 +68,8 @@ def test_scale_intrinsics_matches_pixel_mapping():
     np.testing.assert_allclose(K_back, K, atol=1e-9)
 
 
-@pytest.mark.parametrize("bad", [np.eye(4), np.zeros((3, 3)), [[1, 0, 0], [0, 1, 0]], np.full((3, 3), np.nan)])
+@pytest.mark.parametrize("bad", [np.eye(4), np.zeros((3, 3)), [[1, 0, 0], [0, 1, 0]],
+                                 np.full((3, 3), np.nan)])
 def test_check_intrinsics_rejects_bad_matrices(bad):
     with pytest.raises(ValueError):
         check_intrinsics(bad)

@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="report.json", help="JSON report path (default report.json)")
     parser.add_argument("--plot", default=None, help="trajectory plot (PNG); default <out>.png")
     parser.add_argument("--rgbd-calib", default=None,
-                        help="RGB-D calibration: a preset ('7scenes') or a YAML file (K_rgb, K_depth, T_rgb_depth, "
+                        help="RGB-D calibration: a preset ('7scenes') or a YAML file (K_rgb, K_depth, "
+                             "T_rgb_depth, "
                              "poses_frame) for sensors "
                              "whose depth is not registered to colour, e.g. 7-Scenes")
     parser.add_argument("--query-depth", action="store_true",

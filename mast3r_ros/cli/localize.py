@@ -19,10 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="dataset folder with the query images")
     parser.add_argument("--frames", required=True, help="query frames as START:STOP[:STEP]")
     parser.add_argument("--out", required=True, help="output trajectory (TUM: t tx ty tz qx qy qz qw)")
-    parser.add_argument("--checkpoint", default=None, help="MASt3R checkpoint (maps built with --frontend mast3r)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="MASt3R checkpoint (maps built with --frontend mast3r)")
     parser.add_argument("--pnp", default="poselib", choices=["poselib", "opencv"], help="PnP back-end")
     parser.add_argument("--rgbd-calib", default=None,
-                        help="RGB-D calibration: a preset ('7scenes') or a YAML file (K_rgb, K_depth, T_rgb_depth, "
+                        help="RGB-D calibration: a preset ('7scenes') or a YAML file (K_rgb, K_depth, "
+                             "T_rgb_depth, "
                              "poses_frame) for sensors "
                              "whose depth is not registered to colour, e.g. 7-Scenes (default: the "
                              "calibration the map was built with)")
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         with KeyframeMap.open(args.map) as kmap:
             localizer = Localizer(kmap, _frontend(kmap.meta.frontend, args.checkpoint),
                                   LocalizerConfig(pnp=PnPConfig(solver=args.pnp)))
-            calib = _calib(args.rgbd_calib) or RgbdCalibration.from_dict(kmap.meta.extra.get("rgbd_calibration"))
+            calib = (_calib(args.rgbd_calib)
+                     or RgbdCalibration.from_dict(kmap.meta.extra.get("rgbd_calibration")))
             records = localize_frames(localizer, dataset, spec, progress=sys.stderr.isatty(),
                                       calib=calib, use_depth=args.query_depth)
     except (ValueError, NotImplementedError, OSError) as exc:

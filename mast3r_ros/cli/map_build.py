@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing map folder")
     parser.add_argument("--store-depth", action="store_true", help="also store keyframe depth images")
     parser.add_argument("--rgbd-calib", default=None,
-                        help="RGB-D calibration: a preset ('7scenes') or a YAML file (K_rgb, K_depth, T_rgb_depth, "
+                        help="RGB-D calibration: a preset ('7scenes') or a YAML file (K_rgb, K_depth, "
+                             "T_rgb_depth, "
                              "poses_frame) for sensors "
                              "whose depth is not registered to colour, e.g. 7-Scenes")
 

@@ -83,7 +83,8 @@ class FrontEnd(Protocol):
     Map build: ``prepare_keyframe`` per keyframe (arrays stored in the map), then
     ``fit_global`` once over all keyframes (e.g. a retrieval vocabulary, stored with
     ``put_global``) and ``keyframe_descriptor`` per keyframe. Localization: ``load_global``
-    once, then per query ``prepare_query``, ``query_descriptor`` (retrieval) and ``match`` per retrieved keyframe.
+    once, then per query ``prepare_query``, ``query_descriptor`` (retrieval) and ``match`` per
+    retrieved keyframe.
     """
 
     name: str                        # stored in the map's meta; must match at localization

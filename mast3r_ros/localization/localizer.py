@@ -51,7 +51,8 @@ class LocalizationResult:
         ``covariance.py``), or None.
     n_matches / n_inliers: 2D-3D matches fed to PnP and its inliers.
     kf_ids: retrieved keyframe ids, best first.
-    timings: seconds per stage: 'features' (query feature extraction), 'retrieval', 'matching', 'pnp', 'total'.
+    timings: seconds per stage: 'features' (query feature extraction), 'retrieval', 'matching',
+        'pnp' (pose solver + covariance), 'total'.
     error: why no pose was returned ('' on success).
     """
     state: LocState

@@ -161,6 +161,3 @@ def _procrustes(xy_q, X_ref, pointmap_q, cfg) -> MapFreeResult:
         return MapFreeResult(None, "procrustes", 0, str(exc))
     n_inl = int(np.sum(res < cfg.procrustes_inlier_m))
     return MapFreeResult(T, "procrustes", n_inl)
-
-
-

@@ -3,15 +3,13 @@
 Why VLAD: a 64-word vocabulary fitted at map build (k-means on the map's own descriptors,
 stored with ``put_global``) is enough for a room-sized map, needs no extra download, and
 aggregates residuals so that it separates nearby viewpoints better than plain bag-of-words.
-An optional pose prior (last pose + motion) gates out keyframes that cannot be visible.
+An optional pose prior (the last accepted pose) gates out keyframes that cannot be visible.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-
-
 
 
 @dataclass
@@ -126,6 +124,3 @@ class Retriever:
             cosang = self.T[:, :3, 2] @ prior[:3, 2]
             ok &= cosang >= np.cos(np.radians(cfg.prior_max_angle_deg))
         return ok
-
-
-

@@ -48,7 +48,8 @@ class GateConfig:
 
 
 def check_gates(cfg: GateConfig, n_matches: int, n_inliers: int, median_err_px: float,
-                T: np.ndarray | None, prior: np.ndarray | None, median_residual_m: float | None = None) -> str:
+                T: np.ndarray | None, prior: np.ndarray | None,
+                median_residual_m: float | None = None) -> str:
     """'' when the pose is acceptable, else a human-readable reason.
 
     ``median_residual_m`` (RGB-D poses) replaces the reprojection check when given.
@@ -62,7 +63,8 @@ def check_gates(cfg: GateConfig, n_matches: int, n_inliers: int, median_err_px: 
         return f"inlier ratio {n_inliers / n_matches:.2f} < {cfg.min_inlier_ratio}"
     if median_residual_m is not None:
         if not median_residual_m <= cfg.max_median_residual_m:
-            return f"median 3D residual {100 * median_residual_m:.1f} cm > {100 * cfg.max_median_residual_m:.1f} cm"
+            return (f"median 3D residual {100 * median_residual_m:.1f} cm > "
+                    f"{100 * cfg.max_median_residual_m:.1f} cm")
     elif not median_err_px <= cfg.max_median_reproj_px:
         return f"median reprojection error {median_err_px:.2f}px > {cfg.max_median_reproj_px}px"
     if prior is not None:
