@@ -1,0 +1,112 @@
+"""`mast3r-ros launch MODE`: start the node process(es) of ``mast3r.launch.py`` from this venv.
+
+Why: ``ros2 launch`` is not installable as a wheel. The node list comes from the same tested
+function as the launch file (:func:`mast3r_ros.ros.launch_description.describe`). Children run
+in their own sessions, so Ctrl-C / SIGTERM reach this process only; it forwards SIGINT (rclpy's
+clean shutdown), waits, then escalates to SIGTERM and SIGKILL so nothing is left running.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+NAME = "launch"
+HELP = "start the localization or mapping node (like `ros2 launch mast3r_ros mast3r.launch.py`)"
+STOP_GRACE_S = 5.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mode", choices=["localization", "mapping"])
+    parser.add_argument("--map", default="", help="map folder (localization: load; mapping: save to)")
+    parser.add_argument("--params", default="", help="ROS 2 parameter YAML (default config/<mode>.yaml)")
+    parser.add_argument("--checkpoint", default="", help="local MASt3R checkpoint (.pth)")
+    parser.add_argument("--frontend", default="", choices=["", "mast3r", "classical"])
+    parser.add_argument("--namespace", default="mast3r")
+    parser.add_argument("--image-topic", default="/camera/image_raw")
+    parser.add_argument("--camera-info-topic", default="/camera/camera_info")
+    parser.add_argument("--depth-topic", default="/camera/depth/image_raw")
+    parser.add_argument("--base-frame", default="", help="override base_frame")
+    parser.add_argument("--use-sim-time", action="store_true")
+    parser.add_argument("--rviz", action="store_true", help="also start rviz2 (needs a ROS install)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="extra node parameter (repeatable), passed as --ros-args -p")
+
+
+def _command(spec) -> list[str] | None:
+    """Executable from this venv's bin (console script), or None when not installed here."""
+    exe = Path(sys.executable).parent / spec.executable
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which(spec.executable)
+    if found:
+        return [found]
+    if spec.package == "mast3r_ros":  # editable checkout without console scripts
+        return [sys.executable, "-m", f"mast3r_ros.ros.{spec.executable}"]
+    return None
+
+
+def _stop(procs: list[subprocess.Popen], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL, each with a grace period; reaps every child."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        alive = [p for p in procs if p.poll() is None]
+        if not alive:
+            return
+        for p in alive:
+            try:
+                p.send_signal(sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(p.poll() is None for p in alive):
+            time.sleep(0.05)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mast3r_ros.ros.launch_description import describe
+
+    try:
+        specs = describe({"mode": args.mode, "map": args.map, "params_file": args.params,
+                          "checkpoint": args.checkpoint, "frontend": args.frontend,
+                          "namespace": args.namespace, "image_topic": args.image_topic,
+                          "camera_info_topic": args.camera_info_topic, "depth_topic": args.depth_topic,
+                          "base_frame": args.base_frame,
+                          "use_sim_time": "true" if args.use_sim_time else "false",
+                          "rviz": "true" if args.rviz else "false"})
+    except ValueError as exc:
+        print(f"launch: error: {exc}", file=sys.stderr)
+        return 2
+    stop_requested = []
+
+    def on_signal(signum, _frame):
+        stop_requested.append(signum)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    procs: list[subprocess.Popen] = []
+    try:
+        for spec in specs:
+            cmd = _command(spec)
+            if cmd is None:
+                print(f"launch: {spec.executable} is not installed here; skipped", file=sys.stderr)
+                continue
+            extra = [a for p in args.param for a in ("-p", p)] if spec.package == "mast3r_ros" else []
+            full = cmd + spec.arguments + spec.ros_args() + extra
+            print("launch: " + " ".join(full), file=sys.stderr, flush=True)
+            procs.append(subprocess.Popen(full, start_new_session=True, env=os.environ.copy()))
+        while procs and not stop_requested and all(p.poll() is None for p in procs):
+            time.sleep(0.1)
+    finally:
+        _stop(procs)
+        for s, h in old.items():
+            signal.signal(s, h)
+    codes = [p.returncode for p in procs]
+    failed = [c for c in codes if c not in (0, -signal.SIGINT, -signal.SIGTERM)]
+    if not stop_requested and failed:
+        print(f"launch: a node exited with code {failed[0]}", file=sys.stderr)
+        return 1
+    return 0

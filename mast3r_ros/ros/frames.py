@@ -1,0 +1,119 @@
+"""Decoded input frames, their validation, and camera <-> base pose/covariance changes (ROS-free).
+
+A :class:`Frame` is what the node (or offline replay) has after converting the synchronised
+messages to numpy. :func:`check_frame` names everything wrong with it, so a bad frame becomes a
+status + diagnostic error instead of a crash, and the next good frame is processed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mast3r_ros.geometry.transforms import invert
+
+
+class FrameError(ValueError):
+    """A frame (or a service request) cannot be used; the message names the problem."""
+
+
+@dataclass
+class Frame:
+    """One synchronised camera frame.
+
+    stamp_ns: image header stamp, integer nanoseconds.
+    frame_id: camera *optical* frame of the image (x right, y down, z forward).
+    image: [H,W,3] uint8 RGB.
+    K: [3,3] float64 intrinsics of ``image`` from camera_info (pixels, pixel-centre convention).
+    dist: OpenCV distortion coefficients from camera_info, or None (no distortion).
+    info_size: (W, H) from camera_info.
+    depth: optional [H,W] float32 metres (0 or NaN = no measurement, REP 118).
+    received: monotonic seconds when the image arrived (latency is measured from here).
+    """
+    stamp_ns: int
+    frame_id: str
+    image: np.ndarray
+    K: np.ndarray
+    dist: np.ndarray | None = None
+    info_size: tuple[int, int] | None = None
+    depth: np.ndarray | None = None
+    received: float = 0.0
+
+
+def check_frame(frame: Frame, last_stamp_ns: int | None) -> np.ndarray | None:
+    """Raise :class:`FrameError` naming the problem; return the cleaned depth (NaN -> 0) or None.
+
+    Checks: stamp not older than the previous processed frame, image shape/dtype, camera_info
+    size equal to the image size, finite positive focal lengths, depth size equal to the image
+    size, and at least one valid depth pixel (an all-NaN depth image is a sensor failure).
+    """
+    if last_stamp_ns is not None and frame.stamp_ns < last_stamp_ns:
+        raise FrameError(f"image stamp went backwards: {frame.stamp_ns / 1e9:.3f} s after "
+                         f"{last_stamp_ns / 1e9:.3f} s (call the reset service after a bag loop)")
+    img = frame.image
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise FrameError(f"image must be [H,W,3] uint8 RGB, got shape {img.shape} dtype {img.dtype}")
+    H, W = img.shape[:2]
+    if frame.info_size is not None and tuple(frame.info_size) != (W, H):
+        raise FrameError(f"camera_info size {frame.info_size[0]}x{frame.info_size[1]} does not match "
+                         f"image size {W}x{H}")
+    K = np.asarray(frame.K, dtype=np.float64)
+    if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise FrameError(f"camera_info K is not a valid intrinsics matrix: {K.ravel().tolist()}")
+    if not (0 <= K[0, 2] <= W and 0 <= K[1, 2] <= H):
+        raise FrameError(f"camera_info principal point ({K[0, 2]:.1f}, {K[1, 2]:.1f}) lies outside "
+                         f"the {W}x{H} image")
+    if frame.depth is None:
+        return None
+    depth = np.asarray(frame.depth, dtype=np.float32)
+    if depth.shape != (H, W):
+        raise FrameError(f"depth size {depth.shape[1]}x{depth.shape[0]} does not match image size {W}x{H}")
+    finite = np.isfinite(depth)
+    if not np.any(finite & (depth > 0)):
+        n_nan = int(np.count_nonzero(np.isnan(depth)))
+        raise FrameError(f"depth image has no valid pixel ({n_nan} of {depth.size} are NaN, the rest "
+                         f"<= 0 or inf)")
+    return np.where(finite & (depth > 0), depth, np.float32(0.0))
+
+
+def skew(v: np.ndarray) -> np.ndarray:
+    """[3] -> [3,3] cross-product matrix."""
+    return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+
+
+def camera_to_base(T_map_cam: np.ndarray, cov_cam: np.ndarray | None, T_base_cam: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pose and covariance of the robot base from those of its (optical) camera.
+
+    Args:
+        T_map_cam: [4,4] camera-to-map pose (OpenCV optical camera frame).
+        cov_cam: [6,6] covariance of (position, rotation about map axes) of the camera, ROS order
+            (see ``localization/covariance.py``), or None.
+        T_base_cam: [4,4] camera optical frame expressed in the base frame (from TF).
+    Returns:
+        T_map_base [4,4] and its [6,6] covariance (same parameterisation). The base position is
+        ``p_cam + R_cam t_cam_base``, so a rotation error moves it by ``-[a]x dtheta`` with
+        ``a = p_base - p_cam``; the rotation error itself is shared.
+    """
+    T_map_base = T_map_cam @ invert(T_base_cam)
+    if cov_cam is None:
+        return T_map_base, None
+    J = np.eye(6)
+    J[:3, 3:] = -skew(T_map_base[:3, 3] - T_map_cam[:3, 3])
+    return T_map_base, J @ cov_cam @ J.T
+
+
+def base_to_camera(T_map_base: np.ndarray, T_base_cam: np.ndarray) -> np.ndarray:
+    """[4,4] camera-to-map pose of the optical camera from a base pose (e.g. an /initialpose)."""
+    return T_map_base @ T_base_cam
+
+
+def apply_covariance_floor(cov: np.ndarray, min_std_m: float = 0.01, min_std_rad: float = 0.005
+                           ) -> np.ndarray:
+    """Covariance with its diagonal raised to at least the given standard deviations (why: a
+    Gauss-Newton covariance on thousands of inliers is over-confident for downstream fusion)."""
+    out = np.array(cov, dtype=np.float64, copy=True)
+    idx = np.arange(6)
+    floor = np.array([min_std_m] * 3 + [min_std_rad] * 3) ** 2
+    out[idx, idx] = np.maximum(out[idx, idx], floor)
+    return out

@@ -1,0 +1,300 @@
+"""The localization node's core, ROS-free: frames in, poses/status/TF out, plus service actions.
+
+Used by ``localization_node`` (live, frames from a worker thread) and ``mast3r-ros replay``
+(offline, deterministic). Everything in or out is numpy or plain dataclasses; message
+conversion stays in the node. Poses out are of the robot base (``T_map_base``): the camera pose
+from the localizer composed with base->optical from TF; map->odom uses odom->base at the
+image stamp (identity when the node publishes odom->base itself, camera-only rigs).
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mast3r_ros.geometry.transforms import invert
+from mast3r_ros.localization.frontend import FrontEnd, make_frontend
+from mast3r_ros.localization.localizer import Localizer, LocalizerConfig, LocalizationResult
+from mast3r_ros.localization.map_store import KeyframeMap
+from mast3r_ros.localization.mapbuild import build_map
+from mast3r_ros.localization.pose import PnPConfig
+from mast3r_ros.localization.retrieval import RetrievalConfig
+from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.localization.state import GateConfig, LocState
+from mast3r_ros.ros.frames import Frame, FrameError, apply_covariance_floor, camera_to_base, check_frame
+from mast3r_ros.ros.params import LocalizationParams
+from mast3r_ros.ros.single_frame_dataset import SingleFrameDataset
+
+
+@dataclass
+class Status:
+    """One status report (maps to ``mast3r_ros/msg/LocalizationStatus``).
+
+    state: INIT / TRACKING / LOST / RELOCALIZING, or PAUSED / NO_MAP / ERROR for frames not
+        localized because of the node, not the image.
+    timings: seconds per stage ('decode', 'features', 'retrieval', 'matching', 'pnp', 'total').
+    latency_s: image arrival to result (queue wait + processing), seconds.
+    """
+    stamp_ns: int
+    frame_id: str
+    state: str
+    localized: bool = False
+    n_matches: int = 0
+    n_inliers: int = 0
+    kf_ids: list[int] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    latency_s: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class Output:
+    """Result of one frame. Poses: [4,4] float64, metres; covariance [6,6] ROS order, map axes."""
+    status: Status
+    T_map_base: np.ndarray | None = None
+    covariance: np.ndarray | None = None
+    T_map_odom: np.ndarray | None = None
+    T_map_cam: np.ndarray | None = None
+
+
+@dataclass
+class _Hint:
+    T_map_cam: np.ndarray | None   # None = global relocalization
+    radius_m: float
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Output | None = None
+
+
+def localizer_config(p: LocalizationParams) -> LocalizerConfig:
+    """Map node parameters onto the localizer's per-stage configs."""
+    return LocalizerConfig(
+        rgbd_pose=p.rgbd_pose,
+        retrieval=RetrievalConfig(top_k=p.top_k_keyframes),
+        pnp=PnPConfig(solver=p.pnp_solver, max_reproj_px=p.pnp_reprojection_px),
+        gates=GateConfig(min_inliers=p.min_inliers, min_inliers_global=p.min_inliers_global,
+                         max_median_reproj_px=p.max_median_reproj_px, max_jump_m=p.max_jump_m,
+                         max_jump_deg=p.max_jump_deg))
+
+
+def frontend_for(p: LocalizationParams) -> FrontEnd:
+    """The configured front-end (the mast3r one loads its checkpoint here)."""
+    if p.frontend == "mast3r":
+        from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEndConfig
+
+        return make_frontend("mast3r", Mast3rFrontEndConfig(
+            checkpoint=p.checkpoint, device=p.device, amp_dtype=p.amp_dtype or None,
+            image_size=p.image_size, subsample=p.subsample, pixel_tol=p.pixel_tol,
+            min_desc_conf=p.min_conf))
+    return make_frontend("classical")
+
+
+class LocalizationCore:
+    """Owns the front-end, the open map and its localizer; thread-safe service actions."""
+
+    def __init__(self, params: LocalizationParams, frontend: FrontEnd | None = None):
+        self.params = params
+        self.frontend = frontend or frontend_for(params)
+        self.calib = RgbdCalibration.load(params.rgbd_calibration) if params.rgbd_calibration else None
+        self._lock = threading.RLock()       # held while a frame is processed or a map swapped
+        self._map: KeyframeMap | None = None
+        self._localizer: Localizer | None = None
+        self._tmp_maps: list[Path] = []       # 1-keyframe reference maps we created
+        self._hints: list[_Hint] = []
+        self._reset_pending = False
+        self.paused = False
+        self.last_stamp_ns: int | None = None
+        self.last_frame: Frame | None = None  # for set_reference('current frame')
+        self.last_output: Output | None = None
+        if params.map_path:
+            self.load_map(params.map_path)
+
+    # ---------------------------------------------------------------- frames
+    def process(self, frame: Frame, T_base_cam: np.ndarray | None, T_odom_base: np.ndarray | None,
+                decode_s: float = 0.0) -> Output:
+        """Localize one frame. Never raises: problems come back in ``status.message``.
+
+        Args:
+            T_base_cam: [4,4] camera optical frame in the base frame (TF), None = lookup failed.
+            T_odom_base: [4,4] base in the odom frame at the image stamp (identity for camera-only
+                rigs), None = lookup failed.
+        """
+        with self._lock:
+            self._apply_pending()
+            out = self._process(frame, T_base_cam, T_odom_base)
+            out.status.timings.setdefault("decode", decode_s)
+            out.status.latency_s = max(0.0, time.monotonic() - frame.received) if frame.received else 0.0
+            self.last_output = out
+            self._fulfil_hints(out)
+            return out
+
+    def _process(self, frame: Frame, T_base_cam, T_odom_base) -> Output:
+        st = Status(frame.stamp_ns, frame.frame_id, self.state())
+        if self.paused:
+            st.state, st.message = "PAUSED", "paused (call resume)"
+            return Output(st)
+        try:
+            depth = check_frame(frame, self.last_stamp_ns)
+        except FrameError as exc:
+            return self._error(st, str(exc))
+        self.last_stamp_ns = frame.stamp_ns
+        self.last_frame = frame
+        if self._localizer is None:
+            st.state, st.message = "NO_MAP", "no map loaded (set map_path or call load_map)"
+            return Output(st)
+        if T_base_cam is None or T_odom_base is None:
+            missing = "base->camera" if T_base_cam is None else "odom->base"
+            return self._error(st, f"no TF {missing} at the image stamp; frame skipped")
+        if depth is not None and self.calib is not None:
+            depth = self.calib.depth_in_colour(depth, frame.K, frame.image.shape[1::-1])
+        r = self._localizer.localize(frame.image, self._K(frame), depth, frame.stamp_ns * 1e-9, frame.dist)
+        return self._result_output(st, r, T_base_cam, T_odom_base)
+
+    def _K(self, frame: Frame) -> np.ndarray:
+        if self.params.use_camera_info_intrinsics or self._map is None:
+            return frame.K
+        first = self._map.keyframe_ids()[0]
+        return self._map.get_keyframe(first, load_image=False, arrays=[], load_depth=False).K
+
+    def _result_output(self, st: Status, r: LocalizationResult, T_base_cam, T_odom_base) -> Output:
+        st.state, st.localized = r.state.value, r.ok
+        st.n_matches, st.n_inliers, st.kf_ids = r.n_matches, r.n_inliers, list(r.kf_ids)
+        st.timings, st.message = dict(r.timings), r.error
+        if not r.ok:
+            return Output(st)
+        cov = apply_covariance_floor(r.covariance) if r.covariance is not None else None
+        T_map_base, cov_base = camera_to_base(r.T_map_cam, cov, T_base_cam)
+        return Output(st, T_map_base, cov_base, T_map_base @ invert(T_odom_base), r.T_map_cam)
+
+    @staticmethod
+    def _error(st: Status, message: str) -> Output:
+        st.state, st.message = "ERROR", message
+        return Output(st)
+
+    def state(self) -> str:
+        return self._localizer.state.state.value if self._localizer else "NO_MAP"
+
+    # ---------------------------------------------------------------- services
+    def load_map(self, path: str | Path) -> str:
+        """Open a map folder and swap it in; returns '' or the reason it was refused."""
+        path = Path(path)
+        if not path.is_dir():
+            return f"map folder {str(path)!r} does not exist"
+        try:
+            kmap = KeyframeMap.open(path)
+            loc = Localizer(kmap, self.frontend, localizer_config(self.params))
+        except (ValueError, OSError) as exc:
+            return f"cannot load map {str(path)!r}: {exc}"
+        with self._lock:
+            old, self._map, self._localizer = self._map, kmap, loc
+            self.last_stamp_ns = None
+        if old is not None:
+            old.close()
+        return ""
+
+    def save_map(self, path: str | Path) -> str:
+        """Copy the loaded map folder to ``path`` (a new folder); '' or the reason."""
+        path = Path(path)
+        with self._lock:
+            if self._map is None:
+                return "no map loaded"
+            if path.exists():
+                return f"{str(path)!r} already exists; choose a new folder"
+            if not path.parent.is_dir():
+                return f"parent folder of {str(path)!r} does not exist"
+            tmp = path.parent / f".{path.name}.tmp"
+            try:
+                shutil.copytree(self._map.path, tmp, ignore=shutil.ignore_patterns("map.lock"))
+                tmp.rename(path)
+            except OSError as exc:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return f"cannot save map to {str(path)!r}: {exc}"
+        return ""
+
+    def set_reference(self, image: np.ndarray, K: np.ndarray, depth: np.ndarray | None,
+                      T_map_cam: np.ndarray) -> str:
+        """Map-free localization: make a one-keyframe map from a posed reference image.
+
+        Args:
+            image: [H,W,3] uint8 RGB; K: [3,3]; depth: [H,W] float32 m registered to ``image``
+                or None (the classical front-end needs it; MASt3R predicts the pointmap).
+            T_map_cam: [4,4] reference camera (optical) to map pose.
+        """
+        if self.frontend.needs_depth and depth is None:
+            return (f"the {self.frontend.name} front-end needs a depth image for the reference "
+                    f"(subscribe_depth or a depth file)")
+        folder = Path(tempfile.mkdtemp(prefix="mast3r_ref_"))
+        try:
+            ds = SingleFrameDataset(image, K, depth, T_map_cam)
+            build_map(ds, "0:1", self.frontend, folder / "map", calib=None)
+        except (ValueError, OSError) as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            return f"cannot build the reference: {exc}"
+        self._tmp_maps.append(folder)
+        return self.load_map(folder / "map")
+
+    def current_frame(self) -> Frame | None:
+        return self.last_frame
+
+    def reset(self) -> None:
+        """Forget the tracking state and the stamp history (applied before the next frame)."""
+        self._reset_pending = True
+
+    def request_localize(self, T_map_cam_hint: np.ndarray | None, radius_m: float) -> _Hint:
+        """Localize the next frame near a hint (camera pose, radius m) or globally (None).
+
+        Returns a ticket whose ``done`` event is set with ``result`` after that frame.
+        """
+        hint = _Hint(T_map_cam_hint, float(radius_m))
+        with self._lock:
+            self._hints.append(hint)
+        return hint
+
+    def _apply_pending(self) -> None:
+        if self._reset_pending:
+            self._reset_pending = False
+            self.last_stamp_ns = None
+            if self._localizer is not None:
+                self._localizer.state.reset()
+        if self._hints and self._localizer is not None:
+            apply_hint(self._localizer, self._hints[-1])
+
+    def _fulfil_hints(self, out: Output) -> None:
+        if not self._hints or self._localizer is None:
+            return
+        restore_hint(self._localizer, self.params)
+        for h in self._hints:
+            h.result = out
+            h.done.set()
+        self._hints.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._map is not None:
+                self._map.close()
+            self._map = self._localizer = None
+            for folder in self._tmp_maps:
+                shutil.rmtree(folder, ignore_errors=True)
+            self._tmp_maps.clear()
+
+
+def apply_hint(loc: Localizer, hint: _Hint) -> None:
+    """Seed the state machine with a pose prior (retrieval gated to ``radius``), or go global."""
+    sm = loc.state
+    if hint.T_map_cam is None:
+        sm.reset()
+        sm.state = LocState.LOST
+        return
+    sm.reset()
+    sm.state, sm.last_pose = LocState.TRACKING, np.asarray(hint.T_map_cam, dtype=np.float64)
+    loc.retriever.config.prior_max_dist_m = hint.radius_m
+    sm.config.max_jump_m = max(sm.config.max_jump_m, hint.radius_m)
+
+
+def restore_hint(loc: Localizer, p: LocalizationParams) -> None:
+    loc.retriever.config.prior_max_dist_m = RetrievalConfig().prior_max_dist_m
+    loc.state.config.max_jump_m = p.max_jump_m

@@ -1,0 +1,228 @@
+"""Node parameter schemas: one dataclass per node, filled from ROS parameters, YAML or the CLI.
+
+Every field carries its description and constraints in ``metadata`` so the same schema gives
+the ROS ``ParameterDescriptor`` (node), the validation with a reason for refusal (node on
+``set_parameters``, ``mast3r-ros launch``, offline replay) and the YAML files in ``config/``.
+Names follow the interface doc (``../shared/docs/ros_interface.md``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+P = TypeVar("P", bound="NodeParams")
+
+
+class ParamError(ValueError):
+    """One or more parameter values are refused (message lists every reason)."""
+
+
+def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+          choices: tuple | None = None, dynamic: bool = False) -> Any:
+    """A schema field: default, description, range/choices, and whether it may change at run time."""
+    return field(default=default, metadata={"help": help, "min": min, "max": max, "choices": choices,
+                                            "dynamic": dynamic})
+
+
+@dataclass
+class NodeParams:
+    """Parameters shared by both nodes (frames, TF, QoS, input synchronisation, front-end)."""
+    frontend: str = param("classical", "front-end: 'mast3r' (needs checkpoint) or 'classical' (SIFT)",
+                          choices=("classical", "mast3r"))
+    checkpoint: str = param("", "local MASt3R checkpoint .pth (never downloaded); mast3r front-end")
+    device: str = param("cpu", "inference device: cpu, cuda or cuda:N")
+    amp_dtype: str = param("", "CUDA autocast dtype: '' (off), fp16 or bf16", choices=("", "fp16", "bf16"))
+    image_size: int = param(512, "long side of the network image (pixels, multiple of 16)", min=64, max=2048)
+    warmup: bool = param(True, "run one dummy frame through the front-end before reporting ready")
+    map_frame: str = param("map", "global frame of the map and of published poses")
+    odom_frame: str = param("odom", "odometry frame (map->odom is published)")
+    base_frame: str = param("base_link", "robot base frame; base->camera optical comes from TF")
+    publish_tf: bool = param(True, "publish map->odom on /tf", dynamic=True)
+    publish_odom_tf: bool = param(False, "camera-only rig: also publish identity odom->base")
+    tf_publish_rate: float = param(20.0, "map->odom re-publication rate (Hz)", min=0.1, max=1000.0)
+    transform_tolerance: float = param(0.1, "future-date of the published map->odom (s)", min=0.0, max=10.0,
+                                       dynamic=True)
+    tf_timeout: float = param(0.05, "wait for base->camera / odom->base TF at the image stamp (s)",
+                              min=0.0, max=5.0, dynamic=True)
+    qos_image: str = param("best_effort", "image/camera_info/depth QoS reliability",
+                           choices=("best_effort", "reliable"))
+    subscribe_depth: bool = param(False, "also synchronise a depth image (16UC1 mm or 32FC1 m)")
+    rgbd_calibration: str = param("", "depth-to-colour calibration: '' (registered), a preset "
+                                  "('7scenes') or a YAML file")
+    approx_sync_max_interval: float = param(0.02, "largest stamp difference within a synced set (s)",
+                                            min=0.0, max=10.0)
+    sync_queue_size: int = param(10, "messages kept per input topic while synchronising", min=1, max=1000)
+    frame_queue_size: int = param(1, "synced frames waiting for the worker (1 = newest only)", min=1, max=100)
+    max_rate_hz: float = param(0.0, "process at most this many frames per second (0 = no limit)",
+                               min=0.0, max=1000.0, dynamic=True)
+    no_input_warn_s: float = param(5.0, "warn after this long without synchronised input (s)", min=0.1,
+                                   max=3600.0)
+
+    # ---------------------------------------------------------------- schema helpers
+    @classmethod
+    def specs(cls) -> dict[str, dataclasses.Field]:
+        return {f.name: f for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_dict(cls: type[P], values: dict[str, Any], strict: bool = True) -> P:
+        """Build and validate; unknown names are refused when ``strict``."""
+        specs = cls.specs()
+        unknown = sorted(set(values) - set(specs))
+        reasons = [f"unknown parameter {n!r}" for n in unknown] if strict else []
+        kwargs = {}
+        for name, value in values.items():
+            if name not in specs:
+                continue
+            coerced, reason = coerce_value(specs[name], value)
+            if reason:
+                reasons.append(reason)
+            else:
+                kwargs[name] = coerced
+        if reasons:
+            raise ParamError("; ".join(reasons))
+        obj = cls(**kwargs)
+        obj.validate()
+        return obj
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self: P, **changes: Any) -> P:
+        """A validated copy with some values changed (the node's set_parameters path)."""
+        return type(self).from_dict({**self.to_dict(), **changes})
+
+    def validate(self) -> None:
+        """Cross-field checks; raises :class:`ParamError` naming every problem."""
+        reasons = self._cross_checks()
+        if reasons:
+            raise ParamError("; ".join(reasons))
+
+    def _cross_checks(self) -> list[str]:
+        out = []
+        for name in ("map_frame", "odom_frame", "base_frame"):
+            if not getattr(self, name).strip():
+                out.append(f"{name} must not be empty")
+        frames = [self.map_frame, self.odom_frame, self.base_frame]
+        if len(set(frames)) != 3:
+            out.append(f"map_frame, odom_frame and base_frame must differ, got {frames}")
+        if self.frontend == "mast3r" and not self.checkpoint:
+            out.append("frontend 'mast3r' needs the checkpoint parameter (a local .pth file)")
+        if self.checkpoint and not Path(self.checkpoint).is_file():
+            out.append(f"checkpoint {self.checkpoint!r} is not a file")
+        if self.image_size % 16:
+            out.append(f"image_size must be a multiple of 16, got {self.image_size}")
+        dev = self.device
+        if not (dev == "cpu" or dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            out.append(f"device must be cpu, cuda or cuda:N, got {dev!r}")
+        return out
+
+
+def coerce_value(spec: dataclasses.Field, value: Any) -> tuple[Any, str]:
+    """(value converted to the field's type, '') or (None, reason for refusal)."""
+    name, meta = spec.name, spec.metadata
+    kind = spec.type if isinstance(spec.type, str) else spec.type.__name__
+    try:
+        if kind == "bool":
+            if not isinstance(value, bool):
+                return None, f"{name} must be a bool, got {value!r}"
+        elif kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                return None, f"{name} must be an integer, got {value!r}"
+        elif kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return None, f"{name} must be a number, got {value!r}"
+            value = float(value)
+            if not math.isfinite(value):
+                return None, f"{name} must be finite, got {value!r}"
+        elif kind == "str":
+            if not isinstance(value, str):
+                return None, f"{name} must be a string, got {value!r}"
+    except TypeError:
+        return None, f"{name} has an unsupported value {value!r}"
+    if meta.get("min") is not None and value < meta["min"]:
+        return None, f"{name} must be >= {meta['min']}, got {value}"
+    if meta.get("max") is not None and value > meta["max"]:
+        return None, f"{name} must be <= {meta['max']}, got {value}"
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        return None, f"{name} must be one of {list(meta['choices'])}, got {value!r}"
+    return value, ""
+
+
+@dataclass
+class LocalizationParams(NodeParams):
+    """``localization_node`` parameters (acceptance gates map to ``GateConfig`` / ``PnPConfig``)."""
+    map_path: str = param("", "map folder to load at start ('' = wait for the load_map service)")
+    use_camera_info_intrinsics: bool = param(True, "K from camera_info (else the map keyframes' K)")
+    subsample: int = param(8, "mast3r: FRM start-point spacing (network pixels)", min=1, max=64)
+    pixel_tol: float = param(5.0, "mast3r: FRM round-trip tolerance (network pixels)", min=0.0, max=64.0)
+    min_conf: float = param(0.0, "mast3r: minimum descriptor confidence of a match", min=0.0, max=1e6)
+    top_k_keyframes: int = param(5, "keyframes retrieved per query", min=1, max=100)
+    pnp_solver: str = param("poselib", "PnP back-end", choices=("poselib", "opencv"))
+    pnp_reprojection_px: float = param(8.0, "PnP RANSAC inlier threshold (pixels)", min=0.1, max=100.0)
+    min_inliers: int = param(20, "PnP inliers needed while tracking", min=4, max=100000, dynamic=True)
+    min_inliers_global: int = param(30, "inliers needed without a prior (INIT / LOST)", min=4,
+                                    max=100000, dynamic=True)
+    max_median_reproj_px: float = param(6.0, "gate: median inlier reprojection error (pixels)", min=0.1,
+                                        max=100.0, dynamic=True)
+    max_jump_m: float = param(0.5, "gate: largest jump from the prior while tracking (m)", min=0.0,
+                              max=1000.0, dynamic=True)
+    max_jump_deg: float = param(30.0, "gate: largest rotation jump from the prior (deg)", min=0.0,
+                                max=180.0, dynamic=True)
+    rgbd_pose: bool = param(True, "with depth: pose from 3D-3D matches (falls back to PnP)")
+
+    def _cross_checks(self) -> list[str]:
+        out = super()._cross_checks()
+        if self.map_path and not Path(self.map_path).is_dir():
+            out.append(f"map_path {self.map_path!r} is not a folder")
+        if self.min_inliers_global < self.min_inliers:
+            out.append(f"min_inliers_global ({self.min_inliers_global}) must be >= min_inliers "
+                       f"({self.min_inliers})")
+        return out
+
+
+@dataclass
+class MappingParams(NodeParams):
+    """``mapping_node`` parameters (keyframe gating, pairing, global alignment, output folder)."""
+    map_dir: str = param("", "folder the map is saved to (save_map without a path)")
+    kf_min_translation: float = param(0.10, "new keyframe after this much translation (m)", min=0.0, max=100.0)
+    kf_min_rotation_deg: float = param(10.0, "new keyframe after this much rotation (deg)", min=0.0,
+                                       max=180.0)
+    kf_max_overlap: float = param(0.9, "new keyframe when overlap with the last falls below", min=0.0, max=1.0)
+    max_keyframes: int = param(500, "keyframes kept (oldest merged away beyond)", min=2, max=100000)
+    sequential_window: int = param(3, "pairs with the previous N keyframes", min=1, max=100)
+    retrieval_k: int = param(5, "extra pairs from retrieval", min=0, max=100)
+    lr1: float = param(0.07, "global alignment stage 1 learning rate", min=0.0, max=10.0)
+    niter1: int = param(300, "global alignment stage 1 iterations", min=0, max=100000)
+    lr2: float = param(0.014, "global alignment stage 2 learning rate", min=0.0, max=10.0)
+    niter2: int = param(300, "global alignment stage 2 iterations", min=0, max=100000)
+    shared_intrinsics: bool = param(True, "one set of intrinsics for all keyframes")
+    matching_conf_thr: float = param(5.0, "matches below this confidence are ignored", min=0.0, max=1e6)
+    optimize_every_n_keyframes: int = param(10, "run global alignment every N keyframes (0 = only on "
+                                            "the optimize service)", min=0, max=100000)
+    cloud_max_points: int = param(200000, "points in the published cloud_map", min=1000, max=10_000_000)
+
+
+def load_params_file(path: str | Path, node_name: str) -> dict[str, Any]:
+    """The ``ros__parameters`` that apply to ``node_name`` in a ROS 2 params YAML file.
+
+    Sections ``/**`` (wildcard) then ``node_name`` / ``/<ns>/node_name`` are merged in file order.
+    """
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParamError(f"cannot read parameter file {path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ParamError(f"parameter file {path} must map node names to ros__parameters")
+    out: dict[str, Any] = {}
+    for key, section in doc.items():
+        name = str(key).rstrip("/").split("/")[-1]
+        if key in ("/**", "**") or name == node_name:
+            if not isinstance(section, dict) or "ros__parameters" not in section:
+                raise ParamError(f"{path}: section {key!r} has no ros__parameters")
+            out.update(section["ros__parameters"] or {})
+    return out

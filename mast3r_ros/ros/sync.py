@@ -1,0 +1,121 @@
+"""Approximate time synchroniser for image + camera_info (+ depth), ROS-free.
+
+Why our own: message_filters is not installable as a wheel. The policy is simpler than
+message_filters' ApproximateTime and suited to one camera driver: the *image* topic is the
+pivot; a set for an image stamp is final as soon as every other topic holds either a message
+with exactly that stamp or a message newer than it (messages on one topic arrive in stamp
+order, so no closer partner can come later). The nearest partner on each topic must then lie
+within ``max_interval_s`` of the image stamp, otherwise the image is rejected with a reason.
+
+Stamps are integer nanoseconds (``sec * 10**9 + nanosec``) so equal stamps compare exactly.
+Messages are opaque here: the caller passes ``(stamp_ns, msg)``.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class SyncResult:
+    """What one ``add`` produced.
+
+    sets: complete sets, oldest first; each maps topic key -> message (the image stamp is
+        ``stamps[i]``).
+    stamps: [len(sets)] image stamps in ns.
+    rejected: human-readable reasons for images that can never be synchronised.
+    """
+    sets: list[dict[str, Any]] = field(default_factory=list)
+    stamps: list[int] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+
+
+class ApproximateSync:
+    """Pairs each image with the nearest message on every other topic (see module doc).
+
+    Args:
+        keys: topic keys, the first is the pivot (image), e.g. ``("image", "camera_info")``.
+        topic_names: key -> topic name, only used in messages (defaults to the keys).
+        max_interval_s: largest |partner stamp - image stamp| accepted.
+        queue_size: messages kept per topic; an image pushed out unsynchronised is rejected.
+    """
+
+    def __init__(self, keys: tuple[str, ...], max_interval_s: float = 0.02, queue_size: int = 10,
+                 topic_names: dict[str, str] | None = None):
+        if len(keys) < 1 or len(set(keys)) != len(keys):
+            raise ValueError(f"sync keys must be distinct and non-empty, got {keys}")
+        if max_interval_s < 0 or queue_size < 1:
+            raise ValueError("max_interval_s must be >= 0 and queue_size >= 1")
+        self.keys = tuple(keys)
+        self.pivot = keys[0]
+        self.max_interval_ns = int(round(max_interval_s * 1e9))
+        self.queue_size = int(queue_size)
+        self.names = {k: (topic_names or {}).get(k, k) for k in keys}
+        self._queues: dict[str, deque[tuple[int, Any]]] = {k: deque() for k in keys}
+        self._lock = threading.Lock()  # subscription callbacks may run on several threads
+
+    def add(self, key: str, stamp_ns: int, msg: Any) -> SyncResult:
+        """Queue one message; return the sets that became complete and any rejections."""
+        if key not in self._queues:
+            raise KeyError(f"unknown sync key {key!r}; expected one of {self.keys}")
+        out = SyncResult()
+        with self._lock:
+            q = self._queues[key]
+            q.append((int(stamp_ns), msg))
+            while len(q) > self.queue_size:
+                old_stamp, _ = q.popleft()
+                if key == self.pivot:
+                    out.rejected.append(self._why_unsynced(old_stamp))
+            self._drain(out)
+        return out
+
+    def reset(self) -> None:
+        with self._lock:
+            for q in self._queues.values():
+                q.clear()
+
+    def _drain(self, out: SyncResult) -> None:
+        """Emit or reject pivot messages, oldest first, while their set is final."""
+        images = self._queues[self.pivot]
+        while images:
+            stamp, image = images[0]
+            partners = {}
+            for key in self.keys[1:]:
+                best = self._final_partner(key, stamp)
+                if best is None:
+                    return  # not final yet: a closer partner may still arrive
+                partners[key] = best
+            images.popleft()
+            far = [k for k, (s, _) in partners.items() if abs(s - stamp) > self.max_interval_ns]
+            if far:
+                out.rejected.append(self._why_far(stamp, far, partners))
+                continue
+            out.sets.append({self.pivot: image, **{k: m for k, (_, m) in partners.items()}})
+            out.stamps.append(stamp)
+            for key in self.keys[1:]:  # partners older than this image can no longer be used
+                q = self._queues[key]
+                while len(q) > 1 and q[0][0] < stamp:
+                    q.popleft()
+
+    def _final_partner(self, key: str, stamp: int) -> tuple[int, Any] | None:
+        q = self._queues[key]
+        if not q:
+            return None
+        if not any(s >= stamp for s, _ in q):
+            return None
+        return min(q, key=lambda sm: abs(sm[0] - stamp))
+
+    def _why_far(self, stamp: int, far: list[str], partners: dict) -> str:
+        parts = [f"{self.names[k]} nearest at {abs(partners[k][0] - stamp) / 1e9:.3f} s" for k in far]
+        return (f"{self.names[self.pivot]} at {stamp / 1e9:.3f} s has no partner within "
+                f"{self.max_interval_ns / 1e9:.3f} s ({'; '.join(parts)})")
+
+    def _why_unsynced(self, stamp: int) -> str:
+        missing = [self.names[k] for k in self.keys[1:] if not self._queues[k]]
+        if missing:
+            return (f"{self.names[self.pivot]} at {stamp / 1e9:.3f} s dropped: nothing received on "
+                    f"{', '.join(missing)}")
+        return (f"{self.names[self.pivot]} at {stamp / 1e9:.3f} s dropped: no synchronised partner "
+                f"arrived (queue of {self.queue_size} full)")

@@ -1,0 +1,106 @@
+"""The localization node core without ROS: accuracy on 7-Scenes, base/camera frames, every bad input
+and service action (load/save map, set_reference, localize hint, reset, pause)."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from mast3r_ros.geometry.transforms import make_T, pose_errors, rotation_exp
+from mast3r_ros.localization.datasets import open_dataset
+from mast3r_ros.localization.frontend import make_frontend
+from mast3r_ros.localization.mapbuild import build_map
+from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.ros.frames import Frame
+from mast3r_ros.ros.localization_core import LocalizationCore
+from mast3r_ros.ros.params import LocalizationParams
+
+# camera optical frame in base_link: 0.2 m forward, 0.3 m up, optical axes (z fwd, x right, y down)
+T_BASE_CAM = make_T(np.array([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]]), np.array([0.2, 0.0, 0.3]))
+
+
+@pytest.fixture(scope="module")
+def seven(data_dir, tmp_path_factory):
+    ds = open_dataset(data_dir / "7scenes_redkitchen")
+    cal = RgbdCalibration.load("7scenes")
+    out = tmp_path_factory.mktemp("rosmap") / "map"
+    build_map(ds, "0:60:6", make_frontend("classical"), out, calib=cal)
+    return ds, cal, out
+
+
+def _frame(ds, cal, f, stamp_ns=None, **kw) -> Frame:
+    img = ds.load_rgb(f)
+    return Frame(int(round(f.timestamp * 1e9)) + 1 if stamp_ns is None else stamp_ns, "camera_optical",
+                 img, cal.colour_K(ds.K), None, (img.shape[1], img.shape[0]), **kw)
+
+
+def test_localizes_base_pose_and_map_to_odom(seven):
+    ds, cal, mp = seven
+    core = LocalizationCore(LocalizationParams(map_path=str(mp)))
+    T_odom_base = make_T(rotation_exp(np.array([0, 0, 0.4])), np.array([1.0, -2.0, 0.0]))
+    errs = []
+    for f in ds.frames("3:60:12"):
+        out = core.process(_frame(ds, cal, f), T_BASE_CAM, T_odom_base)
+        assert out.status.localized, out.status.message
+        assert out.status.stamp_ns == int(round(f.timestamp * 1e9)) + 1
+        np.testing.assert_allclose(out.T_map_base @ T_BASE_CAM, out.T_map_cam, atol=1e-9)
+        np.testing.assert_allclose(out.T_map_odom @ T_odom_base, out.T_map_base, atol=1e-9)
+        assert np.all(np.linalg.eigvalsh(out.covariance) > 0)
+        errs.append(pose_errors(cal.dataset_pose(out.T_map_cam), f.T_world_cam))
+        assert set(out.status.timings) >= {"features", "retrieval", "matching", "pnp", "total", "decode"}
+    assert np.median([e[0] for e in errs]) < 0.05 and np.median([e[1] for e in errs]) < 2.0
+    core.close()
+
+
+def test_bad_frames_and_state_actions(seven, tmp_path):
+    ds, cal, mp = seven
+    f0, f1, f2 = ds.frames("3:20:6")
+    core = LocalizationCore(LocalizationParams())
+    assert core.process(_frame(ds, cal, f0), T_BASE_CAM, np.eye(4)).status.state == "NO_MAP"
+    assert "does not exist" in core.load_map(tmp_path / "nope")
+    assert core.load_map(mp) == ""
+    out = core.process(_frame(ds, cal, f1), None, np.eye(4))
+    assert out.status.state == "ERROR" and "no TF base->camera" in out.status.message
+    assert core.process(_frame(ds, cal, f1), T_BASE_CAM, np.eye(4)).status.localized
+    out = core.process(_frame(ds, cal, f0), T_BASE_CAM, np.eye(4))   # older stamp
+    assert out.status.state == "ERROR" and "went backwards" in out.status.message
+    bad = _frame(ds, cal, f2)
+    bad.info_size = (320, 240)
+    assert "does not match image size" in core.process(bad, T_BASE_CAM, np.eye(4)).status.message
+    assert core.process(_frame(ds, cal, f2), T_BASE_CAM, np.eye(4)).status.localized  # next good frame
+    core.paused = True
+    assert core.process(_frame(ds, cal, f2), T_BASE_CAM, np.eye(4)).status.state == "PAUSED"
+    core.paused = False
+    core.reset()  # also forgets the stamp history (bag loops)
+    out = core.process(_frame(ds, cal, f0), T_BASE_CAM, np.eye(4))
+    assert out.status.localized and core.state() == "TRACKING"
+    assert core.save_map(tmp_path / "copy") == "" and (tmp_path / "copy" / "map.yaml").is_file()
+    assert "already exists" in core.save_map(tmp_path / "copy")
+    core.close()
+
+
+def test_localize_hint_and_set_reference(seven):
+    ds, cal, mp = seven
+    core = LocalizationCore(LocalizationParams(map_path=str(mp)))
+    fa, fb = ds.frames("21:28:6")
+    ticket = core.request_localize(cal.colour_pose(fa.T_world_cam), 0.5)
+    result = {}
+    t = threading.Thread(target=lambda: result.update(ok=ticket.done.wait(30)))
+    t.start()
+    out = core.process(_frame(ds, cal, fa), np.eye(4), np.eye(4))
+    t.join()
+    assert result["ok"] and ticket.result is out and out.status.localized
+    # map-free: one posed reference (with registered depth) replaces the map
+    ref = ds.frames("30:31")[0]
+    depth = cal.depth_in_colour(ds.load_depth(ref), ds.K, ds.image_size)
+    assert "needs a depth image" in core.set_reference(ds.load_rgb(ref), cal.colour_K(ds.K), None, np.eye(4))
+    assert core.set_reference(ds.load_rgb(ref), cal.colour_K(ds.K), depth,
+                              cal.colour_pose(ref.T_world_cam)) == ""
+    assert core.state() == "INIT"
+    q = ds.frames("33:34")[0]
+    out = core.process(_frame(ds, cal, q), np.eye(4), np.eye(4))
+    assert out.status.localized and out.status.kf_ids == [1]
+    te, re = pose_errors(cal.dataset_pose(out.T_map_cam), q.T_world_cam)
+    assert te < 0.05 and re < 2.0
+    core.close()

@@ -1,0 +1,100 @@
+"""Parameter schemas (validation with reasons, YAML files in config/) and the launch description."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from mast3r_ros.paths import REPO_ROOT
+from mast3r_ros.ros.launch_description import DEFAULTS, LAUNCH_ARGUMENTS, describe
+from mast3r_ros.ros.params import (
+    LocalizationParams,
+    MappingParams,
+    ParamError,
+    load_params_file,
+)
+
+
+def test_config_files_hold_every_parameter_with_its_default():
+    for cls, name in ((LocalizationParams, "localization"), (MappingParams, "mapping")):
+        values = load_params_file(REPO_ROOT / "config" / f"{name}.yaml", f"{name}_node")
+        assert set(values) == {f.name for f in dataclasses.fields(cls)}
+        cls.from_dict(values)  # valid as shipped
+
+
+@pytest.mark.parametrize("changes,reason", [
+    ({"frontend": "orb"}, "frontend must be one of ['classical', 'mast3r'], got 'orb'"),
+    ({"min_inliers": 2}, "min_inliers must be >= 4, got 2"),
+    ({"tf_publish_rate": "fast"}, "tf_publish_rate must be a number"),
+    ({"publish_tf": 1}, "publish_tf must be a bool"),
+    ({"frontend": "mast3r"}, "frontend 'mast3r' needs the checkpoint parameter"),
+    ({"base_frame": "map"}, "map_frame, odom_frame and base_frame must differ"),
+    ({"map_path": "/nonexistent/map"}, "map_path '/nonexistent/map' is not a folder"),
+    ({"image_size": 500}, "image_size must be a multiple of 16"),
+    ({"min_inliers_global": 10}, "min_inliers_global (10) must be >= min_inliers (20)"),
+    ({"nonsense": 1}, "unknown parameter 'nonsense'"),
+    ({"device": "tpu"}, "device must be cpu, cuda or cuda:N"),
+])
+def test_bad_values_are_refused_with_a_reason(changes, reason):
+    with pytest.raises(ParamError) as exc:
+        LocalizationParams().replace(**changes)
+    assert reason in str(exc.value)
+
+
+def test_int_for_float_is_accepted_and_coerced():
+    p = LocalizationParams().replace(max_jump_m=1, tf_publish_rate=10)
+    assert isinstance(p.max_jump_m, float) and p.tf_publish_rate == 10.0
+
+
+def test_params_file_sections(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("/**:\n  ros__parameters:\n    min_inliers: 25\n"
+                 "/robot/localization_node:\n  ros__parameters:\n    max_jump_m: 2.0\n"
+                 "mapping_node:\n  ros__parameters:\n    max_keyframes: 7\n")
+    assert load_params_file(f, "localization_node") == {"min_inliers": 25, "max_jump_m": 2.0}
+    f.write_text("localization_node:\n  min_inliers: 3\n")
+    with pytest.raises(ParamError, match="no ros__parameters"):
+        load_params_file(f, "localization_node")
+
+
+def test_launch_defaults_localization():
+    (node,) = describe({})
+    assert node.executable == "localization_node" and node.namespace == "mast3r"
+    assert dict(node.remappings) == {"image": "/camera/image_raw", "camera_info": "/camera/camera_info",
+                                     "depth": "/camera/depth/image_raw"}
+    assert node.parameters[0].endswith("config/localization.yaml")
+    args = node.ros_args()
+    assert args[:3] == ["--ros-args", "-r", "__node:=localization_node"]
+    assert "__ns:=/mast3r" in args and "use_sim_time:=false" in args
+
+
+def test_launch_mapping_with_overrides(tmp_path):
+    specs = describe({"mode": "mapping", "map": str(tmp_path), "namespace": "robot1/slam",
+                      "image_topic": "/front/image", "publish_tf": "false", "checkpoint": "/c.pth",
+                      "base_frame": "base_footprint", "rviz": "true", "params_file": "/p.yaml"})
+    node, rviz = specs
+    assert node.executable == "mapping_node" and node.namespace == "robot1/slam"
+    assert node.parameters == ["/p.yaml", {"use_sim_time": False, "map_dir": str(tmp_path),
+                                           "checkpoint": "/c.pth", "base_frame": "base_footprint",
+                                           "publish_tf": False}]
+    assert ("image", "/front/image") in node.remappings
+    assert rviz.package == "rviz2" and rviz.arguments[1].endswith("config/mast3r.rviz")
+    assert "-p" in node.ros_args() and "publish_tf:=false" in node.ros_args()
+
+
+@pytest.mark.parametrize("args,match", [({"mode": "slam"}, "mode must be one of"),
+                                        ({"rviz": "maybe"}, "rviz must be true or false"),
+                                        ({"maps": "x"}, "unknown launch argument")])
+def test_launch_bad_arguments(args, match):
+    with pytest.raises(ValueError, match=match):
+        describe(args)
+
+
+def test_launch_file_declares_exactly_the_arguments():
+    text = (REPO_ROOT / "launch" / "mast3r.launch.py").read_text()
+    assert "LAUNCH_ARGUMENTS" in text and "describe(values)" in text
+    names = [n for n, _, _ in LAUNCH_ARGUMENTS]
+    assert names[0] == "mode" and DEFAULTS["namespace"] == "mast3r"
+    for name in ("map", "params_file", "checkpoint", "image_topic", "camera_info_topic", "depth_topic",
+                 "publish_tf", "namespace", "use_sim_time", "rviz", "map_frame", "base_frame"):
+        assert name in names
