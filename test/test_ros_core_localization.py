@@ -57,26 +57,29 @@ def test_bad_frames_and_state_actions(seven, tmp_path):
     ds, cal, mp = seven
     f0, f1, f2 = ds.frames("3:20:6")
     core = LocalizationCore(LocalizationParams())
-    assert core.process(_frame(ds, cal, f0), T_BASE_CAM, np.eye(4)).status.state == "NO_MAP"
+    out = core.process(_frame(ds, cal, f0), T_BASE_CAM, np.eye(4))
+    assert out.status.error and "no map loaded" in out.status.message and out.status.state == "INIT"
     assert "does not exist" in core.load_map(tmp_path / "nope")
     assert core.load_map(mp) == ""
     out = core.process(_frame(ds, cal, f1), None, np.eye(4))
-    assert out.status.state == "ERROR" and "no TF base->camera" in out.status.message
+    assert out.status.error and "no TF base->camera" in out.status.message
     assert core.process(_frame(ds, cal, f1), T_BASE_CAM, np.eye(4)).status.localized
     out = core.process(_frame(ds, cal, f0), T_BASE_CAM, np.eye(4))   # older stamp
-    assert out.status.state == "ERROR" and "went backwards" in out.status.message
+    assert out.status.error and "went backwards" in out.status.message
     bad = _frame(ds, cal, f2)
     bad.info_size = (320, 240)
     assert "does not match image size" in core.process(bad, T_BASE_CAM, np.eye(4)).status.message
     assert core.process(_frame(ds, cal, f2), T_BASE_CAM, np.eye(4)).status.localized  # next good frame
     core.paused = True
-    assert core.process(_frame(ds, cal, f2), T_BASE_CAM, np.eye(4)).status.state == "PAUSED"
+    assert "paused" in core.process(_frame(ds, cal, f2), T_BASE_CAM, np.eye(4)).status.message
     core.paused = False
     core.reset()  # also forgets the stamp history (bag loops)
     out = core.process(_frame(ds, cal, f0), T_BASE_CAM, np.eye(4))
     assert out.status.localized and core.state() == "TRACKING"
     assert core.save_map(tmp_path / "copy") == "" and (tmp_path / "copy" / "map.yaml").is_file()
-    assert "already exists" in core.save_map(tmp_path / "copy")
+    assert "already exists; set overwrite" in core.save_map(tmp_path / "copy")
+    assert core.save_map(tmp_path / "copy", overwrite=True) == ""
+    assert core.num_keyframes == 10
     core.close()
 
 

@@ -35,15 +35,19 @@ from mast3r_ros.ros.single_frame_dataset import SingleFrameDataset
 class Status:
     """One status report (maps to ``mast3r_ros/msg/LocalizationStatus``).
 
-    state: INIT / TRACKING / LOST / RELOCALIZING, or PAUSED / NO_MAP / ERROR for frames not
-        localized because of the node, not the image.
+    state: tracker state INIT / TRACKING / LOST / RELOCALIZING (INIT while no map is loaded).
+    error: the frame was not localized because of bad input or the node (no map, paused, no
+        TF); ``message`` names the problem. Otherwise ``message`` says why no pose was accepted.
     timings: seconds per stage ('decode', 'features', 'retrieval', 'matching', 'pnp', 'total').
-    latency_s: image arrival to result (queue wait + processing), seconds.
+    latency_s: image arrival to result (queue wait + processing), seconds; the node reports
+        its clock's now minus the image stamp instead.
     """
     stamp_ns: int
     frame_id: str
     state: str
     localized: bool = False
+    error: bool = False
+    median_reproj_px: float = float("nan")
     n_matches: int = 0
     n_inliers: int = 0
     kf_ids: list[int] = field(default_factory=list)
@@ -135,8 +139,7 @@ class LocalizationCore:
     def _process(self, frame: Frame, T_base_cam, T_odom_base) -> Output:
         st = Status(frame.stamp_ns, frame.frame_id, self.state())
         if self.paused:
-            st.state, st.message = "PAUSED", "paused (call resume)"
-            return Output(st)
+            return self._error(st, "paused (call the resume service)")
         try:
             depth = check_frame(frame, self.last_stamp_ns)
         except FrameError as exc:
@@ -144,8 +147,7 @@ class LocalizationCore:
         self.last_stamp_ns = frame.stamp_ns
         self.last_frame = frame
         if self._localizer is None:
-            st.state, st.message = "NO_MAP", "no map loaded (set map_path or call load_map)"
-            return Output(st)
+            return self._error(st, "no map loaded (set map_path or call the load_map service)")
         if T_base_cam is None or T_odom_base is None:
             missing = "base->camera" if T_base_cam is None else "odom->base"
             return self._error(st, f"no TF {missing} at the image stamp; frame skipped")
@@ -163,7 +165,7 @@ class LocalizationCore:
     def _result_output(self, st: Status, r: LocalizationResult, T_base_cam, T_odom_base) -> Output:
         st.state, st.localized = r.state.value, r.ok
         st.n_matches, st.n_inliers, st.kf_ids = r.n_matches, r.n_inliers, list(r.kf_ids)
-        st.timings, st.message = dict(r.timings), r.error
+        st.timings, st.message, st.median_reproj_px = dict(r.timings), r.error, r.median_reproj_px
         if not r.ok:
             return Output(st)
         cov = apply_covariance_floor(r.covariance) if r.covariance is not None else None
@@ -172,11 +174,15 @@ class LocalizationCore:
 
     @staticmethod
     def _error(st: Status, message: str) -> Output:
-        st.state, st.message = "ERROR", message
+        st.error, st.message = True, message
         return Output(st)
 
     def state(self) -> str:
-        return self._localizer.state.state.value if self._localizer else "NO_MAP"
+        return self._localizer.state.state.value if self._localizer else LocState.INIT.value
+
+    @property
+    def num_keyframes(self) -> int:
+        return len(self._map) if self._map is not None else 0
 
     # ---------------------------------------------------------------- services
     def load_map(self, path: str | Path) -> str:
@@ -196,20 +202,28 @@ class LocalizationCore:
             old.close()
         return ""
 
-    def save_map(self, path: str | Path) -> str:
-        """Copy the loaded map folder to ``path`` (a new folder); '' or the reason."""
+    def save_map(self, path: str | Path, overwrite: bool = False) -> str:
+        """Copy the loaded map folder to ``path`` atomically (temp copy + rename); '' or the reason."""
         path = Path(path)
         with self._lock:
             if self._map is None:
                 return "no map loaded"
-            if path.exists():
-                return f"{str(path)!r} already exists; choose a new folder"
+            if path.resolve() == Path(self._map.path).resolve():
+                return "the map is already stored there"
+            if path.exists() and not (overwrite and (path / "map.yaml").is_file()):
+                return (f"{str(path)!r} already exists" +
+                        ("" if overwrite else "; set overwrite or choose a new folder") +
+                        (" and is not a map folder" if overwrite else ""))
             if not path.parent.is_dir():
                 return f"parent folder of {str(path)!r} does not exist"
-            tmp = path.parent / f".{path.name}.tmp"
+            tmp, old = path.parent / f".{path.name}.tmp", path.parent / f".{path.name}.old"
             try:
+                shutil.rmtree(tmp, ignore_errors=True)
                 shutil.copytree(self._map.path, tmp, ignore=shutil.ignore_patterns("map.lock"))
+                if path.exists():
+                    path.rename(old)
                 tmp.rename(path)
+                shutil.rmtree(old, ignore_errors=True)
             except OSError as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
                 return f"cannot save map to {str(path)!r}: {exc}"

@@ -25,11 +25,11 @@ class SyncResult:
     sets: complete sets, oldest first; each maps topic key -> message (the image stamp is
         ``stamps[i]``).
     stamps: [len(sets)] image stamps in ns.
-    rejected: human-readable reasons for images that can never be synchronised.
+    rejected: (image stamp ns, human-readable reason) for images that can never be synchronised.
     """
     sets: list[dict[str, Any]] = field(default_factory=list)
     stamps: list[int] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
 
 
 class ApproximateSync:
@@ -67,7 +67,7 @@ class ApproximateSync:
             while len(q) > self.queue_size:
                 old_stamp, _ = q.popleft()
                 if key == self.pivot:
-                    out.rejected.append(self._why_unsynced(old_stamp))
+                    out.rejected.append((old_stamp, self._why_unsynced(old_stamp)))
             self._drain(out)
         return out
 
@@ -90,7 +90,7 @@ class ApproximateSync:
             images.popleft()
             far = [k for k, (s, _) in partners.items() if abs(s - stamp) > self.max_interval_ns]
             if far:
-                out.rejected.append(self._why_far(stamp, far, partners))
+                out.rejected.append((stamp, self._why_far(stamp, far, partners)))
                 continue
             out.sets.append({self.pivot: image, **{k: m for k, (_, m) in partners.items()}})
             out.stamps.append(stamp)

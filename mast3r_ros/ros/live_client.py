@@ -1,0 +1,245 @@
+"""A DDS client for live tests and benchmarks: publishes camera frames, records outputs, calls
+services, from its own thread (the node under test runs in another process).
+
+Arrays in: ``rgb`` [H,W,3] uint8 RGB, ``K`` [3,3] float64 pixels, ``depth`` [H,W] float32 metres.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from collections import defaultdict
+from typing import Any, Callable
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+
+from mast3r_ros.msg import LocalizationStatus
+from mast3r_ros.ros._wire import fill_transform, ns_to_sec_nanosec
+from mast3r_ros.ros.node_io import LATCHED, LATCHED_TF, RELIABLE, image_qos
+
+try:
+    from tf2_msgs.msg import TFMessage
+except ImportError:
+    TFMessage = None
+
+
+def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = "rgb8") -> Image:
+    m = Image()
+    m.header.stamp.sec, m.header.stamp.nanosec = ns_to_sec_nanosec(stamp_ns)
+    m.header.frame_id = frame_id
+    m.height, m.width = int(rgb.shape[0]), int(rgb.shape[1])
+    m.encoding, m.is_bigendian = encoding, 0
+    data = np.ascontiguousarray(rgb)
+    m.step = int(data.strides[0])
+    m.data = data.tobytes()
+    return m
+
+
+def depth_msg(depth_m: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
+    """32FC1 metres."""
+    return image_msg(np.ascontiguousarray(depth_m, dtype=np.float32), stamp_ns, frame_id, "32FC1")
+
+
+def camera_info_msg(K: np.ndarray, size: tuple[int, int], stamp_ns: int, frame_id: str) -> CameraInfo:
+    m = CameraInfo()
+    m.header.stamp.sec, m.header.stamp.nanosec = ns_to_sec_nanosec(stamp_ns)
+    m.header.frame_id = frame_id
+    m.width, m.height = int(size[0]), int(size[1])
+    m.distortion_model = "plumb_bob"
+    m.d = [0.0] * 5
+    m.k = [float(v) for v in np.asarray(K, dtype=np.float64).ravel()]
+    m.r = [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
+    P = np.zeros((3, 4))
+    P[:3, :3] = K
+    m.p = [float(v) for v in P.ravel()]
+    return m
+
+
+class LiveClient:
+    """Publisher/recorder node on a background executor thread (call :meth:`close`)."""
+
+    def __init__(self, domain_id: int, namespace: str = "mast3r", image_topic: str = "/camera/image_raw",
+                 info_topic: str = "/camera/camera_info", depth_topic: str = "/camera/depth/image_raw",
+                 reliable_images: bool = False, name: str = "mast3r_live_client"):
+        self.context = rclpy.Context()  # own context: no process-global rclpy state
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = Node(name, context=self.context)
+        ns = "/" + namespace.strip("/")
+        q = image_qos(reliable_images)
+        self.pub_image = self.node.create_publisher(Image, image_topic, q)
+        self.pub_info = self.node.create_publisher(CameraInfo, info_topic, q)
+        self.pub_depth = self.node.create_publisher(Image, depth_topic, q)
+        self.pub_initialpose = self.node.create_publisher(PoseWithCovarianceStamped, "/initialpose", RELIABLE)
+        self.pub_tf_static = (self.node.create_publisher(TFMessage, "/tf_static", LATCHED_TF)
+                              if TFMessage is not None else None)
+        self.lock = threading.Lock()
+        self._closed = threading.Event()
+        self.received: dict[str, list] = defaultdict(list)
+        self._sub(PoseWithCovarianceStamped, f"{ns}/localization_pose", LATCHED, "pose")
+        self._sub(LocalizationStatus, f"{ns}/status", RELIABLE, "status")
+        self._sub(DiagnosticArray, "/diagnostics", RELIABLE, "diagnostics")
+        if TFMessage is not None:
+            self._sub(TFMessage, "/tf", RELIABLE, "tf")
+        self.ns = ns
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while self.context.ok() and not self._closed.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _sub(self, typ, topic: str, qos, key: str) -> None:
+        def cb(msg):
+            with self.lock:
+                self.received[key].append((time.monotonic(), msg))
+        self.node.create_subscription(typ, topic, cb, qos)
+
+    def messages(self, key: str) -> list:
+        with self.lock:
+            return [m for _, m in self.received[key]]
+
+    def publish_frame(self, stamp_ns: int, rgb: np.ndarray, K: np.ndarray, frame_id: str = "camera_optical",
+                      depth: np.ndarray | None = None, info: bool = True) -> None:
+        """camera_info first, then depth, then the image (so the sync completes on the image)."""
+        if info:
+            self.pub_info.publish(camera_info_msg(K, (rgb.shape[1], rgb.shape[0]), stamp_ns, frame_id))
+        if depth is not None:
+            self.pub_depth.publish(depth_msg(depth, stamp_ns, frame_id))
+        self.pub_image.publish(image_msg(rgb, stamp_ns, frame_id))
+
+    def publish_static_tf(self, parent: str, child: str, T_parent_child: np.ndarray) -> None:
+        from geometry_msgs.msg import TransformStamped
+
+        if self.pub_tf_static is None:
+            raise RuntimeError("tf2_msgs is not importable; cannot publish /tf_static")
+        t = TransformStamped()
+        t.header.frame_id, t.child_frame_id = parent, child
+        fill_transform(t.transform, T_parent_child)
+        self.pub_tf_static.publish(TFMessage(transforms=[t]))
+
+    def call(self, srv_type, name: str, request: Any, timeout: float = 30.0):
+        """Call ``<namespace>/<name>``; returns the response (raises TimeoutError)."""
+        cli = self.node.create_client(srv_type, f"{self.ns}/{name}")
+        try:
+            if not cli.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f"service {self.ns}/{name} not available")
+            fut = cli.call_async(request)
+            done = threading.Event()
+            fut.add_done_callback(lambda _: done.set())
+            if not done.wait(timeout):
+                raise TimeoutError(f"service {self.ns}/{name} did not answer in {timeout} s")
+            return fut.result()
+        finally:
+            self.node.destroy_client(cli)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, poll: float = 0.02) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(poll)
+        return predicate()
+
+    def wait_for_service(self, srv_type, name: str, timeout: float) -> bool:
+        cli = self.node.create_client(srv_type, f"{self.ns}/{name}")
+        try:
+            return cli.wait_for_service(timeout_sec=timeout)
+        finally:
+            self.node.destroy_client(cli)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(2.0)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def ros_env(domain_id: int) -> dict[str, str]:
+    """Environment for node processes: this machine only, the run's own domain."""
+    return {**os.environ, "ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+
+
+def unique_domain_id() -> int:
+    """A domain id in 1..100 derived from the pid and the time, so parallel runs differ."""
+    return 1 + (os.getpid() * 31 + time.monotonic_ns() // 1_000_000) % 100
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of a process (Linux /proc)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of a process in MiB (Linux /proc), NaN when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def start_launch(mode: str, domain_id: int, args: list[str], log_path: Path) -> subprocess.Popen:
+    """``mast3r-ros launch MODE ARGS`` from this venv, its output to ``log_path``."""
+    exe = Path(sys.executable).parent / "mast3r-ros"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mast3r_ros.cli"]
+    log = open(log_path, "wb")
+    try:
+        return subprocess.Popen(cmd + ["launch", mode] + args, stdout=log, stderr=subprocess.STDOUT,
+                                env=ros_env(domain_id), start_new_session=True)
+    finally:
+        log.close()
+
+
+def stop_process_tree(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0
+                      ) -> tuple[float, list[int]]:
+    """Signal ``proc``; wait for it and its children. Returns (seconds taken, pids still alive);
+    anything still alive after ``timeout`` is SIGKILLed (tests must not leak processes)."""
+    children = child_pids(proc.pid)
+    t0 = time.monotonic()
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    while time.monotonic() - t0 < timeout and any(pid_alive(c) for c in children):
+        time.sleep(0.05)
+    took = time.monotonic() - t0
+    left = [p for p in [proc.pid, *children] if pid_alive(p)]
+    for p in left:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if proc.poll() is None:
+        proc.wait(5)
+    return took, left

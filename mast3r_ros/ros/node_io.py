@@ -1,0 +1,213 @@
+"""rclpy plumbing shared by both nodes: QoS, synchronised camera input, TF in/out, diagnostics.
+
+Nodes stay thin: they wire these to a ROS-free core. Where a ROS package is missing here
+(tf2_ros, diagnostic_updater, message_filters) our own equivalent is used; tf2_ros is used
+when importable.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Callable
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from sensor_msgs.msg import CameraInfo, Image
+
+from mast3r_ros.ros._wire import fill_transform, ns_to_sec_nanosec, stamp_to_ns, transform_to_T
+from mast3r_ros.ros.frame_queue import FrameWorker
+from mast3r_ros.ros.sync import ApproximateSync
+from mast3r_ros.ros.tf_tree import TfLookupError, TfTree
+
+try:  # the real tf2_ros where installed (a ROS 2 workspace); our TfTree otherwise
+    import tf2_ros  # type: ignore
+except ImportError:
+    tf2_ros = None
+try:
+    from tf2_msgs.msg import TFMessage
+except ImportError:
+    TFMessage = None
+
+
+def image_qos(reliable: bool) -> QoSProfile:
+    return QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST,
+                      reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+
+
+LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+RELIABLE = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class CameraInput:
+    """image + camera_info (+ depth) subscriptions -> sync -> newest-frame worker.
+
+    ``handler(stamp_ns, {'image': Image, 'camera_info': CameraInfo, 'depth': Image?}, t_received)``
+    runs on the worker thread; ``on_reject(stamp_ns, reason)`` on the callback thread.
+    """
+
+    def __init__(self, node, params, handler: Callable, on_reject: Callable[[int, str], None], group):
+        self.node = node
+        keys = ("image", "camera_info") + (("depth",) if params.subscribe_depth else ())
+        names = {k: node.resolve_topic_name(k) for k in keys}
+        self.topic_names = names
+        self.sync = ApproximateSync(keys, params.approx_sync_max_interval, params.sync_queue_size, names)
+        self.worker = FrameWorker(lambda item: handler(*item), params.frame_queue_size).start()
+        self.on_reject = on_reject
+        self.received: deque[float] = deque(maxlen=300)
+        self.last_synced = time.monotonic()
+        qos = image_qos(params.qos_image == "reliable")
+        self.subs = [node.create_subscription(Image, "image", lambda m: self._add("image", m), qos,
+                                              callback_group=group),
+                     node.create_subscription(CameraInfo, "camera_info",
+                                              lambda m: self._add("camera_info", m), qos, callback_group=group)]
+        if params.subscribe_depth:
+            self.subs.append(node.create_subscription(Image, "depth", lambda m: self._add("depth", m), qos,
+                                                      callback_group=group))
+        self._warn_after = params.no_input_warn_s
+        self.timer = node.create_timer(1.0, self._check_silence, callback_group=group)
+
+    def _add(self, key: str, msg) -> None:
+        now = time.monotonic()
+        if key == "image":
+            self.received.append(now)
+        res = self.sync.add(key, stamp_to_ns(msg.header.stamp), (msg, now))
+        for stamp, reason in res.rejected:
+            self.on_reject(stamp, reason)
+        for stamp, group in zip(res.stamps, res.sets):
+            self.last_synced = time.monotonic()
+            t_rx = group["image"][1]
+            self.worker.submit((stamp, {k: m for k, (m, _) in group.items()}, t_rx))
+
+    def _check_silence(self) -> None:
+        idle = time.monotonic() - self.last_synced
+        if idle > self._warn_after:
+            self.node.get_logger().warn(
+                f"no synchronised input for {idle:.0f} s on {', '.join(self.topic_names.values())}",
+                throttle_duration_sec=self._warn_after)
+
+    def input_hz(self) -> float:
+        return rate_hz(self.received)
+
+    def stop(self) -> None:
+        self.worker.stop(5.0)
+
+
+def rate_hz(stamps: deque, window_s: float = 5.0) -> float:
+    now = time.monotonic()
+    recent = [t for t in stamps if now - t <= window_s]
+    return (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+
+
+class TfIO:
+    """TF lookups (tf2_ros buffer, or our TfTree fed from /tf and /tf_static) and TF publishing."""
+
+    def __init__(self, node, group):
+        self.node = node
+        self.tree = TfTree(cache_s=30.0)
+        if tf2_ros is not None:
+            self.buffer = tf2_ros.Buffer()
+            self.listener = tf2_ros.TransformListener(self.buffer, node)
+            self.broadcaster = tf2_ros.TransformBroadcaster(node)
+            self.pub = None
+        elif TFMessage is not None:
+            self.buffer = None
+            node.create_subscription(TFMessage, "/tf", lambda m: self._feed(m, False), TF_QOS,
+                                     callback_group=group)
+            node.create_subscription(TFMessage, "/tf_static", lambda m: self._feed(m, True), LATCHED_TF,
+                                     callback_group=group)
+            self.pub = node.create_publisher(TFMessage, "/tf", TF_QOS)
+        else:  # only same-frame lookups work; say so once instead of failing to start
+            self.buffer = self.pub = None
+            node.get_logger().error("neither tf2_ros nor tf2_msgs is importable: no TF in or out")
+
+    def _feed(self, msg, static: bool) -> None:
+        for t in msg.transforms:
+            try:
+                self.tree.set_transform(t.header.frame_id, t.child_frame_id, stamp_to_ns(t.header.stamp),
+                                        transform_to_T(t.transform), static)
+            except ValueError:
+                continue
+
+    def lookup(self, target: str, source: str, stamp_ns: int, timeout_s: float) -> tuple[np.ndarray | None, str]:
+        """``T_target_source`` at the stamp, waiting up to ``timeout_s``; (None, reason) on failure."""
+        if target == source:
+            return np.eye(4), ""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self._lookup(target, source, stamp_ns), ""
+            except (TfLookupError, Exception) as exc:  # tf2 raises its own exception types
+                if time.monotonic() >= deadline:
+                    return None, f"TF {target} -> {source}: {exc}"
+            time.sleep(0.005)
+
+    def _lookup(self, target, source, stamp_ns):
+        if self.buffer is None:
+            return self.tree.lookup(target, source, stamp_ns)
+        from rclpy.time import Time
+
+        t = self.buffer.lookup_transform(target, source, Time(nanoseconds=stamp_ns))
+        return transform_to_T(t.transform)
+
+    def send(self, transforms: list[tuple[str, str, int, np.ndarray]]) -> None:
+        """Publish (parent, child, stamp_ns, T_parent_child) transforms on /tf."""
+        from geometry_msgs.msg import TransformStamped
+
+        msgs = []
+        for parent, child, stamp_ns, T in transforms:
+            m = TransformStamped()
+            m.header.frame_id, m.child_frame_id = parent, child
+            m.header.stamp.sec, m.header.stamp.nanosec = ns_to_sec_nanosec(stamp_ns)
+            fill_transform(m.transform, T)
+            msgs.append(m)
+        if self.pub is not None:
+            self.pub.publish(TFMessage(transforms=msgs))
+        elif tf2_ros is not None:
+            self.broadcaster.sendTransform(msgs)
+
+
+LATCHED_TF = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class Diagnostics:
+    """/diagnostics publisher (what diagnostic_updater would do): periodic summary + immediate errors.
+
+    Levels are ``DiagnosticStatus.OK/WARN/ERROR`` (bytes in rclpy's generated message).
+    """
+
+    def __init__(self, node, name: str, values: Callable[[], dict[str, str]], group):
+        self.node, self.name, self.values = node, name, values
+        self.pub = node.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
+        self._lock = threading.Lock()
+        self.level, self.message = DiagnosticStatus.WARN, "starting"
+        self.last_error = ""
+        node.create_timer(1.0, self.publish, callback_group=group)
+
+    def set(self, level: bytes, message: str) -> None:
+        with self._lock:
+            self.level, self.message = level, message
+
+    def error(self, message: str) -> None:
+        """Report a problem now (bad input, refused request); the node logs it too."""
+        with self._lock:
+            self.last_error = message
+        self.node.get_logger().error(message)
+        self.publish(DiagnosticStatus.ERROR, message)
+
+    def publish(self, level: bytes | None = None, message: str | None = None) -> None:
+        with self._lock:
+            level = self.level if level is None else level
+            message = self.message if message is None else message
+            last_error = self.last_error
+        st = DiagnosticStatus(level=level, name=f"{self.node.get_fully_qualified_name()}: {self.name}",
+                              message=message, hardware_id=self.node.get_name())
+        vals = {**self.values(), "last_error": last_error}
+        st.values = [KeyValue(key=k, value=str(v)) for k, v in vals.items()]
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.node.get_clock().now().to_msg()
+        self.pub.publish(arr)

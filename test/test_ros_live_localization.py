@@ -1,0 +1,140 @@
+"""Live over DDS, separate processes: `mast3r-ros launch localization` on a 7-Scenes map, frames
+published by a client, poses/status recorded, services called while frames are processed, then
+SIGTERM. Reliable image QoS: on this loaded 2-core machine best-effort images are dropped by DDS,
+which would make the processed-frame count depend on the machine rather than on the node."""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("mast3r_ros.msg")
+
+from geometry_msgs.msg import PoseStamped  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from mast3r_ros.geometry.transforms import pose_errors  # noqa: E402
+from mast3r_ros.localization.datasets import open_dataset  # noqa: E402
+from mast3r_ros.localization.frontend import make_frontend  # noqa: E402
+from mast3r_ros.localization.mapbuild import build_map  # noqa: E402
+from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
+from mast3r_ros.ros._wire import fill_pose, stamp_to_ns  # noqa: E402
+from mast3r_ros.ros.live_client import (LiveClient, start_launch, stop_process_tree,  # noqa: E402
+                                        unique_domain_id)
+from mast3r_ros.srv import LoadMap, Localize, SetReference  # noqa: E402
+
+CAM = "camera_optical"
+NODE_ARGS = ["-p", "qos_image:=reliable", "-p", f"base_frame:={CAM}", "-p", "publish_odom_tf:=true",
+             "-p", "rgbd_calibration:=7scenes"]
+
+
+@pytest.fixture(scope="module")
+def scene(data_dir, tmp_path_factory):
+    ds = open_dataset(data_dir / "7scenes_redkitchen")
+    cal = RgbdCalibration.load("7scenes")
+    out = tmp_path_factory.mktemp("livemap") / "map"
+    build_map(ds, "0:60:6", make_frontend("classical"), out, calib=cal)
+    return ds, cal, out
+
+
+@pytest.fixture
+def live(scene, tmp_path):
+    """(client, launch process, domain); the process tree is always torn down."""
+    ds, cal, mp = scene
+    domain = unique_domain_id()
+    proc = start_launch("localization", domain, ["--map", str(mp), *NODE_ARGS], tmp_path / "launch.log")
+    client = LiveClient(domain, reliable_images=True)
+    try:
+        if not client.wait_for_service(Trigger, "reset", 60):
+            pytest.fail("node not ready:\n" + (tmp_path / "launch.log").read_text()[-3000:])
+        yield client, proc, tmp_path / "launch.log"
+    finally:
+        client.close()
+        stop_process_tree(proc, signal.SIGKILL, 5.0)
+
+
+def _statuses(client, stamp):
+    return [m for m in client.messages("status") if stamp_to_ns(m.header.stamp) == stamp]
+
+
+def _send_until_status(client, ds, cal, f, stamp, timeout=30.0, **kw):
+    """Publish a frame (again every 2 s until DDS matching is done) and wait for its status."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        client.publish_frame(stamp, ds.load_rgb(f), cal.colour_K(ds.K), CAM, **kw)
+        if client.wait_for(lambda: _statuses(client, stamp), 2.0):
+            return _statuses(client, stamp)[-1]
+    raise AssertionError(f"no status for stamp {stamp}")
+
+
+def test_live_localization_services_and_sigterm(live, scene):
+    client, proc, log = live
+    ds, cal, mp = scene
+    frames = ds.frames("3:60:6")
+    t0 = time.time_ns()
+    _send_until_status(client, ds, cal, frames[0], t0)          # DDS matched, node warm
+    stamps, gt = {}, {}
+    answers = {}
+
+    def call_services():
+        hint = PoseStamped()
+        hint.header.frame_id = "map"
+        fill_pose(hint.pose, cal.colour_pose(frames[4].T_world_cam))
+        t = time.monotonic()
+        answers["localize"] = (client.call(Localize, "localize", Localize.Request(pose_hint=hint, radius=1.0)),
+                               time.monotonic() - t)
+        answers["reset"] = client.call(Trigger, "reset", Trigger.Request())
+        ref = ds.frames("30:31")[0]
+        rq = SetReference.Request(image_path=str(ref.rgb_path), depth_path=str(ref.depth_path))
+        rq.reference_pose.header.frame_id = "map"
+        fill_pose(rq.reference_pose.pose, cal.colour_pose(ref.T_world_cam))
+        answers["set_reference"] = client.call(SetReference, "set_reference", rq)
+        answers["load_map"] = client.call(LoadMap, "load_map", LoadMap.Request(map_dir=str(mp)))
+
+    caller = threading.Thread(target=call_services)
+    for i, f in enumerate(frames * 2):                            # ~3 Hz; the node is slower
+        stamp = t0 + (i + 1) * 333_000_000
+        stamps[stamp], gt[stamp] = f.index, cal.colour_pose(f.T_world_cam)
+        client.publish_frame(stamp, ds.load_rgb(f), cal.colour_K(ds.K), CAM)
+        if i == 2:
+            caller.start()
+        time.sleep(0.333)
+    caller.join(60)
+    client.wait_for(lambda: any(stamp_to_ns(m.header.stamp) == max(stamps) for m in client.messages("status")),
+                    10.0)
+    for name in ("localize", "reset", "set_reference", "load_map"):
+        assert name in answers, f"service {name} did not answer"
+    resp, took = answers["localize"]
+    assert resp.success and resp.pose.header.frame_id == "map" and took < 10.0
+    assert stamp_to_ns(resp.pose.header.stamp) in stamps
+    assert answers["reset"].success and answers["set_reference"].success, answers["set_reference"].message
+    assert answers["load_map"].success and answers["load_map"].num_keyframes == 10
+
+    poses = [m for m in client.messages("pose") if stamp_to_ns(m.header.stamp) in stamps]
+    status = [m for m in client.messages("status") if stamp_to_ns(m.header.stamp) in stamps]
+    assert len(status) >= 5 and len(poses) >= 5, log.read_text()[-2000:]
+    assert {stamp_to_ns(p.header.stamp) for p in poses} <= {stamp_to_ns(s.header.stamp) for s in status
+                                                           if s.pose_published}
+    errs = []
+    for p in poses:
+        assert p.header.frame_id == "map"
+        q = p.pose.pose
+        from mast3r_ros.ros._wire import pose_to_T
+        errs.append(pose_errors(cal.dataset_pose(pose_to_T(q)), cal.dataset_pose(gt[stamp_to_ns(p.header.stamp)])))
+        assert np.all(np.isfinite(p.pose.covariance)) and p.pose.covariance[0] > 0
+    te, re = np.median([e[0] for e in errs]), np.median([e[1] for e in errs])
+    print(f"\nlive: {len(status)} statuses, {len(poses)} poses of {len(stamps)} frames; median "
+          f"{100 * te:.1f} cm / {re:.2f} deg; latency median "
+          f"{np.median([s.latency for s in status]) * 1000:.0f} ms")
+    assert te < 0.05 and re < 2.0
+    assert any(s.frames_dropped > 0 for s in status)               # newest-frame policy at work
+    diag = client.messages("diagnostics")
+    assert any(d.status and d.status[0].message == "ready" for d in diag)
+
+    took, left = stop_process_tree(proc, signal.SIGTERM, 10.0)
+    assert not left and took < 10.0, f"still alive after SIGTERM: {left}"
+    print(f"live: all processes exited {took:.2f} s after SIGTERM")
