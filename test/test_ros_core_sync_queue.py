@@ -43,6 +43,17 @@ def test_sync_rejects_image_without_partner_and_names_topic():
     assert msgs and msgs[0][0] == 0 and "nothing received on /cam/info" in msgs[0][1]
 
 
+def test_sync_rejects_backwards_image_until_reset():
+    s = ApproximateSync(("image", "camera_info"))
+    s.add("camera_info", 200 * MS, "c")
+    assert s.add("image", 200 * MS, "i").sets
+    r = s.add("image", 100 * MS, "old")
+    assert r.rejected[0][0] == 100 * MS and "went backwards" in r.rejected[0][1]
+    s.reset()
+    s.add("camera_info", 100 * MS, "c")
+    assert s.add("image", 100 * MS, "old").sets
+
+
 def test_sync_three_topics_and_thread_safety():
     s = ApproximateSync(("image", "camera_info", "depth"), max_interval_s=0.01, queue_size=50)
     got = []

@@ -7,6 +7,9 @@ with exactly that stamp or a message newer than it (messages on one topic arrive
 order, so no closer partner can come later). The nearest partner on each topic must then lie
 within ``max_interval_s`` of the image stamp, otherwise the image is rejected with a reason.
 
+An image older than the last synchronised one is rejected at once ("stamp went backwards"):
+its partners may already be discarded, and ordering per topic no longer holds.
+
 Stamps are integer nanoseconds (``sec * 10**9 + nanosec``) so equal stamps compare exactly.
 Messages are opaque here: the caller passes ``(stamp_ns, msg)``.
 """
@@ -55,6 +58,7 @@ class ApproximateSync:
         self.names = {k: (topic_names or {}).get(k, k) for k in keys}
         self._queues: dict[str, deque[tuple[int, Any]]] = {k: deque() for k in keys}
         self._lock = threading.Lock()  # subscription callbacks may run on several threads
+        self._last_emitted: int | None = None
 
     def add(self, key: str, stamp_ns: int, msg: Any) -> SyncResult:
         """Queue one message; return the sets that became complete and any rejections."""
@@ -63,6 +67,11 @@ class ApproximateSync:
         out = SyncResult()
         with self._lock:
             q = self._queues[key]
+            if key == self.pivot and self._last_emitted is not None and stamp_ns < self._last_emitted:
+                # partners may already be gone, and their ordering assumption is broken: say so
+                out.rejected.append((int(stamp_ns), f"image stamp went backwards: {stamp_ns / 1e9:.3f} s "
+                                     f"after {self._last_emitted / 1e9:.3f} s (call reset after a bag loop)"))
+                return out
             q.append((int(stamp_ns), msg))
             while len(q) > self.queue_size:
                 old_stamp, _ = q.popleft()
@@ -75,6 +84,7 @@ class ApproximateSync:
         with self._lock:
             for q in self._queues.values():
                 q.clear()
+            self._last_emitted = None
 
     def _drain(self, out: SyncResult) -> None:
         """Emit or reject pivot messages, oldest first, while their set is final."""
@@ -94,6 +104,7 @@ class ApproximateSync:
                 continue
             out.sets.append({self.pivot: image, **{k: m for k, (_, m) in partners.items()}})
             out.stamps.append(stamp)
+            self._last_emitted = stamp
             for key in self.keys[1:]:  # partners older than this image can no longer be used
                 q = self._queues[key]
                 while len(q) > 1 and q[0][0] < stamp:
