@@ -10,11 +10,11 @@ import pytest
 
 rclpy_serialization = pytest.importorskip("rclpy.serialization")
 
-from geometry_msgs.msg import TransformStamped  # noqa: E402
-from mast3r_ros.msg import LocalizationStatus  # noqa: E402
-from mast3r_ros.srv import LoadMap, Localize, SaveMap, SetReference  # noqa: E402
+from geometry_msgs.msg import TransformStamped
 
-import mast3r_ros  # noqa: E402
+import mast3r_ros
+from mast3r_ros.msg import LocalizationStatus
+from mast3r_ros.srv import LoadMap, Localize, SaveMap, SetReference
 
 REPO = Path(__file__).resolve().parent.parent
 
