@@ -44,6 +44,11 @@ def torch_case_a(maps):
     return fast_reciprocal_nn(*maps, subsample=8, config=MatchingConfig(backend="torch"))
 
 
+def test_case_a_pruned_identical(maps, frm):
+    xy1, xy2 = fast_reciprocal_nn(*maps, subsample=8, config=MatchingConfig(backend="torch-pruned"))
+    assert agreement(xy1, xy2, frm["a_xy1"], frm["a_xy2"]) >= MIN_AGREEMENT
+
+
 def test_case_a_torch_identical(torch_case_a, frm):
     xy1, xy2 = torch_case_a
     assert xy1.dtype == np.int64 and xy1.shape == frm["a_xy1"].shape
@@ -81,9 +86,10 @@ def subset_of_c(frm, step, key="c"):
     return x, y, frm[f"{key}_xy1"][keep], frm[f"{key}_xy2"][keep]
 
 
-def test_case_c_torch_explicit_init(maps, frm):
+@pytest.mark.parametrize("backend", ["torch", "torch-pruned"])
+def test_case_c_explicit_init(maps, frm, backend):
     x, y, ref1, ref2 = subset_of_c(frm, 2)
-    xy1, xy2 = fast_reciprocal_nn(*maps, init_xy=(x, y), pixel_tol=5, config=MatchingConfig(backend="torch"))
+    xy1, xy2 = fast_reciprocal_nn(*maps, init_xy=(x, y), pixel_tol=5, config=MatchingConfig(backend=backend))
     assert len(ref1) > 5000
     assert agreement(xy1, xy2, ref1, ref2) >= MIN_AGREEMENT
     _, _, kd1, kd2 = subset_of_c(frm, 2, "c_kdtree")     # Euclidean matcher: 99.54 % equal to c itself
@@ -94,10 +100,11 @@ def test_case_c_torch_explicit_init(maps, frm):
     assert within_px(xy1, xy2, frm["homography_1to2"]) >= 0.98
 
 
+@pytest.mark.parametrize("backend", ["torch", "auto"])
 @pytest.mark.parametrize("case,tol", [("d", 0), ("e", 5)])
-def test_symmetric_torch(maps, frm, case, tol):
+def test_symmetric(maps, frm, case, tol, backend):
     xy1, xy2, conf = match_symmetric(*maps, frm["conf1"], frm["conf2"], subsample=8, pixel_tol=tol,
-                                     config=MatchingConfig(backend="torch"))
+                                     config=MatchingConfig(backend=backend))
     assert agreement(xy1, xy2, frm[f"{case}_xy1"], frm[f"{case}_xy2"]) >= MIN_AGREEMENT
     assert conf.dtype == np.float32
     # conf = min of the two confidences at the matched pixels (independent recomputation)

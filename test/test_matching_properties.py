@@ -10,7 +10,7 @@ from mast3r_ros.matching import MatchingConfig, build_index, fast_reciprocal_nn,
 from mast3r_ros.matching.nn_backends import TorchBlockedIndex
 from mast3r_ros.matching.symmetric import uniform_thinning
 
-BACKENDS = ["torch", pytest.param("faiss", marks=pytest.mark.filterwarnings("ignore"))]
+BACKENDS = ["torch", "torch-pruned", "faiss"]
 
 
 def smooth_field(shape, sigma, rng):
@@ -110,12 +110,32 @@ def test_nn_backends_exact_and_tie_rule(backend):
     for k, j in dup.items():
         db[k] = db[j]
     q = np.concatenate([db[[3, 40, 899, 513]], rng.standard_normal((200, 24)).astype(np.float32)])
-    index = build_index(torch.from_numpy(db), backend=backend)
+    index = build_index(torch.from_numpy(db), backend=backend, hw=(25, 40))   # hw: a 25x40 "map" for pruned
     idx, score = index.search(torch.from_numpy(q))
     ref = (torch.from_numpy(q) @ torch.from_numpy(db).T).argmax(dim=1).numpy()
     np.testing.assert_array_equal(idx[:4], [3, 40, 899, 513])
     assert np.mean(idx == ref) >= 0.995
     np.testing.assert_allclose(score, (q * db[idx]).sum(1), atol=1e-5)
+
+
+def test_auto_backend_is_exact_pruned_on_cpu():
+    from mast3r_ros.matching.nn_backends import resolve_backend
+    assert resolve_backend("auto", torch.device("cpu")) == "torch-pruned"
+    assert resolve_backend("auto", torch.device("cuda")) == "torch"
+    with pytest.raises(ValueError, match="hw"):
+        build_index(torch.zeros(10, 4), backend="torch-pruned")
+
+
+def test_pruned_on_unstructured_maps_matches_brute_force():
+    """Random (non-smooth) maps give the bounds nothing to prune: the fallback must keep it exact."""
+    rng = np.random.default_rng(8)
+    db = rng.standard_normal((37, 29, 12)).astype(np.float32)
+    q = torch.from_numpy(rng.standard_normal((500, 12)).astype(np.float32))
+    smooth = smooth_field((37, 29, 12), 2.0, rng)
+    for m in (db, smooth):
+        idx, _ = build_index(torch.from_numpy(m.reshape(-1, 12)), "torch-pruned", hw=(37, 29)).search(q)
+        ref = (q @ torch.from_numpy(m.reshape(-1, 12)).T).argmax(dim=1).numpy()
+        np.testing.assert_array_equal(idx, ref)
 
 
 def test_torch_blocked_small_blocks_identical():
@@ -200,3 +220,20 @@ def test_bad_inputs(pair):
 def test_cuda_unavailable_is_a_clear_error(pair):
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         fast_reciprocal_nn(*pair, config=MatchingConfig(device="cuda"))
+
+
+@pytest.mark.parametrize("H,W", [(16, 24), (37, 29), (5, 3)])
+def test_tile_permutation_covers_map_in_blocks(H, W):
+    """Every pixel is in some tile; each fine tile is a clamped 4x4 block, each coarse tile its 2x2 fine tiles."""
+    from mast3r_ros.matching.pruned import tile_permutation
+    perm = tile_permutation(H, W).numpy()
+    assert set(perm.ravel()) == set(range(H * W))
+    ty, tx = -(-H // 8), -(-W // 8)
+    for c, tile in enumerate(perm):
+        y0, x0 = (c // tx) * 8, (c % tx) * 8
+        for f, fine in enumerate(tile.reshape(4, 16)):
+            fy, fx = y0 + (f // 2) * 4, x0 + (f % 2) * 4
+            ys = np.minimum(fy + np.arange(4), H - 1)
+            xs = np.minimum(fx + np.arange(4), W - 1)
+            np.testing.assert_array_equal(fine, (ys[:, None] * W + xs[None, :]).ravel())
+    assert perm.shape == (ty * tx, 64)

@@ -14,7 +14,7 @@ import torch
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
-BACKENDS = ("auto", "torch", "faiss")
+BACKENDS = ("auto", "torch", "torch-pruned", "faiss")
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,9 @@ class MatchingConfig:
                  points that come back within ``pixel_tol`` pixels (Euclidean, strict ``<``).
     max_iter:    number of forward/backward round trips; None = 10 (grid start, pixel_tol 0) or 1
                  (explicit start points or pixel_tol > 0), as the official implementation.
-    backend:     'torch' (blocked matmul + argmax), 'faiss' (IndexFlatIP) or 'auto' (fastest available:
-                 'torch' on both CPU and CUDA, see nn_backends.resolve_backend).
+    backend:     'torch' (blocked matmul + argmax, CPU/CUDA), 'torch-pruned' (exact tile-bound branch and
+                 bound, CPU), 'faiss' (IndexFlatIP) or 'auto' (fastest available: 'torch-pruned' on CPU,
+                 'torch' on CUDA; see nn_backends.resolve_backend). All exact, same tie rule.
     device:      'cpu' or 'cuda[:k]' for the nearest-neighbour searches; CUDA is never required.
     fp16:        CUDA only: half-precision scores (faster, NOT bit-identical to float32 results).
     border:      symmetric extraction: drop matches closer than ``border`` pixels to an image edge
@@ -100,7 +101,9 @@ def as_desc_map(desc: ArrayLike, name: str, device: torch.device) -> torch.Tenso
     if min(t.shape) == 0:
         raise ValueError(f"{name} is empty: shape {tuple(t.shape)}")
     t = t.to(device=device, dtype=torch.float32).contiguous()
-    if not bool(torch.isfinite(t).all()):
+    # a finite sum proves every element finite (NaN/Inf propagate) at a fraction of isfinite's cost;
+    # only a non-finite sum (or a genuine overflow) needs the element-wise check
+    if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or Inf values")
     return t
 

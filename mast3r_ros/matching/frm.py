@@ -82,11 +82,14 @@ def frm_flat(nn12: CachedNN, nn21: CachedNN, start: np.ndarray, W1: int, max_ite
     prev2 = xy2.copy()
     active = np.ones(len(xy1), dtype=bool)
     for it in range(max_iter):
+        # score hints for bounded searches: xy1 = NN21(prev2) already scores nn21.score[prev2] against
+        # image 2, and the new xy2 = NN12(xy1) scores nn12.score[xy1] against image 1
         a = np.flatnonzero(active)
-        xy2[a] = nn12(xy1[a])
+        p2 = prev2[a]
+        xy2[a] = nn12(xy1[a], np.where(p2 >= 0, nn21.score[np.maximum(p2, 0)], -np.inf))
         active[a] &= xy2[a] != prev2[a]
         a = np.flatnonzero(active)
-        xy1[a] = nn21(xy2[a])
+        xy1[a] = nn21(xy2[a], nn12.score[xy1[a]])
         active[a] &= xy1[a] != prev1[a]
         if it + 1 == max_iter or not active.any():
             break
@@ -131,8 +134,8 @@ def fast_reciprocal_nn(desc1: ArrayLike, desc2: ArrayLike, subsample: int = 8, i
     n_iter = max_iter if max_iter is not None else (1 if explicit else 10)
     f1 = d1.reshape(-1, D)
     f2 = d2.reshape(-1, D)
-    nn12 = CachedNN(f1, build_index(f2, cfg.backend, dev, cfg.fp16))
-    nn21 = CachedNN(f2, build_index(f1, cfg.backend, dev, cfg.fp16))
+    nn12 = CachedNN(f1, build_index(f2, cfg.backend, dev, cfg.fp16, (H2, W2)))
+    nn21 = CachedNN(f2, build_index(f1, cfg.backend, dev, cfg.fp16, (H1, W1)))
     k1, k2 = frm_flat(nn12, nn21, start, W1, n_iter, pixel_tol, return_start=explicit)
     k1, k2, _ = merge_pairs(k1, k2)
     return to_xy(k1, W1), to_xy(k2, W2)

@@ -17,6 +17,8 @@ Backends
   only the per-query running maximum and the *block* holding it are kept (``amax`` is ~2x cheaper
   than ``max`` with indices on CPU); at the end each query's winning block is rescored once to find
   the index. The full [n, M] similarity matrix is never materialised.
+* ``TorchPrunedIndex`` (pruned.py, CPU): exact branch and bound over small pixel tiles of a dense map,
+  falling back to the blocked search for queries the bounds cannot prune.
 * ``FaissIndex``: faiss ``IndexFlatIP`` with k = 1 (GPU index when faiss-gpu is installed and a CUDA
   device is requested).
 """
@@ -40,8 +42,11 @@ class NNIndex(Protocol):
 
     size: int
 
-    def search(self, queries: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """queries: float32 [n, D] on the index device -> (idx int64 [n], score float32 [n]) numpy."""
+    def search(self, queries: torch.Tensor, lb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """queries: float32 [n, D] on the index device -> (idx int64 [n], score float32 [n]) numpy.
+
+        lb: optional float32 [n] scores already achieved by some database row for each query (a hint
+        that lets bounded searches prune; never changes the answer). -inf = unknown."""
 
 
 class TorchBlockedIndex:
@@ -62,7 +67,7 @@ class TorchBlockedIndex:
         self.max_queries = int(max_queries)
 
     @torch.no_grad()
-    def search(self, queries: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: torch.Tensor, lb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         n = int(queries.shape[0])
         if n == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
@@ -129,7 +134,7 @@ class FaissIndex:
         index.add(np.ascontiguousarray(db.float().cpu().numpy()))
         self.index = index
 
-    def search(self, queries: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: torch.Tensor, lb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         n = int(queries.shape[0])
         if n == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
@@ -137,26 +142,38 @@ class FaissIndex:
         return i[:, 0].astype(np.int64), d[:, 0].astype(np.float32)
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
+def resolve_backend(backend: str, device: torch.device, dense_map: bool = True) -> str:
     """'auto' -> the fastest exact backend available for ``device``.
 
-    Measured on the 2-core CPU of the project (benchmarks/bench_matching.py): the blocked torch search is
-    >10x faster than faiss IndexFlatIP for these query/database sizes (faiss keeps a heap per query and
-    re-blocks the BLAS calls), and on CUDA torch needs no extra package. Hence 'torch' everywhere.
+    Measured on the project's 2-core CPU (benchmarks/bench_matching.py): 'torch-pruned' (tile bounds,
+    pruned.py) < 'torch' (blocked brute force) << 'faiss' (IndexFlatIP keeps a heap per query and
+    re-blocks its BLAS calls: ~10x slower here). The pruned search also issues far fewer OpenMP
+    regions, which matters on a loaded machine. On CUDA the blocked matmul is used (no extra package,
+    GPU matmul is cheap, branch-and-bound does not pay there).
     """
     if backend == "auto":
-        return "torch"
-    if backend not in ("torch", "faiss"):
-        raise ValueError(f"unknown backend {backend!r}; expected 'auto', 'torch' or 'faiss'")
+        return "torch-pruned" if device.type == "cpu" and dense_map else "torch"
+    if backend not in ("torch", "torch-pruned", "faiss"):
+        raise ValueError(f"unknown backend {backend!r}; expected 'auto', 'torch', 'torch-pruned' or 'faiss'")
     return backend
 
 
 def build_index(db: torch.Tensor, backend: str = "auto", device: str | torch.device = "cpu",
-                fp16: bool = False) -> NNIndex:
-    """Build an exact MIPS index over ``db`` (float32 [M, D]; rows = flat pixel indices y*W+x)."""
+                fp16: bool = False, hw: tuple[int, int] | None = None) -> NNIndex:
+    """Build an exact MIPS index over ``db`` (float32 [M, D]; rows = flat pixel indices y*W+x).
+
+    hw: (H, W) of the map when ``db`` is a dense map (needed by 'torch-pruned', which uses its tiles).
+    """
     dev = check_device(device)
-    name = resolve_backend(backend, dev)
+    name = resolve_backend(backend, dev, dense_map=hw is not None and not fp16)
     db = db.to(dev)
+    if name == "torch-pruned":
+        if dev.type != "cpu" or fp16:
+            raise ValueError("backend='torch-pruned' is CPU float32 only; use 'torch' on CUDA")
+        if hw is None or hw[0] * hw[1] != db.shape[0]:
+            raise ValueError(f"backend='torch-pruned' needs the map size hw=(H, W) with H*W = {db.shape[0]}")
+        from .pruned import TorchPrunedIndex  # local import: pruned builds on this module
+        return TorchPrunedIndex(db.reshape(hw[0], hw[1], -1))
     if name == "torch":
         return TorchBlockedIndex(db, fp16=fp16)
     if fp16:
@@ -179,13 +196,21 @@ class CachedNN:
         self.score = np.zeros(int(queries.shape[0]), dtype=np.float32)
         self.n_searched = 0
 
-    def __call__(self, flat: np.ndarray) -> np.ndarray:
-        """flat: int64 [n] pixel indices in the query map -> int64 [n] flat indices in the other map."""
-        uniq = np.unique(flat)
-        todo = uniq[self.nn[uniq] < 0]
+    def __call__(self, flat: np.ndarray, lb: np.ndarray | None = None) -> np.ndarray:
+        """flat: int64 [n] pixel indices in the query map -> int64 [n] flat indices in the other map.
+
+        lb: optional float32 [n] score already achieved for each query (search hint, see NNIndex)."""
+        uniq, inv = np.unique(flat, return_inverse=True)
+        need = self.nn[uniq] < 0
+        todo = uniq[need]
         if len(todo):
+            hint = None
+            if lb is not None:
+                best = np.full(len(uniq), -np.inf, dtype=np.float32)
+                np.maximum.at(best, inv.ravel(), lb.astype(np.float32))
+                hint = best[need]
             sel = torch.from_numpy(todo).to(self.queries.device)
-            i, v = self.index.search(self.queries[sel])
+            i, v = self.index.search(self.queries[sel], hint)
             self.nn[todo] = i
             self.score[todo] = v
             self.n_searched += len(todo)

@@ -44,8 +44,8 @@ def match_symmetric(desc1: ArrayLike, desc2: ArrayLike, conf1: ArrayLike, conf2:
     c2 = as_conf_map(conf2, "conf2", (H2, W2)).ravel()
 
     f1, f2 = d1.reshape(-1, D), d2.reshape(-1, D)
-    idx1 = build_index(f1, cfg.backend, dev, cfg.fp16)
-    idx2 = build_index(f2, cfg.backend, dev, cfg.fp16)
+    idx1 = build_index(f1, cfg.backend, dev, cfg.fp16, (H1, W1))
+    idx2 = build_index(f2, cfg.backend, dev, cfg.fp16, (H2, W2))
     nn12, nn21 = CachedNN(f1, idx2), CachedNN(f2, idx1)
     explicit = pixel_tol > 0
     n_iter = cfg.max_iter if cfg.max_iter is not None else (1 if explicit else 10)
