@@ -18,7 +18,8 @@ from mast3r_ros.localization.datasets import open_dataset  # noqa: E402
 from mast3r_ros.localization.frontend import make_frontend  # noqa: E402
 from mast3r_ros.localization.mapbuild import build_map  # noqa: E402
 from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
-from mast3r_ros.ros._wire import fill_pose, stamp_to_ns  # noqa: E402
+from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
+from mast3r_ros.ros.conversions_geometry import T_to_pose, pose_to_T  # noqa: E402
 from mast3r_ros.ros.live_client import (LiveClient, camera_info_msg, depth_msg, image_msg,  # noqa: E402
                                         start_launch, stop_process_tree, unique_domain_id)
 from mast3r_ros.srv import LoadMap, Localize, SetReference  # noqa: E402
@@ -121,7 +122,7 @@ def test_bad_frames_are_reported_and_next_good_frame_processed(node):
         m.data = bytes(m.data)[: len(m.data) - 640 * 3]
         return m
 
-    bad("unsupported image encoding 'yuv422'", image=wrong_encoding)
+    bad("colour image has encoding 'yuv422'", image=wrong_encoding)
     bad("image data has 919680 bytes, expected step 1920 x height 480 = 921600", image=short_data)
     bad("camera_info size 320x240 does not match image size 640x480",
         info=lambda s: camera_info_msg(w.K, (320, 240), s, CAM))
@@ -148,7 +149,7 @@ def test_bad_service_requests_are_refused_with_reason(node):
     assert not r.success and "missing.png' does not exist" in r.message
     rq = SetReference.Request(use_current_frame=True)
     rq.reference_pose.header.frame_id = "odom"
-    fill_pose(rq.reference_pose.pose, np.eye(4))
+    rq.reference_pose.pose = T_to_pose(np.eye(4))
     r = client.call(SetReference, "set_reference", rq)
     assert not r.success and "frame_id 'odom' is not the map frame 'map'" in r.message
     rq = Localize.Request(radius=1.0)

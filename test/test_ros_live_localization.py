@@ -22,14 +22,18 @@ from mast3r_ros.localization.datasets import open_dataset  # noqa: E402
 from mast3r_ros.localization.frontend import make_frontend  # noqa: E402
 from mast3r_ros.localization.mapbuild import build_map  # noqa: E402
 from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
-from mast3r_ros.ros._wire import fill_pose, stamp_to_ns  # noqa: E402
+from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
+from mast3r_ros.ros.conversions_geometry import T_to_pose, pose_to_T  # noqa: E402
 from mast3r_ros.ros.live_client import (LiveClient, start_launch, stop_process_tree,  # noqa: E402
                                         unique_domain_id)
 from mast3r_ros.srv import LoadMap, Localize, SetReference  # noqa: E402
 
 CAM = "camera_optical"
-NODE_ARGS = ["-p", "qos_image:=reliable", "-p", f"base_frame:={CAM}", "-p", "publish_odom_tf:=true",
-             "-p", "rgbd_calibration:=7scenes"]
+# camera optical frame on the robot: 0.2 m forward, 0.3 m up, looking forward (REP 103 rotation)
+T_BASE_CAM = np.eye(4)
+T_BASE_CAM[:3, :3] = [[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]]
+T_BASE_CAM[:3, 3] = [0.2, 0.0, 0.3]
+NODE_ARGS = ["-p", "qos_image:=reliable", "-p", "publish_odom_tf:=true", "-p", "rgbd_calibration:=7scenes"]
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +52,7 @@ def live(scene, tmp_path):
     domain = unique_domain_id()
     proc = start_launch("localization", domain, ["--map", str(mp), *NODE_ARGS], tmp_path / "launch.log")
     client = LiveClient(domain, reliable_images=True)
+    client.publish_static_tf("base_link", CAM, T_BASE_CAM)
     try:
         if not client.wait_for_service(Trigger, "reset", 60):
             pytest.fail("node not ready:\n" + (tmp_path / "launch.log").read_text()[-3000:])
@@ -55,6 +60,14 @@ def live(scene, tmp_path):
     finally:
         client.close()
         stop_process_tree(proc, signal.SIGKILL, 5.0)
+
+
+def _ortho(T: np.ndarray) -> np.ndarray:
+    """Nearest rotation (7-Scenes poses are orthonormal to ~1e-4 only; pose messages need better)."""
+    U, _, Vt = np.linalg.svd(T[:3, :3])
+    out = np.array(T, dtype=np.float64)
+    out[:3, :3] = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+    return out
 
 
 def _statuses(client, stamp):
@@ -75,15 +88,14 @@ def test_live_localization_services_and_sigterm(live, scene):
     client, proc, log = live
     ds, cal, mp = scene
     frames = ds.frames("3:60:6")
-    t0 = time.time_ns()
-    _send_until_status(client, ds, cal, frames[0], t0)          # DDS matched, node warm
+    _send_until_status(client, ds, cal, frames[0], time.time_ns())  # DDS matched, node warm
     stamps, gt = {}, {}
     answers = {}
 
     def call_services():
         hint = PoseStamped()
         hint.header.frame_id = "map"
-        fill_pose(hint.pose, cal.colour_pose(frames[4].T_world_cam))
+        hint.pose = T_to_pose(_ortho(cal.colour_pose(frames[4].T_world_cam) @ np.linalg.inv(T_BASE_CAM)))
         t = time.monotonic()
         answers["localize"] = (client.call(Localize, "localize", Localize.Request(pose_hint=hint, radius=1.0)),
                                time.monotonic() - t)
@@ -91,13 +103,13 @@ def test_live_localization_services_and_sigterm(live, scene):
         ref = ds.frames("30:31")[0]
         rq = SetReference.Request(image_path=str(ref.rgb_path), depth_path=str(ref.depth_path))
         rq.reference_pose.header.frame_id = "map"
-        fill_pose(rq.reference_pose.pose, cal.colour_pose(ref.T_world_cam))
+        rq.reference_pose.pose = T_to_pose(_ortho(cal.colour_pose(ref.T_world_cam)))
         answers["set_reference"] = client.call(SetReference, "set_reference", rq)
         answers["load_map"] = client.call(LoadMap, "load_map", LoadMap.Request(map_dir=str(mp)))
 
     caller = threading.Thread(target=call_services)
     for i, f in enumerate(frames * 2):                            # ~3 Hz; the node is slower
-        stamp = t0 + (i + 1) * 333_000_000
+        stamp = time.time_ns()  # like a driver: stamped at capture, so latency is real
         stamps[stamp], gt[stamp] = f.index, cal.colour_pose(f.T_world_cam)
         client.publish_frame(stamp, ds.load_rgb(f), cal.colour_K(ds.K), CAM)
         if i == 2:
@@ -123,8 +135,8 @@ def test_live_localization_services_and_sigterm(live, scene):
     for p in poses:
         assert p.header.frame_id == "map"
         q = p.pose.pose
-        from mast3r_ros.ros._wire import pose_to_T
-        errs.append(pose_errors(cal.dataset_pose(pose_to_T(q)), cal.dataset_pose(gt[stamp_to_ns(p.header.stamp)])))
+        T_map_cam = pose_to_T(q) @ T_BASE_CAM  # the node publishes the base pose
+        errs.append(pose_errors(cal.dataset_pose(T_map_cam), cal.dataset_pose(gt[stamp_to_ns(p.header.stamp)])))
         assert np.all(np.isfinite(p.pose.covariance)) and p.pose.covariance[0] > 0
     te, re = np.median([e[0] for e in errs]), np.median([e[1] for e in errs])
     print(f"\nlive: {len(status)} statuses, {len(poses)} poses of {len(stamps)} frames; median "
@@ -132,6 +144,9 @@ def test_live_localization_services_and_sigterm(live, scene):
           f"{np.median([s.latency for s in status]) * 1000:.0f} ms")
     assert te < 0.05 and re < 2.0
     assert any(s.frames_dropped > 0 for s in status)               # newest-frame policy at work
+    tf = [t for m in client.messages("tf") for t in m.transforms]
+    assert any(t.header.frame_id == "map" and t.child_frame_id == "odom" for t in tf)
+    assert any(t.header.frame_id == "odom" and t.child_frame_id == "base_link" for t in tf)
     diag = client.messages("diagnostics")
     assert any(d.status and d.status[0].message == "ready" for d in diag)
 

@@ -24,7 +24,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from mast3r_ros.msg import LocalizationStatus
-from mast3r_ros.ros._wire import fill_transform, ns_to_sec_nanosec
+from mast3r_ros.ros.conversions import (CameraIntrinsics, depth_m_to_image, intrinsics_to_camera_info,
+                                        make_header, rgb_to_image)
+from mast3r_ros.ros.conversions_geometry import tf_message, transform_stamped
 from mast3r_ros.ros.node_io import LATCHED, LATCHED_TF, RELIABLE, image_qos
 
 try:
@@ -34,35 +36,21 @@ except ImportError:
 
 
 def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = "rgb8") -> Image:
-    m = Image()
-    m.header.stamp.sec, m.header.stamp.nanosec = ns_to_sec_nanosec(stamp_ns)
-    m.header.frame_id = frame_id
-    m.height, m.width = int(rgb.shape[0]), int(rgb.shape[1])
-    m.encoding, m.is_bigendian = encoding, 0
-    data = np.ascontiguousarray(rgb)
-    m.step = int(data.strides[0])
-    m.data = data.tobytes()
-    return m
+    return rgb_to_image(rgb, encoding, make_header(stamp_ns, frame_id))
 
 
 def depth_msg(depth_m: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
-    """32FC1 metres."""
-    return image_msg(np.ascontiguousarray(depth_m, dtype=np.float32), stamp_ns, frame_id, "32FC1")
+    """32FC1 metres (NaN kept: the node must see what a driver would send)."""
+    d = np.ascontiguousarray(depth_m, dtype=np.float32)
+    m = Image(header=make_header(stamp_ns, frame_id), height=d.shape[0], width=d.shape[1],
+              encoding="32FC1", is_bigendian=0, step=4 * d.shape[1])
+    m.data = d.tobytes()
+    return m
 
 
 def camera_info_msg(K: np.ndarray, size: tuple[int, int], stamp_ns: int, frame_id: str) -> CameraInfo:
-    m = CameraInfo()
-    m.header.stamp.sec, m.header.stamp.nanosec = ns_to_sec_nanosec(stamp_ns)
-    m.header.frame_id = frame_id
-    m.width, m.height = int(size[0]), int(size[1])
-    m.distortion_model = "plumb_bob"
-    m.d = [0.0] * 5
-    m.k = [float(v) for v in np.asarray(K, dtype=np.float64).ravel()]
-    m.r = [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
-    P = np.zeros((3, 4))
-    P[:3, :3] = K
-    m.p = [float(v) for v in P.ravel()]
-    return m
+    return intrinsics_to_camera_info(CameraIntrinsics(np.asarray(K, np.float64), None, int(size[0]),
+                                                      int(size[1])), make_header(stamp_ns, frame_id))
 
 
 class LiveClient:
@@ -120,14 +108,9 @@ class LiveClient:
         self.pub_image.publish(image_msg(rgb, stamp_ns, frame_id))
 
     def publish_static_tf(self, parent: str, child: str, T_parent_child: np.ndarray) -> None:
-        from geometry_msgs.msg import TransformStamped
-
         if self.pub_tf_static is None:
             raise RuntimeError("tf2_msgs is not importable; cannot publish /tf_static")
-        t = TransformStamped()
-        t.header.frame_id, t.child_frame_id = parent, child
-        fill_transform(t.transform, T_parent_child)
-        self.pub_tf_static.publish(TFMessage(transforms=[t]))
+        self.pub_tf_static.publish(tf_message([transform_stamped(T_parent_child, parent, child, 0)]))
 
     def call(self, srv_type, name: str, request: Any, timeout: float = 30.0):
         """Call ``<namespace>/<name>``; returns the response (raises TimeoutError)."""

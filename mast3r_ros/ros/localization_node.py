@@ -23,8 +23,10 @@ from rclpy.node import Node
 from std_srvs.srv import Trigger
 
 from mast3r_ros.msg import LocalizationStatus
-from mast3r_ros.ros import _wire as wire
-from mast3r_ros.ros.frames import Frame, FrameError
+from mast3r_ros.ros.conversions import make_header
+from mast3r_ros.ros.conversions_geometry import pose_to_T, pose_with_covariance_stamped
+from mast3r_ros.ros.decode import decode_frame
+from mast3r_ros.ros.frames import FrameError
 from mast3r_ros.ros.localization_core import LocalizationCore, Output
 from mast3r_ros.ros.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, rate_hz
 from mast3r_ros.ros.node_params import declare_and_read, install_validator
@@ -109,8 +111,8 @@ class LocalizationNode(Node):
         self._last_processed_t = time.monotonic()
         t0 = time.perf_counter()
         try:
-            frame = self._decode(stamp_ns, msgs, t_received)
-        except (ValueError, FrameError) as exc:
+            frame = decode_frame(stamp_ns, msgs, t_received)
+        except ValueError as exc:  # ConversionError / FrameError name the problem
             return self._report_bad(stamp_ns, msgs["image"].header.frame_id, f"bad input: {exc}")
         decode_s = time.perf_counter() - t0
         T_base_cam, why = self.tf.lookup(p.base_frame, frame.frame_id, stamp_ns, p.tf_timeout)
@@ -120,15 +122,6 @@ class LocalizationNode(Node):
         if why or why2:
             out.status.message = f"{out.status.message}: {why or why2}"
         self._publish(out)
-
-    def _decode(self, stamp_ns: int, msgs: dict, t_received: float) -> Frame:
-        image = wire.image_to_rgb(msgs["image"])
-        K, dist, size = wire.camera_info_to_K(msgs["camera_info"])
-        depth = wire.depth_to_m(msgs["depth"]) if "depth" in msgs else None
-        frame_id = msgs["image"].header.frame_id
-        if not frame_id:
-            raise ValueError("image header.frame_id is empty; the camera optical frame is needed for TF")
-        return Frame(stamp_ns, frame_id, image, K, dist, size, depth, t_received)
 
     def _report_bad(self, stamp_ns: int, frame_id: str, message: str) -> None:
         from mast3r_ros.ros.localization_core import Status
@@ -148,12 +141,8 @@ class LocalizationNode(Node):
         now_ns = self.get_clock().now().nanoseconds
         latency = (now_ns - st.stamp_ns) * 1e-9 if st.stamp_ns else 0.0
         if out.T_map_base is not None:
-            msg = PoseWithCovarianceStamped()
-            msg.header.frame_id = p.map_frame
-            msg.header.stamp.sec, msg.header.stamp.nanosec = wire.ns_to_sec_nanosec(st.stamp_ns)
-            wire.fill_pose(msg.pose.pose, out.T_map_base)
-            msg.pose.covariance = [float(v) for v in out.covariance.ravel()]
-            self.pose_pub.publish(msg)
+            self.pose_pub.publish(pose_with_covariance_stamped(
+                out.T_map_base, out.covariance, make_header(st.stamp_ns, p.map_frame)))
             self._T_map_odom = out.T_map_odom
             self._publish_tf()
         if not st.error:
@@ -167,9 +156,7 @@ class LocalizationNode(Node):
 
     def _status_msg(self, out: Output, latency: float) -> LocalizationStatus:
         st = out.status
-        m = LocalizationStatus()
-        m.header.frame_id = self.params.map_frame
-        m.header.stamp.sec, m.header.stamp.nanosec = wire.ns_to_sec_nanosec(st.stamp_ns)
+        m = LocalizationStatus(header=make_header(st.stamp_ns, self.params.map_frame))
         m.state, m.pose_published = STATES.get(st.state, 0), out.T_map_base is not None
         m.matches, m.inliers = int(st.n_matches), int(st.n_inliers)
         m.median_reprojection_px = float(st.median_reproj_px)
@@ -206,7 +193,7 @@ class LocalizationNode(Node):
         if pose_stamped.header.frame_id.lstrip("/") != self.params.map_frame:
             raise FrameError(f"{what} frame_id {pose_stamped.header.frame_id!r} is not the map frame "
                              f"{self.params.map_frame!r}")
-        return wire.pose_to_T(pose_stamped.pose)
+        return pose_to_T(pose_stamped.pose)
 
     def _fail(self, resp, message: str):
         resp.success, resp.message = False, message
@@ -236,11 +223,8 @@ class LocalizationNode(Node):
         out = ticket.result
         resp.success, resp.message = out.T_map_base is not None, out.status.message or "localized"
         if out.T_map_base is not None:
-            resp.pose.header.frame_id = self.params.map_frame
-            resp.pose.header.stamp.sec, resp.pose.header.stamp.nanosec = \
-                wire.ns_to_sec_nanosec(out.status.stamp_ns)
-            wire.fill_pose(resp.pose.pose.pose, out.T_map_base)
-            resp.pose.pose.covariance = [float(v) for v in out.covariance.ravel()]
+            resp.pose = pose_with_covariance_stamped(out.T_map_base, out.covariance,
+                                                     make_header(out.status.stamp_ns, self.params.map_frame))
         return resp
 
     def _srv_set_reference(self, req, resp):

@@ -16,7 +16,8 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 from sensor_msgs.msg import CameraInfo, Image
 
-from mast3r_ros.ros._wire import fill_transform, ns_to_sec_nanosec, stamp_to_ns, transform_to_T
+from mast3r_ros.ros.conversions import stamp_to_ns
+from mast3r_ros.ros.conversions_geometry import transform_stamped, transform_to_T
 from mast3r_ros.ros.frame_queue import FrameWorker
 from mast3r_ros.ros.sync import ApproximateSync
 from mast3r_ros.ros.tf_tree import TfLookupError, TfTree
@@ -129,7 +130,7 @@ class TfIO:
             try:
                 self.tree.set_transform(t.header.frame_id, t.child_frame_id, stamp_to_ns(t.header.stamp),
                                         transform_to_T(t.transform), static)
-            except ValueError:
+            except ValueError:  # a malformed transform from someone else must not stop our lookups
                 continue
 
     def lookup(self, target: str, source: str, stamp_ns: int, timeout_s: float) -> tuple[np.ndarray | None, str]:
@@ -155,15 +156,7 @@ class TfIO:
 
     def send(self, transforms: list[tuple[str, str, int, np.ndarray]]) -> None:
         """Publish (parent, child, stamp_ns, T_parent_child) transforms on /tf."""
-        from geometry_msgs.msg import TransformStamped
-
-        msgs = []
-        for parent, child, stamp_ns, T in transforms:
-            m = TransformStamped()
-            m.header.frame_id, m.child_frame_id = parent, child
-            m.header.stamp.sec, m.header.stamp.nanosec = ns_to_sec_nanosec(stamp_ns)
-            fill_transform(m.transform, T)
-            msgs.append(m)
+        msgs = [transform_stamped(T, parent, child, stamp_ns) for parent, child, stamp_ns, T in transforms]
         if self.pub is not None:
             self.pub.publish(TFMessage(transforms=msgs))
         elif tf2_ros is not None:
