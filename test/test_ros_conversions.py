@@ -210,6 +210,17 @@ def test_known_quaternion_and_round_trip():
     np.testing.assert_allclose(cg.transform_to_T(cg.T_to_transform(Tr)), Tr, atol=1e-12)
 
 
+def test_nearly_orthonormal_rotation_is_accepted_and_projected():
+    T = _random_T()
+    T[:3, :3] *= 1.0003  # as in 7-Scenes ground truth
+    R = cg.pose_to_T(cg.T_to_pose(T))[:3, :3]
+    np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(R, T[:3, :3], atol=1e-3)
+    T[:3, :3] *= 1.1
+    with pytest.raises(cv.ConversionError, match="rotation matrix"):
+        cg.T_to_pose(T)
+
+
 def test_non_unit_quaternion_refused():
     pose = cg.T_to_pose(np.eye(4))
     pose.orientation = Quaternion(x=0.0, y=0.0, z=0.0, w=0.0)

@@ -15,6 +15,7 @@ COMMANDS = [
     "demo_pair",
     "map_build", "localize", "evaluate",
     "launch", "replay",
+    "make_bag", "play",
 ]
 
 

@@ -1,0 +1,122 @@
+"""Publish a rosbag2 folder over DDS with its recorded timing, like ``ros2 bag play``.
+
+The serialised CDR bytes of each message are published as they are (rclpy's raw publish), so
+header stamps are the recorded ones and nothing is re-encoded. Messages go out at their log
+time offsets divided by ``rate``. QoS: ``/tf_static`` is reliable + transient_local (late
+subscribers still get it, as from a robot's static TF broadcaster); every other topic reliable,
+volatile, keep-last 10 (what ``ros2 bag play`` offers without recorded QoS overrides); best
+effort subscribers receive from it too.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import rclpy
+from rclpy.duration import Duration
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from mast3r_ros.ros.bag import message_class
+from mast3r_ros.ros.conversions import ns_to_stamp
+
+LATCHED_TOPICS = ("/tf_static",)
+_SLEEP_SLICE_S = 0.05  # longest uninterrupted sleep, so Ctrl-C / SIGTERM are handled promptly
+
+
+@dataclass(frozen=True)
+class PlayConfig:
+    rate: float = 1.0                     # playback speed factor (2 = twice as fast)
+    topics: Sequence[str] | None = None   # only these topics (None = all)
+    wait_for: Sequence[str] = ()          # before starting, wait until each has a subscriber
+    wait_timeout_s: float = 30.0
+    start_delay_s: float = 0.0            # extra pause before the first message
+    clock: bool = False                   # also publish /clock (rosgraph_msgs/Clock) at bag time
+    node_name: str = "mast3r_bag_player"
+
+
+def _qos(topic: str) -> QoSProfile:
+    if topic in LATCHED_TOPICS:
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def _sleep_until(deadline: float, context) -> bool:
+    """Sleep until time.monotonic() reaches deadline; False when the context shut down first."""
+    while context.ok():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return True
+        time.sleep(min(left, _SLEEP_SLICE_S))
+    return False
+
+
+def _wait_for_subscribers(node, publishers: dict, topics: Sequence[str], timeout_s: float, context) -> None:
+    missing = [t for t in topics if t not in publishers]
+    if missing:
+        raise ValueError(f"--wait-for topics not in the bag: {missing}")
+    deadline = time.monotonic() + timeout_s
+    while context.ok():
+        waiting = [t for t in topics if publishers[t].get_subscription_count() == 0]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no subscriber on {waiting} after {timeout_s:.0f} s")
+        time.sleep(_SLEEP_SLICE_S)
+
+
+def play_bag(path: str | Path, cfg: PlayConfig = PlayConfig(), log=print) -> dict[str, int]:
+    """Publish the bag at ``path``; returns {topic: messages published}. Stops early on shutdown
+    (Ctrl-C / SIGTERM through rclpy's signal handlers)."""
+    from rosbags.rosbag2 import Reader
+
+    if not cfg.rate > 0:
+        raise ValueError(f"rate must be > 0, got {cfg.rate}")
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(cfg.node_name, context=context)
+    counts: dict[str, int] = {}
+    try:
+        with Reader(path) as reader:
+            conns = [c for c in reader.connections if cfg.topics is None or c.topic in cfg.topics]
+            if not conns:
+                raise ValueError(f"{path}: no messages on {list(cfg.topics or [])}")
+            pubs = {c.topic: node.create_publisher(message_class(c.msgtype), c.topic, _qos(c.topic))
+                    for c in conns}
+            by_id = {c.id: pubs[c.topic] for c in conns}
+            clock = _clock_publisher(node) if cfg.clock else None
+            _wait_for_subscribers(node, pubs, cfg.wait_for, cfg.wait_timeout_s, context)
+            start = time.monotonic() + cfg.start_delay_s
+            log(f"play: {path}: {len(pubs)} topics, rate {cfg.rate:g}")
+            first_ns = None
+            for conn, ns, raw in reader.messages(connections=conns):
+                first_ns = ns if first_ns is None else first_ns
+                if not _sleep_until(start + (ns - first_ns) / 1e9 / cfg.rate, context):
+                    break
+                if clock is not None:
+                    clock.publish(_clock_message(ns))
+                by_id[conn.id].publish(bytes(raw))
+                counts[conn.topic] = counts.get(conn.topic, 0) + 1
+            # Reliable delivery of the last messages before the publishers go away.
+            for pub in pubs.values():
+                pub.wait_for_all_acked(Duration(seconds=2.0))
+    finally:
+        node.destroy_node()
+        if context.ok():
+            rclpy.shutdown(context=context)
+    return counts
+
+
+def _clock_publisher(node):
+    from rosgraph_msgs.msg import Clock
+
+    return node.create_publisher(Clock, "/clock", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+
+
+def _clock_message(ns: int):
+    from rosgraph_msgs.msg import Clock
+
+    return Clock(clock=ns_to_stamp(ns))
