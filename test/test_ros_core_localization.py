@@ -107,3 +107,58 @@ def test_localize_hint_and_set_reference(seven):
     te, re = pose_errors(cal.dataset_pose(out.T_map_cam), q.T_world_cam)
     assert te < 0.05 and re < 2.0
     core.close()
+
+
+def test_offline_replay_writes_what_the_node_would_publish(seven, tmp_path):
+    """make-bag of other frames -> replay -> read back with rosbags' own CDR reader."""
+    pytest.importorskip("rclpy")
+    from rosbags.rosbag2 import Reader
+
+    from mast3r_ros.cli import main
+    from mast3r_ros.ros.bag import typestore
+    from mast3r_ros.ros.conversions_geometry import T_BODY_OPTICAL
+
+    ds, cal, mp = seven
+    bag, out = tmp_path / "in", tmp_path / "out"
+    assert main(["make-bag", "--dataset", str(ds.root), "--frames", "3:60:12", "--out", str(bag)]) == 0
+    args = ["replay", "--bag", str(bag), "--map", str(mp), "--out", str(out), "-p", "publish_odom_tf:=true",
+            "-p", "use_camera_info_intrinsics:=false", "-p", "subscribe_depth:=true",
+            "-p", "rgbd_calibration:=7scenes"]
+    assert main(args) == 0
+    assert main(args[:6] + [str(tmp_path / "again")] + args[7:]) == 0
+
+    def read(path):
+        store, msgs = typestore(), {}
+        with Reader(path) as reader:
+            for conn, t, raw in reader.messages():
+                msg = store.deserialize_cdr(raw, conn.msgtype)  # every message as its ROS 2 type
+                assert type(msg).__msgtype__ == conn.msgtype
+                msgs.setdefault(conn.topic, []).append((t, msg))
+        return msgs
+
+    def stamp(m):
+        return m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+
+    inp, res = read(bag), read(out)
+    image_stamps = [stamp(m) for _, m in inp["/camera/image_raw"]]
+    gt = {stamp(m): m.pose for _, m in inp["/ground_truth/pose"]}
+    poses, status = res["/mast3r/localization_pose"], res["/mast3r/status"]
+    assert [stamp(m) for _, m in status] == image_stamps and len(poses) == len(image_stamps) == 5
+    assert all(t == stamp(m) and m.header.frame_id == "map" for t, m in poses)
+    assert all(m.pose_published and m.state == 1 and m.inliers > 0 for _, m in status)
+    tf = [t for _, m in res["/tf"] for t in m.transforms]
+    assert {(t.header.frame_id, t.child_frame_id) for t in tf} == {("map", "odom"), ("odom", "base_link")}
+
+    def T(p):
+        from scipy.spatial.transform import Rotation
+
+        M = np.eye(4)
+        M[:3, :3] = Rotation.from_quat([p.orientation.x, p.orientation.y, p.orientation.z,
+                                        p.orientation.w]).as_matrix()
+        M[:3, 3] = [p.position.x, p.position.y, p.position.z]
+        return M
+
+    errs = [pose_errors(cal.dataset_pose(T(m.pose.pose) @ T_BODY_OPTICAL), T(gt[stamp(m)])) for _, m in poses]
+    assert np.median([e[0] for e in errs]) < 0.05 and np.median([e[1] for e in errs]) < 2.0
+    again = read(tmp_path / "again")["/mast3r/localization_pose"]
+    assert [list(m.pose.covariance) for _, m in again] == [list(m.pose.covariance) for _, m in poses]

@@ -19,9 +19,16 @@ from mast3r_ros.localization.frontend import make_frontend  # noqa: E402
 from mast3r_ros.localization.mapbuild import build_map  # noqa: E402
 from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
 from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
-from mast3r_ros.ros.conversions_geometry import T_to_pose, pose_to_T  # noqa: E402
-from mast3r_ros.ros.live_client import (LiveClient, camera_info_msg, depth_msg, image_msg,  # noqa: E402
-                                        start_launch, stop_process_tree, unique_domain_id)
+from mast3r_ros.ros.conversions_geometry import T_to_pose  # noqa: E402
+from mast3r_ros.ros.live_client import (  # noqa: E402
+    LiveClient,
+    camera_info_msg,
+    depth_msg,
+    image_msg,
+    start_launch,
+    stop_process_tree,
+    unique_domain_id,
+)
 from mast3r_ros.srv import LoadMap, Localize, SetReference  # noqa: E402
 
 CAM = "camera_optical"
@@ -68,8 +75,8 @@ class Wire:
         self.c.pub_image.publish(image or image_msg(self.rgb, stamp, CAM))
 
     def status(self, stamp, timeout=20.0):
-        ok = self.c.wait_for(lambda: any(stamp_to_ns(m.header.stamp) == stamp for m in self.c.messages("status")),
-                             timeout)
+        ok = self.c.wait_for(
+            lambda: any(stamp_to_ns(m.header.stamp) == stamp for m in self.c.messages("status")), timeout)
         assert ok, f"no status for {stamp}"
         return [m for m in self.c.messages("status") if stamp_to_ns(m.header.stamp) == stamp][-1]
 

@@ -24,8 +24,7 @@ from mast3r_ros.localization.mapbuild import build_map  # noqa: E402
 from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
 from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.conversions_geometry import T_to_pose, pose_to_T  # noqa: E402
-from mast3r_ros.ros.live_client import (LiveClient, start_launch, stop_process_tree,  # noqa: E402
-                                        unique_domain_id)
+from mast3r_ros.ros.live_client import LiveClient, start_launch, stop_process_tree, unique_domain_id  # noqa: E402
 from mast3r_ros.srv import LoadMap, Localize, SetReference  # noqa: E402
 
 CAM = "camera_optical"
@@ -97,7 +96,8 @@ def test_live_localization_services_and_sigterm(live, scene):
         hint.header.frame_id = "map"
         hint.pose = T_to_pose(_ortho(cal.colour_pose(frames[4].T_world_cam) @ np.linalg.inv(T_BASE_CAM)))
         t = time.monotonic()
-        answers["localize"] = (client.call(Localize, "localize", Localize.Request(pose_hint=hint, radius=1.0)),
+        rq = Localize.Request(pose_hint=hint, radius=1.0)
+        answers["localize"] = (client.call(Localize, "localize", rq),
                                time.monotonic() - t)
         answers["reset"] = client.call(Trigger, "reset", Trigger.Request())
         ref = ds.frames("30:31")[0]
@@ -116,8 +116,8 @@ def test_live_localization_services_and_sigterm(live, scene):
             caller.start()
         time.sleep(0.333)
     caller.join(60)
-    client.wait_for(lambda: any(stamp_to_ns(m.header.stamp) == max(stamps) for m in client.messages("status")),
-                    10.0)
+    last = max(stamps)
+    client.wait_for(lambda: any(stamp_to_ns(m.header.stamp) == last for m in client.messages("status")), 10.0)
     for name in ("localize", "reset", "set_reference", "load_map"):
         assert name in answers, f"service {name} did not answer"
     resp, took = answers["localize"]
@@ -136,7 +136,8 @@ def test_live_localization_services_and_sigterm(live, scene):
         assert p.header.frame_id == "map"
         q = p.pose.pose
         T_map_cam = pose_to_T(q) @ T_BASE_CAM  # the node publishes the base pose
-        errs.append(pose_errors(cal.dataset_pose(T_map_cam), cal.dataset_pose(gt[stamp_to_ns(p.header.stamp)])))
+        T_gt = gt[stamp_to_ns(p.header.stamp)]
+        errs.append(pose_errors(cal.dataset_pose(T_map_cam), cal.dataset_pose(T_gt)))
         assert np.all(np.isfinite(p.pose.covariance)) and p.pose.covariance[0] > 0
     te, re = np.median([e[0] for e in errs]), np.median([e[1] for e in errs])
     print(f"\nlive: {len(status)} statuses, {len(poses)} poses of {len(stamps)} frames; median "

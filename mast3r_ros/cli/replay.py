@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bag", required=True, help="input rosbag2 folder (e.g. from `mast3r-ros make-bag`)")
     parser.add_argument("--map", required=True, help="map folder")
     parser.add_argument("--out", required=True, help="output rosbag2 folder (must not exist)")
-    parser.add_argument("--params", default="", help="ROS 2 parameter YAML (default config/localization.yaml)")
+    parser.add_argument("--params", default="",
+                        help="ROS 2 parameter YAML (default config/localization.yaml)")
     parser.add_argument("--checkpoint", default="", help="local MASt3R checkpoint (mast3r maps)")
     parser.add_argument("--namespace", default="mast3r")
     parser.add_argument("--image-topic", default="/camera/image_raw")

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from mast3r_ros.ros.conversions import (camera_info_to_intrinsics, image_to_depth_m, image_to_numpy,
-                                        image_to_rgb)
+from mast3r_ros.ros.conversions import (
+    camera_info_to_intrinsics,
+    image_to_depth_m,
+    image_to_numpy,
+    image_to_rgb,
+)
 from mast3r_ros.ros.frames import Frame, FrameError
 
 

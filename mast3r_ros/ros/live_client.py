@@ -11,8 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -24,8 +24,12 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from mast3r_ros.msg import LocalizationStatus
-from mast3r_ros.ros.conversions import (CameraIntrinsics, depth_m_to_image, intrinsics_to_camera_info,
-                                        make_header, rgb_to_image)
+from mast3r_ros.ros.conversions import (
+    CameraIntrinsics,
+    intrinsics_to_camera_info,
+    make_header,
+    rgb_to_image,
+)
 from mast3r_ros.ros.conversions_geometry import tf_message, transform_stamped
 from mast3r_ros.ros.node_io import LATCHED, LATCHED_TF, RELIABLE, image_qos
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from mast3r_ros.geometry.transforms import invert
 from mast3r_ros.localization.frontend import FrontEnd, make_frontend
-from mast3r_ros.localization.localizer import Localizer, LocalizerConfig, LocalizationResult
+from mast3r_ros.localization.localizer import LocalizationResult, Localizer, LocalizerConfig
 from mast3r_ros.localization.map_store import KeyframeMap
 from mast3r_ros.localization.mapbuild import build_map
 from mast3r_ros.localization.pose import PnPConfig

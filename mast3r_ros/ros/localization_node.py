@@ -15,7 +15,6 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -30,12 +29,12 @@ from mast3r_ros.ros.frames import FrameError
 from mast3r_ros.ros.localization_core import LocalizationCore, Output
 from mast3r_ros.ros.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, rate_hz
 from mast3r_ros.ros.node_params import declare_and_read, install_validator
+from mast3r_ros.ros.outputs import pose_message, status_message, tf_transforms
 from mast3r_ros.ros.params import LocalizationParams, ParamError
 from mast3r_ros.ros.reference import reference_inputs
 from mast3r_ros.ros.spin import run_node
 from mast3r_ros.srv import LoadMap, Localize, SaveMap, SetReference
 
-STATES = {"INIT": 0, "TRACKING": 1, "LOST": 2, "RELOCALIZING": 3}
 LOCALIZE_WAIT_S = 5.0
 DEFAULT_HINT_RADIUS_M = 1.0
 
@@ -141,8 +140,7 @@ class LocalizationNode(Node):
         now_ns = self.get_clock().now().nanoseconds
         latency = (now_ns - st.stamp_ns) * 1e-9 if st.stamp_ns else 0.0
         if out.T_map_base is not None:
-            self.pose_pub.publish(pose_with_covariance_stamped(
-                out.T_map_base, out.covariance, make_header(st.stamp_ns, p.map_frame)))
+            self.pose_pub.publish(pose_message(out, p.map_frame))
             self._T_map_odom = out.T_map_odom
             self._publish_tf()
         if not st.error:
@@ -155,30 +153,16 @@ class LocalizationNode(Node):
             self.diag.error(st.message)
 
     def _status_msg(self, out: Output, latency: float) -> LocalizationStatus:
-        st = out.status
-        m = LocalizationStatus(header=make_header(st.stamp_ns, self.params.map_frame))
-        m.state, m.pose_published = STATES.get(st.state, 0), out.T_map_base is not None
-        m.matches, m.inliers = int(st.n_matches), int(st.n_inliers)
-        m.median_reprojection_px = float(st.median_reproj_px)
-        t = st.timings
-        m.time_features, m.time_retrieval = float(t.get("features", 0)), float(t.get("retrieval", 0))
-        m.time_matching, m.time_pose = float(t.get("matching", 0)), float(t.get("pnp", 0))
-        m.time_total, m.latency = float(t.get("total", 0)), float(latency)
-        m.keyframe_ids = [int(k) for k in st.kf_ids]
         dropped = self.camera.worker.queue.dropped
-        m.frames_dropped, self._dropped_reported = dropped - self._dropped_reported, dropped
-        m.message = st.message
-        return m
+        new, self._dropped_reported = dropped - self._dropped_reported, dropped
+        return status_message(out, self.params.map_frame, latency, new)
 
     def _publish_tf(self) -> None:
         p = self.params
         if not p.publish_tf or self._T_map_odom is None:
             return  # no TF before the first successful localization (AMCL)
         stamp = self.get_clock().now().nanoseconds + int(p.transform_tolerance * 1e9)
-        tfs = [(p.map_frame, p.odom_frame, stamp, self._T_map_odom)]
-        if p.publish_odom_tf:
-            tfs.append((p.odom_frame, p.base_frame, stamp, np.eye(4)))
-        self.tf.send(tfs)
+        self.tf.send(tf_transforms(p, self._T_map_odom, stamp))
 
     def _diag_values(self) -> dict:
         with self._rate_lock:

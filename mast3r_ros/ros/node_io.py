@@ -13,11 +13,11 @@ from typing import Callable
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from mast3r_ros.ros.conversions import stamp_to_ns
-from mast3r_ros.ros.conversions_geometry import transform_stamped, transform_to_T
+from mast3r_ros.ros.conversions_geometry import transform_to_T
 from mast3r_ros.ros.frame_queue import FrameWorker
 from mast3r_ros.ros.sync import ApproximateSync
 from mast3r_ros.ros.tf_tree import TfLookupError, TfTree
@@ -61,13 +61,9 @@ class CameraInput:
         self.received: deque[float] = deque(maxlen=300)
         self.last_synced = time.monotonic()
         qos = image_qos(params.qos_image == "reliable")
-        self.subs = [node.create_subscription(Image, "image", lambda m: self._add("image", m), qos,
-                                              callback_group=group),
-                     node.create_subscription(CameraInfo, "camera_info",
-                                              lambda m: self._add("camera_info", m), qos, callback_group=group)]
-        if params.subscribe_depth:
-            self.subs.append(node.create_subscription(Image, "depth", lambda m: self._add("depth", m), qos,
-                                                      callback_group=group))
+        types = {"image": Image, "camera_info": CameraInfo, "depth": Image}
+        self.subs = [node.create_subscription(types[k], k, lambda m, k=k: self._add(k, m), qos,
+                                              callback_group=group) for k in keys]
         self._warn_after = params.no_input_warn_s
         self.timer = node.create_timer(1.0, self._check_silence, callback_group=group)
 
@@ -133,7 +129,8 @@ class TfIO:
             except ValueError:  # a malformed transform from someone else must not stop our lookups
                 continue
 
-    def lookup(self, target: str, source: str, stamp_ns: int, timeout_s: float) -> tuple[np.ndarray | None, str]:
+    def lookup(self, target: str, source: str, stamp_ns: int,
+               timeout_s: float) -> tuple[np.ndarray | None, str]:
         """``T_target_source`` at the stamp, waiting up to ``timeout_s``; (None, reason) on failure."""
         if target == source:
             return np.eye(4), ""
@@ -154,9 +151,8 @@ class TfIO:
         t = self.buffer.lookup_transform(target, source, Time(nanoseconds=stamp_ns))
         return transform_to_T(t.transform)
 
-    def send(self, transforms: list[tuple[str, str, int, np.ndarray]]) -> None:
-        """Publish (parent, child, stamp_ns, T_parent_child) transforms on /tf."""
-        msgs = [transform_stamped(T, parent, child, stamp_ns) for parent, child, stamp_ns, T in transforms]
+    def send(self, msgs: list) -> None:
+        """Publish TransformStamped messages on /tf."""
         if self.pub is not None:
             self.pub.publish(TFMessage(transforms=msgs))
         elif tf2_ros is not None:

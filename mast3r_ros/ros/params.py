@@ -189,10 +189,12 @@ class LocalizationParams(NodeParams):
 class MappingParams(NodeParams):
     """``mapping_node`` parameters (keyframe gating, pairing, global alignment, output folder)."""
     map_dir: str = param("", "folder the map is saved to (save_map without a path)")
-    kf_min_translation: float = param(0.10, "new keyframe after this much translation (m)", min=0.0, max=100.0)
+    kf_min_translation: float = param(0.10, "new keyframe after this much translation (m)", min=0.0,
+                                      max=100.0)
     kf_min_rotation_deg: float = param(10.0, "new keyframe after this much rotation (deg)", min=0.0,
                                        max=180.0)
-    kf_max_overlap: float = param(0.9, "new keyframe when overlap with the last falls below", min=0.0, max=1.0)
+    kf_max_overlap: float = param(0.9, "new keyframe when overlap with the last falls below", min=0.0,
+                                  max=1.0)
     max_keyframes: int = param(500, "keyframes kept (oldest merged away beyond)", min=2, max=100000)
     sequential_window: int = param(3, "pairs with the previous N keyframes", min=1, max=100)
     retrieval_k: int = param(5, "extra pairs from retrieval", min=0, max=100)
