@@ -219,3 +219,18 @@ def test_play_publishes_the_bag_over_dds(bags: dict[str, Path]):
     span = got["images"][-1]["t"] - got["images"][0]["t"]
     nominal = (INDICES[-1] - INDICES[0]) / 30 / rate   # 0.45 s at rate 2
     assert 0.8 * nominal <= span <= nominal + 1.0, span
+
+
+def test_play_stops_cleanly_on_sigterm(bags: dict[str, Path]):
+    env = _ros_env()
+    proc = subprocess.Popen([sys.executable, "-m", "mast3r_ros.cli", "play", str(bags["mcap"]), "--rate", "0.05"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().startswith("play: ")  # publishing (20x slower than real time)
+        time.sleep(0.3)
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0, err
+    assert "interrupted" in out and "/camera/image_raw 1," in out  # only the first frame went out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 
 NAME = "play"
@@ -26,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = PlayConfig(rate=args.rate, topics=args.topics, wait_for=args.wait_for,
                      wait_timeout_s=args.wait_timeout, start_delay_s=args.delay, clock=args.clock)
     try:
-        counts = play_bag(args.bag, cfg)
+        # Flushed, so a supervising process (launch, tests) sees progress through a pipe.
+        counts = play_bag(args.bag, cfg, log=functools.partial(print, flush=True))
     except (ValueError, TimeoutError, OSError, ImportError) as exc:
         print(f"play: error: {exc}", file=sys.stderr)
         return 2

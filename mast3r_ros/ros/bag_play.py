@@ -17,6 +17,7 @@ from pathlib import Path
 import rclpy
 from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 
 from mast3r_ros.ros.bag import message_class
 from mast3r_ros.ros.conversions import ns_to_stamp
@@ -76,7 +77,9 @@ def play_bag(path: str | Path, cfg: PlayConfig = PlayConfig(), log=print) -> dic
     if not cfg.rate > 0:
         raise ValueError(f"rate must be > 0, got {cfg.rate}")
     context = rclpy.Context()
-    rclpy.init(context=context)
+    # rclpy installs its SIGINT/SIGTERM handlers (shut the context down) only when asked for a
+    # context of our own; the playback loop then stops at the next slice.
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.ALL)
     node = rclpy.create_node(cfg.node_name, context=context)
     counts: dict[str, int] = {}
     try:
@@ -100,8 +103,10 @@ def play_bag(path: str | Path, cfg: PlayConfig = PlayConfig(), log=print) -> dic
                     clock.publish(_clock_message(ns))
                 by_id[conn.id].publish(bytes(raw))
                 counts[conn.topic] = counts.get(conn.topic, 0) + 1
+            if not context.ok():
+                log("play: interrupted")
             # Reliable delivery of the last messages before the publishers go away.
-            for pub in pubs.values():
+            for pub in pubs.values() if context.ok() else ():
                 pub.wait_for_all_acked(Duration(seconds=2.0))
     finally:
         node.destroy_node()
