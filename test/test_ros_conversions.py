@@ -130,6 +130,11 @@ def test_depth_and_colour_encodings_are_not_mixed_up():
         cv.image_to_rgb(cv.depth_m_to_image(np.ones((2, 2))))
     with pytest.raises(cv.ConversionError, match="dtype"):
         cv.numpy_to_image(np.zeros((2, 2), np.float64), "32FC1")
+    for shape in [(4,), (2, 2, 3)]:
+        with pytest.raises(cv.ConversionError, match="does not fit"):
+            cv.numpy_to_image(np.zeros(shape, np.uint16), "16UC1")
+    with pytest.raises(cv.ConversionError, match="does not fit"):
+        cv.numpy_to_image(np.zeros((2, 2, 4), np.uint8), "rgb8")
 
 
 # ---------------------------------------------------------------- compressed images

@@ -112,8 +112,8 @@ def numpy_to_image(pixels: np.ndarray, encoding: str, header: Header | None = No
         raise ConversionError(f"unsupported image encoding {encoding!r}; expected one of {sorted(ENCODINGS)}")
     dtype, channels = ENCODINGS[encoding]
     px = np.asarray(pixels)
-    want = (px.shape[0], px.shape[1], channels) if channels > 1 else px.shape[:2]
-    if px.ndim not in (2, 3) or px.shape != want or (channels == 1 and px.ndim != 2):
+    fits = px.ndim == 2 if channels == 1 else (px.ndim == 3 and px.shape[2] == channels)
+    if not fits:
         raise ConversionError(f"array of shape {px.shape} does not fit encoding {encoding!r} "
                               f"({channels} channel(s))")
     if px.dtype != dtype:
