@@ -82,6 +82,10 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && types_work; then
     exit 0
 fi
 
+for tool in cmake c++ flock; do
+    command -v "$tool" >/dev/null || { echo "build_interfaces: '$tool' not found; generating the ROS" \
+        "interfaces needs cmake, a C/C++ compiler and flock (Debian: apt-get install cmake g++ util-linux)" >&2; exit 1; }
+done
 mkdir -p "$BUILD"
 # One build at a time per checkout (several shells may run the set-up together).
 exec 9>"$BUILD/.lock"
