@@ -69,7 +69,8 @@ class LiveClient:
         ns = "/" + namespace.strip("/")
         q = image_qos(reliable_images)
         self.pub_image = self.node.create_publisher(Image, image_topic, q)
-        self.pub_info = self.node.create_publisher(CameraInfo, info_topic, q)
+        # camera_info is tiny: a deep writer history, so a slow reader loses whole frames, not calibrations
+        self.pub_info = self.node.create_publisher(CameraInfo, info_topic, image_qos(reliable_images, 30))
         self.pub_depth = self.node.create_publisher(Image, depth_topic, q)
         self.pub_initialpose = self.node.create_publisher(PoseWithCovarianceStamped, "/initialpose", RELIABLE)
         self.pub_tf_static = (self.node.create_publisher(TFMessage, "/tf_static", LATCHED_TF)

@@ -45,7 +45,7 @@ class LocalizationNode(Node):
         self.params = declare_and_read(self, LocalizationParams)
         self.core = LocalizationCore(self.params)  # loads map_path; raises on a bad map
         self._warmup()
-        self.sensor_group = ReentrantCallbackGroup()
+        self.sensor_group = MutuallyExclusiveCallbackGroup()
         self.service_group = ReentrantCallbackGroup()
         self.tf_group = MutuallyExclusiveCallbackGroup()
         self.pose_pub = self.create_publisher(PoseWithCovarianceStamped, "localization_pose", LATCHED)

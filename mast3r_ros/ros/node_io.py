@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -32,8 +33,8 @@ except ImportError:
     TFMessage = None
 
 
-def image_qos(reliable: bool) -> QoSProfile:
-    return QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST,
+def image_qos(reliable: bool, depth: int = 5) -> QoSProfile:
+    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
                       reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
 
 
@@ -45,6 +46,8 @@ TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 class CameraInput:
     """image + camera_info (+ depth) subscriptions -> sync -> newest-frame worker.
+
+    ``group`` runs the silence-check timer; each subscription has its own group (see below).
 
     ``handler(stamp_ns, {'image': Image, 'camera_info': CameraInfo, 'depth': Image?}, t_received)``
     runs on the worker thread; ``on_reject(stamp_ns, reason)`` on the callback thread.
@@ -60,10 +63,18 @@ class CameraInput:
         self.on_reject = on_reject
         self.received: deque[float] = deque(maxlen=300)
         self.last_synced = time.monotonic()
-        qos = image_qos(params.qos_image == "reliable")
+        reliable = params.qos_image == "reliable"
+        # camera_info is tiny: keep as many as the sync does, so a moment of executor starvation
+        # (the worker holding the GIL) drops whole frames, never just the calibration of one
+        qos = {"image": image_qos(reliable), "depth": image_qos(reliable),
+               "camera_info": image_qos(reliable, max(5, params.sync_queue_size))}
         types = {"image": Image, "camera_info": CameraInfo, "depth": Image}
-        self.subs = [node.create_subscription(types[k], k, lambda m, k=k: self._add(k, m), qos,
-                                              callback_group=group) for k in keys]
+        # One mutually exclusive group per topic: callbacks of one topic run one at a time, in
+        # arrival order (the sync relies on that), topics run side by side. Partners first: the
+        # executor serves earlier subscriptions first, and starving an image only drops a frame.
+        self.subs = [node.create_subscription(types[k], k, lambda m, k=k: self._add(k, m), qos[k],
+                                              callback_group=MutuallyExclusiveCallbackGroup())
+                     for k in reversed(keys)]
         self._warn_after = params.no_input_warn_s
         self.timer = node.create_timer(1.0, self._check_silence, callback_group=group)
 
