@@ -98,3 +98,19 @@ def test_launch_file_declares_exactly_the_arguments():
     for name in ("map", "params_file", "checkpoint", "image_topic", "camera_info_topic", "depth_topic",
                  "publish_tf", "namespace", "use_sim_time", "rviz", "map_frame", "base_frame"):
         assert name in names
+
+
+def test_rviz_config_shows_the_interface():
+    import yaml
+
+    doc = yaml.safe_load((REPO_ROOT / "config" / "mast3r.rviz").read_text())
+    vm = doc["Visualization Manager"]
+    assert vm["Global Options"]["Fixed Frame"] == "map"
+    displays = {d["Class"].split("/")[-1]: d for d in vm["Displays"]}
+    for cls in ("TF", "PointCloud2", "Path", "PoseWithCovariance", "Image"):
+        assert cls in displays
+    assert displays["PointCloud2"]["Topic"]["Value"] == "/mast3r/cloud_map"
+    assert displays["PointCloud2"]["Topic"]["Durability Policy"] == "Transient Local"
+    assert displays["PoseWithCovariance"]["Topic"]["Value"] == "/mast3r/localization_pose"
+    tools = {t["Class"].split("/")[-1]: t for t in vm["Tools"]}
+    assert tools["SetInitialPose"]["Topic"]["Value"] == "/initialpose"
