@@ -55,7 +55,7 @@ class TorchPrunedIndex:
     """
 
     def __init__(self, desc: torch.Tensor, max_tiles: float = 0.35, chunk_queries: int = 256,
-                 chunk_pairs: int = 1 << 15):
+                 chunk_pairs: int = 1 << 15, lb_tiles: int = 1):
         H, W, D = desc.shape
         self.size = H * W
         self.db = desc.reshape(-1, D).float().contiguous()
@@ -76,6 +76,7 @@ class TorchPrunedIndex:
         self.max_tiles = max(1, int(max_tiles * self.members.shape[0]))
         self.chunk_queries = int(chunk_queries)
         self.chunk_pairs = int(chunk_pairs)
+        self.lb_tiles = max(1, min(int(lb_tiles), self.ccT.shape[1]))
 
     @torch.no_grad()
     def search(self, queries: torch.Tensor, lb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -92,24 +93,47 @@ class TorchPrunedIndex:
             idx[h], val[h] = self.fallback.search(q[torch.from_numpy(h)])
         easy = np.flatnonzero(~hard)
         if len(easy):
-            v, f = self._score_pairs(q, qi, ti)
-            best_v, best_i = _best_per_query(n, qi, v, f)
+            v = self._score_pairs(q, qi, ti)
+            best_v = _segment_max(n, qi, v)
+            win = np.flatnonzero(v == best_v[qi])            # pairs reaching their query's maximum
+            best_v, best_i = self._resolve(q, n, qi[win], ti[win])
             idx[easy], val[easy] = best_i[easy], best_v[easy]
         return idx, val
 
+    def _resolve(self, q: torch.Tensor, n: int, wq: np.ndarray, wt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel of the maximum for the winning (query, tile) pairs: rescoring only these few tiles is
+        cheaper than keeping argmax indices for every pair. Among equal maxima the lowest flat index
+        wins (first maximum inside a row-major tile, then the minimum over tiles)."""
+        qg = q.index_select(0, torch.from_numpy(wq))[:, None, :]                  # [w, 1, D]
+        tsel = torch.from_numpy(wt)
+        r = torch.bmm(qg, self.xt.index_select(0, tsel).transpose(1, 2))[:, 0]     # [w, 16]
+        rv, k = r.max(dim=1)
+        f = torch.gather(self.members.index_select(0, tsel), 1, k[:, None])[:, 0].numpy()
+        rv = rv.numpy()
+        best_v = _segment_max(n, wq, rv)
+        ok = rv == best_v[wq]
+        best_i = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(best_i, wq[ok], f[ok])
+        return best_v, best_i
+
     def _lower_bound(self, q: torch.Tensor, hint: np.ndarray | None) -> np.ndarray:
-        """float32 [n]: a score some database row achieves for each query (exact best pixel of the coarse
-        tile whose centroid scores highest), raised to the caller's hint."""
-        n, step = q.shape[0], self.chunk_queries
+        """float32 [n]: a score some database row achieves for each query (exact best pixel of the
+        ``lb_tiles`` coarse tiles whose centroids score highest), raised to the caller's hint. A tighter
+        bound prunes more tiles, but on the fixture maps k > 1 removed only ~12 % of the pairs and cost
+        more than it saved (measured), hence the default k = 1."""
+        n, step, k = q.shape[0], self.chunk_queries, self.lb_tiles
         buf = torch.empty(min(step, n) * self.ccT.shape[1])       # reused: fresh [n, Tc] pages cost more
-        ct = np.empty(n, dtype=np.int64)
+        ct = torch.empty(n, k, dtype=torch.int64)
         for s in range(0, n, step):
             m = min(step, n - s)
             b = buf[:m * self.ccT.shape[1]].view(m, -1)
             torch.mm(q[s:s + m], self.ccT, out=b)
-            ct[s:s + m] = b.numpy().argmax(axis=1)
-        ct = torch.from_numpy(ct)
-        lb = torch.bmm(self.cxt.index_select(0, ct), q[:, :, None])[..., 0].amax(dim=1).numpy()
+            if k == 1:   # numpy's argmax is several times faster than torch's on CPU
+                ct[s:s + m, 0] = torch.from_numpy(b.numpy().argmax(axis=1))
+            else:
+                ct[s:s + m] = b.topk(k, dim=1, sorted=False).indices
+        pix = self.cxt.index_select(0, ct.view(-1)).view(n, -1, q.shape[1])      # [n, k*64, D]
+        lb = torch.bmm(pix, q[:, :, None])[..., 0].amax(dim=1).numpy()
         if hint is not None:
             lb = np.maximum(lb, np.asarray(hint, dtype=np.float32))
         return lb
@@ -142,8 +166,8 @@ class TorchPrunedIndex:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), hard
         return np.concatenate(qis), np.concatenate(tis), hard
 
-    def _score_pairs(self, q: torch.Tensor, qi: np.ndarray, ti: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Best exact score (float32 [P]) and its flat index (int64 [P]) inside tile ti for query qi.
+    def _score_pairs(self, q: torch.Tensor, qi: np.ndarray, ti: np.ndarray) -> np.ndarray:
+        """Best exact score (float32 [P]) inside tile ti for query qi.
 
         Pairs are grouped by tile so that each tile's 16 pixels are multiplied with all its candidate
         queries in one small matmul; tiles are bucketed by candidate count to keep the padding small.
@@ -157,7 +181,6 @@ class TorchPrunedIndex:
         tiles = t_sorted[starts]
         by_count = np.argsort(-counts, kind="stable")
         out_v = np.empty(P, dtype=np.float32)
-        out_f = np.empty(P, dtype=np.int64)
         pos = 0
         while pos < len(by_count):
             K = int(counts[by_count[pos]])
@@ -171,19 +194,12 @@ class TorchPrunedIndex:
             qg = q.index_select(0, torch.from_numpy(q_sorted[src].ravel())).view(nt, K, -1)
             tsel = torch.from_numpy(tiles[sel])
             sc = torch.bmm(qg, self.xt.index_select(0, tsel).transpose(1, 2))     # [nt, K, 16] exact dots
-            v, k = sc.max(dim=2)                                                  # first max in the tile
-            f = torch.gather(self.members.index_select(0, tsel), 1, k)            # [nt, K] flat indices
-            dst = order[src[valid]]
-            out_v[dst] = v.numpy()[valid]
-            out_f[dst] = f.numpy()[valid]
-        return out_v, out_f
+            v = sc.amax(dim=2)                            # ~2x cheaper than max with indices on CPU
+            out_v[order[src[valid]]] = v.numpy()[valid]
+        return out_v
 
 
-def _best_per_query(n: int, qi: np.ndarray, v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per query: the maximum of v over its pairs and, among pairs reaching it, the lowest flat index f."""
-    best_v = torch.full((n,), -float("inf")).scatter_reduce_(0, torch.from_numpy(qi), torch.from_numpy(v),
-                                                             "amax").numpy()
-    ok = v == best_v[qi]
-    best_i = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(best_i, qi[ok], f[ok])
-    return best_v, best_i
+def _segment_max(n: int, seg: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """float32 [n]: max of v over the entries of each segment id (-inf for empty segments)."""
+    return torch.full((n,), -float("inf")).scatter_reduce_(0, torch.from_numpy(seg), torch.from_numpy(v),
+                                                           "amax").numpy()
