@@ -17,7 +17,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mast3r_ros.model import RELEASED, InferenceConfig, Mast3rModel, Mast3rNet
+from mast3r_ros.model import RELEASED, InferenceConfig, Mast3rModel, Mast3rNet, random_network
 
 OFFICIAL_SECONDS = 11.0  # official implementation, fp32, this 2-core machine (issue #2)
 OFFICIAL_PEAK_GIB = 3.66
@@ -25,15 +25,8 @@ TARGET_SECONDS = 6.5
 
 
 def random_released_net(seed: int = 0) -> Mast3rNet:
-    """Released structure with random weights, filled in place (no default-init cost)."""
-    with torch.device("meta"):
-        net = Mast3rNet(RELEASED)
-    net = net.to_empty(device="cpu")
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0.0, 0.02, generator=g)
-    return net.eval()
+    """Released structure with random weights (no released weights can be downloaded here)."""
+    return random_network(RELEASED, seed)
 
 
 def matmul_gflops(n: int = 2048, reps: int = 5) -> float:

@@ -120,3 +120,16 @@ class Mast3rNet(nn.Module):
 
     def heads_needed_layers(self, want_points: bool) -> set[int]:
         return set(self.cfg.dpt_hooks) if want_points else {0, self.cfg.dec_depth}
+
+
+def random_network(cfg: Mast3rConfig, seed: int = 0, std: float = 0.02) -> Mast3rNet:
+    """A network of configuration ``cfg`` with N(0, std) weights, built without default-init cost
+    (meta device, then filled in place). For benchmarks of the released structure (no weights here)."""
+    with torch.device("meta"):
+        net = Mast3rNet(cfg)
+    net = net.to_empty(device="cpu")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, std, generator=g)
+    return net.eval()
