@@ -14,6 +14,7 @@ COMMANDS = [
     "infer_pair",
     "demo_pair",
     "map_build", "localize", "evaluate",
+    "evaluate_trajectory",
     "launch", "replay",
     "make_bag", "play",
 ]

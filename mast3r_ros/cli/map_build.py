@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "T_rgb_depth, "
                              "poses_frame) for sensors "
                              "whose depth is not registered to colour, e.g. 7-Scenes")
+    parser.add_argument("--optimize", action="store_true",
+                        help="estimate keyframe poses by sparse global alignment (dataset poses are "
+                             "ignored; implies --store-depth); writes trajectory_tum.txt and cloud.ply")
 
 
 def _frontend(name: str, checkpoint: str | None):
@@ -52,7 +55,15 @@ def run(args: argparse.Namespace) -> int:
         frontend = _frontend(args.frontend, args.checkpoint)
         dataset = open_dataset(args.dataset)
         build_map(dataset, spec, frontend, args.out, overwrite=args.overwrite,
-                  store_depth=args.store_depth, progress=sys.stderr.isatty(), calib=_calib(args.rgbd_calib))
+                  store_depth=args.store_depth or args.optimize, progress=sys.stderr.isatty(),
+                  calib=_calib(args.rgbd_calib))
+        if args.optimize:
+            from mast3r_ros.mapping.pipeline import optimize_map
+
+            summary = optimize_map(args.out, progress=sys.stderr.isatty())
+            print(f"map build: optimised {summary['n_keyframes']} keyframes, {summary['pairs_ok']}/"
+                  f"{summary['n_pairs']} pairs used, {summary['n_cloud_points']} cloud points "
+                  f"({summary['timings']['total']:.1f} s)")
         with KeyframeMap.open(args.out) as kmap:
             n = len(kmap)
     except (ValueError, NotImplementedError, OSError) as exc:

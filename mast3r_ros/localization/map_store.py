@@ -360,19 +360,27 @@ class KeyframeMap:
             rows = self._require_db().execute("SELECT id, timestamp FROM keyframes ORDER BY id")
             return dict(rows.fetchall())
 
-    def update_poses(self, poses: dict[int, np.ndarray]) -> None:
-        """Replace T_map_cam of the given keyframes in one transaction (all or nothing)."""
-        blobs = []
+    def update_poses(self, poses: dict[int, np.ndarray],
+                     intrinsics: dict[int, np.ndarray] | None = None) -> None:
+        """Replace T_map_cam (and optionally K [3,3]) of the given keyframes in one transaction
+        (all or nothing)."""
+        blobs, kblobs = [], []
         for i, T in poses.items():
             T = np.asarray(T, dtype=np.float64)
             if T.shape != (4, 4) or not np.all(np.isfinite(T)):
                 raise MapError(f"pose of keyframe {i} must be a finite 4x4 matrix")
             blobs.append((T.tobytes(), int(i)))
+        for i, K in (intrinsics or {}).items():
+            K = np.asarray(K, dtype=np.float64)
+            if K.shape != (3, 3) or not np.all(np.isfinite(K)):
+                raise MapError(f"K of keyframe {i} must be a finite 3x3 matrix")
+            kblobs.append((K.tobytes(), int(i)))
 
         def update(db):
-            for blob, i in blobs:
-                if db.execute("UPDATE keyframes SET T_map_cam=? WHERE id=?", (blob, i)).rowcount != 1:
-                    raise MapError(f"map {self.path}: no keyframe with id {i}; no pose was updated")
+            for col, rows in (("T_map_cam", blobs), ("K", kblobs)):
+                for blob, i in rows:
+                    if db.execute(f"UPDATE keyframes SET {col}=? WHERE id=?", (blob, i)).rowcount != 1:
+                        raise MapError(f"map {self.path}: no keyframe with id {i}; nothing was updated")
         with self._lock:
             lock = self._writer_lock()
             try:

@@ -12,7 +12,6 @@ same for every scaled copy, so averaging it does not blur the local shape.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -98,13 +97,10 @@ def fuse_view(pointmaps: list[np.ndarray], confs: list[np.ndarray], subsample: i
     wb = _blocks(np.pad(w, pad), s)                         # K,Ha,Wa,s*s
     zc_canon = _blocks(np.pad(np.where(ok, canon[..., 2], 0.0)[None], pad), s)[0]  # Ha,Wa,s*s
     centre = (s // 2) * s + s // 2
-    # anchor depth: the fused centre pixel, else the block's median valid depth (sensor holes)
+    # anchor depth: the fused centre pixel, else the block's mean valid depth (sensor holes)
     z_centre = zc_canon[:, :, centre]
-    masked = np.where(zc_canon > 0, zc_canon, np.nan)
-    with warnings.catch_warnings():  # all-NaN blocks (no valid depth) are expected
-        warnings.simplefilter("ignore", RuntimeWarning)
-        z_med = np.nanmedian(masked, axis=2)
-    z_med = np.nan_to_num(z_med, nan=0.0)
+    nvalid = (zc_canon > 0).sum(-1)
+    z_med = np.where(nvalid > 0, zc_canon.sum(-1) / np.maximum(nvalid, 1), 0.0)
     centre_ok = z_centre > 0
     anchor = np.where(centre_ok, z_centre, z_med).astype(np.float32)
     # offsets: ratio to the anchor (single prediction / fallback), or averaged angles

@@ -122,7 +122,6 @@ class _Model:
         self.q = torch.nn.Parameter(T(q0).clone())
         self.t = torch.nn.Parameter(T(t0).clone())
         self.log_s = torch.nn.Parameter(torch.zeros(self.n, dtype=dt, device=dev))
-        self.delta = torch.nn.Parameter(torch.zeros(len(prob.anchor_z0), dtype=dt, device=dev))
         K0 = prob.K0
         nf = 1 if cfg.shared_intrinsics else self.n
         f0 = np.sqrt(K0[:, 0, 0] * K0[:, 1, 1])
@@ -133,22 +132,27 @@ class _Model:
         # features in a per-view padded layout [N, Fmax] so that the camera-to-world transform
         # is one batched matmul (gathering a 3x3 per feature is several times slower on CPU)
         lay = _layouts(prob)
+        # only anchors some feature / fallback term uses are parameters (a 640x480 view has
+        # 4800 anchors, a few hundred carry matches); others follow their view's scale
+        used = np.unique(np.concatenate([prob.feat_anchor, prob.fb_anchor]))
+        used = used[prob.anchor_z0[used] > 0]
+        self.used_full = used
+        compact = np.full(len(prob.anchor_z0), 0, np.int64)
+        compact[used] = np.arange(len(used))
         self.z0o = T(lay["z0o"])                  # [N,Fmax] anchor depth x offset (0 = padding)
         self.fxy = T(lay["fxy"])                  # [N,Fmax,2]
-        self.fa = T(lay["fa"], torch.int64)       # [N,Fmax] anchor index
+        self.fa = T(compact[lay["fa"]], torch.int64)  # [N,Fmax] compact anchor index
         self.ms = T(lay["ms"], torch.int64)       # [M,2] slots of the two ends of each match
         self.mw = T(prob.match_w)
         self.obs_src = T(lay["obs_src"], torch.int64)  # [N,Omax] slot of the reprojected point
         self.obs_xy, self.obs_w = T(lay["obs_xy"]), T(lay["obs_w"])  # [N,Omax,2], [N,Omax]
-        self.z0, self.axy, self.aview = T(prob.anchor_z0), T(prob.anchor_xy), T(prob.anchor_view, torch.int64)
-        self.fba, self.fbr = T(prob.fb_anchor, torch.int64), T(prob.fb_ref, torch.int64)
+        self.z0, self.axy = T(prob.anchor_z0[used]), T(prob.anchor_xy[used])
+        self.aview = T(prob.anchor_view[used], torch.int64)
+        self.fba, self.fbr = T(compact[prob.fb_anchor], torch.int64), T(prob.fb_ref, torch.int64)
         self.fbt, self.fbw = T(prob.fb_target), T(prob.fb_w)
-        used = torch.zeros(len(prob.anchor_z0), dtype=torch.bool, device=dev)
-        used[T(prob.feat_anchor, torch.int64)] = True
-        used[self.fba] = True
-        self.used = used & (self.z0 > 0)
-        cnt = torch.zeros(self.n, dtype=dt, device=dev).index_add_(0, self.aview, self.used.to(dt))
-        self.used_count = cnt.clamp_min(1)
+        self.delta = torch.nn.Parameter(torch.zeros(len(used), dtype=dt, device=dev))
+        cnt = np.bincount(prob.anchor_view[used], minlength=self.n)
+        self.used_count = T(np.maximum(cnt, 1))
 
     def poses(self) -> torch.Tensor:
         """[N,4,4] camera-to-world."""
@@ -166,14 +170,16 @@ class _Model:
         pp = self.pp.expand(self.n, 2) if self.pp.shape[0] == 1 else self.pp
         return f, pp
 
+    def view_log_scale(self) -> torch.Tensor:
+        """[N] per-view log scale, mean 0 (gauge)."""
+        return self.log_s - self.log_s.mean()
+
     def log_depth_corr(self) -> torch.Tensor:
-        """[A] log anchor depth correction with the scale gauge removed (see module doc)."""
+        """[U] log correction of the used anchors, scale gauge removed (see module doc)."""
         if not self.cfg.optimize_depth:
             return torch.zeros_like(self.delta)
-        d = torch.where(self.used, self.delta, torch.zeros_like(self.delta))
-        mean = torch.zeros_like(self.log_s).index_add_(0, self.aview, d) / self.used_count
-        s = self.log_s - self.log_s.mean()
-        return self.delta - mean[self.aview] + s[self.aview]
+        mean = torch.zeros_like(self.log_s).index_add_(0, self.aview, self.delta) / self.used_count
+        return self.delta - mean[self.aview] + self.view_log_scale()[self.aview]
 
     def forward(self, stage: int) -> torch.Tensor:
         cfg = self.cfg
@@ -200,8 +206,7 @@ class _Model:
                 d = (uv - self.obs_xy).norm(dim=-1)
                 loss = (self.obs_w * gamma_loss(d, cfg.gamma2, 1e-2)).sum() / self.obs_w.sum()
         if cfg.depth_prior[stage - 1] > 0 and cfg.optimize_depth:
-            c = corr[self.used]
-            loss = loss + cfg.depth_prior[stage - 1] * (c * c).mean()
+            loss = loss + cfg.depth_prior[stage - 1] * (corr * corr).mean()
         if len(self.fba):
             av = self.aview[self.fba]
             xy = self.axy[self.fba]
@@ -301,8 +306,10 @@ def sparse_global_alignment(views: list[ViewData], pairs: list[PairData],
         for v, T in rel.items():
             local[v] = T
         fixed_mask = parent == np.arange(n)
-        # output frame: view 0's camera (the chain's root is an arbitrary view)
-        G = invert(T_init[0])
+        # output frame: view 0's camera (the chain's root is an arbitrary view); G is applied
+        # to the optimised poses in _result, so view 0 is exactly the identity there
+        T_init = invert(T_init[0]) @ T_init
+        G = None
     else:
         T_init = np.asarray(init_T_world_cam, np.float64).reshape(n, 4, 4)
         parent, local = np.arange(n), T_init.copy()
@@ -328,20 +335,26 @@ def sparse_global_alignment(views: list[ViewData], pairs: list[PairData],
 
 
 @torch.no_grad()
-def _result(model: _Model, prob: Problem, G: np.ndarray, T_init: np.ndarray, parent: np.ndarray,
+def _result(model: _Model, prob: Problem, G: np.ndarray | None, T_init: np.ndarray, parent: np.ndarray,
             losses: dict, timings: dict) -> AlignmentResult:
     Tw = model.poses().double().cpu().numpy()
     Tw[:, :3, :3] = _orthonormalise(Tw[:, :3, :3])
+    if G is None:  # chain start: express the result in view 0's camera frame
+        G = invert(Tw[0])
     f, pp = model.intrinsics()
     f, pp = f.double().cpu().numpy(), pp.double().cpu().numpy()
     K = np.tile(np.eye(3), (prob.n_views, 1, 1))
     K[:, 0, 0], K[:, 1, 1] = f, f * model.f_ratio.double().cpu().numpy()
     K[:, :2, 2] = pp
-    corr = model.log_depth_corr().exp().double().cpu().numpy()
+    corr = np.zeros(len(prob.anchor_z0))
+    if model.cfg.optimize_depth:
+        corr = model.view_log_scale().double().cpu().numpy()[prob.anchor_view]
+        corr[model.used_full] = model.log_depth_corr().double().cpu().numpy()
+    corr = np.exp(corr)
     scales = [corr[prob.anchor_start[v]:prob.anchor_start[v + 1]].reshape(c.anchor_depth.shape)
               .astype(np.float32) for v, c in enumerate(prob.canon)]
     return AlignmentResult(
-        T_world_cam=G @ Tw, K=K, T_world_cam_init=G @ T_init, depth_scale=scales,
+        T_world_cam=G @ Tw, K=K, T_world_cam_init=T_init, depth_scale=scales,
         canonical_depth=[c.depth for c in prob.canon], canonical_conf=[c.conf for c in prob.canon],
         parent=np.asarray(parent, np.int64), pair_status=dict(prob.status),
         pair_inliers=dict(prob.inliers), losses=losses, timings=timings,

@@ -75,6 +75,8 @@ class LiveClient:
         self.pub_initialpose = self.node.create_publisher(PoseWithCovarianceStamped, "/initialpose", RELIABLE)
         self.pub_tf_static = (self.node.create_publisher(TFMessage, "/tf_static", LATCHED_TF)
                               if TFMessage is not None else None)
+        self.pub_tf = (self.node.create_publisher(TFMessage, "/tf", RELIABLE) if TFMessage is not None
+                       else None)
         self.lock = threading.Lock()
         self._closed = threading.Event()
         self.received: dict[str, list] = defaultdict(list)
@@ -116,6 +118,10 @@ class LiveClient:
         if self.pub_tf_static is None:
             raise RuntimeError("tf2_msgs is not importable; cannot publish /tf_static")
         self.pub_tf_static.publish(tf_message([transform_stamped(T_parent_child, parent, child, 0)]))
+
+    def publish_tf(self, parent: str, child: str, stamp_ns: int, T_parent_child: np.ndarray) -> None:
+        """One dynamic transform on /tf (e.g. odometry odom -> base_link)."""
+        self.pub_tf.publish(tf_message([transform_stamped(T_parent_child, parent, child, stamp_ns)]))
 
     def call(self, srv_type, name: str, request: Any, timeout: float = 30.0):
         """Call ``<namespace>/<name>``; returns the response (raises TimeoutError)."""

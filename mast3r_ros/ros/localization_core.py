@@ -203,31 +203,11 @@ class LocalizationCore:
         return ""
 
     def save_map(self, path: str | Path, overwrite: bool = False) -> str:
-        """Copy the loaded map folder to ``path`` atomically (temp copy + rename); '' or the reason."""
-        path = Path(path)
+        """Copy the loaded map folder to ``path`` atomically; '' or the reason."""
         with self._lock:
             if self._map is None:
                 return "no map loaded"
-            if path.resolve() == Path(self._map.path).resolve():
-                return "the map is already stored there"
-            if path.exists() and not (overwrite and (path / "map.yaml").is_file()):
-                return (f"{str(path)!r} already exists" +
-                        ("" if overwrite else "; set overwrite or choose a new folder") +
-                        (" and is not a map folder" if overwrite else ""))
-            if not path.parent.is_dir():
-                return f"parent folder of {str(path)!r} does not exist"
-            tmp, old = path.parent / f".{path.name}.tmp", path.parent / f".{path.name}.old"
-            try:
-                shutil.rmtree(tmp, ignore_errors=True)
-                shutil.copytree(self._map.path, tmp, ignore=shutil.ignore_patterns("map.lock"))
-                if path.exists():
-                    path.rename(old)
-                tmp.rename(path)
-                shutil.rmtree(old, ignore_errors=True)
-            except OSError as exc:
-                shutil.rmtree(tmp, ignore_errors=True)
-                return f"cannot save map to {str(path)!r}: {exc}"
-        return ""
+            return copy_map_folder(self._map.path, path, overwrite)
 
     def set_reference(self, image: np.ndarray, K: np.ndarray, depth: np.ndarray | None,
                       T_map_cam: np.ndarray) -> str:
@@ -312,3 +292,28 @@ def apply_hint(loc: Localizer, hint: _Hint) -> None:
 def restore_hint(loc: Localizer, p: LocalizationParams) -> None:
     loc.retriever.config.prior_max_dist_m = RetrievalConfig().prior_max_dist_m
     loc.state.config.max_jump_m = p.max_jump_m
+
+
+def copy_map_folder(src: str | Path, dst: str | Path, overwrite: bool = False) -> str:
+    """Copy a map folder to ``dst`` (temp copy + rename, so ``dst`` is never half-written);
+    '' or the reason it was refused. ``overwrite`` replaces an existing *map* folder only."""
+    src, path = Path(src), Path(dst)
+    if path.resolve() == src.resolve():
+        return "the map is already stored there"
+    if path.exists() and not (overwrite and (path / "map.yaml").is_file()):
+        return (f"{str(path)!r} already exists" + ("; set overwrite or choose a new folder" if not overwrite
+                                                   else " and is not a map folder"))
+    if not path.parent.is_dir():
+        return f"parent folder of {str(path)!r} does not exist"
+    tmp, old = path.parent / f".{path.name}.tmp", path.parent / f".{path.name}.old"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("map.lock"))
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return f"cannot save map to {str(path)!r}: {exc}"
+    return ""

@@ -1,0 +1,323 @@
+"""Incremental mapper: the ROS-free engine of the mapping node (no rclpy here).
+
+Usage (the mapping node forwards each synchronised image / depth / camera_info to it)::
+
+    mapper = IncrementalMapper(IncrementalConfig(max_keyframes=150))
+    mapper.start()                                    # background re-optimisation worker
+    r = mapper.add_frame(rgb, K, depth, stamp=t)      # -> FrameResult (is_keyframe, T_map_cam, reason)
+    snap = mapper.snapshot(cloud=True)                # poses, K, stamps, cloud for publishing
+    mapper.optimize("global", wait=True)              # the node's `optimize` service
+    mapper.save("/maps/kitchen")                      # a map directory the localizer opens
+    mapper.stop()
+
+Inputs: ``rgb`` [H,W,3] uint8, ``K`` [3,3] float64 (pixels), ``depth`` [H,W] float32 metres registered
+to ``rgb`` (0 = invalid), ``stamp`` seconds, optional ``T_odom_cam`` [4,4] (odometry prior, used
+when visual tracking fails). Poses are ``T_map_cam`` camera-to-map (OpenCV optical frame, metres);
+the map frame is the first keyframe's camera.
+
+Keyframe gating: a frame becomes a keyframe when, relative to the last keyframe (3D-3D RANSAC
+on SIFT + depth), it moved more than ``kf_min_translation`` metres or ``kf_min_rotation_deg``, or
+its overlap (fraction of its depth-backed features that are inliers) fell below
+``kf_max_overlap``. Each new keyframe is paired with the previous ``sequential_window``
+keyframes and the ``retrieval_k`` nearest older ones (pose prior), then re-optimised by sparse
+global alignment with warm start: a windowed pass (last ``window_size`` keyframes free, their
+neighbours fixed) after every ``optimize_every_n_keyframes`` keyframes, and a global pass
+(everything but the first keyframe free) every ``global_every`` keyframes. Memory is bounded by
+``max_keyframes``: beyond it, the most redundant old keyframe (closest to another) is dropped.
+Thread safety: all public methods may be called from any thread; the worker optimises a copy and
+merges the result, re-anchoring keyframes added in the meantime.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mast3r_ros.geometry.alignment import ransac_rigid
+from mast3r_ros.geometry.transforms import invert, rotation_error_deg
+from mast3r_ros.localization.classical import ClassicalConfig, ClassicalFrontEnd
+from mast3r_ros.mapping.pairs import classical_pair
+from mast3r_ros.mapping.problem import PairCheckConfig
+from mast3r_ros.mapping.sparse_ga import AlignmentConfig, sparse_global_alignment
+from mast3r_ros.mapping.types import MappingError, ViewData
+
+
+def _fast_alignment() -> AlignmentConfig:
+    # warm-started passes need fewer iterations than a cold start from the kinematic chain
+    return AlignmentConfig(niter1=100, niter2=100, lr1=0.01, lr2=0.005, known_intrinsics=True,
+                           check=PairCheckConfig(matching_conf_thr=None))
+
+
+@dataclass
+class IncrementalConfig:
+    """Incremental mapping parameters (names match the mapping node's ROS parameters)."""
+    kf_min_translation: float = 0.10
+    kf_min_rotation_deg: float = 10.0
+    kf_max_overlap: float = 0.6
+    max_keyframes: int = 200
+    sequential_window: int = 3
+    retrieval_k: int = 3
+    retrieval_max_dist_m: float = 1.5
+    window_size: int = 10
+    optimize_every_n_keyframes: int = 1
+    global_every: int = 10
+    min_inliers: int = 20
+    inlier_m: float = 0.05
+    alignment: AlignmentConfig = field(default_factory=_fast_alignment)
+    classical: ClassicalConfig = field(default_factory=ClassicalConfig)
+
+
+@dataclass
+class FrameResult:
+    """Outcome of :meth:`IncrementalMapper.add_frame`. ``T_map_cam`` [4,4] or None (not tracked)."""
+    is_keyframe: bool
+    keyframe_id: int | None
+    T_map_cam: np.ndarray | None
+    reason: str
+    n_inliers: int = 0
+    overlap: float = 0.0
+
+
+@dataclass
+class MapSnapshot:
+    """Consistent copy of the map. ids [N] keyframe ids; stamps [N] s; T_map_cam [N,4,4];
+    K [N,3,3]; cloud_xyz [P,3] float32 map frame (m) and cloud_rgb [P,3] uint8 when requested;
+    version: number of optimisation results merged so far."""
+    ids: list
+    stamps: np.ndarray
+    T_map_cam: np.ndarray
+    K: np.ndarray
+    version: int
+    cloud_xyz: np.ndarray | None = None
+    cloud_rgb: np.ndarray | None = None
+
+
+@dataclass
+class _KF:
+    id: int
+    stamp: float
+    image: np.ndarray
+    K: np.ndarray
+    depth: np.ndarray
+    arrays: dict
+    T: np.ndarray
+    ref: int | None  # keyframe this one was tracked from (re-anchoring after optimisation)
+
+
+class IncrementalMapper:
+    """See the module docstring."""
+
+    def __init__(self, config: IncrementalConfig | None = None):
+        self.config = config or IncrementalConfig()
+        self._fe = ClassicalFrontEnd(self.config.classical)
+        self._kfs: dict[int, _KF] = {}
+        self._pairs: dict[tuple[int, int], object] = {}
+        self._next_id, self._since_opt, self._version = 0, 0, 0
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._pending: str | None = None
+        self._worker: threading.Thread | None = None
+        self._stop = False
+        self._last_T_odom: np.ndarray | None = None
+        self.last_error: str | None = None
+
+    # ------------------------------------------------------------------ frames
+    def add_frame(self, image: np.ndarray, K: np.ndarray, depth: np.ndarray, stamp: float = 0.0,
+                  T_odom_cam: np.ndarray | None = None) -> FrameResult:
+        """Track a frame against the last keyframe and add it as a keyframe when gated in."""
+        cfg = self.config
+        arrays = self._fe.prepare_keyframe(image, K, depth)
+        with self._lock:
+            last = self._kfs[max(self._kfs)] if self._kfs else None
+        if last is None:
+            return self._add_kf(image, K, depth, stamp, arrays, np.eye(4), None, "first keyframe", 0, 1.0,
+                                T_odom_cam)
+        T_last_cur, n_inl, overlap = self._track(last, arrays, K)
+        if T_last_cur is None:
+            if T_odom_cam is None or self._last_T_odom is None:
+                return FrameResult(False, None, None, "tracking lost", n_inl, overlap)
+            T_last_cur = invert(self._last_T_odom) @ T_odom_cam  # odometry bridges the gap
+        with self._lock:
+            T = self._kfs[last.id].T @ T_last_cur if last.id in self._kfs else last.T @ T_last_cur
+        dt = float(np.linalg.norm(T_last_cur[:3, 3]))
+        dr = rotation_error_deg(T_last_cur, np.eye(4))
+        if dt >= cfg.kf_min_translation or dr >= cfg.kf_min_rotation_deg or overlap <= cfg.kf_max_overlap:
+            why = (f"moved {dt:.2f} m" if dt >= cfg.kf_min_translation else
+                   f"turned {dr:.1f} deg" if dr >= cfg.kf_min_rotation_deg else f"overlap {overlap:.2f}")
+            return self._add_kf(image, K, depth, stamp, arrays, T, last.id, why, n_inl, overlap, T_odom_cam)
+        return FrameResult(False, None, T, "tracked", n_inl, overlap)
+
+    def _track(self, kf: _KF, arrays: dict, K: np.ndarray) -> tuple[np.ndarray | None, int, float]:
+        """(T_kf_cur or None, inliers, overlap) by 3D-3D RANSAC on SIFT matches with depth."""
+        p = classical_pair(0, 1, kf.arrays, arrays, self.config.classical.ratio)
+        n_feat = max(int(np.isfinite(arrays["sift_X"]).all(1).sum()), 1)
+        if len(p.conf) < 3:
+            return None, 0, 0.0
+        Xk = _lift(kf.arrays, p.xy_i)
+        Xc = _lift(arrays, p.xy_j)
+        T, inl = ransac_rigid(Xc, Xk, self.config.inlier_m, 200)
+        n = int(inl.sum())
+        if T is None or n < self.config.min_inliers:
+            return None, n, n / n_feat
+        return T, n, n / n_feat
+
+    def _add_kf(self, image, K, depth, stamp, arrays, T, ref, why, n_inl, overlap, T_odom) -> FrameResult:
+        cfg = self.config
+        with self._lock:
+            kid = self._next_id
+            self._next_id += 1
+            kf = _KF(kid, float(stamp), image, np.asarray(K, np.float64), np.asarray(depth, np.float32),
+                     arrays, np.asarray(T, np.float64), ref)
+            self._kfs[kid] = kf
+            self._last_T_odom = T_odom
+            for other in self._partners(kf):
+                self._pairs[(other, kid)] = classical_pair(0, 1, self._kfs[other].arrays, arrays,
+                                                           cfg.classical.ratio)
+            self._bound_memory()
+            self._since_opt += 1
+            n_new = self._since_opt
+        if n_new % max(cfg.optimize_every_n_keyframes, 1) == 0 and len(self._kfs) >= 2:
+            mode = "global" if (kid % max(cfg.global_every, 1) == 0) else "window"
+            self.optimize(mode, wait=self._worker is None)
+        return FrameResult(True, kid, T, why, n_inl, overlap)
+
+    def _partners(self, kf: _KF) -> list[int]:
+        cfg = self.config
+        older = sorted(k for k in self._kfs if k != kf.id)
+        seq = older[-cfg.sequential_window:]
+        rest = [k for k in older if k not in seq]
+        d = {k: np.linalg.norm(self._kfs[k].T[:3, 3] - kf.T[:3, 3]) for k in rest}
+        near = [k for k in sorted(d, key=d.get) if d[k] <= cfg.retrieval_max_dist_m][:cfg.retrieval_k]
+        return seq + near
+
+    def _bound_memory(self) -> None:
+        cfg = self.config
+        while len(self._kfs) > cfg.max_keyframes:
+            ids = sorted(self._kfs)
+            cand = ids[1:-cfg.window_size] or ids[1:-1]
+            C = np.stack([self._kfs[k].T[:3, 3] for k in ids])
+            dist = {k: np.partition(np.linalg.norm(C - self._kfs[k].T[:3, 3], axis=1), 1)[1] for k in cand}
+            drop = min(dist, key=dist.get)
+            del self._kfs[drop]
+            self._pairs = {k: v for k, v in self._pairs.items() if drop not in k}
+
+    # ------------------------------------------------------------------ optimisation
+    def optimize(self, mode: str = "global", wait: bool = True) -> bool:
+        """Re-optimise ('global' or 'window'). With ``wait`` it runs now in this thread and
+        returns whether it succeeded; otherwise the request goes to the worker (coalesced)."""
+        if mode not in ("global", "window"):
+            raise ValueError(f"mode must be 'global' or 'window', got {mode!r}")
+        if not wait and self._worker is not None:
+            with self._lock:
+                self._pending = "global" if "global" in (mode, self._pending) else mode
+                self._wake.notify()
+            return True
+        return self._run_pass(mode)
+
+    def _run_pass(self, mode: str) -> bool:
+        cfg = self.config
+        with self._lock:  # copy what the pass needs; keyframes may arrive meanwhile
+            ids = sorted(self._kfs)
+            kfs = {k: self._kfs[k] for k in ids}
+            pairs = dict(self._pairs)
+            T0 = {k: kfs[k].T.copy() for k in ids}
+        if len(ids) < 2:
+            return False
+        free = set(ids[1:]) if mode == "global" else set(ids[-cfg.window_size:]) - {ids[0]}
+        use = set(free) | {b for a, b in pairs if a in free} | {a for a, b in pairs if b in free}
+        use |= {ids[0]} if mode == "global" else set()
+        order = sorted(use)
+        pos = {k: v for v, k in enumerate(order)}
+        views = [ViewData((kfs[k].image.shape[1], kfs[k].image.shape[0]), kfs[k].image, kfs[k].K,
+                          kfs[k].depth, name=str(k)) for k in order]
+        plist = []
+        for (a, b), p in pairs.items():
+            if a in pos and b in pos and (a in free or b in free):
+                q = type(p)(pos[a], pos[b], p.xy_i, p.xy_j, p.conf)
+                plist.append(q)
+        fixed = np.array([k not in free for k in order])
+        if fixed.all() or not plist:
+            return False
+        try:
+            res = sparse_global_alignment(views, plist, cfg.alignment,
+                                          init_T_world_cam=np.stack([T0[k] for k in order]), fixed=fixed)
+        except MappingError as exc:
+            self.last_error = str(exc)
+            return False
+        with self._lock:
+            new = {k: res.T_world_cam[pos[k]] for k in order}
+            for k in sorted(self._kfs):  # merge; re-anchor keyframes added during the pass
+                kf = self._kfs[k]
+                if k in new:
+                    kf.T = new[k]
+                elif kf.ref is not None and kf.ref in T0 and kf.ref in new:
+                    kf.T = new[kf.ref] @ invert(T0[kf.ref]) @ kf.T
+            self._version += 1
+            self._since_opt = 0
+        return True
+
+    def start(self) -> None:
+        """Start the background worker (idempotent)."""
+        with self._lock:
+            if self._worker is not None:
+                return
+            self._stop = False
+            self._worker = threading.Thread(target=self._loop, name="mast3r-mapper", daemon=True)
+            self._worker.start()
+
+    def stop(self) -> None:
+        """Stop the worker after its current pass."""
+        with self._lock:
+            w, self._worker = self._worker, None
+            self._stop = True
+            self._wake.notify_all()
+        if w is not None:
+            w.join()
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while self._pending is None and not self._stop:
+                    self._wake.wait()
+                if self._stop:
+                    return
+                mode, self._pending = self._pending, None
+            self._run_pass(mode)
+
+    # ------------------------------------------------------------------ outputs
+    def snapshot(self, cloud: bool = False, stride: int = 8) -> MapSnapshot:
+        """Copy of the keyframe poses (and optionally a coloured cloud from keyframe depth)."""
+        with self._lock:
+            ids = sorted(self._kfs)
+            kfs = [self._kfs[k] for k in ids]
+            snap = MapSnapshot(ids, np.array([k.stamp for k in kfs]),
+                               np.stack([k.T for k in kfs]) if kfs else np.zeros((0, 4, 4)),
+                               np.stack([k.K for k in kfs]) if kfs else np.zeros((0, 3, 3)), self._version)
+        if cloud:
+            xyz, rgb = [], []
+            for kf, T in zip(kfs, snap.T_map_cam):
+                ys, xs = np.mgrid[0:kf.depth.shape[0]:stride, 0:kf.depth.shape[1]:stride]
+                z = kf.depth[ys, xs]
+                ok = z > 0
+                X = np.stack([(xs[ok] - kf.K[0, 2]) / kf.K[0, 0] * z[ok], (ys[ok] - kf.K[1, 2]) / kf.K[1, 1] * z[ok],
+                              z[ok]], 1)
+                xyz.append(X @ T[:3, :3].T + T[:3, 3])
+                rgb.append(kf.image[ys[ok], xs[ok]])
+            snap.cloud_xyz = np.concatenate(xyz).astype(np.float32) if xyz else np.zeros((0, 3), np.float32)
+            snap.cloud_rgb = np.concatenate(rgb).astype(np.uint8) if rgb else np.zeros((0, 3), np.uint8)
+        return snap
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._kfs)
+
+
+def _lift(arrays: dict, xy: np.ndarray) -> np.ndarray:
+    """Camera-frame 3D points of keypoints (matched by pixel) from the stored ``sift_X``."""
+    kp = np.asarray(arrays["sift_xy"])
+    X = np.asarray(arrays["sift_X"], np.float64)
+    ok = np.isfinite(X).all(1)
+    kp, X = kp[ok], X[ok]
+    lut = {(float(a), float(b)): i for i, (a, b) in enumerate(kp)}
+    return X[[lut[(float(a), float(b))] for a, b in xy]]

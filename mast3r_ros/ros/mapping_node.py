@@ -1,0 +1,177 @@
+"""``mapping_node``: build a keyframe map from RGB-D frames and odometry (rclpy, thin).
+
+Topics (relative, default namespace ``mast3r``): subscribes ``image``, ``camera_info``, ``depth``;
+odometry through TF (odom -> base -> camera optical frame) for keyframe gating. Publishes
+``cloud_map`` (PointCloud2 xyz+rgb, map frame, reliable + transient_local), ``keyframe_poses``
+(PoseArray) and ``trajectory`` (Path), both latched, ``status``, ``/diagnostics`` and map->odom on
+``/tf``. Services: ``optimize``, ``save_map``, ``reset``, ``pause``, ``resume``. The work is in
+:class:`~mast3r_ros.ros.mapping_core.MappingCore`; optimisation runs in the service callback group,
+so frames keep being gated (they wait for the map lock only while keyframes are written).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
+from geometry_msgs.msg import PoseArray
+from nav_msgs.msg import Path
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import PointCloud2
+from std_srvs.srv import Trigger
+
+from mast3r_ros.msg import LocalizationStatus
+from mast3r_ros.ros.conversions import make_header
+from mast3r_ros.ros.conversions_geometry import path, pose_array, xyz_rgb_to_pointcloud2
+from mast3r_ros.ros.decode import decode_frame
+from mast3r_ros.ros.localization_core import Output, Status
+from mast3r_ros.ros.mapping_core import MappingCore, MappingOutput
+from mast3r_ros.ros.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO
+from mast3r_ros.ros.node_params import declare_and_read, install_validator
+from mast3r_ros.ros.outputs import status_message, tf_transforms
+from mast3r_ros.ros.params import MappingParams, ParamError
+from mast3r_ros.ros.spin import run_node
+from mast3r_ros.srv import SaveMap
+
+
+class MappingNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("mapping_node", **kwargs)
+        self.params = declare_and_read(self, MappingParams)
+        self.core = MappingCore(self.params)
+        self.service_group = ReentrantCallbackGroup()
+        self.tf_group = MutuallyExclusiveCallbackGroup()
+        self.cloud_pub = self.create_publisher(PointCloud2, "cloud_map", LATCHED)
+        self.kf_pub = self.create_publisher(PoseArray, "keyframe_poses", LATCHED)
+        self.path_pub = self.create_publisher(Path, "trajectory", LATCHED)
+        self.status_pub = self.create_publisher(LocalizationStatus, "status", RELIABLE)
+        self.tf = TfIO(self, self.tf_group)
+        self._T_map_odom: np.ndarray | None = None
+        self._pub_lock = threading.Lock()
+        self.diag = Diagnostics(self, "mapping", self._diag_values, self.tf_group)
+        self.camera = CameraInput(self, self.params, self._on_frame, self._on_reject,
+                                  MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0 / self.params.tf_publish_rate, self._publish_tf, callback_group=self.tf_group)
+        install_validator(self, lambda: self.params, self._apply_params)
+        g = self.service_group
+        self.create_service(Trigger, "optimize", self._srv_optimize, callback_group=g)
+        self.create_service(SaveMap, "save_map", self._srv_save_map, callback_group=g)
+        self.create_service(Trigger, "reset", self._srv_reset, callback_group=g)
+        self.create_service(Trigger, "pause", lambda q, r: self._srv_pause(r, True), callback_group=g)
+        self.create_service(Trigger, "resume", lambda q, r: self._srv_pause(r, False), callback_group=g)
+        self.diag.set(DiagnosticStatus.OK, "ready")
+        self.get_logger().info("ready: mapping with the classical RGB-D front-end")
+
+    def _apply_params(self, new: MappingParams) -> None:
+        self.params = self.core.params = new
+
+    # ---------------------------------------------------------------- frames (worker thread)
+    def _on_frame(self, stamp_ns: int, msgs: dict, t_received: float) -> None:
+        p = self.params
+        try:
+            frame = decode_frame(stamp_ns, msgs, t_received)
+        except ValueError as exc:
+            return self._report(MappingOutput(Status(stamp_ns, "", "INIT", error=True,
+                                                     message=f"bad input: {exc}")))
+        T_odom_base, why = (np.eye(4), "") if p.publish_odom_tf else \
+            self.tf.lookup(p.odom_frame, p.base_frame, stamp_ns, p.tf_timeout)
+        T_base_cam, why2 = self.tf.lookup(p.base_frame, frame.frame_id, stamp_ns, p.tf_timeout)
+        T_odom_cam = None if T_odom_base is None or T_base_cam is None else T_odom_base @ T_base_cam
+        out = self.core.process(frame, T_odom_cam)
+        if why or why2:
+            out.status.message = f"{out.status.message}: {why or why2}"
+        self._report(out)
+        if out.keyframe_added:
+            self._publish_map()
+
+    def _on_reject(self, stamp_ns: int, reason: str) -> None:
+        self._report(MappingOutput(Status(stamp_ns, "", "INIT", error=True,
+                                          message=f"unsynchronised input: {reason}")))
+
+    def _report(self, out: MappingOutput) -> None:
+        with self._pub_lock:
+            st = out.status
+            if out.T_map_odom is not None:
+                self._T_map_odom = out.T_map_odom
+            latency = (self.get_clock().now().nanoseconds - st.stamp_ns) * 1e-9 if st.stamp_ns else 0.0
+            self.status_pub.publish(status_message(Output(st), self.params.map_frame, latency, 0))
+            if st.error:
+                self.diag.error(st.message)
+
+    # ---------------------------------------------------------------- map outputs
+    def _publish_map(self) -> None:
+        """Latched cloud, keyframe poses and trajectory (keyframe camera poses in the map frame)."""
+        T, stamps = self.core.keyframe_poses()
+        now = self.get_clock().now().nanoseconds
+        header = make_header(now, self.params.map_frame)
+        xyz, rgb = self.core.cloud()
+        self.cloud_pub.publish(xyz_rgb_to_pointcloud2(xyz, rgb, header))
+        self.kf_pub.publish(pose_array(list(T), header))
+        self.path_pub.publish(path(list(T), [int(s) for s in stamps], header))
+
+    def _publish_tf(self) -> None:
+        p = self.params
+        if not p.publish_tf or self._T_map_odom is None:
+            return
+        stamp = self.get_clock().now().nanoseconds + int(p.transform_tolerance * 1e9)
+        self.tf.send(tf_transforms(p, self._T_map_odom, stamp))
+
+    def _diag_values(self) -> dict:
+        return {"keyframes": str(self.core.num_keyframes), "optimized": str(self.core.optimized),
+                "input_hz": f"{self.camera.input_hz():.2f}", "paused": str(self.core.paused)}
+
+    # ---------------------------------------------------------------- services
+    def _srv_optimize(self, req, resp):
+        t = time.perf_counter()
+        why, summary = self.core.optimize()
+        if why:
+            resp.success, resp.message = False, f"optimize: {why}"
+            self.diag.error(resp.message)
+            return resp
+        self._T_map_odom = self.core.T_map_odom()
+        self._publish_map()
+        resp.success = True
+        resp.message = (f"optimised {summary.get('n_keyframes')} keyframes, {summary.get('pairs_ok')} pairs "
+                        f"in {time.perf_counter() - t:.1f} s")
+        return resp
+
+    def _srv_save_map(self, req, resp):
+        target = req.map_dir or self.params.map_dir
+        why = self.core.save_map(target, req.overwrite) if target else \
+            "no map_dir given (request or parameter)"
+        if why:
+            resp.success, resp.message = False, f"save_map: {why}"
+            self.diag.error(resp.message)
+            return resp
+        resp.success, resp.message, resp.map_dir = True, "map saved", str(target)
+        resp.num_keyframes = self.core.num_keyframes
+        return resp
+
+    def _srv_reset(self, req, resp):
+        self.core.reset()
+        self.camera.sync.reset()
+        self._T_map_odom = None
+        resp.success, resp.message = True, "map cleared"
+        return resp
+
+    def _srv_pause(self, resp, pause: bool):
+        self.core.paused = pause
+        resp.success, resp.message = True, "paused" if pause else "resumed"
+        return resp
+
+    def destroy_node(self) -> None:
+        self.camera.stop()
+        self.core.close()
+        super().destroy_node()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node(MappingNode, argv if argv is not None else sys.argv, "mapping_node",
+                    (ParamError, ValueError, OSError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Live mapping over DDS: RGB-D frames + odometry TF to `mast3r-ros launch mapping`, keyframes gated
+on odometry, `optimize` (global alignment from images and depth alone), `save_map`; the saved
+trajectory is compared with ground truth, a late subscriber still gets the latched cloud_map."""
+from __future__ import annotations
+
+import signal
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("mast3r_ros.msg")
+pytest.importorskip("mast3r_ros.mapping.pipeline")
+
+from sensor_msgs.msg import PointCloud2  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from mast3r_ros.geometry.alignment import umeyama  # noqa: E402
+from mast3r_ros.geometry.transforms import pose_errors  # noqa: E402
+from mast3r_ros.localization.datasets import open_dataset  # noqa: E402
+from mast3r_ros.localization.map_store import KeyframeMap  # noqa: E402
+from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
+from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
+from mast3r_ros.ros.conversions_geometry import pointcloud2_to_xyz_rgb  # noqa: E402
+from mast3r_ros.ros.live_client import LiveClient, start_launch, stop_process_tree, unique_domain_id  # noqa: E402
+from mast3r_ros.ros.node_io import LATCHED  # noqa: E402
+from mast3r_ros.srv import SaveMap  # noqa: E402
+
+CAM = "camera_optical"
+T_BASE_CAM = np.eye(4)
+T_BASE_CAM[:3, :3] = [[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]]
+T_BASE_CAM[:3, 3] = [0.2, 0.0, 0.3]
+
+
+def _ortho(T):
+    U, _, Vt = np.linalg.svd(T[:3, :3])
+    out = np.array(T, dtype=np.float64)
+    out[:3, :3] = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+    return out
+
+
+def _axis_points(T: np.ndarray) -> np.ndarray:
+    """[N,4,4] poses -> [4N,3] camera centres and points 0.3 m along each camera axis."""
+    offsets = np.vstack([np.zeros(3), 0.3 * np.eye(3)])
+    return np.concatenate([P[:3, 3] + (P[:3, :3] @ offsets.T).T for P in T])
+
+
+@pytest.mark.slow
+def test_live_mapping_optimize_save_and_latched_cloud(data_dir, tmp_path):
+    ds = open_dataset(data_dir / "7scenes_redkitchen")
+    cal = RgbdCalibration.load("7scenes")
+    K = cal.colour_K(ds.K)
+    domain = unique_domain_id()
+    proc = start_launch("mapping", domain, [
+        "--map", str(tmp_path / "saved"), "-p", "qos_image:=reliable", "-p", "rgbd_calibration:=7scenes",
+        "-p", "kf_min_translation:=0.15", "-p", "kf_min_rotation_deg:=15.0"], tmp_path / "launch.log")
+    client = LiveClient(domain, reliable_images=True)
+    late = None
+    try:
+        assert client.wait_for_service(Trigger, "optimize", 60), (tmp_path / "launch.log").read_text()[-3000:]
+        client.publish_static_tf("base_link", CAM, T_BASE_CAM)
+        gt = {}
+        for f in ds.frames("0:72:6"):
+            stamp = time.time_ns()
+            T_odom_cam = _ortho(cal.colour_pose(f.T_world_cam))  # odometry: ground truth here
+            gt[stamp] = T_odom_cam
+            for _ in range(15):  # resend until the node has matched and answered this frame
+                client.publish_tf("odom", "base_link", stamp, T_odom_cam @ np.linalg.inv(T_BASE_CAM))
+                client.publish_frame(stamp, ds.load_rgb(f), K, CAM, depth=ds.load_depth(f))
+                if client.wait_for(lambda: any(stamp_to_ns(m.header.stamp) == stamp
+                                               for m in client.messages("status")), 2.0):
+                    break
+        status = [m for m in client.messages("status") if stamp_to_ns(m.header.stamp) in gt]
+        assert not [m.message for m in status if "TF" in m.message or "bad" in m.message]
+        added = [m for m in status if m.keyframe_ids]
+        assert len(added) == 3, [m.message for m in status]
+
+        r = client.call(Trigger, "optimize", Trigger.Request(), timeout=300)
+        assert r.success, r.message
+        r = client.call(SaveMap, "save_map", SaveMap.Request())
+        assert r.success and r.map_dir == str(tmp_path / "saved") and r.num_keyframes == len(added)
+
+        # a subscriber that joins now still gets the (latched) cloud
+        late = LiveClient(domain, name="late_subscriber")
+        clouds = []
+        late.node.create_subscription(PointCloud2, "/mast3r/cloud_map", clouds.append, LATCHED)
+        assert late.wait_for(lambda: bool(clouds), 15.0)
+        xyz, rgb = pointcloud2_to_xyz_rgb(clouds[-1])
+        assert clouds[-1].header.frame_id == "map" and len(xyz) > 10000 and rgb is not None
+    finally:
+        client.close()
+        if late is not None:
+            late.close()
+        took, left = stop_process_tree(proc, signal.SIGTERM, 10.0)
+    assert not left and took < 10.0
+
+    with KeyframeMap.open(tmp_path / "saved") as kmap:
+        poses, stamps = kmap.poses(), kmap.timestamps()
+        ids = kmap.keyframe_ids()
+    est = np.stack([poses[i] for i in ids])
+    ref = np.stack([min(gt.items(), key=lambda kv: abs(kv[0] * 1e-9 - stamps[i]))[1] for i in ids])
+    # the map frame is the first keyframe's camera: align with positions and camera axes (0.3 m)
+    T_ref_est, _ = umeyama(_axis_points(est), _axis_points(ref))
+    errs = [pose_errors(T_ref_est @ e, g) for e, g in zip(est, ref)]
+    ate = float(np.sqrt(np.mean([e[0] ** 2 for e in errs])))
+    rot = float(np.median([e[1] for e in errs]))
+    print(f"\nmapping live: {len(ids)} keyframes, ATE {100 * ate:.1f} cm, median rotation {rot:.2f} deg")
+    assert ate < 0.05 and rot < 3.0
