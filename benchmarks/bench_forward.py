@@ -38,9 +38,10 @@ def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
 
 
 def _cpu_flash_attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
-    """FLOPs of CPU flash attention (torch's counter has no formula for this op): QK^T and AV."""
-    b, h, n_q, d = query.shape
-    n_k = key.shape[-2]
+    """FLOPs of CPU flash attention (torch's counter has no formula for this op): QK^T and AV.
+    The counter passes shapes (torch.Size) in place of tensors."""
+    b, h, n_q, d = getattr(query, "shape", query)
+    n_k = getattr(key, "shape", key)[-2]
     return 2 * (2 * b * h * n_q * n_k * d)
 
 
