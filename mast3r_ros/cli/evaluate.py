@@ -9,6 +9,8 @@ import argparse
 import sys
 import time
 
+from mast3r_ros.cli.common import calibration_from_arg, frontend_from_args
+
 NAME = "evaluate"
 HELP = "build a map from some frames, localize others, write a JSON report (+ trajectory plot)"
 
@@ -46,23 +48,6 @@ def _resolve_dataset(args) -> tuple[str, str, str]:
     return str(root), args.map_frames or info.map_spec, args.query_frames or info.query_spec
 
 
-def _frontend(name: str, checkpoint: str | None):
-    """Front-end by name; the mast3r one gets its checkpoint (never downloaded)."""
-    from mast3r_ros.localization.frontend import make_frontend
-
-    if name == "mast3r":
-        from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEndConfig
-
-        return make_frontend(name, Mast3rFrontEndConfig(checkpoint=checkpoint or ""))
-    return make_frontend(name)
-
-
-def _calib(path):
-    from mast3r_ros.localization.rgbd import RgbdCalibration
-
-    return RgbdCalibration.load(path) if path else None
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -75,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         root, map_spec, query_spec = _resolve_dataset(args)
         mspec, qspec = parse_frame_spec(map_spec), parse_frame_spec(query_spec)
-        frontend = _frontend(args.frontend, args.checkpoint)
+        frontend = frontend_from_args(args.frontend, args.checkpoint)
         dataset = open_dataset(root)
         report = evaluate(dataset, mspec, qspec, frontend, LocalizerConfig(pnp=PnPConfig(solver=args.pnp)),
-                          map_dir=args.map_out, progress=sys.stderr.isatty(), calib=_calib(args.rgbd_calib),
-                          use_depth=args.query_depth)
+                          map_dir=args.map_out, progress=sys.stderr.isatty(),
+                          calib=calibration_from_arg(args.rgbd_calib), use_depth=args.query_depth)
     except (ValueError, NotImplementedError, OSError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2

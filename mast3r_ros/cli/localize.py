@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mast3r_ros.cli.common import calibration_from_arg, frontend_from_args
+
 NAME = "localize"
 HELP = "localize dataset frames against a keyframe map and write T_map_cam poses (TUM format)"
 
@@ -32,23 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also use the query depth images (RGB-D localization, 3D-3D pose)")
 
 
-def _frontend(name: str, checkpoint: str | None):
-    """Front-end by name; the mast3r one gets its checkpoint (never downloaded)."""
-    from mast3r_ros.localization.frontend import make_frontend
-
-    if name == "mast3r":
-        from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEndConfig
-
-        return make_frontend(name, Mast3rFrontEndConfig(checkpoint=checkpoint or ""))
-    return make_frontend(name)
-
-
-def _calib(path):
-    from mast3r_ros.localization.rgbd import RgbdCalibration
-
-    return RgbdCalibration.load(path) if path else None
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -64,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
         spec = parse_frame_spec(args.frames)
         dataset = open_dataset(args.dataset)
         with KeyframeMap.open(args.map) as kmap:
-            localizer = Localizer(kmap, _frontend(kmap.meta.frontend, args.checkpoint),
+            localizer = Localizer(kmap, frontend_from_args(kmap.meta.frontend, args.checkpoint),
                                   LocalizerConfig(pnp=PnPConfig(solver=args.pnp)))
-            calib = (_calib(args.rgbd_calib)
+            calib = (calibration_from_arg(args.rgbd_calib)
                      or RgbdCalibration.from_dict(kmap.meta.extra.get("rgbd_calibration")))
             records = localize_frames(localizer, dataset, spec, progress=sys.stderr.isatty(),
                                       calib=calib, use_depth=args.query_depth)
