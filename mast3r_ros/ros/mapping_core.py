@@ -1,83 +1,138 @@
-"""The mapping node's core, ROS-free: gated keyframes into a map folder, optimisation, cloud.
+"""The mapping node's core, ROS-free: odometry-gated RGB-D keyframes into an incremental mapper.
 
-Keyframes are gated on odometry (``T_odom_cam`` from TF at the image stamp): a frame becomes a
-keyframe after ``kf_min_translation`` metres or ``kf_min_rotation_deg`` since the last one. Until
-``optimize`` runs, keyframe poses are the odometry poses (map frame = odom frame). ``optimize``
-runs the mapping package's global alignment (:func:`mast3r_ros.mapping.pipeline.optimize_map`),
-which estimates the poses from the images and depth alone (it does not read the stored poses);
-afterwards the map frame is the first keyframe's camera and map->odom follows from the last
-keyframe. The map is built in a working folder and copied atomically by ``save_map``.
+The engine is :class:`mast3r_ros.mapping.incremental.IncrementalMapper`: it tracks each frame
+visually against the last keyframe (SIFT + depth, 3D-3D RANSAC), pairs new keyframes with their
+neighbours and re-optimises in the background (sparse global alignment with warm start: windowed
+passes every ``optimize_every_n_keyframes`` keyframes, a global pass every
+``global_every_n_keyframes``); memory is bounded by ``max_keyframes`` (the most redundant old
+keyframe is dropped). The ``optimize`` service runs a global pass now and waits for it.
+
+What this core adds:
+
+* gating on odometry (``T_odom_cam`` from TF at the image stamp, when the rig has odometry):
+  frames that moved less than ``kf_min_translation`` / ``kf_min_rotation_deg`` since the last
+  keyframe are skipped before any feature extraction (cheap under a 30 Hz stream); the others go
+  to the mapper with the odometry pose as its prior (used when visual tracking fails), and the
+  mapper's own gating (visual motion, overlap) decides. Without odometry (camera-only rig,
+  ``odom_is_real=False``) every frame goes to the mapper;
+* ``T_map_odom`` from the newest keyframe: its optimised ``T_map_cam`` composed with the odometry
+  pose recorded with it (the map frame is the first keyframe's camera);
+* the map folder written by ``save_map`` (map store format the localization node loads: keyframes
+  with images, depth and front-end arrays, retrieval index, ``trajectory_tum.txt``, ``cloud.ply``),
+  built in a temp folder and renamed into place, so ``dst`` is never half-written;
+* the published cloud, subsampled to ``cloud_max_points``.
+
+Thread safety: ``process`` runs on the node's frame worker; services call the rest from other
+threads. A global pass runs in the caller's thread without holding the core lock, so frames keep
+flowing while ``optimize`` works.
 """
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from mast3r_ros.geometry.camera import depth_to_pointmap
-from mast3r_ros.geometry.transforms import invert, pose_errors, transform_points
+from mast3r_ros.geometry.transforms import invert, pose_errors
 from mast3r_ros.localization.frontend import make_frontend
 from mast3r_ros.localization.localizer import RETRIEVAL_DESC, RETRIEVAL_IDS
 from mast3r_ros.localization.map_store import Keyframe, KeyframeMap, MapMeta
 from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.mapping.incremental import IncrementalConfig, IncrementalMapper
 from mast3r_ros.ros.frames import Frame, FrameError, check_frame
 from mast3r_ros.ros.localization_core import Status, copy_map_folder
 from mast3r_ros.ros.params import MappingParams
 
-OPT_DEPTH = "opt_depth"  # written by mapping.pipeline.optimize_map
+NEVER = 10 ** 9  # optimize_every_n_keyframes = 0: background passes off (service only)
 
 
 @dataclass
 class MappingOutput:
-    """One frame's result. ``T_map_odom`` [4,4] once the map frame is known (else None)."""
+    """One frame's result. ``T_map_odom`` [4,4] once the map has a keyframe (else None)."""
     status: Status
     keyframe_added: bool = False
     T_map_odom: np.ndarray | None = None
 
 
-class MappingCore:
-    """Owns the working map folder; thread-safe (frames on a worker, services elsewhere)."""
+@dataclass
+class _KeyframeRecord:
+    """What the core keeps per mapper keyframe (arrays shared with the mapper, not copied)."""
+    stamp_ns: int
+    image: np.ndarray
+    K: np.ndarray
+    depth: np.ndarray
+    T_odom_cam: np.ndarray
 
-    def __init__(self, params: MappingParams):
+
+def incremental_config(p: MappingParams) -> IncrementalConfig:
+    """The mapper's configuration from the node parameters (names match)."""
+    cfg = IncrementalConfig()
+    align = replace(cfg.alignment, lr1=p.lr1, niter1=p.niter1, lr2=p.lr2, niter2=p.niter2,
+                    shared_intrinsics=p.shared_intrinsics)
+    return replace(cfg, kf_min_translation=p.kf_min_translation, kf_min_rotation_deg=p.kf_min_rotation_deg,
+                   kf_max_overlap=p.kf_max_overlap, max_keyframes=p.max_keyframes,
+                   sequential_window=p.sequential_window, retrieval_k=p.retrieval_k,
+                   window_size=p.window_size,
+                   optimize_every_n_keyframes=p.optimize_every_n_keyframes or NEVER,
+                   global_every=p.global_every_n_keyframes or NEVER, alignment=align)
+
+
+class MappingCore:
+    """See the module docstring. ``background=False`` keeps every pass in the caller (tests)."""
+
+    def __init__(self, params: MappingParams, background: bool = True):
         if params.frontend != "classical":
             raise ValueError("the mapping node supports the classical RGB-D front-end (frontend: classical)")
         if not params.subscribe_depth:
             raise ValueError("the mapping node needs depth (subscribe_depth: true)")
         self.params = params
+        self.background = background
         self.frontend = make_frontend("classical")
         self.calib = RgbdCalibration.load(params.rgbd_calibration) if params.rgbd_calibration else None
         self._lock = threading.RLock()
         self._work = Path(tempfile.mkdtemp(prefix="mast3r_mapping_"))
         self.paused = False
-        self.optimized = False
-        self._reset_map()
+        self.mapper: IncrementalMapper | None = None
+        self._new_mapper()
 
-    def _reset_map(self) -> None:
-        shutil.rmtree(self._work / "map", ignore_errors=True)
-        self.map: KeyframeMap | None = None
-        self._arrays: list[dict] = []
-        self._last_kf_T: np.ndarray | None = None
-        self._odom_of_kf: dict[int, np.ndarray] = {}
+    def _new_mapper(self) -> None:
+        self.mapper = IncrementalMapper(incremental_config(self.params))
+        if self.background:
+            self.mapper.start()
+        self._records: dict[int, _KeyframeRecord] = {}
+        self._last_kf_odom: np.ndarray | None = None
+        self._last_kf_id: int | None = None
         self.last_stamp_ns: int | None = None
-        self.optimized = False
-
-    @property
-    def path(self) -> Path:
-        return self._work / "map"
+        self.n_optimize_calls = 0
 
     @property
     def num_keyframes(self) -> int:
-        return len(self.map) if self.map is not None else 0
+        return len(self.mapper)
+
+    @property
+    def passes(self) -> int:
+        """Optimisation results merged into the map so far (background and ``optimize``)."""
+        return self.mapper.snapshot().version
+
+    @property
+    def last_pass_error(self) -> str:
+        return self.mapper.last_error or ""
 
     # ---------------------------------------------------------------- frames
-    def process(self, frame: Frame, T_odom_cam: np.ndarray | None) -> MappingOutput:
-        """Gate and (maybe) add one RGB-D frame. Never raises; problems come back in the status."""
+    def process(self, frame: Frame, T_odom_cam: np.ndarray | None,
+                odom_is_real: bool = True) -> MappingOutput:
+        """Gate and (maybe) add one RGB-D frame. Never raises; problems come back in the status.
+
+        ``T_odom_cam`` [4,4]: camera pose in the odom frame at the image stamp (None: TF lookup
+        failed). ``odom_is_real=False``: the odom frame is the node's own identity odom->base
+        (camera-only rig), so it neither gates nor serves as the tracking prior.
+        """
         with self._lock:
-            st = Status(frame.stamp_ns, frame.frame_id, "TRACKING" if self.map else "INIT")
+            st = Status(frame.stamp_ns, frame.frame_id, "TRACKING" if self._records else "INIT")
             if self.paused:
                 return self._error(st, "paused (call the resume service)")
             try:
@@ -88,18 +143,34 @@ class MappingCore:
                 return self._error(st, str(exc))
             self.last_stamp_ns = frame.stamp_ns
             if T_odom_cam is None:
-                return self._error(st, "no TF odom->camera at the image stamp; keyframe gating needs "
-                                       "odometry")
-            if not self._is_keyframe(T_odom_cam):
-                st.message = "not a keyframe (moved too little)"
-                return MappingOutput(st, False, self.T_map_odom())
-            if self.num_keyframes >= self.params.max_keyframes:
-                st.message = f"max_keyframes ({self.params.max_keyframes}) reached"
-                return MappingOutput(st, False, self.T_map_odom())
+                return self._error(st, "no TF odom->camera at the image stamp (needed for map->odom and "
+                                       "keyframe gating)")
+            if odom_is_real and self._last_kf_odom is not None:
+                dt, dr = pose_errors(T_odom_cam, self._last_kf_odom)
+                if dt < self.params.kf_min_translation and dr < self.params.kf_min_rotation_deg:
+                    st.message = f"not a keyframe (odometry: moved {dt:.2f} m, turned {dr:.1f} deg)"
+                    return MappingOutput(st, False, self.T_map_odom())
             if self.calib is not None:
                 depth = self.calib.depth_in_colour(depth, frame.K, frame.image.shape[1::-1])
-            self._add(frame, depth, T_odom_cam)
-            st.state, st.kf_ids = "TRACKING", [self.num_keyframes - 1]
+            depth = np.asarray(depth, np.float32)
+            K = np.asarray(frame.K, np.float64)
+            r = self.mapper.add_frame(frame.image, K, depth, stamp=frame.stamp_ns * 1e-9,
+                                      T_odom_cam=T_odom_cam if odom_is_real else None)
+            st.n_inliers = r.n_inliers
+            if r.T_map_cam is None:
+                st.state = "LOST" if self._records else "INIT"
+                st.message = f"not tracked: {r.reason}"
+                return MappingOutput(st, False, self.T_map_odom())
+            if not r.is_keyframe:
+                st.message = f"not a keyframe ({r.reason}, overlap {r.overlap:.2f})"
+                return MappingOutput(st, False, self.T_map_odom())
+            self._records[r.keyframe_id] = _KeyframeRecord(frame.stamp_ns, frame.image, K, depth,
+                                                           np.array(T_odom_cam, np.float64))
+            self._last_kf_odom, self._last_kf_id = self._records[r.keyframe_id].T_odom_cam, r.keyframe_id
+            self._prune()
+            st.state, st.kf_ids = "TRACKING", [r.keyframe_id]
+            st.message = (f"keyframe {r.keyframe_id} ({r.reason}); {self.num_keyframes} keyframes, "
+                          f"{self.passes} optimisation passes")
             return MappingOutput(st, True, self.T_map_odom())
 
     @staticmethod
@@ -107,107 +178,131 @@ class MappingCore:
         st.error, st.message = True, message
         return MappingOutput(st)
 
-    def _is_keyframe(self, T_odom_cam: np.ndarray) -> bool:
-        if self._last_kf_T is None:
-            return True
-        dt, dr = pose_errors(T_odom_cam, self._last_kf_T)
-        return dt >= self.params.kf_min_translation or dr >= self.params.kf_min_rotation_deg
-
-    def _add(self, frame: Frame, depth: np.ndarray, T_odom_cam: np.ndarray) -> None:
-        if self.map is None:
-            meta = MapMeta(frontend=self.frontend.name, image_size=frame.image.shape[1::-1],
-                           extra={"source": "mapping_node"})
-            self.map = KeyframeMap.create(self.path, meta)
-        arrays = self.frontend.prepare_keyframe(frame.image, frame.K, depth)
-        T_map_cam = T_odom_cam if not self.optimized else self.T_map_odom() @ T_odom_cam
-        kf_id = self.map.add_keyframe(Keyframe(None, self.num_keyframes, frame.stamp_ns * 1e-9, frame.image,
-                                               frame.K, T_map_cam, depth, arrays))
-        self._arrays.append(arrays)
-        self._odom_of_kf[kf_id] = T_odom_cam
-        self._last_kf_T = T_odom_cam
+    def _prune(self) -> None:
+        """Forget keyframes the mapper dropped (``max_keyframes``)."""
+        keep = set(self.mapper.snapshot().ids)
+        for k in [k for k in self._records if k not in keep]:
+            del self._records[k]
 
     # ---------------------------------------------------------------- map products
     def T_map_odom(self) -> np.ndarray | None:
-        """[4,4] map->odom: identity before optimisation (map = odom), else from the last keyframe."""
-        if self.map is None or not self._odom_of_kf:
-            return None
-        if not self.optimized:
-            return np.eye(4)
-        last = max(self._odom_of_kf)
-        return self.map.poses()[last] @ invert(self._odom_of_kf[last])
-
-    def _index(self) -> None:
-        """Retrieval vocabulary + index over the current keyframes (needed to localize in the map)."""
-        for name, arr in self.frontend.fit_global(self._arrays).items():
-            self.map.put_global(name, arr)
-        desc = np.stack([self.frontend.keyframe_descriptor(a) for a in self._arrays]).astype(np.float32)
-        self.map.put_global(RETRIEVAL_IDS, np.asarray(self.map.keyframe_ids(), dtype=np.int64))
-        self.map.put_global(RETRIEVAL_DESC, desc)
-        self.map.write_trajectory_tum()
+        """[4,4] map->odom from the newest keyframe (its current, optimised pose), or None."""
+        with self._lock:
+            if self._last_kf_id is None:
+                return None
+            snap = self.mapper.snapshot()
+            ids = [k for k in snap.ids if k in self._records]
+            if not ids:
+                return None
+            k = self._last_kf_id if self._last_kf_id in ids else ids[-1]
+            return snap.T_map_cam[snap.ids.index(k)] @ invert(self._records[k].T_odom_cam)
 
     def optimize(self) -> tuple[str, dict]:
-        """Global alignment of all keyframes now; ('' or reason, summary)."""
-        with self._lock:
-            if self.num_keyframes < 2:
-                return f"need at least 2 keyframes to optimise, have {self.num_keyframes}", {}
-            try:
-                from mast3r_ros.mapping.pipeline import optimize_map
-            except ImportError as exc:
-                return f"the map optimiser is not available: {exc}", {}
-            self._index()
-            try:
-                summary = optimize_map(self.path)
-            except ValueError as exc:  # MappingError names the problem
-                return f"optimisation failed: {exc}", {}
-            self.optimized = True
-            return "", summary
-
-    def save_map(self, dst: str | Path, overwrite: bool = False) -> str:
-        with self._lock:
-            if self.map is None:
-                return "no keyframes yet"
-            self._index()
-            return copy_map_folder(self.path, dst, overwrite)
+        """A global pass now (waits); ('' or the reason it did not run, summary)."""
+        mapper = self.mapper
+        n = len(mapper)
+        if n < 2:
+            return f"need at least 2 keyframes to optimise, have {n}", {}
+        before = mapper.snapshot().version
+        mapper.last_error = None
+        if not mapper.optimize("global", wait=True):
+            return f"global pass failed: {mapper.last_error or 'no pairs between the keyframes'}", {}
+        self.n_optimize_calls += 1
+        return "", {"n_keyframes": n, "passes": mapper.snapshot().version, "passes_before": before}
 
     def keyframe_poses(self) -> tuple[np.ndarray, np.ndarray]:
         """([N,4,4] T_map_cam, [N] int64 stamps ns) in keyframe order."""
-        with self._lock:
-            if self.map is None:
-                return np.zeros((0, 4, 4)), np.zeros(0, np.int64)
-            poses, stamps = self.map.poses(), self.map.timestamps()
-            ids = self.map.keyframe_ids()
-            return (np.stack([poses[i] for i in ids]),
-                    np.array([int(round(stamps[i] * 1e9)) for i in ids], dtype=np.int64))
+        snap = self.mapper.snapshot()
+        stamps = np.array([int(round(s * 1e9)) for s in snap.stamps], dtype=np.int64)
+        return snap.T_map_cam, stamps
 
     def cloud(self, max_points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Coloured cloud in the map frame: ([N,3] float32 metres, [N,3] uint8 RGB), subsampled."""
+        """Coloured cloud in the map frame: ([N,3] float32 metres, [N,3] uint8 RGB), N <= max_points."""
         max_points = max_points or self.params.cloud_max_points
+        n = len(self.mapper)
+        if n == 0:
+            return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
         with self._lock:
-            if self.map is None:
-                return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
-            ids, poses = self.map.keyframe_ids(), self.map.poses()
-            per_kf = max(1, max_points // len(ids))
-            xyz, rgb = [], []
-            for i in ids:
-                names = [OPT_DEPTH] if OPT_DEPTH in self.map.array_names(i) else []
-                kf = self.map.get_keyframe(i, arrays=names)
-                depth = kf.arrays.get(OPT_DEPTH, kf.depth)
-                pts = depth_to_pointmap(kf.K, depth).reshape(-1, 3)
-                ok = np.flatnonzero(pts[:, 2] > 0)
-                pick = ok[:: max(1, len(ok) // per_kf)][:per_kf]
-                xyz.append(transform_points(poses[i], pts[pick]).astype(np.float32))
-                rgb.append(kf.image.reshape(-1, 3)[pick])
-            return np.concatenate(xyz), np.concatenate(rgb)
+            pixels = max((r.depth.size for r in self._records.values()), default=640 * 480)
+        stride = max(1, math.ceil(math.sqrt(pixels * n / max_points)))
+        snap = self.mapper.snapshot(cloud=True, stride=stride)
+        xyz, rgb = snap.cloud_xyz, snap.cloud_rgb
+        if len(xyz) > max_points:
+            pick = np.linspace(0, len(xyz) - 1, max_points).astype(np.int64)
+            xyz, rgb = xyz[pick], rgb[pick]
+        return xyz, rgb
+
+    def save_map(self, dst: str | Path, overwrite: bool = False) -> str:
+        """Write the map to ``dst``; '' or the reason it was refused (nothing written then)."""
+        dst = Path(dst)
+        if dst.exists() and not (overwrite and (dst / "map.yaml").is_file()):
+            return f"{str(dst)!r} already exists" + (" and is not a map folder" if overwrite
+                                                     else "; set overwrite or choose a new folder")
+        if not dst.parent.is_dir():
+            return f"parent folder of {str(dst)!r} does not exist"
+        with self._lock:
+            snap = self.mapper.snapshot(cloud=False)
+            ids = [k for k in snap.ids if k in self._records]
+            if not ids:
+                return "no keyframes yet"
+            tmp = Path(tempfile.mkdtemp(prefix="save_", dir=self._work)) / "map"
+            try:
+                self._write_map(tmp, snap, ids)
+                return copy_map_folder(tmp, dst, overwrite)
+            except OSError as exc:
+                return f"cannot write the map: {exc}"
+            finally:
+                shutil.rmtree(tmp.parent, ignore_errors=True)
+
+    def _write_map(self, path: Path, snap, ids: list[int]) -> None:
+        first = self._records[ids[0]]
+        meta = MapMeta(frontend=self.frontend.name, image_size=first.image.shape[1::-1],
+                       extra={"source": "mapping_node", "optimisation_passes": int(snap.version)})
+        arrays = []
+        with KeyframeMap.create(path, meta) as kmap:
+            for n, k in enumerate(ids):
+                rec = self._records[k]
+                a = self._keyframe_arrays(k, rec)
+                arrays.append(a)
+                kmap.add_keyframe(Keyframe(None, n, rec.stamp_ns * 1e-9, rec.image, rec.K,
+                                           snap.T_map_cam[snap.ids.index(k)], rec.depth, a))
+            for name, arr in self.frontend.fit_global(arrays).items():
+                kmap.put_global(name, arr)
+            desc = np.stack([self.frontend.keyframe_descriptor(a) for a in arrays]).astype(np.float32)
+            kmap.put_global(RETRIEVAL_IDS, np.asarray(kmap.keyframe_ids(), dtype=np.int64))
+            kmap.put_global(RETRIEVAL_DESC, desc)
+            kmap.write_trajectory_tum()
+        xyz, rgb = self.cloud()
+        try:
+            from mast3r_ros.mapping.outputs import write_ply
+            write_ply(path / "cloud.ply", xyz, rgb)
+        except ImportError:
+            pass
+
+    def _keyframe_arrays(self, k: int, rec: _KeyframeRecord) -> dict:
+        """The keyframe's front-end arrays: the mapper's copy when it exposes one, else recomputed.
+
+        Why the private look-up: IncrementalMapper has no public accessor for the SIFT arrays it
+        already computed, and recomputing costs ~0.3 s per keyframe.
+        """
+        kf = getattr(self.mapper, "_kfs", {}).get(k)
+        if kf is not None and isinstance(getattr(kf, "arrays", None), dict):
+            return kf.arrays
+        return self.frontend.prepare_keyframe(rec.image, rec.K, rec.depth)
 
     def reset(self) -> None:
         with self._lock:
-            if self.map is not None:
-                self.map.close()
-            self._reset_map()
+            self._stop_mapper()
+            self._new_mapper()
+
+    def _stop_mapper(self, timeout: float = 2.0) -> None:
+        """Stop the background worker; a pass in flight is left to finish on its daemon thread."""
+        t = threading.Thread(target=self.mapper.stop, daemon=True)
+        t.start()
+        t.join(timeout)
 
     def close(self) -> None:
         with self._lock:
-            if self.map is not None:
-                self.map.close()
-            self.map = None
+            self._stop_mapper()
+            self._records = {}
             shutil.rmtree(self._work, ignore_errors=True)

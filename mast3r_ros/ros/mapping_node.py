@@ -4,9 +4,11 @@ Topics (relative, default namespace ``mast3r``): subscribes ``image``, ``camera_
 odometry through TF (odom -> base -> camera optical frame) for keyframe gating. Publishes
 ``cloud_map`` (PointCloud2 xyz+rgb, map frame, reliable + transient_local), ``keyframe_poses``
 (PoseArray) and ``trajectory`` (Path), both latched, ``status``, ``/diagnostics`` and map->odom on
-``/tf``. Services: ``optimize``, ``save_map``, ``reset``, ``pause``, ``resume``. The work is in
-:class:`~mast3r_ros.ros.mapping_core.MappingCore`; optimisation runs in the service callback group,
-so frames keep being gated (they wait for the map lock only while keyframes are written).
+``/tf``. Services: ``optimize`` (a global pass now; waits), ``save_map``, ``reset``, ``pause``,
+``resume``. The work is in :class:`~mast3r_ros.ros.mapping_core.MappingCore` (an incremental mapper
+that re-optimises in the background); a timer republishes keyframe poses, trajectory and cloud
+after each optimisation pass. Services run in their own callback group, so they answer while
+frames are processed.
 """
 from __future__ import annotations
 
@@ -51,10 +53,14 @@ class MappingNode(Node):
         self.tf = TfIO(self, self.tf_group)
         self._T_map_odom: np.ndarray | None = None
         self._pub_lock = threading.Lock()
+        self._dropped_reported = 0
         self.diag = Diagnostics(self, "mapping", self._diag_values, self.tf_group)
         self.camera = CameraInput(self, self.params, self._on_frame, self._on_reject,
                                   MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0 / self.params.tf_publish_rate, self._publish_tf, callback_group=self.tf_group)
+        self._published_passes = 0
+        self._map_lock = threading.Lock()
+        self.create_timer(0.5, self._publish_after_pass, callback_group=MutuallyExclusiveCallbackGroup())
         install_validator(self, lambda: self.params, self._apply_params)
         g = self.service_group
         self.create_service(Trigger, "optimize", self._srv_optimize, callback_group=g)
@@ -66,7 +72,7 @@ class MappingNode(Node):
         self.get_logger().info("ready: mapping with the classical RGB-D front-end")
 
     def _apply_params(self, new: MappingParams) -> None:
-        self.params = self.core.params = new
+        self.params = self.core.params = new  # only dynamic (frame/TF) parameters can change
 
     # ---------------------------------------------------------------- frames (worker thread)
     def _on_frame(self, stamp_ns: int, msgs: dict, t_received: float) -> None:
@@ -76,11 +82,12 @@ class MappingNode(Node):
         except ValueError as exc:
             return self._report(MappingOutput(Status(stamp_ns, "", "INIT", error=True,
                                                      message=f"bad input: {exc}")))
+        # camera-only rig: odom->base is our own identity, so it is no odometry (no gating, no prior)
         T_odom_base, why = (np.eye(4), "") if p.publish_odom_tf else \
             self.tf.lookup(p.odom_frame, p.base_frame, stamp_ns, p.tf_timeout)
         T_base_cam, why2 = self.tf.lookup(p.base_frame, frame.frame_id, stamp_ns, p.tf_timeout)
         T_odom_cam = None if T_odom_base is None or T_base_cam is None else T_odom_base @ T_base_cam
-        out = self.core.process(frame, T_odom_cam)
+        out = self.core.process(frame, T_odom_cam, odom_is_real=not p.publish_odom_tf)
         if why or why2:
             out.status.message = f"{out.status.message}: {why or why2}"
         self._report(out)
@@ -97,20 +104,35 @@ class MappingNode(Node):
             if out.T_map_odom is not None:
                 self._T_map_odom = out.T_map_odom
             latency = (self.get_clock().now().nanoseconds - st.stamp_ns) * 1e-9 if st.stamp_ns else 0.0
-            self.status_pub.publish(status_message(Output(st), self.params.map_frame, latency, 0))
+            dropped = self.camera.worker.queue.dropped
+            new, self._dropped_reported = dropped - self._dropped_reported, dropped
+            self.status_pub.publish(status_message(Output(st), self.params.map_frame, latency, new))
             if st.error:
                 self.diag.error(st.message)
 
     # ---------------------------------------------------------------- map outputs
     def _publish_map(self) -> None:
         """Latched cloud, keyframe poses and trajectory (keyframe camera poses in the map frame)."""
-        T, stamps = self.core.keyframe_poses()
-        now = self.get_clock().now().nanoseconds
-        header = make_header(now, self.params.map_frame)
-        xyz, rgb = self.core.cloud()
-        self.cloud_pub.publish(xyz_rgb_to_pointcloud2(xyz, rgb, header))
-        self.kf_pub.publish(pose_array(list(T), header))
-        self.path_pub.publish(path(list(T), [int(s) for s in stamps], header))
+        with self._map_lock:
+            passes = self.core.passes
+            T, stamps = self.core.keyframe_poses()
+            now = self.get_clock().now().nanoseconds
+            header = make_header(now, self.params.map_frame)
+            xyz, rgb = self.core.cloud()
+            self.cloud_pub.publish(xyz_rgb_to_pointcloud2(xyz, rgb, header))
+            self.kf_pub.publish(pose_array(list(T), header))
+            self.path_pub.publish(path(list(T), [int(s) for s in stamps], header))
+            self._published_passes = passes
+        T_map_odom = self.core.T_map_odom()
+        if T_map_odom is not None:
+            self._T_map_odom = T_map_odom
+
+    def _publish_after_pass(self) -> None:
+        """Republish the map when an optimisation pass (background or service) has been merged."""
+        if self.core.num_keyframes and self.core.passes != self._published_passes:
+            self._publish_map()
+            self.diag.set(DiagnosticStatus.OK, f"{self.core.num_keyframes} keyframes, "
+                                               f"{self._published_passes} optimisation passes")
 
     def _publish_tf(self) -> None:
         p = self.params
@@ -120,8 +142,10 @@ class MappingNode(Node):
         self.tf.send(tf_transforms(p, self._T_map_odom, stamp))
 
     def _diag_values(self) -> dict:
-        return {"keyframes": str(self.core.num_keyframes), "optimized": str(self.core.optimized),
-                "input_hz": f"{self.camera.input_hz():.2f}", "paused": str(self.core.paused)}
+        return {"keyframes": str(self.core.num_keyframes), "optimisation_passes": str(self.core.passes),
+                "optimize_calls": str(self.core.n_optimize_calls),
+                "last_pass_error": self.core.last_pass_error, "input_hz": f"{self.camera.input_hz():.2f}",
+                "paused": str(self.core.paused)}
 
     # ---------------------------------------------------------------- services
     def _srv_optimize(self, req, resp):
@@ -131,11 +155,11 @@ class MappingNode(Node):
             resp.success, resp.message = False, f"optimize: {why}"
             self.diag.error(resp.message)
             return resp
-        self._T_map_odom = self.core.T_map_odom()
         self._publish_map()
         resp.success = True
-        resp.message = (f"optimised {summary.get('n_keyframes')} keyframes, {summary.get('pairs_ok')} pairs "
-                        f"in {time.perf_counter() - t:.1f} s")
+        took = time.perf_counter() - t
+        resp.message = (f"global pass over {summary['n_keyframes']} keyframes in {took:.1f} s; "
+                        f"{summary['passes']} optimisation passes so far")
         return resp
 
     def _srv_save_map(self, req, resp):

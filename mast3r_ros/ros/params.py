@@ -188,25 +188,47 @@ class LocalizationParams(NodeParams):
 @dataclass
 class MappingParams(NodeParams):
     """``mapping_node`` parameters (keyframe gating, pairing, global alignment, output folder)."""
+    subscribe_depth: bool = param(True, "synchronise a depth image (16UC1 mm or 32FC1 m); required for "
+                                  "mapping")
     map_dir: str = param("", "folder the map is saved to (save_map without a path)")
     kf_min_translation: float = param(0.10, "new keyframe after this much translation (m)", min=0.0,
                                       max=100.0)
     kf_min_rotation_deg: float = param(10.0, "new keyframe after this much rotation (deg)", min=0.0,
                                        max=180.0)
-    kf_max_overlap: float = param(0.9, "new keyframe when overlap with the last falls below", min=0.0,
-                                  max=1.0)
-    max_keyframes: int = param(500, "keyframes kept (oldest merged away beyond)", min=2, max=100000)
+    kf_max_overlap: float = param(0.3, "new keyframe when the fraction of the frame's depth-backed features "
+                                  "matched to the last keyframe falls below this", min=0.0, max=1.0)
+    max_keyframes: int = param(500, "keyframes kept (beyond it the most redundant old one is dropped)", min=2,
+                               max=100000)
     sequential_window: int = param(3, "pairs with the previous N keyframes", min=1, max=100)
-    retrieval_k: int = param(5, "extra pairs from retrieval", min=0, max=100)
-    lr1: float = param(0.07, "global alignment stage 1 learning rate", min=0.0, max=10.0)
-    niter1: int = param(300, "global alignment stage 1 iterations", min=0, max=100000)
-    lr2: float = param(0.014, "global alignment stage 2 learning rate", min=0.0, max=10.0)
-    niter2: int = param(300, "global alignment stage 2 iterations", min=0, max=100000)
+    retrieval_k: int = param(5, "extra pairs with the nearest older keyframes (pose prior)", min=0, max=100)
+    window_size: int = param(10, "keyframes free in a windowed pass (their neighbours held fixed)", min=1,
+                             max=10000)
+    lr1: float = param(0.01, "alignment stage 1 learning rate (warm start)", min=0.0, max=10.0)
+    niter1: int = param(100, "alignment stage 1 iterations per pass", min=0, max=100000)
+    lr2: float = param(0.005, "alignment stage 2 learning rate (warm start)", min=0.0, max=10.0)
+    niter2: int = param(100, "alignment stage 2 iterations per pass", min=0, max=100000)
     shared_intrinsics: bool = param(True, "one set of intrinsics for all keyframes")
-    matching_conf_thr: float = param(5.0, "matches below this confidence are ignored", min=0.0, max=1e6)
-    optimize_every_n_keyframes: int = param(10, "run global alignment every N keyframes (0 = only on "
+    matching_conf_thr: float = param(5.0, "mast3r front-end: matches below this confidence are ignored",
+                                     min=0.0, max=1e6)
+    optimize_every_n_keyframes: int = param(1, "background windowed pass every N new keyframes (0 = only "
                                             "the optimize service)", min=0, max=100000)
+    global_every_n_keyframes: int = param(10, "background global pass every N keyframes (0 = only the "
+                                          "optimize service)", min=0, max=100000)
     cloud_max_points: int = param(200000, "points in the published cloud_map", min=1000, max=10_000_000)
+
+    def _cross_checks(self) -> list[str]:
+        out = super()._cross_checks()
+        if self.frontend != "classical":
+            out.append(f"mapping_node supports frontend 'classical' (SIFT + depth) only, got "
+                       f"{self.frontend!r}")
+        if not self.subscribe_depth:
+            out.append("mapping_node needs depth: subscribe_depth must be true")
+        if self.kf_min_translation == 0 and self.kf_min_rotation_deg == 0:
+            out.append("kf_min_translation and kf_min_rotation_deg are both 0: every frame would be a "
+                       "keyframe")
+        if self.map_dir and not Path(self.map_dir).parent.is_dir():
+            out.append(f"map_dir {self.map_dir!r}: parent folder does not exist")
+        return out
 
 
 def load_params_file(path: str | Path, node_name: str) -> dict[str, Any]:

@@ -1,0 +1,249 @@
+"""The mapping node core without ROS, on 7-Scenes RGB-D frames: odometry gating, incremental
+passes without the optimize service, accuracy, map->odom, max_keyframes, bad input, save_map
+(format the localization node loads, refusals, atomic replace) and the cloud's frame."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from mast3r_ros.geometry.alignment import umeyama
+from mast3r_ros.geometry.camera import depth_to_pointmap
+from mast3r_ros.geometry.transforms import invert, pose_errors
+from mast3r_ros.localization.datasets import open_dataset
+from mast3r_ros.localization.map_store import KeyframeMap
+from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.ros.frames import Frame
+from mast3r_ros.ros.localization_core import LocalizationCore
+from mast3r_ros.ros.mapping_core import MappingCore
+from mast3r_ros.ros.params import LocalizationParams, MappingParams
+
+pytest.importorskip("mast3r_ros.mapping.incremental")
+
+
+@pytest.fixture(scope="module")
+def seven(data_dir):
+    ds = open_dataset(data_dir / "7scenes_redkitchen")
+    cal = RgbdCalibration.load("7scenes")
+    frames = list(ds.frames("0:150:3"))
+    cache = {i: (ds.load_rgb(f), ds.load_depth(f)) for i, f in enumerate(frames)}
+    return ds, cal, frames, cache
+
+
+def _params(**kw) -> MappingParams:
+    return MappingParams().replace(rgbd_calibration="7scenes", **kw)
+
+
+def _frame(seven, i, stamp_ns=None, **kw) -> Frame:
+    ds, cal, frames, cache = seven
+    rgb, depth = cache[i]
+    f = frames[i]
+    args = dict(depth=depth)
+    args.update(kw)
+    return Frame(int(round(f.timestamp * 1e9)) + 1 if stamp_ns is None else stamp_ns, "camera_optical", rgb,
+                 cal.colour_K(ds.K), None, (rgb.shape[1], rgb.shape[0]), **args)
+
+
+def _odom(seven, i) -> np.ndarray:
+    """Odometry = the ground-truth colour camera pose, rotation made orthonormal (GT is to 1e-4)."""
+    _, cal, frames, _ = seven
+    T = np.array(cal.colour_pose(frames[i].T_world_cam), dtype=np.float64)
+    U, _, Vt = np.linalg.svd(T[:3, :3])
+    T[:3, :3] = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+    return T
+
+
+def _axis_points(T: np.ndarray) -> np.ndarray:
+    offsets = np.vstack([np.zeros(3), 0.3 * np.eye(3)])
+    return np.concatenate([P[:3, 3] + (P[:3, :3] @ offsets.T).T for P in T])
+
+
+def _ate(est: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """(ATE m, median rotation deg) after a rigid alignment on positions and camera axes."""
+    A, _ = umeyama(_axis_points(est), _axis_points(ref))
+    errs = [pose_errors(A @ e, g) for e, g in zip(est, ref)]
+    return float(np.sqrt(np.mean([e[0] ** 2 for e in errs]))), float(np.median([e[1] for e in errs]))
+
+
+@pytest.mark.slow
+def test_odometry_gating_background_passes_and_accuracy(seven):
+    # background=False: the passes the worker would run happen inside process() (deterministic)
+    core = MappingCore(_params(kf_min_translation=0.10, kf_min_rotation_deg=10.0,
+                               optimize_every_n_keyframes=3, global_every_n_keyframes=6), background=False)
+    try:
+        kf_odom, first_poses, skipped = {}, {}, 0
+        for i in range(0, 40):
+            out = core.process(_frame(seven, i), _odom(seven, i))
+            assert not out.status.error, out.status.message
+            if out.keyframe_added:
+                k = out.status.kf_ids[0]
+                kf_odom[k] = _odom(seven, i)
+                first_poses[k] = core.keyframe_poses()[0][-1].copy()
+                # map->odom composes back to the newest keyframe's current pose
+                np.testing.assert_allclose(out.T_map_odom @ kf_odom[k], first_poses[k], atol=1e-9)
+            elif "odometry" in out.status.message:
+                skipped += 1
+        ids = sorted(kf_odom)
+        assert 5 <= len(ids) <= 20 and skipped >= 10
+        for a, b in zip(ids, ids[1:]):  # consecutive keyframes moved at least the gate on odometry
+            dt, dr = pose_errors(kf_odom[a], kf_odom[b])
+            assert dt >= 0.10 or dr >= 10.0
+        # background passes ran without the optimize service and moved the keyframes
+        assert core.passes >= 2 and core.n_optimize_calls == 0
+        T, stamps = core.keyframe_poses()
+        moved = [pose_errors(T[n], first_poses[k])[0] for n, k in enumerate(ids)]
+        assert max(moved) > 1e-4
+        ate_bg, _ = _ate(T, np.stack([kf_odom[k] for k in ids]))
+        why, summary = core.optimize()
+        assert why == "" and summary["passes"] > summary["passes_before"] and core.n_optimize_calls == 1
+        T, _ = core.keyframe_poses()
+        ate, rot = _ate(T, np.stack([kf_odom[k] for k in ids]))
+        print(f"\ncore mapping: {len(ids)} keyframes, {core.passes} passes; ATE {100 * ate_bg:.1f} cm "
+              f"(background) -> {100 * ate:.1f} cm after optimize, median rotation {rot:.2f} deg")
+        assert ate <= 0.03 and rot < 3.0
+        np.testing.assert_allclose(T[0], np.eye(4), atol=1e-6)  # the map frame is the first keyframe
+    finally:
+        core.close()
+
+
+def test_background_worker_reports_passes(seven):
+    core = MappingCore(_params(kf_min_translation=0.10, niter1=20, niter2=20))
+    try:
+        added = [core.process(_frame(seven, i), _odom(seven, i)).keyframe_added for i in range(0, 22)]
+        assert sum(added) >= 3
+        deadline = time.monotonic() + 60
+        while core.passes < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert core.passes >= 1, core.last_pass_error
+    finally:
+        core.close()
+
+
+def test_camera_only_rig_gates_visually(seven):
+    # no odometry: every frame goes to the mapper, which gates on visual motion / overlap
+    core = MappingCore(_params(kf_min_translation=0.10, optimize_every_n_keyframes=0), background=False)
+    try:
+        outs = [core.process(_frame(seven, i), np.eye(4), odom_is_real=False) for i in range(0, 8)]
+        assert outs[0].keyframe_added and not any("odometry" in o.status.message for o in outs)
+        assert not all(o.keyframe_added for o in outs)
+        assert all(o.T_map_odom is not None for o in outs)
+    finally:
+        core.close()
+
+
+def test_max_keyframes_bounds_memory_and_save(seven, tmp_path):
+    core = MappingCore(_params(kf_min_translation=0.05, max_keyframes=3, window_size=2,
+                               optimize_every_n_keyframes=0), background=False)
+    try:
+        added = [core.process(_frame(seven, i), _odom(seven, i)).keyframe_added for i in range(0, 48, 6)]
+        assert sum(added) >= 5 and core.num_keyframes == 3
+        assert len(core._records) == 3  # records follow the mapper's drops
+        assert core.save_map(tmp_path / "m") == ""
+        with KeyframeMap.open(tmp_path / "m") as kmap:
+            assert len(kmap) == 3
+    finally:
+        core.close()
+
+
+def test_bad_input_is_reported_and_the_next_frame_is_processed(seven):
+    core = MappingCore(_params(optimize_every_n_keyframes=0), background=False)
+    try:
+        good = _frame(seven, 0)
+        bad = {
+            "no depth": _frame(seven, 0, depth=None),
+            "no TF": good,
+            "image must be": _frame(seven, 0),
+        }
+        bad["image must be"].image = good.image[..., 0]
+        for needle, frame in bad.items():
+            out = core.process(frame, None if needle == "no TF" else np.eye(4))
+            assert out.status.error and needle in out.status.message, out.status.message
+        nan = _frame(seven, 0)
+        nan.depth = np.full_like(nan.depth, np.nan, dtype=np.float32)
+        assert core.process(nan, np.eye(4)).status.error
+        assert core.optimize()[0].startswith("need at least 2 keyframes")
+        assert core.save_map("/nonexistent/dir/m") != ""
+        assert core.process(good, np.eye(4)).keyframe_added
+        out = core.process(_frame(seven, 3, stamp_ns=good.stamp_ns - 1), np.eye(4))
+        assert out.status.error and "backwards" in out.status.message
+        core.paused = True
+        assert "paused" in core.process(_frame(seven, 6), _odom(seven, 6)).status.message
+        core.paused = False
+        core.reset()
+        assert core.num_keyframes == 0 and core.T_map_odom() is None
+        assert core.process(_frame(seven, 3, stamp_ns=good.stamp_ns - 1), np.eye(4)).keyframe_added
+    finally:
+        core.close()
+
+
+def test_save_map_refusals_atomic_replace_and_localizable(seven, tmp_path):
+    core = MappingCore(_params(kf_min_translation=0.10, optimize_every_n_keyframes=0), background=False)
+    try:
+        assert core.save_map(tmp_path / "m") == "no keyframes yet" and not (tmp_path / "m").exists()
+        for i in range(0, 30, 6):
+            core.process(_frame(seven, i), _odom(seven, i))
+        n = core.num_keyframes
+        assert n >= 3
+        assert core.save_map(tmp_path / "m") == ""
+        assert "already exists" in core.save_map(tmp_path / "m")
+        (tmp_path / "other").mkdir()
+        assert "not a map folder" in core.save_map(tmp_path / "other", overwrite=True)
+        assert "parent folder" in core.save_map(tmp_path / "no" / "m")
+
+        # a failure while writing leaves the saved map as it was
+        before = sorted(p.name for p in (tmp_path / "m").rglob("*"))
+        real = core._write_map
+
+        def broken(path, snap, ids):
+            real(path, snap, ids[:1])
+            raise OSError("disk full (simulated)")
+        core._write_map = broken
+        assert "disk full" in core.save_map(tmp_path / "m", overwrite=True)
+        assert sorted(p.name for p in (tmp_path / "m").rglob("*")) == before
+        core._write_map = real
+        assert core.save_map(tmp_path / "m", overwrite=True) == ""
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+        T, stamps = core.keyframe_poses()
+        with KeyframeMap.open(tmp_path / "m") as kmap:
+            ids = kmap.keyframe_ids()
+            poses, ts = kmap.poses(), kmap.timestamps()
+            assert len(ids) == n and kmap.meta.frontend == "classical"
+            np.testing.assert_allclose(np.stack([poses[i] for i in ids]), T, atol=1e-9)
+            np.testing.assert_allclose([ts[i] for i in ids], stamps * 1e-9, atol=1e-6)
+        assert (tmp_path / "m" / "cloud.ply").is_file() and (tmp_path / "m" / "trajectory_tum.txt").is_file()
+
+        # the localization node loads it and localizes a frame between the keyframes
+        ds, cal, frames, _ = seven
+        loc = LocalizationCore(LocalizationParams(map_path=str(tmp_path / "m"), subscribe_depth=True,
+                                                  rgbd_calibration="7scenes"))
+        T_map_cam0 = T[0] @ invert(_odom(seven, 0))  # map <- world (GT) through keyframe 0
+        out = loc.process(_frame(seven, 9), np.eye(4), np.eye(4))
+        assert out.status.localized, out.status.message
+        dt, dr = pose_errors(out.T_map_cam, T_map_cam0 @ _odom(seven, 9))
+        assert dt < 0.05 and dr < 3.0
+    finally:
+        core.close()
+
+
+def test_cloud_is_in_the_map_frame_and_bounded(seven):
+    core = MappingCore(_params(optimize_every_n_keyframes=0, cloud_max_points=5000), background=False)
+    try:
+        assert core.cloud()[0].shape == (0, 3)
+        core.process(_frame(seven, 0), _odom(seven, 0))
+        xyz, rgb = core.cloud()
+        assert 1000 < len(xyz) <= 5000 and rgb.dtype == np.uint8 and xyz.dtype == np.float32
+        # one keyframe: the map frame is its camera, so the cloud is its back-projected depth
+        ds, cal, frames, cache = seven
+        depth = cal.depth_in_colour(cache[0][1], ds.K, cache[0][0].shape[1::-1])
+        pts = depth_to_pointmap(cal.colour_K(ds.K), depth).reshape(-1, 3)
+        pts = pts[pts[:, 2] > 0]
+        assert np.all(xyz[:, 2] > 0)
+        assert abs(np.median(xyz[:, 2]) - np.median(pts[:, 2])) < 0.05
+        for i in (6, 12):
+            core.process(_frame(seven, i), _odom(seven, i))
+        xyz, _ = core.cloud()
+        assert len(xyz) <= 5000
+    finally:
+        core.close()
