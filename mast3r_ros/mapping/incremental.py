@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -307,6 +308,34 @@ class IncrementalMapper:
             snap.cloud_xyz = np.concatenate(xyz).astype(np.float32) if xyz else np.zeros((0, 3), np.float32)
             snap.cloud_rgb = np.concatenate(rgb).astype(np.uint8) if rgb else np.zeros((0, 3), np.uint8)
         return snap
+
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the keyframes (current poses, K, depth, SIFT arrays) as a map directory the
+        localizer opens (classical front-end, retrieval index, ``trajectory_tum.txt``,
+        ``cloud.ply``). Raises MappingError when there is no keyframe yet."""
+        from mast3r_ros.localization.localizer import RETRIEVAL_DESC, RETRIEVAL_IDS
+        from mast3r_ros.localization.map_store import Keyframe, KeyframeMap, MapMeta
+        from mast3r_ros.mapping.outputs import write_ply
+
+        snap = self.snapshot(cloud=True)
+        with self._lock:
+            kfs = [self._kfs[k] for k in snap.ids if k in self._kfs]
+        if not kfs:
+            raise MappingError("no keyframes to save yet")
+        meta = MapMeta(frontend=self._fe.name, image_size=tuple(kfs[0].image.shape[1::-1]),
+                       extra={"source": "incremental_mapper", "optimisation_passes": int(snap.version)})
+        with KeyframeMap.create(path, meta, overwrite=overwrite) as kmap:
+            for kf, T in zip(kfs, snap.T_map_cam):
+                kmap.add_keyframe(Keyframe(None, kf.id, kf.stamp, kf.image, kf.K, T, kf.depth, kf.arrays))
+            arrays = [kf.arrays for kf in kfs]
+            for name, arr in self._fe.fit_global(arrays).items():
+                kmap.put_global(name, arr)
+            desc = np.stack([self._fe.keyframe_descriptor(a) for a in arrays]).astype(np.float32)
+            kmap.put_global(RETRIEVAL_IDS, np.asarray(kmap.keyframe_ids(), dtype=np.int64))
+            kmap.put_global(RETRIEVAL_DESC, desc)
+            kmap.write_trajectory_tum()
+        write_ply(Path(path) / "cloud.ply", snap.cloud_xyz, snap.cloud_rgb)
+        return Path(path)
 
     def __len__(self) -> int:
         with self._lock:

@@ -153,6 +153,10 @@ class _Model:
         self.delta = torch.nn.Parameter(torch.zeros(len(used), dtype=dt, device=dev))
         cnt = np.bincount(prob.anchor_view[used], minlength=self.n)
         self.used_count = T(np.maximum(cnt, 1))
+        self._rays: torch.Tensor | None = None  # cached while intrinsics are constant
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [self.q, self.t, self.log_s, self.log_f, self.pp, self.delta]
 
     def poses(self) -> torch.Tensor:
         """[N,4,4] camera-to-world."""
@@ -189,8 +193,7 @@ class _Model:
         corr = self.log_depth_corr()
         R, t = Tw[:, :3, :3], Tw[:, :3, 3]
         z = self.z0o * torch.exp(corr.index_select(0, self.fa.reshape(-1)).view_as(self.z0o))
-        ray = torch.stack([(self.fxy[..., 0] - pp[:, :1]) / f[:, None],
-                           (self.fxy[..., 1] - pp[:, 1:]) / fy[:, None], torch.ones_like(z)], -1)
+        ray = self._rays if self._rays is not None else self.rays(f, pp, fy)
         Xw = ((ray * z[..., None]) @ R.transpose(1, 2) + t[:, None]).reshape(-1, 3)  # [N*Fmax,3]
         loss = torch.zeros((), dtype=Xw.dtype, device=Xw.device)
         if len(self.mw):
@@ -219,7 +222,22 @@ class _Model:
             loss = loss + cfg.fallback_weight * (self.fbw * gamma_loss(d, cfg.gamma1, 1e-4)).sum() / self.fbw.sum()
         return loss
 
+    def rays(self, f: torch.Tensor, pp: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
+        """[N,Fmax,3] unit-depth rays of the feature pixels (padding slots: anything finite)."""
+        return torch.stack([(self.fxy[..., 0] - pp[:, :1]) / f[:, None],
+                            (self.fxy[..., 1] - pp[:, 1:]) / fy[:, None], torch.ones_like(self.z0o)], -1)
+
     def run_stage(self, stage: int, params: list, lr: float, niter: int, progress: bool) -> list[float]:
+        # only the stage's parameters carry gradients; with fixed intrinsics the feature rays are
+        # constants, computed once (the divisions were the costliest op of a CPU iteration)
+        ids = {id(p) for p in params}
+        for p in self.parameters():
+            p.requires_grad_(id(p) in ids)
+        self._rays = None
+        if not any(id(p) in ids for p in (self.log_f, self.pp)):
+            with torch.no_grad():
+                f, pp = self.intrinsics()
+                self._rays = self.rays(f, pp, f * self.f_ratio)
         opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.9))
         losses = []
         it_range = range(niter)
