@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -25,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimize", action="store_true",
                         help="estimate keyframe poses by sparse global alignment (dataset poses are "
                              "ignored; implies --store-depth); writes trajectory_tum.txt and cloud.ply")
+    parser.add_argument("--stage1-iters", type=int, default=None,
+                        help="--optimize: iterations of the 3D matching stage (default 300)")
+    parser.add_argument("--stage2-iters", type=int, default=None,
+                        help="--optimize: iterations of the 2D reprojection stage (default 0 for "
+                             "RGB-D maps: it needs calibrated colour intrinsics)")
+    parser.add_argument("--json", default=None, help="--optimize: write the optimisation summary as JSON")
 
 
 def _frontend(name: str, checkpoint: str | None):
@@ -58,9 +65,18 @@ def run(args: argparse.Namespace) -> int:
                   store_depth=args.store_depth or args.optimize, progress=sys.stderr.isatty(),
                   calib=_calib(args.rgbd_calib))
         if args.optimize:
-            from mast3r_ros.mapping.pipeline import optimize_map
+            from mast3r_ros.mapping.pipeline import MapOptimizeConfig, optimize_map
 
-            summary = optimize_map(args.out, progress=sys.stderr.isatty())
+            cfg = MapOptimizeConfig()
+            if args.stage1_iters is not None:
+                cfg.alignment.niter1 = args.stage1_iters
+            if args.stage2_iters is not None:
+                cfg.alignment.niter2 = args.stage2_iters
+            summary = optimize_map(args.out, cfg, progress=sys.stderr.isatty())
+            if args.json:
+                from mast3r_ros.data.atomic_io import atomic_write_bytes
+
+                atomic_write_bytes(args.json, json.dumps(summary, indent=1).encode("utf-8"))
             print(f"map build: optimised {summary['n_keyframes']} keyframes, {summary['pairs_ok']}/"
                   f"{summary['n_pairs']} pairs used, {summary['n_cloud_points']} cloud points "
                   f"({summary['timings']['total']:.1f} s)")
