@@ -1,8 +1,10 @@
 """The mapping node core without ROS, on 7-Scenes RGB-D frames: odometry gating, incremental
 passes without the optimize service, accuracy, map->odom, max_keyframes, bad input, save_map
-(format the localization node loads, refusals, atomic replace) and the cloud's frame."""
+(format the localization node loads, refusals, atomic replace), the cloud's frame, shutdown during
+a long pass and parameter refusals."""
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -17,7 +19,7 @@ from mast3r_ros.localization.rgbd import RgbdCalibration
 from mast3r_ros.ros.frames import Frame
 from mast3r_ros.ros.localization_core import LocalizationCore
 from mast3r_ros.ros.mapping_core import MappingCore
-from mast3r_ros.ros.params import LocalizationParams, MappingParams
+from mast3r_ros.ros.params import LocalizationParams, MappingParams, ParamError
 
 pytest.importorskip("mast3r_ros.mapping.incremental")
 
@@ -247,3 +249,36 @@ def test_cloud_is_in_the_map_frame_and_bounded(seven):
         assert len(xyz) <= 5000
     finally:
         core.close()
+
+
+def test_close_stops_waiting_for_a_long_global_pass(seven):
+    # a pass of 2 x 150 iterations takes seconds; close() comes 0.2 s into it
+    core = MappingCore(_params(kf_min_translation=0.05, optimize_every_n_keyframes=0, niter1=150,
+                               niter2=150), background=False)
+    for i in (0, 14):
+        core.process(_frame(seven, i), _odom(seven, i))
+    assert core.num_keyframes == 2
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("r", core.optimize()))
+    t.start()
+    time.sleep(0.2)
+    core.close()  # what the node does on SIGTERM
+    t.join(30)
+    assert not t.is_alive() and result["r"][0] == "shutting down"
+    for other in threading.enumerate():  # let the abandoned pass end before the interpreter does
+        if other.name == "mast3r-optimize":
+            other.join(120)
+
+
+@pytest.mark.parametrize("changes,reason", [
+    ({"frontend": "mast3r", "checkpoint": ""}, "mapping_node supports frontend 'classical'"),
+    ({"subscribe_depth": False}, "mapping_node needs depth: subscribe_depth must be true"),
+    ({"kf_min_translation": 0.0, "kf_min_rotation_deg": 0.0}, "every frame would be a keyframe"),
+    ({"max_keyframes": 1}, "max_keyframes must be >= 2, got 1"),
+    ({"map_dir": "/nonexistent/dir/map"}, "map_dir '/nonexistent/dir/map': parent folder does not exist"),
+    ({"optimize_every_n_keyframes": -1}, "optimize_every_n_keyframes must be >= 0"),
+])
+def test_mapping_parameters_are_refused_with_a_reason(changes, reason):
+    with pytest.raises(ParamError) as exc:
+        MappingParams().replace(**changes)
+    assert reason in str(exc.value)

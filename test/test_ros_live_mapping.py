@@ -27,7 +27,11 @@ from mast3r_ros.localization.datasets import open_dataset  # noqa: E402
 from mast3r_ros.localization.map_store import KeyframeMap  # noqa: E402
 from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
 from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
-from mast3r_ros.ros.conversions_geometry import pointcloud2_to_xyz_rgb, pose_to_T  # noqa: E402
+from mast3r_ros.ros.conversions_geometry import (  # noqa: E402
+    pointcloud2_to_xyz_rgb,
+    pose_to_T,
+    tf_message_to_dict,
+)
 from mast3r_ros.ros.live_client import (  # noqa: E402
     LiveClient,
     start_launch,
@@ -126,6 +130,17 @@ def test_live_mapping_optimize_save_and_latched_cloud(data_dir, tmp_path):
         r = result["r"]
         assert r.success, r.message
         print(f"\noptimize: {r.message}; pause+resume answered in {took_pause:.2f} s meanwhile")
+        # map->odom on /tf: the newest keyframe's (optimised) pose composed with its odometry
+        last_odom = gt[stamp_to_ns(added[-1].header.stamp)]
+
+        def tf_matches() -> bool:
+            tfs = [tf_message_to_dict(m).get(("map", "odom")) for m in client.messages("tf")]
+            tfs = [t for t in tfs if t is not None]
+            if not tfs or not kf_msgs:
+                return False
+            T_map_cam = pose_to_T(kf_msgs[-1].poses[-1])
+            return np.abs(tfs[-1][1] @ last_odom - T_map_cam).max() < 1e-3
+        assert client.wait_for(tf_matches, 5.0)
         r = client.call(SaveMap, "save_map", SaveMap.Request())
         assert r.success and r.map_dir == str(tmp_path / "saved") and r.num_keyframes == len(added)
         r = client.call(SaveMap, "save_map", SaveMap.Request())  # no overwrite: refused, reason given

@@ -96,6 +96,7 @@ class MappingCore:
         self._lock = threading.RLock()
         self._work = Path(tempfile.mkdtemp(prefix="mast3r_mapping_"))
         self.paused = False
+        self._closing = threading.Event()
         self.mapper: IncrementalMapper | None = None
         self._new_mapper()
 
@@ -205,7 +206,17 @@ class MappingCore:
             return f"need at least 2 keyframes to optimise, have {n}", {}
         before = mapper.snapshot().version
         mapper.last_error = None
-        if not mapper.optimize("global", wait=True):
+        # the pass runs on a daemon thread: a shutdown (close) stops waiting for it, and the
+        # process can exit without finishing a long global pass
+        done: dict = {}
+        t = threading.Thread(target=lambda: done.setdefault("ok", mapper.optimize("global", wait=True)),
+                             name="mast3r-optimize", daemon=True)
+        t.start()
+        while t.is_alive() and not self._closing.is_set():
+            t.join(0.1)
+        if "ok" not in done:
+            return "shutting down", {}
+        if not done["ok"]:
             return f"global pass failed: {mapper.last_error or 'no pairs between the keyframes'}", {}
         self.n_optimize_calls += 1
         return "", {"n_keyframes": n, "passes": mapper.snapshot().version, "passes_before": before}
@@ -302,6 +313,7 @@ class MappingCore:
         t.join(timeout)
 
     def close(self) -> None:
+        self._closing.set()
         with self._lock:
             self._stop_mapper()
             self._records = {}
