@@ -69,10 +69,16 @@ class _KeyframeRecord:
 
 
 def incremental_config(p: MappingParams) -> IncrementalConfig:
-    """The mapper's configuration from the node parameters (names match)."""
+    """The mapper's configuration from the node parameters (names match).
+
+    The alignment defaults (rigid sensor depth, stage 1 only, lr1 0.003) follow
+    ``mapping.pipeline._default_alignment`` for RGB-D maps; measured here on 7-Scenes redkitchen
+    (100 frames, 19 keyframes, two global passes from the tracked poses): ATE 3.2-3.4 cm in 4-5 s
+    per pass, against 3.9-4.3 cm in 13-16 s with depth refinement and the 2D stage.
+    """
     cfg = IncrementalConfig()
     align = replace(cfg.alignment, lr1=p.lr1, niter1=p.niter1, lr2=p.lr2, niter2=p.niter2,
-                    shared_intrinsics=p.shared_intrinsics)
+                    shared_intrinsics=p.shared_intrinsics, optimize_depth=p.optimize_depth)
     return replace(cfg, kf_min_translation=p.kf_min_translation, kf_min_rotation_deg=p.kf_min_rotation_deg,
                    kf_max_overlap=p.kf_max_overlap, max_keyframes=p.max_keyframes,
                    sequential_window=p.sequential_window, retrieval_k=p.retrieval_k,

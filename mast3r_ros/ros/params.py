@@ -203,10 +203,12 @@ class MappingParams(NodeParams):
     retrieval_k: int = param(5, "extra pairs with the nearest older keyframes (pose prior)", min=0, max=100)
     window_size: int = param(10, "keyframes free in a windowed pass (their neighbours held fixed)", min=1,
                              max=10000)
-    lr1: float = param(0.01, "alignment stage 1 learning rate (warm start)", min=0.0, max=10.0)
+    lr1: float = param(0.003, "alignment stage 1 (3D) learning rate (warm start)", min=0.0, max=10.0)
     niter1: int = param(100, "alignment stage 1 iterations per pass", min=0, max=100000)
-    lr2: float = param(0.005, "alignment stage 2 learning rate (warm start)", min=0.0, max=10.0)
-    niter2: int = param(100, "alignment stage 2 iterations per pass", min=0, max=100000)
+    lr2: float = param(0.005, "alignment stage 2 (2D reprojection) learning rate", min=0.0, max=10.0)
+    niter2: int = param(0, "alignment stage 2 iterations per pass (0: off; for calibrated colour "
+                        "intrinsics and depth registration)", min=0, max=100000)
+    optimize_depth: bool = param(False, "refine keyframe depth in the alignment (false: rigid sensor depth)")
     shared_intrinsics: bool = param(True, "one set of intrinsics for all keyframes")
     matching_conf_thr: float = param(5.0, "mast3r front-end: matches below this confidence are ignored",
                                      min=0.0, max=1e6)
