@@ -197,8 +197,8 @@ def test_save_map_refusals_atomic_replace_and_localizable(seven, tmp_path):
         before = sorted(p.name for p in (tmp_path / "m").rglob("*"))
         real = core._write_map
 
-        def broken(path, snap, ids):
-            real(path, snap, ids[:1])
+        def broken(path):
+            real(path)
             raise OSError("disk full (simulated)")
         core._write_map = broken
         assert "disk full" in core.save_map(tmp_path / "m", overwrite=True)

@@ -17,9 +17,9 @@ What this core adds:
   ``odom_is_real=False``) every frame goes to the mapper;
 * ``T_map_odom`` from the newest keyframe: its optimised ``T_map_cam`` composed with the odometry
   pose recorded with it (the map frame is the first keyframe's camera);
-* the map folder written by ``save_map`` (map store format the localization node loads: keyframes
-  with images, depth and front-end arrays, retrieval index, ``trajectory_tum.txt``, ``cloud.ply``),
-  built in a temp folder and renamed into place, so ``dst`` is never half-written;
+* ``save_map``: refusals with a reason, and atomicity: the mapper writes the map (format the
+  localization node loads) into a temp folder, renamed into place, so ``dst`` is never
+  half-written;
 * the published cloud, subsampled to ``cloud_max_points``.
 
 Thread safety: ``process`` runs on the node's frame worker; services call the rest from other
@@ -38,11 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from mast3r_ros.geometry.transforms import invert, pose_errors
-from mast3r_ros.localization.frontend import make_frontend
-from mast3r_ros.localization.localizer import RETRIEVAL_DESC, RETRIEVAL_IDS
-from mast3r_ros.localization.map_store import Keyframe, KeyframeMap, MapMeta
 from mast3r_ros.localization.rgbd import RgbdCalibration
 from mast3r_ros.mapping.incremental import IncrementalConfig, IncrementalMapper
+from mast3r_ros.mapping.types import MappingError
 from mast3r_ros.ros.frames import Frame, FrameError, check_frame
 from mast3r_ros.ros.localization_core import Status, copy_map_folder
 from mast3r_ros.ros.params import MappingParams
@@ -97,7 +95,6 @@ class MappingCore:
             raise ValueError("the mapping node needs depth (subscribe_depth: true)")
         self.params = params
         self.background = background
-        self.frontend = make_frontend("classical")
         self.calib = RgbdCalibration.load(params.rgbd_calibration) if params.rgbd_calibration else None
         self._lock = threading.RLock()
         self._work = Path(tempfile.mkdtemp(prefix="mast3r_mapping_"))
@@ -250,7 +247,12 @@ class MappingCore:
         return xyz, rgb
 
     def save_map(self, dst: str | Path, overwrite: bool = False) -> str:
-        """Write the map to ``dst``; '' or the reason it was refused (nothing written then)."""
+        """Write the map to ``dst``; '' or the reason it was refused (nothing written then).
+
+        The mapper writes the map store format (keyframes with images, depth, SIFT arrays and
+        current poses, retrieval index, ``trajectory_tum.txt``, ``cloud.ply``) into a temp folder,
+        which then replaces ``dst`` by rename.
+        """
         dst = Path(dst)
         if dst.exists() and not (overwrite and (dst / "map.yaml").is_file()):
             return f"{str(dst)!r} already exists" + (" and is not a map folder" if overwrite
@@ -258,54 +260,19 @@ class MappingCore:
         if not dst.parent.is_dir():
             return f"parent folder of {str(dst)!r} does not exist"
         with self._lock:
-            snap = self.mapper.snapshot(cloud=False)
-            ids = [k for k in snap.ids if k in self._records]
-            if not ids:
+            if not self._records:
                 return "no keyframes yet"
             tmp = Path(tempfile.mkdtemp(prefix="save_", dir=self._work)) / "map"
             try:
-                self._write_map(tmp, snap, ids)
+                self._write_map(tmp)
                 return copy_map_folder(tmp, dst, overwrite)
-            except OSError as exc:
+            except (OSError, MappingError) as exc:
                 return f"cannot write the map: {exc}"
             finally:
                 shutil.rmtree(tmp.parent, ignore_errors=True)
 
-    def _write_map(self, path: Path, snap, ids: list[int]) -> None:
-        first = self._records[ids[0]]
-        meta = MapMeta(frontend=self.frontend.name, image_size=first.image.shape[1::-1],
-                       extra={"source": "mapping_node", "optimisation_passes": int(snap.version)})
-        arrays = []
-        with KeyframeMap.create(path, meta) as kmap:
-            for n, k in enumerate(ids):
-                rec = self._records[k]
-                a = self._keyframe_arrays(k, rec)
-                arrays.append(a)
-                kmap.add_keyframe(Keyframe(None, n, rec.stamp_ns * 1e-9, rec.image, rec.K,
-                                           snap.T_map_cam[snap.ids.index(k)], rec.depth, a))
-            for name, arr in self.frontend.fit_global(arrays).items():
-                kmap.put_global(name, arr)
-            desc = np.stack([self.frontend.keyframe_descriptor(a) for a in arrays]).astype(np.float32)
-            kmap.put_global(RETRIEVAL_IDS, np.asarray(kmap.keyframe_ids(), dtype=np.int64))
-            kmap.put_global(RETRIEVAL_DESC, desc)
-            kmap.write_trajectory_tum()
-        xyz, rgb = self.cloud()
-        try:
-            from mast3r_ros.mapping.outputs import write_ply
-            write_ply(path / "cloud.ply", xyz, rgb)
-        except ImportError:
-            pass
-
-    def _keyframe_arrays(self, k: int, rec: _KeyframeRecord) -> dict:
-        """The keyframe's front-end arrays: the mapper's copy when it exposes one, else recomputed.
-
-        Why the private look-up: IncrementalMapper has no public accessor for the SIFT arrays it
-        already computed, and recomputing costs ~0.3 s per keyframe.
-        """
-        kf = getattr(self.mapper, "_kfs", {}).get(k)
-        if kf is not None and isinstance(getattr(kf, "arrays", None), dict):
-            return kf.arrays
-        return self.frontend.prepare_keyframe(rec.image, rec.K, rec.depth)
+    def _write_map(self, path: Path) -> None:
+        self.mapper.save(path)
 
     def reset(self) -> None:
         with self._lock:
