@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 
-def run_one(dataset: str, n: int, niter: int, stride: int, window: int, threads: int) -> dict:
+def run_one(dataset: str, n: int, niter: int, stride: int, window: int, threads: int, lr1: float) -> dict:
     """Align n keyframes (every frame of the 334-frame copy, from 0) and measure it."""
     import torch
 
@@ -42,7 +42,7 @@ def run_one(dataset: str, n: int, niter: int, stride: int, window: int, threads:
     scene = oracle_scene(ds, idx, pairs, OracleConfig(stride=stride, n_matches=300), seed=0)
     t_oracle = time.perf_counter() - t0
     t0 = time.perf_counter()
-    res = sparse_global_alignment(scene.views, scene.pairs, AlignmentConfig(niter1=niter, niter2=niter))
+    res = sparse_global_alignment(scene.views, scene.pairs, AlignmentConfig(niter1=niter, niter2=niter, lr1=lr1))
     wall = time.perf_counter() - t0
     G = scene.T_world_cam[0] @ invert(res.T_world_cam[0])
     err = np.array([pose_errors(G @ a, b) for a, b in zip(res.T_world_cam, scene.T_world_cam)])
@@ -62,16 +62,19 @@ def main() -> int:
     ap.add_argument("--stride", type=int, default=2, help="image stride (2 -> 320x240 pointmaps)")
     ap.add_argument("--window", type=int, default=3, help="sequential pairing window")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lr1", type=float, default=0.07, help="stage-1 learning rate (0.07: the paper's)")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # child process mode
     ap.add_argument("--json", default=None, help="also write the rows as JSON")
     args = ap.parse_args()
     if args.one is not None:
-        print(json.dumps(run_one(args.dataset, args.one, args.niter, args.stride, args.window, args.threads)))
+        print(json.dumps(run_one(args.dataset, args.one, args.niter, args.stride, args.window, args.threads,
+                                 args.lr1)))
         return 0
     rows = []
     for n in args.sizes:  # one child per size: peak RSS is per run, not cumulative
         cmd = [sys.executable, __file__, "--one", str(n), "--dataset", args.dataset, "--niter", str(args.niter),
-               "--stride", str(args.stride), "--window", str(args.window), "--threads", str(args.threads)]
+               "--stride", str(args.stride), "--window", str(args.window), "--threads", str(args.threads),
+               "--lr1", str(args.lr1)]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             print(out.stderr, file=sys.stderr)

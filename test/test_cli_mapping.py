@@ -41,6 +41,9 @@ def test_map_build_optimize_beats_chain(data_dir, tmp_path, capsys):
     assert doc["n_keyframes"] == 25 and doc["pairs_ok"] >= 0.9 * doc["n_pairs"] >= 24
     stamps, T = read_tum(mp / "trajectory_tum.txt")
     assert len(stamps) == 25 and np.allclose(T[0], np.eye(4), atol=1e-6)  # map = first keyframe
+    stamps_c, T_c = read_tum(mp / CHAIN_TUM)  # the chain start is in the same frame
+    np.testing.assert_array_equal(stamps_c, stamps)
+    assert np.allclose(T_c[0], np.eye(4), atol=1e-6) and not np.allclose(T_c, T, atol=1e-3)
     xyz, rgb = read_ply(mp / "cloud.ply")
     assert len(xyz) == doc["n_cloud_points"] > 10_000 and rgb.dtype == np.uint8
     # the cloud lies in front of the first camera, within the kitchen's depth range
