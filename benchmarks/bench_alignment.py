@@ -9,7 +9,11 @@ The 20-keyframe run with ``--niter 0`` style baselines is not needed: the table 
 comparison across sizes, all measured in the same run.
 
 Usage:
-    .venv/bin/python benchmarks/bench_alignment.py [--sizes 20 50 100 200] [--niter 300]
+    .venv/bin/python benchmarks/bench_alignment.py [--sizes 20 50 100 200] [--niter 300] [--threads 1]
+
+On a CPU shared with other work use ``--threads 1``: torch's intra-op threads wait for the
+slowest one, so two threads on two busy cores ran 2-4x slower than one (measured: 100 keyframes
+91 s with 2 threads next to another job, 49 s with 1).
 """
 from __future__ import annotations
 
