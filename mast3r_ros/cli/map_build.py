@@ -6,6 +6,8 @@ import json
 import sys
 import time
 
+from mast3r_ros.cli.common import calibration_from_arg, frontend_from_args
+
 NAME = "map build"
 HELP = "build a keyframe map (features + retrieval index) from a posed RGB-D dataset"
 
@@ -34,23 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, help="--optimize: write the optimisation summary as JSON")
 
 
-def _frontend(name: str, checkpoint: str | None):
-    """Front-end by name; the mast3r one gets its checkpoint (never downloaded)."""
-    from mast3r_ros.localization.frontend import make_frontend
-
-    if name == "mast3r":
-        from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEndConfig
-
-        return make_frontend(name, Mast3rFrontEndConfig(checkpoint=checkpoint or ""))
-    return make_frontend(name)
-
-
-def _calib(path):
-    from mast3r_ros.localization.rgbd import RgbdCalibration
-
-    return RgbdCalibration.load(path) if path else None
-
-
 def run(args: argparse.Namespace) -> int:
     from mast3r_ros.localization.datasets import open_dataset, parse_frame_spec
     from mast3r_ros.localization.mapbuild import build_map
@@ -59,11 +44,11 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         spec = parse_frame_spec(args.frames)
-        frontend = _frontend(args.frontend, args.checkpoint)
+        frontend = frontend_from_args(args.frontend, args.checkpoint)
         dataset = open_dataset(args.dataset)
         build_map(dataset, spec, frontend, args.out, overwrite=args.overwrite,
                   store_depth=args.store_depth or args.optimize, progress=sys.stderr.isatty(),
-                  calib=_calib(args.rgbd_calib))
+                  calib=calibration_from_arg(args.rgbd_calib))
         if args.optimize:
             from mast3r_ros.mapping.pipeline import MapOptimizeConfig, optimize_map
 
