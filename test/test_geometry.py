@@ -7,7 +7,7 @@ import pytest
 from mast3r_ros.geometry import (backproject_depth, check_intrinsics, compose, invert, make_T,
                                  pose_errors, project_points, rotation_error_deg, scale_intrinsics,
                                  transform_points, umeyama)
-from mast3r_ros.geometry.transforms import rotation_exp
+from mast3r_ros.geometry.transforms import nearest_rotation, rotation_exp, with_nearest_rotation
 from mast3r_ros.geometry.twoview import essential_relative_pose, metric_scale, triangulate
 
 K = np.array([[525.0, 0.0, 319.5], [0.0, 530.0, 239.5], [0.0, 0.0, 1.0]])
@@ -140,3 +140,21 @@ def test_ransac_rigid_rejects_outliers():
     assert te < 0.005 and re < 0.2
     assert inl[200:].mean() > 0.97 and inl[:200].mean() < 0.05
     assert ransac_rigid(src[:2], dst[:2], 0.03)[0] is None
+
+
+def test_nearest_rotation_projects_onto_so3():
+    rng = np.random.default_rng(3)
+    R = np.stack([rotation_exp(w) for w in rng.normal(size=(5, 3))])
+    noisy = R + rng.normal(scale=1e-4, size=R.shape)
+    P = nearest_rotation(noisy)
+    np.testing.assert_allclose(P @ P.transpose(0, 2, 1), np.broadcast_to(np.eye(3), P.shape), atol=1e-12)
+    assert np.allclose(np.linalg.det(P), 1.0)
+    assert np.abs(P - R).max() < 1e-3 and np.abs(P - R).max() < np.abs(noisy - R).max() * 3
+    np.testing.assert_allclose(nearest_rotation(R), R, atol=1e-12)  # rotations are fixed points
+    assert np.linalg.det(nearest_rotation(np.diag([1.0, 1.0, -1.0]) @ R[0])) > 0  # never a reflection
+    T = np.tile(np.eye(4), (5, 1, 1))
+    T[:, :3, :3], T[:, :3, 3] = noisy, rng.normal(size=(5, 3))
+    out = with_nearest_rotation(T)
+    np.testing.assert_allclose(out[:, :3, :3], P)
+    np.testing.assert_array_equal(out[:, :3, 3], T[:, :3, 3])
+    assert np.array_equal(T[:, :3, :3], noisy)  # input untouched

@@ -17,7 +17,7 @@ pytest.importorskip("mast3r_ros.msg")
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from mast3r_ros.geometry.transforms import pose_errors  # noqa: E402
+from mast3r_ros.geometry.transforms import pose_errors, with_nearest_rotation  # noqa: E402
 from mast3r_ros.localization.datasets import open_dataset  # noqa: E402
 from mast3r_ros.localization.frontend import make_frontend  # noqa: E402
 from mast3r_ros.localization.mapbuild import build_map  # noqa: E402
@@ -61,14 +61,6 @@ def live(scene, tmp_path):
         stop_process_tree(proc, signal.SIGKILL, 5.0)
 
 
-def _ortho(T: np.ndarray) -> np.ndarray:
-    """Nearest rotation (7-Scenes poses are orthonormal to ~1e-4 only; pose messages need better)."""
-    U, _, Vt = np.linalg.svd(T[:3, :3])
-    out = np.array(T, dtype=np.float64)
-    out[:3, :3] = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
-    return out
-
-
 def _statuses(client, stamp):
     return [m for m in client.messages("status") if stamp_to_ns(m.header.stamp) == stamp]
 
@@ -94,7 +86,8 @@ def test_live_localization_services_and_sigterm(live, scene):
     def call_services():
         hint = PoseStamped()
         hint.header.frame_id = "map"
-        hint.pose = T_to_pose(_ortho(cal.colour_pose(frames[4].T_world_cam) @ np.linalg.inv(T_BASE_CAM)))
+        T_map_base = cal.colour_pose(frames[4].T_world_cam) @ np.linalg.inv(T_BASE_CAM)
+        hint.pose = T_to_pose(with_nearest_rotation(T_map_base))
         t = time.monotonic()
         rq = Localize.Request(pose_hint=hint, radius=1.0)
         answers["localize"] = (client.call(Localize, "localize", rq),
@@ -103,7 +96,7 @@ def test_live_localization_services_and_sigterm(live, scene):
         ref = ds.frames("30:31")[0]
         rq = SetReference.Request(image_path=str(ref.rgb_path), depth_path=str(ref.depth_path))
         rq.reference_pose.header.frame_id = "map"
-        rq.reference_pose.pose = T_to_pose(_ortho(cal.colour_pose(ref.T_world_cam)))
+        rq.reference_pose.pose = T_to_pose(with_nearest_rotation(cal.colour_pose(ref.T_world_cam)))
         answers["set_reference"] = client.call(SetReference, "set_reference", rq)
         answers["load_map"] = client.call(LoadMap, "load_map", LoadMap.Request(map_dir=str(mp)))
 

@@ -22,7 +22,7 @@ from sensor_msgs.msg import PointCloud2  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from mast3r_ros.geometry.alignment import umeyama  # noqa: E402
-from mast3r_ros.geometry.transforms import pose_errors  # noqa: E402
+from mast3r_ros.geometry.transforms import pose_errors, with_nearest_rotation  # noqa: E402
 from mast3r_ros.localization.datasets import open_dataset  # noqa: E402
 from mast3r_ros.localization.map_store import KeyframeMap  # noqa: E402
 from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
@@ -45,13 +45,6 @@ CAM = "camera_optical"
 T_BASE_CAM = np.eye(4)
 T_BASE_CAM[:3, :3] = [[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]]
 T_BASE_CAM[:3, 3] = [0.2, 0.0, 0.3]
-
-
-def _ortho(T):
-    U, _, Vt = np.linalg.svd(T[:3, :3])
-    out = np.array(T, dtype=np.float64)
-    out[:3, :3] = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
-    return out
 
 
 def _axis_points(T: np.ndarray) -> np.ndarray:
@@ -91,7 +84,7 @@ def test_live_mapping_optimize_save_and_latched_cloud(data_dir, tmp_path):
         gt = {}
         for f in frames:
             stamp = time.time_ns()
-            T_odom_cam = _ortho(cal.colour_pose(f.T_world_cam))  # odometry: ground truth here
+            T_odom_cam = with_nearest_rotation(cal.colour_pose(f.T_world_cam))  # odometry: ground truth here
             gt[stamp] = T_odom_cam
             for _ in range(15):  # resend until the node has matched and answered this frame
                 client.publish_tf("odom", "base_link", stamp, T_odom_cam @ np.linalg.inv(T_BASE_CAM))

@@ -43,17 +43,6 @@ def _ground_truth(path: str) -> tuple[np.ndarray, np.ndarray]:
     return read_tum(path)
 
 
-def _so3(T: np.ndarray) -> np.ndarray:
-    """Poses with exactly orthonormal rotations (SVD projection). Why: 7-Scenes stores rotations
-    orthonormal to ~4e-4 only, which evo's SO(3) check rejects."""
-    T = np.array(T, dtype=np.float64)
-    U, _, Vt = np.linalg.svd(T[:, :3, :3])
-    d = np.sign(np.linalg.det(U @ Vt))
-    U[:, :, 2] *= d[:, None]
-    T[:, :3, :3] = U @ Vt
-    return T
-
-
 def evaluate_trajectory(gt: tuple[np.ndarray, np.ndarray], est: tuple[np.ndarray, np.ndarray],
                         max_diff: float = 0.01) -> tuple[dict, np.ndarray, np.ndarray]:
     """Metrics dict plus aligned positions (gt [K,3], est [K,3]) of the associated poses.
@@ -64,8 +53,11 @@ def evaluate_trajectory(gt: tuple[np.ndarray, np.ndarray], est: tuple[np.ndarray
     from evo.core import metrics, sync
     from evo.core.trajectory import PoseTrajectory3D
 
-    ref = PoseTrajectory3D(poses_se3=list(_so3(gt[1])), timestamps=np.asarray(gt[0], np.float64))
-    traj = PoseTrajectory3D(poses_se3=list(_so3(est[1])), timestamps=np.asarray(est[0], np.float64))
+    from mast3r_ros.geometry.transforms import with_nearest_rotation
+
+    # evo's SO(3) check rejects rotations orthonormal to ~4e-4 only (7-Scenes ground truth)
+    ref, traj = (PoseTrajectory3D(poses_se3=list(with_nearest_rotation(T)), timestamps=np.asarray(t, np.float64))
+                 for t, T in (gt, est))
     ref, traj = sync.associate_trajectories(ref, traj, max_diff=max_diff)
     if traj.num_poses < 3:
         raise ValueError(f"only {traj.num_poses} poses could be associated with the ground truth")

@@ -66,3 +66,21 @@ def rotation_exp(w: np.ndarray) -> np.ndarray:
     from scipy.spatial.transform import Rotation
 
     return Rotation.from_rotvec(np.asarray(w, dtype=np.float64).reshape(3)).as_matrix()
+
+
+def nearest_rotation(R: np.ndarray) -> np.ndarray:
+    """Closest proper rotation(s) in the Frobenius norm (SVD projection, det = +1).
+
+    R: [..., 3, 3]; returns float64 [..., 3, 3]. Why: optimiser outputs drift off SO(3), and
+    7-Scenes' KinectFusion rotations are orthonormal to ~4e-4 only (evo and pose messages need better).
+    """
+    U, _, Vt = np.linalg.svd(np.asarray(R, dtype=np.float64))
+    U[..., :, 2] *= np.sign(np.linalg.det(U @ Vt))[..., None]
+    return U @ Vt
+
+
+def with_nearest_rotation(T: np.ndarray) -> np.ndarray:
+    """Copy of pose(s) T [..., 4, 4] with their rotation blocks replaced by :func:`nearest_rotation`."""
+    out = np.array(T, dtype=np.float64)
+    out[..., :3, :3] = nearest_rotation(out[..., :3, :3])
+    return out

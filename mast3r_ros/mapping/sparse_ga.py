@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from mast3r_ros.geometry.transforms import invert
+from mast3r_ros.geometry.transforms import invert, nearest_rotation
 from mast3r_ros.mapping.kinematic import (
     chain_poses, compose_tree, quat_to_rotmat, root_tree, rotmat_to_quat, spanning_tree,
 )
@@ -356,7 +356,7 @@ def sparse_global_alignment(views: list[ViewData], pairs: list[PairData],
 def _result(model: _Model, prob: Problem, G: np.ndarray | None, T_init: np.ndarray, parent: np.ndarray,
             losses: dict, timings: dict) -> AlignmentResult:
     Tw = model.poses().double().cpu().numpy()
-    Tw[:, :3, :3] = _orthonormalise(Tw[:, :3, :3])
+    Tw[:, :3, :3] = nearest_rotation(Tw[:, :3, :3])
     if G is None:  # chain start: express the result in view 0's camera frame
         G = invert(Tw[0])
     f, pp = model.intrinsics()
@@ -377,10 +377,3 @@ def _result(model: _Model, prob: Problem, G: np.ndarray | None, T_init: np.ndarr
         parent=np.asarray(parent, np.int64), pair_status=dict(prob.status),
         pair_inliers=dict(prob.inliers), losses=losses, timings=timings,
         subsample=prob.canon[0].subsample)
-
-
-def _orthonormalise(R: np.ndarray) -> np.ndarray:
-    U, _, Vt = np.linalg.svd(R)
-    D = np.ones((len(R), 3))
-    D[:, 2] = np.sign(np.linalg.det(U @ Vt))
-    return (U * D[:, None, :]) @ Vt
