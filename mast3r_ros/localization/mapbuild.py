@@ -51,14 +51,20 @@ def build_map(dataset: RgbdDataset, spec: FrameSpec | str, frontend: FrontEnd, o
                                        calib.colour_pose(frame.T_world_cam),
                                        depth if store_depth else None, arrays))
             all_arrays.append(arrays)
-        for name, arr in frontend.fit_global(all_arrays).items():
-            kmap.put_global(name, arr)
-        ids = kmap.keyframe_ids()
-        desc = np.stack([frontend.keyframe_descriptor(a) for a in all_arrays]).astype(np.float32)
-        kmap.put_global(RETRIEVAL_IDS, np.asarray(ids, dtype=np.int64))
-        kmap.put_global(RETRIEVAL_DESC, desc)
-        kmap.write_trajectory_tum()
+        write_index(kmap, frontend, all_arrays)
     return Path(out)
+
+
+def write_index(kmap: KeyframeMap, frontend: FrontEnd, keyframe_arrays: list[dict]) -> None:
+    """Finish a map: the front-end's map-wide arrays (e.g. retrieval vocabulary), one retrieval
+    descriptor per keyframe (``keyframe_arrays`` in ``kmap.keyframe_ids()`` order) and
+    ``trajectory_tum.txt``; what the localizer needs to open the map."""
+    for name, arr in frontend.fit_global(keyframe_arrays).items():
+        kmap.put_global(name, arr)
+    desc = np.stack([frontend.keyframe_descriptor(a) for a in keyframe_arrays]).astype(np.float32)
+    kmap.put_global(RETRIEVAL_IDS, np.asarray(kmap.keyframe_ids(), dtype=np.int64))
+    kmap.put_global(RETRIEVAL_DESC, desc)
+    kmap.write_trajectory_tum()
 
 
 def _progress(items: list, enabled: bool, desc: str) -> Iterable:

@@ -313,8 +313,8 @@ class IncrementalMapper:
         """Write the keyframes (current poses, K, depth, SIFT arrays) as a map directory the
         localizer opens (classical front-end, retrieval index, ``trajectory_tum.txt``,
         ``cloud.ply``). Raises MappingError when there is no keyframe yet."""
-        from mast3r_ros.localization.localizer import RETRIEVAL_DESC, RETRIEVAL_IDS
         from mast3r_ros.localization.map_store import Keyframe, KeyframeMap, MapMeta
+        from mast3r_ros.localization.mapbuild import write_index
         from mast3r_ros.mapping.outputs import write_ply
 
         snap = self.snapshot(cloud=True)
@@ -327,13 +327,7 @@ class IncrementalMapper:
         with KeyframeMap.create(path, meta, overwrite=overwrite) as kmap:
             for kf, T in zip(kfs, snap.T_map_cam):
                 kmap.add_keyframe(Keyframe(None, kf.id, kf.stamp, kf.image, kf.K, T, kf.depth, kf.arrays))
-            arrays = [kf.arrays for kf in kfs]
-            for name, arr in self._fe.fit_global(arrays).items():
-                kmap.put_global(name, arr)
-            desc = np.stack([self._fe.keyframe_descriptor(a) for a in arrays]).astype(np.float32)
-            kmap.put_global(RETRIEVAL_IDS, np.asarray(kmap.keyframe_ids(), dtype=np.int64))
-            kmap.put_global(RETRIEVAL_DESC, desc)
-            kmap.write_trajectory_tum()
+            write_index(kmap, self._fe, [kf.arrays for kf in kfs])
         write_ply(Path(path) / "cloud.ply", snap.cloud_xyz, snap.cloud_rgb)
         return Path(path)
 
