@@ -70,9 +70,13 @@ def depth_to_pointmap(K: np.ndarray, depth: np.ndarray) -> np.ndarray:
         [H,W,3] float64 points in the camera frame; invalid pixels get z = 0.
     """
     H, W = depth.shape
-    xs, ys = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
-    xy = np.stack([xs.ravel(), ys.ravel()], axis=1)
-    return backproject_depth(K, xy, depth.ravel()).reshape(H, W, 3)
+    # K^-1 is upper triangular, so the ray of pixel (x, y) is separable into a row term and a
+    # column term: broadcasting them is several times faster than a [H*W,3] matmul
+    Ki = np.linalg.inv(np.asarray(K, dtype=np.float64))
+    x = np.arange(W, dtype=np.float64)[None, :]
+    y = np.arange(H, dtype=np.float64)[:, None]
+    d = np.asarray(depth, dtype=np.float64)
+    return np.stack([(Ki[0, 0] * x + Ki[0, 1] * y + Ki[0, 2]) * d, (Ki[1, 1] * y + Ki[1, 2]) * d, d], -1)
 
 
 def scale_intrinsics(K: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int],

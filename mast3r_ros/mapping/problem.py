@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mast3r_ros.geometry.alignment import ransac_rigid, umeyama
-from mast3r_ros.geometry.camera import backproject_depth
+from mast3r_ros.geometry.camera import backproject_depth, depth_to_pointmap
 from mast3r_ros.mapping.canonical import CanonicalView, estimate_focal, fuse_view
 from mast3r_ros.mapping.types import MappingError, PairData, ViewData
 
@@ -78,15 +78,6 @@ def _K_of(view: ViewData, canon_points: np.ndarray, conf: np.ndarray, known: boo
     return np.array([[f, 0, (W - 1) / 2.0], [0, f, (H - 1) / 2.0], [0, 0, 1.0]])
 
 
-def _pointmap(K: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """[H,W,3] float32 camera-frame points of a depth map (zero-skew K; elementwise, fast)."""
-    H, W = depth.shape
-    x = ((np.arange(W, dtype=np.float32) - K[0, 2]) / K[0, 0])[None, :]
-    y = ((np.arange(H, dtype=np.float32) - K[1, 2]) / K[1, 1])[:, None]
-    d = depth.astype(np.float32)
-    return np.stack([x * d, y * d, d], -1)
-
-
 def build_canonical(views: list[ViewData], pairs: list[PairData], subsample: int, mode: str
                     ) -> list[CanonicalView]:
     """Canonical view of every view from its depth prior and the pairs' X_ii pointmaps."""
@@ -104,7 +95,7 @@ def build_canonical(views: list[ViewData], pairs: list[PairData], subsample: int
             d = np.asarray(view.depth, np.float32)
             if d.shape != (H, W):
                 raise MappingError(f"view {v}: depth shape {d.shape} != size (H,W)=({H},{W})")
-            X = _pointmap(np.asarray(view.K, np.float64), d)
+            X = depth_to_pointmap(np.asarray(view.K, np.float64), d).astype(np.float32)
             maps[v].append((X, np.where(d > 0, view.depth_conf, 0.0).astype(np.float32)))
         for X, _ in maps[v]:
             if X.shape[:2] != (H, W):
