@@ -199,7 +199,11 @@ def test_play_publishes_the_bag_over_dds(bags: dict[str, Path]):
     try:
         player = subprocess.run(
             [sys.executable, "-m", "mast3r_ros.cli", "play", str(bag), "--rate", str(rate),
-             "--wait-for", "/camera/image_raw", "/ground_truth/pose", "/tf_static", "--wait-timeout", "30"],
+             "--wait-for", "/camera/image_raw", "/ground_truth/pose", "/tf_static", "--wait-timeout", "30",
+             # The player sees the listener before the listener's side of the DDS match is done; a
+             # sample sent in that window is repaired only at the next heartbeat (seconds), which
+             # would bunch the arrivals the span check below times.
+             "--delay", "1.0"],
             check=False, capture_output=True, text=True, env=env, timeout=60)
         out, err = listener.communicate(timeout=45)
     finally:

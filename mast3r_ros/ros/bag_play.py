@@ -34,6 +34,10 @@ class PlayConfig:
     wait_timeout_s: float = 30.0
     start_delay_s: float = 0.0            # extra pause before the first message
     clock: bool = False                   # also publish /clock (rosgraph_msgs/Clock) at bag time
+    # How long to wait at the end for reliable subscribers to acknowledge every message. A sample
+    # sent before the DDS match completed in both directions is repaired only at the writer's
+    # next heartbeat (Fast DDS: every 3 s), so this must exceed that period.
+    ack_timeout_s: float = 10.0
     node_name: str = "mast3r_bag_player"
 
 
@@ -67,6 +71,15 @@ def _wait_for_subscribers(node, publishers: dict, topics: Sequence[str], timeout
         if time.monotonic() > deadline:
             raise TimeoutError(f"no subscriber on {waiting} after {timeout_s:.0f} s")
         time.sleep(_SLEEP_SLICE_S)
+
+
+def _wait_for_acks(publishers: dict, timeout_s: float, log) -> None:
+    """Reliable delivery of the last messages before the publishers go away."""
+    deadline = time.monotonic() + timeout_s
+    for topic, pub in publishers.items():
+        left = max(deadline - time.monotonic(), 1e-3)
+        if not pub.wait_for_all_acked(Duration(seconds=left)):
+            log(f"play: warning: {topic}: not every subscriber acknowledged within {timeout_s:g} s")
 
 
 def play_bag(path: str | Path, cfg: PlayConfig = PlayConfig(), log=print) -> dict[str, int]:
@@ -105,9 +118,8 @@ def play_bag(path: str | Path, cfg: PlayConfig = PlayConfig(), log=print) -> dic
                 counts[conn.topic] = counts.get(conn.topic, 0) + 1
             if not context.ok():
                 log("play: interrupted")
-            # Reliable delivery of the last messages before the publishers go away.
-            for pub in pubs.values() if context.ok() else ():
-                pub.wait_for_all_acked(Duration(seconds=2.0))
+            if context.ok():
+                _wait_for_acks(pubs, cfg.ack_timeout_s, log)
     finally:
         node.destroy_node()
         if context.ok():
