@@ -4,6 +4,7 @@ the max_keyframes bound, clean worker start/stop and a saved map the localizer o
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -115,3 +116,41 @@ def test_worker_passes_then_stops_cleanly_and_save_is_localizable(frames, tmp_pa
     # the saved map frame is the first keyframe's camera: compare with the GT relative pose
     T_expect = invert(frames[0][3]) @ T_gt
     assert np.linalg.norm(res.T_map_cam[:3, 3] - T_expect[:3, 3]) < 0.05
+
+
+def test_load_continues_a_saved_map_and_relocalizes(frames, tmp_path):
+    # min_inliers 40: the last keyframe (~0.7 m away, another view) shares ~30 inliers with the
+    # first frame fed after the load, so that frame needs relocalisation
+    cfg = IncrementalConfig(kf_min_translation=0.08, kf_max_overlap=0.0, optimize_every_n_keyframes=1000,
+                            min_inliers=40)
+    m = IncrementalMapper(cfg)
+    _feed(m, frames[10:])
+    path = m.save(tmp_path / "map")
+    saved = m.snapshot()
+
+    m2 = IncrementalMapper(replace(cfg, kf_min_translation=0.02))  # frames 0-10 span only 5 cm
+    m2.add_frame(*frames[0][:3], stamp=frames[0][4])  # a map of its own, kept on refusals
+    from mast3r_ros.localization.map_store import MapMeta
+    KeyframeMap.create(tmp_path / "other", MapMeta(frontend="mast3r")).close()
+    for bad, why in ((tmp_path / "nope", "cannot load map"), (tmp_path / "other", "front-end")):
+        with pytest.raises(MappingError, match=why):
+            m2.load(bad)
+        assert len(m2) == 1
+    assert m2.load(path) == len(saved.ids) >= 4
+    snap = m2.snapshot()
+    np.testing.assert_allclose(snap.T_map_cam, saved.T_map_cam, atol=1e-9)  # the map frame is kept
+    np.testing.assert_allclose(snap.stamps, saved.stamps, atol=1e-6)
+
+    # back at the map's start, far from its last keyframe: relocalised against the similar ones
+    gt = [invert(frames[10][3]) @ f[3] for f in frames]  # the map frame: frame 10's camera
+    r = m2.add_frame(*frames[11][:3], stamp=frames[11][4])
+    assert r.relocalized and r.T_map_cam is not None, r.reason
+    assert np.linalg.norm(r.T_map_cam[:3, 3] - gt[11][:3, 3]) < 0.02
+    # mapping continues into new ground (the frames before the saved part, backwards); a global
+    # pass keeps every keyframe close to the ground truth
+    for rgb, K, d, _, t in frames[9::-1]:
+        assert m2.add_frame(rgb, K, d, stamp=t).T_map_cam is not None
+    assert len(m2) > len(saved.ids) and m2.optimize("global", wait=True), m2.last_error
+    snap = m2.snapshot()
+    by_stamp = {round(f[4], 6): g for f, g in zip(frames, gt)}
+    assert _ate(snap.T_map_cam, np.stack([by_stamp[round(s, 6)] for s in snap.stamps])) < 0.03

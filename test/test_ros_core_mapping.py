@@ -282,3 +282,41 @@ def test_mapping_parameters_are_refused_with_a_reason(changes, reason):
     with pytest.raises(ParamError) as exc:
         MappingParams().replace(**changes)
     assert reason in str(exc.value)
+
+
+def test_load_map_continues_mapping_and_refusals_keep_the_map(seven, tmp_path):
+    params = _params(kf_min_translation=0.10, optimize_every_n_keyframes=0)
+    core = MappingCore(params, background=False)
+    try:
+        for i in range(0, 30, 6):
+            core.process(_frame(seven, i), _odom(seven, i))
+        saved_T, saved_stamps = core.keyframe_poses()
+        assert core.save_map(tmp_path / "m") == ""
+    finally:
+        core.close()
+    T_map_world = saved_T[0] @ invert(_odom(seven, 0))  # the saved map frame: frame 0's camera
+
+    core = MappingCore(params, background=False)
+    try:
+        core.process(_frame(seven, 45), _odom(seven, 45))  # a map of its own
+        (tmp_path / "empty").mkdir()
+        assert "not a map folder" in core.load_map(tmp_path / "empty")
+        assert "not a map folder" in core.load_map(tmp_path / "nope")
+        assert core.num_keyframes == 1
+        assert core.load_map(tmp_path / "m") == ""
+        T, stamps = core.keyframe_poses()
+        np.testing.assert_allclose(T, saved_T, atol=1e-9)
+        np.testing.assert_array_equal(stamps, saved_stamps)
+        assert core.T_map_odom() is None  # odom is tied to the map again only by a new keyframe
+        added = [i for i in range(27, 48, 3) if core.process(_frame(seven, i), _odom(seven, i)).keyframe_added]
+        assert added and core.num_keyframes == len(saved_T) + len(added)
+        T, _ = core.keyframe_poses()
+        # the first new keyframe is tracked against the loaded map, in its frame (odometry = GT)
+        dt, dr = pose_errors(T[len(saved_T)], T_map_world @ _odom(seven, added[0]))
+        assert dt < 0.03 and dr < 2.0
+        np.testing.assert_allclose(core.T_map_odom() @ _odom(seven, added[-1]), T[-1], atol=1e-9)
+        assert core.save_map(tmp_path / "m2") == ""
+        with KeyframeMap.open(tmp_path / "m2") as kmap:
+            assert len(kmap) == core.num_keyframes
+    finally:
+        core.close()

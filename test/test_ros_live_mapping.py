@@ -1,6 +1,6 @@
 """Live mapping over DDS: RGB-D frames + odometry TF to `mast3r-ros launch mapping`, keyframes gated
 on odometry, background optimisation passes (keyframe poses republished, pass count in /diagnostics)
-before any `optimize`; `optimize` (a global pass) while other services still answer, `save_map`; the
+before any `optimize`; `optimize` (a global pass) while other services still answer, `save_map`, `load_map`; the
 saved trajectory is compared with ground truth, a late subscriber still gets the latched cloud_map,
 a bad frame gives a status + diagnostic error, SIGTERM during work exits within 10 s."""
 from __future__ import annotations
@@ -39,7 +39,7 @@ from mast3r_ros.ros.live_client import (  # noqa: E402
     unique_domain_id,
 )
 from mast3r_ros.ros.node_io import LATCHED  # noqa: E402
-from mast3r_ros.srv import SaveMap  # noqa: E402
+from mast3r_ros.srv import LoadMap, SaveMap  # noqa: E402
 
 CAM = "camera_optical"
 T_BASE_CAM = np.eye(4)
@@ -138,6 +138,12 @@ def test_live_mapping_optimize_save_and_latched_cloud(data_dir, tmp_path):
         assert r.success and r.map_dir == str(tmp_path / "saved") and r.num_keyframes == len(added)
         r = client.call(SaveMap, "save_map", SaveMap.Request())  # no overwrite: refused, reason given
         assert not r.success and "already exists" in r.message
+        # load_map: a bad folder is refused with the reason (the node keeps its map); the saved
+        # map loads back with all its keyframes
+        r = client.call(LoadMap, "load_map", LoadMap.Request(map_dir=str(tmp_path / "nope")))
+        assert not r.success and "not a map folder" in r.message and r.num_keyframes == 0
+        r = client.call(LoadMap, "load_map", LoadMap.Request(map_dir=str(tmp_path / "saved")))
+        assert r.success and r.num_keyframes == len(added), r.message
 
         # a subscriber that joins now still gets the (latched) cloud
         late = LiveClient(domain, name="late_subscriber", reliable_images=True)

@@ -142,6 +142,14 @@ class ClassicalFrontEnd:
             raise FrontEndError(f"map has no '{VOCAB_NAME}' global array (built with another front-end?)")
         self._vocab = np.asarray(vocab, dtype=np.float32)
 
+    @property
+    def has_vocabulary(self) -> bool:
+        return self._vocab is not None
+
+    def set_vocabulary(self, vocab: np.ndarray | None) -> None:
+        """Use ``vocab`` [W,128] float32 for retrieval descriptors (None: none until fitted)."""
+        self._vocab = None if vocab is None else np.asarray(vocab, dtype=np.float32)
+
     def keyframe_descriptor(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         return vlad(root_sift(arrays["sift_desc"]), self._require_vocab())
 

@@ -8,6 +8,7 @@ Usage (the mapping node forwards each synchronised image / depth / camera_info t
     snap = mapper.snapshot(cloud=True)                # poses, K, stamps, cloud for publishing
     mapper.optimize("global", wait=True)              # the node's `optimize` service
     mapper.save("/maps/kitchen")                      # a map directory the localizer opens
+    mapper.load("/maps/kitchen")                      # continue mapping from a saved map
     mapper.stop()
 
 Inputs: ``rgb`` [H,W,3] uint8, ``K`` [3,3] float64 (pixels), ``depth`` [H,W] float32 metres registered
@@ -65,6 +66,7 @@ class IncrementalConfig:
     global_every: int = 10
     min_inliers: int = 20
     inlier_m: float = 0.05
+    relocalize_candidates: int = 5
     alignment: AlignmentConfig = field(default_factory=_fast_alignment)
     classical: ClassicalConfig = field(default_factory=ClassicalConfig)
 
@@ -78,6 +80,7 @@ class FrameResult:
     reason: str
     n_inliers: int = 0
     overlap: float = 0.0
+    relocalized: bool = False  # tracked against an older keyframe, not the last one
 
 
 @dataclass
@@ -121,6 +124,7 @@ class IncrementalMapper:
         self._worker: threading.Thread | None = None
         self._stop = False
         self._last_T_odom: np.ndarray | None = None
+        self._ref_id: int | None = None  # keyframe new frames are tracked against (None: newest)
         self.last_error: str | None = None
 
     # ------------------------------------------------------------------ frames
@@ -129,16 +133,23 @@ class IncrementalMapper:
         """Track a frame against the last keyframe and add it as a keyframe when gated in."""
         cfg = self.config
         arrays = self._fe.prepare_keyframe(image, K, depth)
-        with self._lock:
-            last = self._kfs[max(self._kfs)] if self._kfs else None
+        with self._lock:  # the reference: the newest keyframe, or the one last relocalised against
+            last = self._kfs.get(self._ref_id) or (self._kfs[max(self._kfs)] if self._kfs else None)
+            odom_ref = self._last_T_odom if last is not None and last.id == max(self._kfs) else None
         if last is None:
             return self._add_kf(image, K, depth, stamp, arrays, np.eye(4), None, "first keyframe", 0, 1.0,
                                 T_odom_cam)
         T_last_cur, n_inl, overlap = self._track(last, arrays, K)
+        if T_last_cur is None and T_odom_cam is not None and odom_ref is not None:
+            T_last_cur = invert(odom_ref) @ T_odom_cam  # odometry bridges the gap
+        relocalized = False
         if T_last_cur is None:
-            if T_odom_cam is None or self._last_T_odom is None:
+            found = self._relocalize(arrays, K, exclude=last.id)
+            if found is None:
                 return FrameResult(False, None, None, "tracking lost", n_inl, overlap)
-            T_last_cur = invert(self._last_T_odom) @ T_odom_cam  # odometry bridges the gap
+            last, T_last_cur, n_inl, overlap = found
+            relocalized = True
+            self._ref_id = last.id
         with self._lock:
             T = self._kfs[last.id].T @ T_last_cur if last.id in self._kfs else last.T @ T_last_cur
         dt = float(np.linalg.norm(T_last_cur[:3, 3]))
@@ -146,8 +157,11 @@ class IncrementalMapper:
         if dt >= cfg.kf_min_translation or dr >= cfg.kf_min_rotation_deg or overlap <= cfg.kf_max_overlap:
             why = (f"moved {dt:.2f} m" if dt >= cfg.kf_min_translation else
                    f"turned {dr:.1f} deg" if dr >= cfg.kf_min_rotation_deg else f"overlap {overlap:.2f}")
-            return self._add_kf(image, K, depth, stamp, arrays, T, last.id, why, n_inl, overlap, T_odom_cam)
-        return FrameResult(False, None, T, "tracked", n_inl, overlap)
+            r = self._add_kf(image, K, depth, stamp, arrays, T, last.id, why, n_inl, overlap, T_odom_cam)
+        else:
+            r = FrameResult(False, None, T, "tracked", n_inl, overlap)
+        r.relocalized = relocalized
+        return r
 
     def _track(self, kf: _KF, arrays: dict, K: np.ndarray) -> tuple[np.ndarray | None, int, float]:
         """(T_kf_cur or None, inliers, overlap) by 3D-3D RANSAC on SIFT matches with depth."""
@@ -163,6 +177,32 @@ class IncrementalMapper:
             return None, n, n / n_feat
         return T, n, n / n_feat
 
+    def _relocalize(self, arrays: dict, K: np.ndarray, exclude: int) -> tuple | None:
+        """(keyframe, T_kf_cur, inliers, overlap) against the most similar other keyframes, or None.
+
+        Why: after ``load`` the robot may start anywhere in the map, and after a tracking loss it
+        may come back to an older part of it. Candidates: the ``relocalize_candidates`` keyframes
+        with the closest retrieval descriptors (VLAD, when a vocabulary is loaded), else the most
+        recent ones.
+        """
+        with self._lock:
+            kfs = [k for i, k in sorted(self._kfs.items()) if i != exclude]
+        n = self.config.relocalize_candidates
+        if not kfs or n <= 0:
+            return None
+        if self._fe.has_vocabulary:
+            q = self._fe.keyframe_descriptor(arrays)
+            sims = [float(self._fe.keyframe_descriptor(k.arrays) @ q) for k in kfs]
+            kfs = [kfs[i] for i in np.argsort(sims)[::-1][:n]]
+        else:
+            kfs = kfs[::-1][:n]
+        best = None
+        for kf in kfs:
+            T, n_inl, overlap = self._track(kf, arrays, K)
+            if T is not None and (best is None or n_inl > best[2]):
+                best = (kf, T, n_inl, overlap)
+        return best
+
     def _add_kf(self, image, K, depth, stamp, arrays, T, ref, why, n_inl, overlap, T_odom) -> FrameResult:
         cfg = self.config
         with self._lock:
@@ -171,6 +211,7 @@ class IncrementalMapper:
             kf = _KF(kid, float(stamp), image, np.asarray(K, np.float64), np.asarray(depth, np.float32),
                      arrays, np.asarray(T, np.float64), ref)
             self._kfs[kid] = kf
+            self._ref_id = kid
             self._last_T_odom = T_odom
             for other in self._partners(kf):
                 self._pairs[(other, kid)] = classical_pair(0, 1, self._kfs[other].arrays, arrays,
@@ -183,12 +224,14 @@ class IncrementalMapper:
             self.optimize(mode, wait=self._worker is None)
         return FrameResult(True, kid, T, why, n_inl, overlap)
 
-    def _partners(self, kf: _KF) -> list[int]:
+    def _partners(self, kf: _KF, kfs: dict | None = None) -> list[int]:
+        """Keyframes to pair ``kf`` with, among ``kfs`` (default: the map's)."""
         cfg = self.config
-        older = sorted(k for k in self._kfs if k != kf.id)
+        kfs = self._kfs if kfs is None else kfs
+        older = sorted(k for k in kfs if k != kf.id)
         seq = older[-cfg.sequential_window:]
         rest = [k for k in older if k not in seq]
-        d = {k: np.linalg.norm(self._kfs[k].T[:3, 3] - kf.T[:3, 3]) for k in rest}
+        d = {k: np.linalg.norm(kfs[k].T[:3, 3] - kf.T[:3, 3]) for k in rest}
         near = [k for k in sorted(d, key=d.get) if d[k] <= cfg.retrieval_max_dist_m][:cfg.retrieval_k]
         return seq + near
 
@@ -330,6 +373,30 @@ class IncrementalMapper:
             write_index(kmap, self._fe, [kf.arrays for kf in kfs])
         write_ply(Path(path) / "cloud.ply", snap.cloud_xyz, snap.cloud_rgb)
         return Path(path)
+
+    def load(self, path: str | Path) -> int:
+        """Replace the map with the saved map at ``path`` (its keyframes, poses and retrieval
+        vocabulary) and continue mapping from it; returns the number of keyframes. The map frame
+        becomes the loaded map's. New frames are tracked against the last loaded keyframe, else
+        relocalised against the most similar ones. Raises MappingError (nothing changed then)."""
+        from mast3r_ros.mapping.map_io import read_mapper_keyframes
+
+        loaded, vocab = read_mapper_keyframes(path)
+        kfs = {i: _KF(i, k.stamp, k.image, k.K, k.depth, k.arrays, k.T_map_cam, None)
+               for i, k in enumerate(loaded)}
+        pairs = {}
+        for kid in sorted(kfs):
+            for other in self._partners(kfs[kid], {i: kfs[i] for i in kfs if i < kid}):
+                pairs[(other, kid)] = classical_pair(0, 1, kfs[other].arrays, kfs[kid].arrays,
+                                                     self.config.classical.ratio)
+        with self._lock:
+            self._kfs, self._pairs = kfs, pairs
+            self._next_id, self._since_opt = len(kfs), 0
+            self._version += 1
+            self._last_T_odom, self._ref_id = None, None
+            self.last_error = None
+            self._fe.set_vocabulary(vocab)
+        return len(kfs)
 
     def __len__(self) -> int:
         with self._lock:

@@ -17,6 +17,8 @@ What this core adds:
   ``odom_is_real=False``) every frame goes to the mapper;
 * ``T_map_odom`` from the newest keyframe: its optimised ``T_map_cam`` composed with the odometry
   pose recorded with it (the map frame is the first keyframe's camera);
+* ``load_map``: continue from a saved map (its keyframes, poses and retrieval vocabulary); a bad
+  folder is refused with the reason and the running map is kept;
 * ``save_map``: refusals with a reason, and atomicity: the mapper writes the map (format the
   localization node loads) into a temp folder, renamed into place, so ``dst`` is never
   half-written;
@@ -58,12 +60,13 @@ class MappingOutput:
 
 @dataclass
 class _KeyframeRecord:
-    """What the core keeps per mapper keyframe (arrays shared with the mapper, not copied)."""
+    """What the core keeps per mapper keyframe (arrays shared with the mapper, not copied).
+    Keyframes of a loaded map have no image / depth here and no odometry pose (None)."""
     stamp_ns: int
-    image: np.ndarray
+    image: np.ndarray | None
     K: np.ndarray
-    depth: np.ndarray
-    T_odom_cam: np.ndarray
+    depth: np.ndarray | None
+    T_odom_cam: np.ndarray | None
 
 
 def incremental_config(p: MappingParams) -> IncrementalConfig:
@@ -173,8 +176,8 @@ class MappingCore:
             self._last_kf_odom, self._last_kf_id = self._records[r.keyframe_id].T_odom_cam, r.keyframe_id
             self._prune()
             st.state, st.kf_ids = "TRACKING", [r.keyframe_id]
-            st.message = (f"keyframe {r.keyframe_id} ({r.reason}); {self.num_keyframes} keyframes, "
-                          f"{self.passes} optimisation passes")
+            st.message = (f"keyframe {r.keyframe_id} ({r.reason}{', relocalised' if r.relocalized else ''}); "
+                          f"{self.num_keyframes} keyframes, {self.passes} optimisation passes")
             return MappingOutput(st, True, self.T_map_odom())
 
     @staticmethod
@@ -195,11 +198,29 @@ class MappingCore:
             if self._last_kf_id is None:
                 return None
             snap = self.mapper.snapshot()
-            ids = [k for k in snap.ids if k in self._records]
+            ids = [k for k in snap.ids if k in self._records and self._records[k].T_odom_cam is not None]
             if not ids:
                 return None
             k = self._last_kf_id if self._last_kf_id in ids else ids[-1]
             return snap.T_map_cam[snap.ids.index(k)] @ invert(self._records[k].T_odom_cam)
+
+    def load_map(self, path: str | Path) -> str:
+        """Continue mapping from the saved map at ``path`` (replaces the current map); '' or the
+        reason it was refused (the current map is kept then). The map frame becomes the loaded
+        map's; map->odom is known again once a new keyframe is added with odometry."""
+        path = Path(path)
+        if not (path / "map.yaml").is_file():
+            return f"{str(path)!r} is not a map folder (no map.yaml)"
+        with self._lock:
+            try:
+                self.mapper.load(path)
+            except MappingError as exc:
+                return str(exc)
+            snap = self.mapper.snapshot()
+            self._records = {k: _KeyframeRecord(int(round(s * 1e9)), None, K, None, None)
+                             for k, s, K in zip(snap.ids, snap.stamps, snap.K)}
+            self._last_kf_odom, self._last_kf_id, self.last_stamp_ns = None, None, None
+        return ""
 
     def optimize(self) -> tuple[str, dict]:
         """A global pass now (waits); ('' or the reason it did not run, summary)."""
@@ -237,7 +258,7 @@ class MappingCore:
         if n == 0:
             return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
         with self._lock:
-            pixels = max((r.depth.size for r in self._records.values()), default=640 * 480)
+            pixels = max((r.depth.size for r in self._records.values() if r.depth is not None), default=640 * 480)
         stride = max(1, math.ceil(math.sqrt(pixels * n / max_points)))
         snap = self.mapper.snapshot(cloud=True, stride=stride)
         xyz, rgb = snap.cloud_xyz, snap.cloud_rgb

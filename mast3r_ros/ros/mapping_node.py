@@ -4,8 +4,8 @@ Topics (relative, default namespace ``mast3r``): subscribes ``image``, ``camera_
 odometry through TF (odom -> base -> camera optical frame) for keyframe gating. Publishes
 ``cloud_map`` (PointCloud2 xyz+rgb, map frame, reliable + transient_local), ``keyframe_poses``
 (PoseArray) and ``trajectory`` (Path), both latched, ``status``, ``/diagnostics`` and map->odom on
-``/tf``. Services: ``optimize`` (a global pass now; waits), ``save_map``, ``reset``, ``pause``,
-``resume``. The work is in :class:`~mast3r_ros.ros.mapping_core.MappingCore` (an incremental mapper
+``/tf``. Services: ``optimize`` (a global pass now; waits), ``save_map``, ``load_map`` (continue
+mapping from a saved map), ``reset``, ``pause``, ``resume``. The work is in :class:`~mast3r_ros.ros.mapping_core.MappingCore` (an incremental mapper
 that re-optimises in the background); a timer republishes keyframe poses, trajectory and cloud
 after each optimisation pass. Services run in their own callback group, so they answer while
 frames are processed.
@@ -36,7 +36,7 @@ from mast3r_ros.ros.node_params import declare_and_read, install_validator
 from mast3r_ros.ros.outputs import status_message, tf_transforms
 from mast3r_ros.ros.params import MappingParams, ParamError
 from mast3r_ros.ros.spin import run_node
-from mast3r_ros.srv import SaveMap
+from mast3r_ros.srv import LoadMap, SaveMap
 
 
 class MappingNode(Node):
@@ -65,6 +65,7 @@ class MappingNode(Node):
         g = self.service_group
         self.create_service(Trigger, "optimize", self._srv_optimize, callback_group=g)
         self.create_service(SaveMap, "save_map", self._srv_save_map, callback_group=g)
+        self.create_service(LoadMap, "load_map", self._srv_load_map, callback_group=g)
         self.create_service(Trigger, "reset", self._srv_reset, callback_group=g)
         self.create_service(Trigger, "pause", lambda q, r: self._srv_pause(r, True), callback_group=g)
         self.create_service(Trigger, "resume", lambda q, r: self._srv_pause(r, False), callback_group=g)
@@ -171,6 +172,18 @@ class MappingNode(Node):
             self.diag.error(resp.message)
             return resp
         resp.success, resp.message, resp.map_dir = True, "map saved", str(target)
+        resp.num_keyframes = self.core.num_keyframes
+        return resp
+
+    def _srv_load_map(self, req, resp):
+        why = self.core.load_map(req.map_dir) if req.map_dir else "no map_dir given"
+        if why:
+            resp.success, resp.message = False, f"load_map: {why}"
+            self.diag.error(resp.message)
+            return resp
+        self._T_map_odom = None  # the map frame changed; known again at the next keyframe
+        self.camera.sync.reset()
+        resp.success, resp.message = True, "map loaded; mapping continues from it"
         resp.num_keyframes = self.core.num_keyframes
         return resp
 

@@ -1,0 +1,65 @@
+"""Read a saved map back into the incremental mapper's keyframe form (``load_map``).
+
+A map the mapper can continue from is a classical RGB-D map with, per keyframe, the image, the
+intrinsics, the depth registered to the image and the SIFT arrays the classical front-end stores
+(``sift_xy``, ``sift_desc``, ``sift_X``): what :meth:`IncrementalMapper.save` and
+``mast3r-ros map build --frontend classical --store-depth`` write. Everything is read and checked
+before the caller swaps its state, so a bad map leaves the running map untouched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mast3r_ros.data.map_format import MapError
+from mast3r_ros.localization.classical import VOCAB_NAME
+from mast3r_ros.mapping.types import MappingError
+
+SIFT_ARRAYS = ("sift_xy", "sift_desc", "sift_X")
+
+
+@dataclass
+class LoadedKeyframe:
+    """One keyframe of a loaded map. image [H,W,3] uint8 RGB; K [3,3] float64 pixels; depth [H,W]
+    float32 metres registered to the image (0 = invalid); T_map_cam [4,4] float64 camera-to-map
+    (OpenCV optical frame, metres); arrays: the classical front-end's SIFT arrays."""
+    stamp: float
+    image: np.ndarray
+    K: np.ndarray
+    depth: np.ndarray
+    T_map_cam: np.ndarray
+    arrays: dict
+
+
+def read_mapper_keyframes(path: str | Path) -> tuple[list[LoadedKeyframe], np.ndarray | None]:
+    """(keyframes in id order, retrieval vocabulary [W,128] float32 or None) of the map at ``path``.
+
+    Raises:
+        MappingError: not a map, another front-end, a keyframe without depth or SIFT arrays.
+    """
+    from mast3r_ros.localization.map_store import KeyframeMap
+
+    try:
+        with KeyframeMap.open(path) as kmap:
+            if kmap.meta.frontend != "classical":
+                raise MappingError(f"{path}: the mapper continues classical RGB-D maps; this map uses the "
+                                   f"{kmap.meta.frontend!r} front-end")
+            out = []
+            for kf_id in kmap.keyframe_ids():
+                kf = kmap.get_keyframe(kf_id, arrays=list(SIFT_ARRAYS))
+                missing = [n for n in SIFT_ARRAYS if n not in kf.arrays]
+                if kf.depth is None or kf.image is None or missing:
+                    what = "depth" if kf.depth is None else "image" if kf.image is None else f"arrays {missing}"
+                    raise MappingError(f"{path}: keyframe {kf_id} has no {what} (build the map with "
+                                       "--store-depth, or save it from the mapping node)")
+                out.append(LoadedKeyframe(float(kf.timestamp), kf.image, np.asarray(kf.K, np.float64),
+                                          np.asarray(kf.depth, np.float32),
+                                          np.asarray(kf.T_map_cam, np.float64), kf.arrays))
+            vocab = kmap.get_global(VOCAB_NAME)
+    except (MapError, OSError) as exc:
+        raise MappingError(f"cannot load map {path}: {exc}") from None
+    if not out:
+        raise MappingError(f"{path}: the map has no keyframes")
+    return out, None if vocab is None else np.asarray(vocab, np.float32)
