@@ -46,8 +46,9 @@ from mast3r_ros.mapping.types import MappingError, ViewData
 
 
 def _fast_alignment() -> AlignmentConfig:
-    # warm-started passes need fewer iterations than a cold start from the kinematic chain
-    return AlignmentConfig(niter1=100, niter2=100, lr1=0.01, lr2=0.005, known_intrinsics=True,
+    # warm-started passes need fewer iterations than a cold start from the kinematic chain;
+    # squared 3D distances after the RANSAC pair check, as for map build (pipeline._default_alignment)
+    return AlignmentConfig(niter1=100, niter2=100, lr1=0.01, lr2=0.005, known_intrinsics=True, gamma1=2.0,
                            check=PairCheckConfig(matching_conf_thr=None))
 
 
