@@ -3,7 +3,8 @@
 Inputs are oracle MASt3R-style pairs from 7-Scenes redkitchen (depth + GT poses, noise, 10 %
 outliers; ``mast3r_ros.mapping.oracle``), so only the optimiser is timed, not a front-end.
 Pairs: a sequential window (``--window``) in both directions, no loop-closure pairs: the
-hardest case for the optimiser (errors accumulate along a chain as deep as the sequence). For each size the script reports wall time by step, peak RSS of a fresh child
+hardest case for the optimiser (errors accumulate along a chain as deep as the sequence).
+For each size the script reports wall time by step, peak RSS of a fresh child
 process, pairs / matches / anchors, pose error, and fits time ~ pairs^k (log-log slope).
 The 20-keyframe run with ``--niter 0`` style baselines is not needed: the table itself is the
 comparison across sizes, all measured in the same run.

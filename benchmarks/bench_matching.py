@@ -104,7 +104,8 @@ def main() -> None:
         best = min(times)
         spread = f"{min(times):.3f}-{max(times):.3f}" if len(times) > 1 else "-"
         ident = what if same is None else (f"yes ({what})" if same else f"NO ({what})")
-        print(f"| {name} | {task} | {best:.3f} | {spread} | {OFFICIAL[task] / best:.1f}x | {bound[task]:.3f} | {ident} |")
+        print(f"| {name} | {task} | {best:.3f} | {spread} | {OFFICIAL[task] / best:.1f}x | {bound[task]:.3f} "
+              f"| {ident} |")
 
 
 if __name__ == "__main__":

@@ -119,8 +119,10 @@ def head(sd, cfg, n, layers, hw):
     hooks = [layers[i] for i in cfg.dpt_hooks]
     maps = [t.transpose(1, 2).reshape(t.shape[0], -1, gh, gw) for t in hooks]
     ap = d + ".act_postprocess"
-    maps[0] = F.conv_transpose2d(_conv(sd, ap + ".0.0", maps[0]), sd[ap + ".0.1.weight"], sd[ap + ".0.1.bias"], stride=4)
-    maps[1] = F.conv_transpose2d(_conv(sd, ap + ".1.0", maps[1]), sd[ap + ".1.1.weight"], sd[ap + ".1.1.bias"], stride=2)
+    maps[0] = F.conv_transpose2d(_conv(sd, ap + ".0.0", maps[0]), sd[ap + ".0.1.weight"], sd[ap + ".0.1.bias"],
+                                 stride=4)
+    maps[1] = F.conv_transpose2d(_conv(sd, ap + ".1.0", maps[1]), sd[ap + ".1.1.weight"], sd[ap + ".1.1.bias"],
+                                 stride=2)
     maps[2] = _conv(sd, ap + ".2.0", maps[2])
     maps[3] = _conv(sd, ap + ".3.1", _conv(sd, ap + ".3.0", maps[3]), stride=2, padding=1)
     maps = [_conv(sd, f"{d}.scratch.layer{i + 1}_rn", m, padding=1) for i, m in enumerate(maps)]

@@ -7,8 +7,14 @@ import os
 import pytest
 import torch
 
-from mast3r_ros.model import (CheckpointError, ConfigError, Mast3rConfig, Mast3rNet, config_from_constructor,
-                              load_network)
+from mast3r_ros.model import (
+    CheckpointError,
+    ConfigError,
+    Mast3rConfig,
+    Mast3rNet,
+    config_from_constructor,
+    load_network,
+)
 
 TINY = dict(enc_embed_dim=64, enc_depth=1, enc_num_heads=2, dec_embed_dim=48, dec_depth=10, dec_num_heads=2)
 TINY_STRING = ("AsymmetricMASt3R(pos_embed='RoPE100', patch_embed_cls='ManyAR_PatchEmbed', img_size=(512, 512), "

@@ -4,9 +4,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mast3r_ros.geometry import (backproject_depth, check_intrinsics, compose, invert, make_T,
-                                 pose_errors, project_points, rotation_error_deg, scale_intrinsics,
-                                 transform_points, umeyama)
+from mast3r_ros.geometry import (
+    backproject_depth,
+    check_intrinsics,
+    compose,
+    invert,
+    make_T,
+    pose_errors,
+    project_points,
+    rotation_error_deg,
+    scale_intrinsics,
+    transform_points,
+    umeyama,
+)
 from mast3r_ros.geometry.transforms import nearest_rotation, rotation_exp, with_nearest_rotation
 from mast3r_ros.geometry.twoview import essential_relative_pose, metric_scale, triangulate
 

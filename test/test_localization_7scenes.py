@@ -18,7 +18,6 @@ from mast3r_ros.localization.mapbuild import build_map
 from mast3r_ros.localization.rgbd import RgbdCalibration
 
 
-
 @pytest.mark.slow
 def test_temporal_split_classical_meets_acceptance(data_dir, tmp_path):
     ds = open_dataset(data_dir / "7scenes_redkitchen")

@@ -11,11 +11,10 @@ import pytest
 from mast3r_ros.localization.datasets import open_dataset
 from mast3r_ros.localization.frontend import FrontEndError, QueryFrame
 from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
-from mast3r_ros.localization.retrieval import RetrievalConfig
 from mast3r_ros.localization.map_store import Keyframe, KeyframeMap
 from mast3r_ros.localization.mapbuild import build_map
-from mast3r_ros.localization.mast3r_frontend import (Mast3rFrontEnd, Mast3rFrontEndConfig,
-                                                     network_pointmap_from_depth)
+from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEnd, Mast3rFrontEndConfig, network_pointmap_from_depth
+from mast3r_ros.localization.retrieval import RetrievalConfig
 from mast3r_ros.model import preprocess_array
 
 
@@ -57,7 +56,8 @@ def test_matches_carry_keyframe_3d_in_the_map_frame(frontend, kitchen):
     corr = frontend.match(query, kf)
     assert len(corr) > 50 and corr.kf_id == 7
     assert np.isfinite(corr.X_map).all() and ((corr.conf > 0) & (corr.conf < 1)).all()
-    assert (corr.xy_query >= -0.5).all() and (corr.xy_query[:, 0] <= 639.5).all() and (corr.xy_query[:, 1] <= 479.5).all()
+    xy = corr.xy_query
+    assert (xy >= -0.5).all() and (xy[:, 0] <= 639.5).all() and (xy[:, 1] <= 479.5).all()
     # Every 3D point is a depth point of the keyframe, moved into the map frame.
     T_cam_world = np.linalg.inv(f_kf.T_world_cam)  # 7-Scenes rotations are orthonormal to 4e-4 only
     X_cam = corr.X_map @ T_cam_world[:3, :3].T + T_cam_world[:3, 3]

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from mast3r_ros.geometry.camera import project_points
-from mast3r_ros.geometry.transforms import (invert, make_T, pose_errors, rotation_exp, rotation_log,
-                                           transform_points)
+from mast3r_ros.geometry.transforms import invert, make_T, pose_errors, rotation_exp, rotation_log, transform_points
 from mast3r_ros.localization.covariance import pose_covariance
 from mast3r_ros.localization.pose import PnPConfig, solve_pnp
 from mast3r_ros.localization.retrieval import RetrievalConfig, Retriever, fit_vocabulary, vlad

@@ -13,7 +13,11 @@ from mast3r_ros.localization.datasets import open_dataset
 from mast3r_ros.localization.map_store import Keyframe, KeyframeMap, MapError, MapMeta
 from mast3r_ros.mapping.canonical import estimate_focal, fuse_view
 from mast3r_ros.mapping.kinematic import (
-    TREE_MODES, chain_poses, compose_tree, root_tree, spanning_tree,
+    TREE_MODES,
+    chain_poses,
+    compose_tree,
+    root_tree,
+    spanning_tree,
 )
 from mast3r_ros.mapping.outputs import read_ply, write_ply
 from mast3r_ros.mapping.pairs import PairSelectionConfig, select_pairs

@@ -21,7 +21,8 @@ def assert_close(ours, ref, what: str):
     ref = np.asarray(ref, dtype=np.float64)
     assert ours.shape == ref.shape, f"{what}: shape {ours.shape} vs {ref.shape}"
     excess = np.abs(ours - ref) - 1e-4 * (1 + np.abs(ref))
-    assert excess.max() <= 0, f"{what}: worst excess {excess.max():.3g} at {np.unravel_index(excess.argmax(), ref.shape)}"
+    worst = np.unravel_index(excess.argmax(), ref.shape)
+    assert excess.max() <= 0, f"{what}: worst excess {excess.max():.3g} at {worst}"
 
 
 def fixture_rgb(tensor: np.ndarray) -> np.ndarray:
@@ -99,7 +100,8 @@ def test_partial_heads_and_batches_equal_full_run(model, runs, tiny_io):
     assert torch.equal(pred1["desc"], r["pred1"]["desc"])
     img1 = torch.from_numpy(tiny_io["pair1_img1"])
     img2 = torch.from_numpy(tiny_io["pair1_img2"])
-    batch1, batch2 = model.infer_pair(torch.cat([img1, img2]), torch.cat([img2, img1]), heads1={"pts3d"}, heads2={"pts3d"})
+    batch1, batch2 = model.infer_pair(torch.cat([img1, img2]), torch.cat([img2, img1]),
+                                      heads1={"pts3d"}, heads2={"pts3d"})
     assert_close(batch1["pts3d"][:1], r["pred1"]["pts3d"], "batched pts3d view1")
     assert_close(batch2["pts3d"][:1], r["pred2"]["pts3d"], "batched pts3d view2")
 

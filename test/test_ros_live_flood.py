@@ -17,8 +17,7 @@ from mast3r_ros.localization.frontend import make_frontend  # noqa: E402
 from mast3r_ros.localization.mapbuild import build_map  # noqa: E402
 from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
 from mast3r_ros.ros.flood import flood  # noqa: E402
-from mast3r_ros.ros.live_client import (LiveClient, child_pids, start_launch, stop_process_tree,  # noqa: E402
-                                        unique_domain_id)
+from mast3r_ros.ros.live_client import LiveClient, child_pids, start_launch, stop_process_tree, unique_domain_id  # noqa: E402
 
 CAM = "camera_optical"
 

@@ -38,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mast3r_ros.localization.datasets import open_dataset, parse_frame_spec
-    from mast3r_ros.localization.mapbuild import build_map
     from mast3r_ros.localization.map_store import KeyframeMap
+    from mast3r_ros.localization.mapbuild import build_map
 
     start = time.perf_counter()
     try:

@@ -109,7 +109,7 @@ def build_scene(cfg: SyntheticRoomConfig) -> list[Box]:
     rng = np.random.default_rng(cfg.seed)
     boxes = [Box(np.array(_ROOM[0], np.float32), np.array(_ROOM[1], np.float32), inside=True)]
     boxes += [Box(np.array(lo, np.float32), np.array(hi, np.float32)) for lo, hi in _OBJECTS]
-    for b, box in enumerate(boxes):
+    for box in boxes:
         colour = rng.integers(40, 230, 3)
         for face in range(6):
             base = _WALL_COLOURS[face] if box.inside else tuple(int(c) for c in colour)

@@ -8,10 +8,20 @@ Conventions used throughout the package:
 * Pixels (x, y): OpenCV convention, the *centre* of the top-left pixel is at (0, 0); a pixel
   (x, y) back-projects along ``K^-1 [x, y, 1]``.
 """
+from mast3r_ros.geometry.alignment import umeyama  # noqa: F401
 from mast3r_ros.geometry.camera import (  # noqa: F401
-    backproject_depth, check_intrinsics, project_points, scale_intrinsics, undistort_points,
+    backproject_depth,
+    check_intrinsics,
+    project_points,
+    scale_intrinsics,
+    undistort_points,
 )
 from mast3r_ros.geometry.transforms import (  # noqa: F401
-    compose, invert, make_T, pose_errors, rotation_error_deg, transform_points, translation_error,
+    compose,
+    invert,
+    make_T,
+    pose_errors,
+    rotation_error_deg,
+    transform_points,
+    translation_error,
 )
-from mast3r_ros.geometry.alignment import umeyama  # noqa: F401

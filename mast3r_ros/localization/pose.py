@@ -14,8 +14,7 @@ import cv2
 import numpy as np
 
 from mast3r_ros.geometry.alignment import ransac_rigid
-from mast3r_ros.geometry.camera import (backproject_depth, project_points, sample_depth_robust,
-                                        undistort_points)
+from mast3r_ros.geometry.camera import backproject_depth, project_points, sample_depth_robust, undistort_points
 from mast3r_ros.geometry.transforms import invert, make_T, transform_points
 
 

@@ -24,7 +24,6 @@ import numpy as np
 from mast3r_ros.geometry.camera import check_intrinsics, register_depth
 from mast3r_ros.geometry.transforms import invert
 
-
 # Kinect v1 as recorded in Microsoft 7-Scenes: colour focal 525 (the DSAC*/ACE convention),
 # depth focal 585 (7-Scenes page), depth->colour extrinsics of the LIRIS Kinect calibration (the
 # values the pseudo-GT study of Brachmann et al., ICCV 2021, uses to register 7-Scenes depth);

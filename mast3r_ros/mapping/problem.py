@@ -188,7 +188,9 @@ def build_problem(views: list[ViewData], pairs: list[PairData], subsample: int =
             mw.append(p.conf[keep].astype(np.float64))
         elif status == "fallback":
             _fallback_terms(prob, p, fb)
-    cat = (lambda xs, dt, shape: np.concatenate(xs).astype(dt) if xs else np.zeros(shape, dt))
+    def cat(xs: list, dt, shape: tuple) -> np.ndarray:
+        return np.concatenate(xs).astype(dt) if xs else np.zeros(shape, dt)
+
     allkeys = cat(keys, np.int64, (0, 2))
     allxy = cat(xys, np.float64, (0, 2, 2))
     uniq, first, inverse = np.unique(allkeys.reshape(-1), return_index=True, return_inverse=True)

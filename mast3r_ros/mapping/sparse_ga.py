@@ -26,7 +26,12 @@ import torch
 
 from mast3r_ros.geometry.transforms import invert, nearest_rotation
 from mast3r_ros.mapping.kinematic import (
-    chain_poses, compose_tree, quat_to_rotmat, root_tree, rotmat_to_quat, spanning_tree,
+    chain_poses,
+    compose_tree,
+    quat_to_rotmat,
+    root_tree,
+    rotmat_to_quat,
+    spanning_tree,
 )
 from mast3r_ros.mapping.problem import PairCheckConfig, Problem, build_problem
 from mast3r_ros.mapping.types import AlignmentResult, MappingError, PairData, ViewData
@@ -114,7 +119,9 @@ class _Model:
         dt = getattr(torch, cfg.dtype)
         dev = torch.device(cfg.device)
         self.cfg, self.prob, self.n = cfg, prob, prob.n_views
-        T = (lambda a, d=dt: torch.as_tensor(np.asarray(a), dtype=d, device=dev))
+        def T(a, d=dt) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(a), dtype=d, device=dev)
+
         self.parent = T(parent, torch.int64)
         self.fixed = T(fixed, torch.bool)
         q0, t0 = rotmat_to_quat(local[:, :3, :3]), local[:, :3, 3]

@@ -12,8 +12,8 @@ Conventions: descriptor maps are [H, W, D]; pixel coordinates are int64 (x, y) =
 integer pixel centres; flat pixel index = y * W + x.
 """
 from .coarse_to_fine import CoarseToFineConfig, coarse_to_fine_match
-from .crops import crop_slice, select_crop_pairs, working_resolution
 from .config import MatchingConfig
+from .crops import crop_slice, select_crop_pairs, working_resolution
 from .frm import fast_reciprocal_nn
 from .nn_backends import build_index
 from .symmetric import match_symmetric

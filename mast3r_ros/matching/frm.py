@@ -44,7 +44,8 @@ def _init_flat(init_xy: InitXY, H: int, W: int) -> np.ndarray:
     else:
         a = np.asarray(init_xy.detach().cpu() if isinstance(init_xy, torch.Tensor) else init_xy)
         if a.ndim != 2 or a.shape[1] != 2:
-            raise ValueError(f"init_xy must be a tuple (x, y) of 1-D arrays or an [N, 2] (x, y) array, got shape {a.shape}")
+            raise ValueError(f"init_xy must be a tuple (x, y) of 1-D arrays or an [N, 2] (x, y) array, "
+                             f"got shape {a.shape}")
         x, y = a[:, 0], a[:, 1]
     if x.ndim != 1 or x.shape != y.shape:
         raise ValueError(f"init_xy x and y must be 1-D arrays of equal length, got {x.shape} and {y.shape}")

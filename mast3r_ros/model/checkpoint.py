@@ -67,7 +67,8 @@ def check_state_dict(model: torch.nn.Module, state: dict) -> None:
                  for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
     if problems:
         listed = "\n  ".join(problems[:MAX_LISTED_MISMATCHES])
-        more = f"\n  ... and {len(problems) - MAX_LISTED_MISMATCHES} more" if len(problems) > MAX_LISTED_MISMATCHES else ""
+        n_more = len(problems) - MAX_LISTED_MISMATCHES
+        more = f"\n  ... and {n_more} more" if n_more > 0 else ""
         raise CheckpointError(f"checkpoint does not match the network ({len(problems)} problems):\n  {listed}{more}")
 
 

@@ -70,7 +70,8 @@ def make_header(stamp_ns: int, frame_id: str) -> Header:
 
 
 def payload_bytes(data) -> np.ndarray:
-    """A message's uint8[] payload (bytes, array.array, numpy, list) as a flat uint8 array, without copying where possible."""
+    """A message's uint8[] payload (bytes, array.array, numpy, list) as a flat uint8 array, without
+    copying where possible."""
     if isinstance(data, np.ndarray):
         return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
     if isinstance(data, (bytes, bytearray, memoryview, array.array)):

@@ -5,8 +5,9 @@ odometry through TF (odom -> base -> camera optical frame) for keyframe gating. 
 ``cloud_map`` (PointCloud2 xyz+rgb, map frame, reliable + transient_local), ``keyframe_poses``
 (PoseArray) and ``trajectory`` (Path), both latched, ``status``, ``/diagnostics`` and map->odom on
 ``/tf``. Services: ``optimize`` (a global pass now; waits), ``save_map``, ``load_map`` (continue
-mapping from a saved map), ``reset``, ``pause``, ``resume``. The work is in :class:`~mast3r_ros.ros.mapping_core.MappingCore` (an incremental mapper
-that re-optimises in the background); a timer republishes keyframe poses, trajectory and cloud
+mapping from a saved map), ``reset``, ``pause``, ``resume``. The work is in
+:class:`~mast3r_ros.ros.mapping_core.MappingCore` (an incremental mapper that re-optimises in the
+background); a timer republishes keyframe poses, trajectory and cloud
 after each optimisation pass. Services run in their own callback group, so they answer while
 frames are processed.
 """
