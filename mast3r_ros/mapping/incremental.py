@@ -357,23 +357,14 @@ class IncrementalMapper:
         """Write the keyframes (current poses, K, depth, SIFT arrays) as a map directory the
         localizer opens (classical front-end, retrieval index, ``trajectory_tum.txt``,
         ``cloud.ply``). Raises MappingError when there is no keyframe yet."""
-        from mast3r_ros.localization.map_store import Keyframe, KeyframeMap, MapMeta
-        from mast3r_ros.localization.mapbuild import write_index
-        from mast3r_ros.mapping.outputs import write_ply
+        from mast3r_ros.mapping.map_io import write_mapper_map
 
         snap = self.snapshot(cloud=True)
-        with self._lock:
-            kfs = [self._kfs[k] for k in snap.ids if k in self._kfs]
-        if not kfs:
+        with self._lock:  # a keyframe dropped since the snapshot is left out with its pose
+            kept = [(self._kfs[k], T) for k, T in zip(snap.ids, snap.T_map_cam) if k in self._kfs]
+        if not kept:
             raise MappingError("no keyframes to save yet")
-        meta = MapMeta(frontend=self._fe.name, image_size=tuple(kfs[0].image.shape[1::-1]),
-                       extra={"source": "incremental_mapper", "optimisation_passes": int(snap.version)})
-        with KeyframeMap.create(path, meta, overwrite=overwrite) as kmap:
-            for kf, T in zip(kfs, snap.T_map_cam):
-                kmap.add_keyframe(Keyframe(None, kf.id, kf.stamp, kf.image, kf.K, T, kf.depth, kf.arrays))
-            write_index(kmap, self._fe, [kf.arrays for kf in kfs])
-        write_ply(Path(path) / "cloud.ply", snap.cloud_xyz, snap.cloud_rgb)
-        return Path(path)
+        return write_mapper_map(path, self._fe, kept, snap.cloud_xyz, snap.cloud_rgb, snap.version, overwrite)
 
     def load(self, path: str | Path) -> int:
         """Replace the map with the saved map at ``path`` (its keyframes, poses and retrieval

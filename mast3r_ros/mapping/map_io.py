@@ -1,4 +1,4 @@
-"""Read a saved map back into the incremental mapper's keyframe form (``load_map``).
+"""The incremental mapper's maps on disk: write one (``save_map``), read one back (``load_map``).
 
 A map the mapper can continue from is a classical RGB-D map with, per keyframe, the image, the
 intrinsics, the depth registered to the image and the SIFT arrays the classical front-end stores
@@ -63,3 +63,29 @@ def read_mapper_keyframes(path: str | Path) -> tuple[list[LoadedKeyframe], np.nd
     if not out:
         raise MappingError(f"{path}: the map has no keyframes")
     return out, None if vocab is None else np.asarray(vocab, np.float32)
+
+
+def write_mapper_map(path: str | Path, frontend, keyframes: list, cloud_xyz: np.ndarray, cloud_rgb: np.ndarray,
+                     passes: int, overwrite: bool = False) -> Path:
+    """Write a map directory the localizer opens: keyframes with their current poses, K, depth and SIFT
+    arrays, the retrieval index, ``trajectory_tum.txt`` and ``cloud.ply``.
+
+    Args:
+        frontend: the mapper's classical front-end (its retrieval vocabulary is fitted here).
+        keyframes: [(keyframe, T_map_cam [4,4])]; a keyframe has id, stamp, image, K, depth, arrays.
+        cloud_xyz / cloud_rgb: [P,3] float32 map-frame points (m) / [P,3] uint8 colours.
+        passes: optimisation passes merged so far (recorded in map.yaml).
+    """
+    from mast3r_ros.localization.map_store import Keyframe, KeyframeMap, MapMeta
+    from mast3r_ros.localization.mapbuild import write_index
+    from mast3r_ros.mapping.outputs import write_ply
+
+    first = keyframes[0][0]
+    meta = MapMeta(frontend=frontend.name, image_size=tuple(first.image.shape[1::-1]),
+                   extra={"source": "incremental_mapper", "optimisation_passes": int(passes)})
+    with KeyframeMap.create(path, meta, overwrite=overwrite) as kmap:
+        for kf, T in keyframes:
+            kmap.add_keyframe(Keyframe(None, kf.id, kf.stamp, kf.image, kf.K, T, kf.depth, kf.arrays))
+        write_index(kmap, frontend, [kf.arrays for kf, _ in keyframes])
+    write_ply(Path(path) / "cloud.ply", cloud_xyz, cloud_rgb)
+    return Path(path)
