@@ -140,7 +140,7 @@ def test_max_keyframes_bounds_memory_and_save(seven, tmp_path):
     try:
         added = [core.process(_frame(seven, i), _odom(seven, i)).keyframe_added for i in range(0, 48, 6)]
         assert sum(added) >= 5 and core.num_keyframes == 3
-        assert len(core._records) == 3  # records follow the mapper's drops
+        assert len(core._kf_odom) == 3  # odometry records follow the mapper's drops
         assert core.save_map(tmp_path / "m") == ""
         with KeyframeMap.open(tmp_path / "m") as kmap:
             assert len(kmap) == 3

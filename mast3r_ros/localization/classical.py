@@ -143,8 +143,9 @@ class ClassicalFrontEnd:
         self._vocab = np.asarray(vocab, dtype=np.float32)
 
     @property
-    def has_vocabulary(self) -> bool:
-        return self._vocab is not None
+    def vocabulary(self) -> np.ndarray | None:
+        """[W,128] float32 VLAD vocabulary in use (a new array whenever it is fitted or set), or None."""
+        return self._vocab
 
     def set_vocabulary(self, vocab: np.ndarray | None) -> None:
         """Use ``vocab`` [W,128] float32 for retrieval descriptors (None: none until fitted)."""

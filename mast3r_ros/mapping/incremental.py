@@ -30,6 +30,7 @@ merges the result, re-anchoring keyframes added in the meantime.
 """
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from mast3r_ros.geometry.alignment import ransac_rigid
+from mast3r_ros.geometry.camera import backproject_depth
 from mast3r_ros.geometry.transforms import invert, rotation_error_deg
 from mast3r_ros.localization.classical import ClassicalConfig, ClassicalFrontEnd
 from mast3r_ros.mapping.pairs import classical_pair
@@ -126,6 +128,8 @@ class IncrementalMapper:
         self._stop = False
         self._last_T_odom: np.ndarray | None = None
         self._ref_id: int | None = None  # keyframe new frames are tracked against (None: newest)
+        self._desc_cache: dict[int, np.ndarray] = {}  # keyframe id -> VLAD descriptor under _desc_vocab
+        self._desc_vocab: np.ndarray | None = None
         self.last_error: str | None = None
 
     # ------------------------------------------------------------------ frames
@@ -191,9 +195,8 @@ class IncrementalMapper:
         n = self.config.relocalize_candidates
         if not kfs or n <= 0:
             return None
-        if self._fe.has_vocabulary:
-            q = self._fe.keyframe_descriptor(arrays)
-            sims = [float(self._fe.keyframe_descriptor(k.arrays) @ q) for k in kfs]
+        if self._fe.vocabulary is not None:
+            sims = self._retrieval_descriptors(kfs) @ self._fe.keyframe_descriptor(arrays)
             kfs = [kfs[i] for i in np.argsort(sims)[::-1][:n]]
         else:
             kfs = kfs[::-1][:n]
@@ -203,6 +206,20 @@ class IncrementalMapper:
             if T is not None and (best is None or n_inl > best[2]):
                 best = (kf, T, n_inl, overlap)
         return best
+
+    def _retrieval_descriptors(self, kfs: list) -> np.ndarray:
+        """[N,D] VLAD descriptors of ``kfs``. Cached per keyframe while the vocabulary is the same
+        array (``save`` refits it, ``load`` replaces it): ~5 ms each, and a lost robot asks for all
+        of them at every frame."""
+        vocab = self._fe.vocabulary
+        with self._lock:
+            if vocab is not self._desc_vocab:
+                self._desc_cache, self._desc_vocab = {}, vocab
+            cache = self._desc_cache
+        for kf in kfs:
+            if kf.id not in cache:
+                cache[kf.id] = self._fe.keyframe_descriptor(kf.arrays)
+        return np.stack([cache[kf.id] for kf in kfs])
 
     def _add_kf(self, image, K, depth, stamp, arrays, T, ref, why, n_inl, overlap, T_odom) -> FrameResult:
         cfg = self.config
@@ -214,9 +231,7 @@ class IncrementalMapper:
             self._kfs[kid] = kf
             self._ref_id = kid
             self._last_T_odom = T_odom
-            for other in self._partners(kf):
-                self._pairs[(other, kid)] = classical_pair(0, 1, self._kfs[other].arrays, arrays,
-                                                           cfg.classical.ratio)
+            self._pairs.update(self._new_pairs(kf, self._kfs))
             self._bound_memory()
             self._since_opt += 1
             n_new = self._since_opt
@@ -225,10 +240,14 @@ class IncrementalMapper:
             self.optimize(mode, wait=self._worker is None)
         return FrameResult(True, kid, T, why, n_inl, overlap)
 
-    def _partners(self, kf: _KF, kfs: dict | None = None) -> list[int]:
-        """Keyframes to pair ``kf`` with, among ``kfs`` (default: the map's)."""
+    def _new_pairs(self, kf: _KF, kfs: dict) -> dict:
+        """{(other, kf.id): PairData} of SIFT matches with the partners of ``kf`` among ``kfs``."""
+        return {(o, kf.id): classical_pair(0, 1, kfs[o].arrays, kf.arrays, self.config.classical.ratio)
+                for o in self._partners(kf, kfs)}
+
+    def _partners(self, kf: _KF, kfs: dict) -> list[int]:
+        """Keyframes to pair ``kf`` with, among ``kfs``."""
         cfg = self.config
-        kfs = self._kfs if kfs is None else kfs
         older = sorted(k for k in kfs if k != kf.id)
         seq = older[-cfg.sequential_window:]
         rest = [k for k in older if k not in seq]
@@ -246,6 +265,7 @@ class IncrementalMapper:
             drop = min(dist, key=dist.get)
             del self._kfs[drop]
             self._pairs = {k: v for k, v in self._pairs.items() if drop not in k}
+            self._desc_cache.pop(drop, None)
 
     # ------------------------------------------------------------------ optimisation
     def optimize(self, mode: str = "global", wait: bool = True) -> bool:
@@ -331,8 +351,10 @@ class IncrementalMapper:
             self._run_pass(mode)
 
     # ------------------------------------------------------------------ outputs
-    def snapshot(self, cloud: bool = False, stride: int = 8) -> MapSnapshot:
-        """Copy of the keyframe poses (and optionally a coloured cloud from keyframe depth)."""
+    def snapshot(self, cloud: bool = False, stride: int = 8, max_points: int | None = None) -> MapSnapshot:
+        """Copy of the keyframe poses (and optionally a coloured cloud from keyframe depth, every
+        ``stride``-th pixel; with ``max_points`` the stride is chosen so that about that many
+        pixels are sampled in all)."""
         with self._lock:
             ids = sorted(self._kfs)
             kfs = [self._kfs[k] for k in ids]
@@ -340,13 +362,14 @@ class IncrementalMapper:
                                np.stack([k.T for k in kfs]) if kfs else np.zeros((0, 4, 4)),
                                np.stack([k.K for k in kfs]) if kfs else np.zeros((0, 3, 3)), self._version)
         if cloud:
+            if max_points:
+                stride = max(1, math.ceil(math.sqrt(sum(kf.depth.size for kf in kfs) / max_points)))
             xyz, rgb = [], []
             for kf, T in zip(kfs, snap.T_map_cam):
                 ys, xs = np.mgrid[0:kf.depth.shape[0]:stride, 0:kf.depth.shape[1]:stride]
                 z = kf.depth[ys, xs]
                 ok = z > 0
-                X = np.stack([(xs[ok] - kf.K[0, 2]) / kf.K[0, 0] * z[ok], (ys[ok] - kf.K[1, 2]) / kf.K[1, 1] * z[ok],
-                              z[ok]], 1)
+                X = backproject_depth(kf.K, np.stack([xs[ok], ys[ok]], 1), z[ok])
                 xyz.append(X @ T[:3, :3].T + T[:3, 3])
                 rgb.append(kf.image[ys[ok], xs[ok]])
             snap.cloud_xyz = np.concatenate(xyz).astype(np.float32) if xyz else np.zeros((0, 3), np.float32)
@@ -377,10 +400,8 @@ class IncrementalMapper:
         kfs = {i: _KF(i, k.stamp, k.image, k.K, k.depth, k.arrays, k.T_map_cam, None)
                for i, k in enumerate(loaded)}
         pairs = {}
-        for kid in sorted(kfs):
-            for other in self._partners(kfs[kid], {i: kfs[i] for i in kfs if i < kid}):
-                pairs[(other, kid)] = classical_pair(0, 1, kfs[other].arrays, kfs[kid].arrays,
-                                                     self.config.classical.ratio)
+        for kid in sorted(kfs):  # paired as if added one by one
+            pairs.update(self._new_pairs(kfs[kid], {i: kfs[i] for i in kfs if i < kid}))
         with self._lock:
             self._kfs, self._pairs = kfs, pairs
             self._next_id, self._since_opt = len(kfs), 0
@@ -388,6 +409,7 @@ class IncrementalMapper:
             self._last_T_odom, self._ref_id = None, None
             self.last_error = None
             self._fe.set_vocabulary(vocab)
+            self._desc_cache, self._desc_vocab = {}, None  # keyframe ids are reused
         return len(kfs)
 
     def __len__(self) -> int:

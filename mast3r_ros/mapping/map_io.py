@@ -48,11 +48,9 @@ def read_mapper_keyframes(path: str | Path) -> tuple[list[LoadedKeyframe], np.nd
                                    f"{kmap.meta.frontend!r} front-end")
             out = []
             for kf_id in kmap.keyframe_ids():
-                kf = kmap.get_keyframe(kf_id, arrays=list(SIFT_ARRAYS))
-                missing = [n for n in SIFT_ARRAYS if n not in kf.arrays]
-                if kf.depth is None or kf.image is None or missing:
-                    what = "depth" if kf.depth is None else "image" if kf.image is None else f"arrays {missing}"
-                    raise MappingError(f"{path}: keyframe {kf_id} has no {what} (build the map with "
+                kf = kmap.get_keyframe(kf_id, arrays=list(SIFT_ARRAYS))  # MapError names a missing array
+                if kf.depth is None:
+                    raise MappingError(f"{path}: keyframe {kf_id} has no depth (build the map with "
                                        "--store-depth, or save it from the mapping node)")
                 out.append(LoadedKeyframe(float(kf.timestamp), kf.image, np.asarray(kf.K, np.float64),
                                           np.asarray(kf.depth, np.float32),

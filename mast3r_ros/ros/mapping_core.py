@@ -30,7 +30,6 @@ flowing while ``optimize`` works.
 """
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 import threading
@@ -56,17 +55,6 @@ class MappingOutput:
     status: Status
     keyframe_added: bool = False
     T_map_odom: np.ndarray | None = None
-
-
-@dataclass
-class _KeyframeRecord:
-    """What the core keeps per mapper keyframe (arrays shared with the mapper, not copied).
-    Keyframes of a loaded map have no image / depth here and no odometry pose (None)."""
-    stamp_ns: int
-    image: np.ndarray | None
-    K: np.ndarray
-    depth: np.ndarray | None
-    T_odom_cam: np.ndarray | None
 
 
 def incremental_config(p: MappingParams) -> IncrementalConfig:
@@ -110,8 +98,9 @@ class MappingCore:
         self.mapper = IncrementalMapper(incremental_config(self.params))
         if self.background:
             self.mapper.start()
-        self._records: dict[int, _KeyframeRecord] = {}
-        self._last_kf_odom: np.ndarray | None = None
+        # what the mapper does not know: the odometry pose of each keyframe this core added
+        # (keyframes of a loaded map have none)
+        self._kf_odom: dict[int, np.ndarray] = {}
         self._last_kf_id: int | None = None
         self.last_stamp_ns: int | None = None
         self.n_optimize_calls = 0
@@ -139,7 +128,7 @@ class MappingCore:
         (camera-only rig), so it neither gates nor serves as the tracking prior.
         """
         with self._lock:
-            st = Status(frame.stamp_ns, frame.frame_id, "TRACKING" if self._records else "INIT")
+            st = Status(frame.stamp_ns, frame.frame_id, "TRACKING" if len(self.mapper) else "INIT")
             if self.paused:
                 return self._error(st, "paused (call the resume service)")
             try:
@@ -152,8 +141,9 @@ class MappingCore:
             if T_odom_cam is None:
                 return self._error(st, "no TF odom->camera at the image stamp (needed for map->odom and "
                                        "keyframe gating)")
-            if odom_is_real and self._last_kf_odom is not None:
-                dt, dr = pose_errors(T_odom_cam, self._last_kf_odom)
+            last_kf_odom = self._kf_odom.get(self._last_kf_id)
+            if odom_is_real and last_kf_odom is not None:
+                dt, dr = pose_errors(T_odom_cam, last_kf_odom)
                 if dt < self.params.kf_min_translation and dr < self.params.kf_min_rotation_deg:
                     st.message = f"not a keyframe (odometry: moved {dt:.2f} m, turned {dr:.1f} deg)"
                     return MappingOutput(st, False, self.T_map_odom())
@@ -165,15 +155,14 @@ class MappingCore:
                                       T_odom_cam=T_odom_cam if odom_is_real else None)
             st.n_inliers = r.n_inliers
             if r.T_map_cam is None:
-                st.state = "LOST" if self._records else "INIT"
+                st.state = "LOST" if len(self.mapper) else "INIT"
                 st.message = f"not tracked: {r.reason}"
                 return MappingOutput(st, False, self.T_map_odom())
             if not r.is_keyframe:
                 st.message = f"not a keyframe ({r.reason}, overlap {r.overlap:.2f})"
                 return MappingOutput(st, False, self.T_map_odom())
-            self._records[r.keyframe_id] = _KeyframeRecord(frame.stamp_ns, frame.image, K, depth,
-                                                           np.array(T_odom_cam, np.float64))
-            self._last_kf_odom, self._last_kf_id = self._records[r.keyframe_id].T_odom_cam, r.keyframe_id
+            self._kf_odom[r.keyframe_id] = np.array(T_odom_cam, np.float64)
+            self._last_kf_id = r.keyframe_id
             self._prune()
             st.state, st.kf_ids = "TRACKING", [r.keyframe_id]
             st.message = (f"keyframe {r.keyframe_id} ({r.reason}{', relocalised' if r.relocalized else ''}); "
@@ -188,8 +177,8 @@ class MappingCore:
     def _prune(self) -> None:
         """Forget keyframes the mapper dropped (``max_keyframes``)."""
         keep = set(self.mapper.snapshot().ids)
-        for k in [k for k in self._records if k not in keep]:
-            del self._records[k]
+        for k in [k for k in self._kf_odom if k not in keep]:
+            del self._kf_odom[k]
 
     # ---------------------------------------------------------------- map products
     def T_map_odom(self) -> np.ndarray | None:
@@ -198,11 +187,11 @@ class MappingCore:
             if self._last_kf_id is None:
                 return None
             snap = self.mapper.snapshot()
-            ids = [k for k in snap.ids if k in self._records and self._records[k].T_odom_cam is not None]
+            ids = [k for k in snap.ids if k in self._kf_odom]
             if not ids:
                 return None
             k = self._last_kf_id if self._last_kf_id in ids else ids[-1]
-            return snap.T_map_cam[snap.ids.index(k)] @ invert(self._records[k].T_odom_cam)
+            return snap.T_map_cam[snap.ids.index(k)] @ invert(self._kf_odom[k])
 
     def load_map(self, path: str | Path) -> str:
         """Continue mapping from the saved map at ``path`` (replaces the current map); '' or the
@@ -216,10 +205,7 @@ class MappingCore:
                 self.mapper.load(path)
             except MappingError as exc:
                 return str(exc)
-            snap = self.mapper.snapshot()
-            self._records = {k: _KeyframeRecord(int(round(s * 1e9)), None, K, None, None)
-                             for k, s, K in zip(snap.ids, snap.stamps, snap.K)}
-            self._last_kf_odom, self._last_kf_id, self.last_stamp_ns = None, None, None
+            self._kf_odom, self._last_kf_id, self.last_stamp_ns = {}, None, None
         return ""
 
     def optimize(self) -> tuple[str, dict]:
@@ -254,13 +240,7 @@ class MappingCore:
     def cloud(self, max_points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Coloured cloud in the map frame: ([N,3] float32 metres, [N,3] uint8 RGB), N <= max_points."""
         max_points = max_points or self.params.cloud_max_points
-        n = len(self.mapper)
-        if n == 0:
-            return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
-        with self._lock:
-            pixels = max((r.depth.size for r in self._records.values() if r.depth is not None), default=640 * 480)
-        stride = max(1, math.ceil(math.sqrt(pixels * n / max_points)))
-        snap = self.mapper.snapshot(cloud=True, stride=stride)
+        snap = self.mapper.snapshot(cloud=True, max_points=max_points)
         xyz, rgb = snap.cloud_xyz, snap.cloud_rgb
         if len(xyz) > max_points:
             pick = np.linspace(0, len(xyz) - 1, max_points).astype(np.int64)
@@ -281,7 +261,7 @@ class MappingCore:
         if not dst.parent.is_dir():
             return f"parent folder of {str(dst)!r} does not exist"
         with self._lock:
-            if not self._records:
+            if not len(self.mapper):
                 return "no keyframes yet"
             tmp = Path(tempfile.mkdtemp(prefix="save_", dir=self._work)) / "map"
             try:
@@ -310,5 +290,5 @@ class MappingCore:
         self._closing.set()
         with self._lock:
             self._stop_mapper()
-            self._records = {}
+            self._kf_odom = {}
             shutil.rmtree(self._work, ignore_errors=True)
