@@ -1,7 +1,8 @@
 """Live over DDS, separate processes: `mast3r-ros launch localization` on a 7-Scenes map, frames
 published by a client, poses/status recorded, services called while frames are processed, then
-SIGTERM. Reliable image QoS: on this loaded 2-core machine best-effort images are dropped by DDS,
-which would make the processed-frame count depend on the machine rather than on the node."""
+SIGTERM. Shipped defaults only: no odometry on TF (publish_odom_tf auto gives the identity
+odom->base), the shipped image QoS; assertions are on behaviour (every answered frame has a status,
+poses are accurate), never on how many frames this machine managed to process."""
 from __future__ import annotations
 
 import signal
@@ -14,6 +15,7 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("mast3r_ros.msg")
 
+from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
@@ -32,7 +34,10 @@ CAM = "camera_optical"
 T_BASE_CAM = np.eye(4)
 T_BASE_CAM[:3, :3] = [[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]]
 T_BASE_CAM[:3, 3] = [0.2, 0.0, 0.3]
-NODE_ARGS = ["-p", "qos_image:=reliable", "-p", "publish_odom_tf:=true", "-p", "rgbd_calibration:=7scenes"]
+# The one non-default: reliable images. With the shipped best_effort, 640x480 frames are lost on
+# localhost before the node (issue #13 item 3, the transport developer's part); drop this line
+# once that default delivers.
+NODE_ARGS = ["-p", "qos_image:=reliable"]
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +106,15 @@ def test_live_localization_services_and_sigterm(live, scene):
         answers["load_map"] = client.call(LoadMap, "load_map", LoadMap.Request(map_dir=str(mp)))
 
     caller = threading.Thread(target=call_services)
-    for i, f in enumerate(frames * 2):                            # ~3 Hz; the node is slower
+    def n_poses():
+        return sum(stamp_to_ns(m.header.stamp) in stamps for m in client.messages("pose"))
+
+    # ~3 Hz (the node is slower); at least two rounds, and on until 5 poses so that the accuracy
+    # is measured however slow this machine is right now
+    deadline = time.monotonic() + 45.0
+    for i, f in enumerate(frames * 20):
+        if i >= 2 * len(frames) and (n_poses() >= 5 or time.monotonic() > deadline):
+            break
         stamp = time.time_ns()  # like a driver: stamped at capture, so latency is real
         stamps[stamp], gt[stamp] = f.index, cal.colour_pose(f.T_world_cam)
         client.publish_frame(stamp, ds.load_rgb(f), cal.colour_K(ds.K), CAM)
@@ -137,12 +150,21 @@ def test_live_localization_services_and_sigterm(live, scene):
           f"{100 * te:.1f} cm / {re:.2f} deg; latency median "
           f"{np.median([s.latency for s in status]) * 1000:.0f} ms")
     assert te < 0.05 and re < 2.0
-    assert any(s.frames_dropped > 0 for s in status)               # newest-frame policy at work
+    # newest-frame policy: the newest frame is always answered; frames dropped while busy are
+    # counted in the statuses, never more than were sent (how many: the machine's speed, not asserted)
+    answered = {stamp_to_ns(s.header.stamp) for s in status}
+    assert last in answered
+    assert len(answered) + sum(s.frames_dropped for s in status) <= len(stamps)
     tf = [t for m in client.messages("tf") for t in m.transforms]
     assert any(t.header.frame_id == "map" and t.child_frame_id == "odom" for t in tf)
+    # no odometry on TF: after the grace period the node is the odometry (publish_odom_tf auto)
     assert any(t.header.frame_id == "odom" and t.child_frame_id == "base_link" for t in tf)
-    diag = client.messages("diagnostics")
-    assert any(d.status and d.status[0].message == "ready" for d in diag)
+    diag = [d.status[0] for d in client.messages("diagnostics") if d.status]
+    assert any(d.values and dict((kv.key, kv.value) for kv in d.values).get("odometry", "").startswith("identity")
+               for d in diag)
+    # OK only while tracking with odometry: without odometry the summary is a WARN saying so
+    assert not any(d.level == DiagnosticStatus.OK for d in diag)
+    assert any(d.level == DiagnosticStatus.WARN and "without odometry" in d.message for d in diag)
 
     took, left = stop_process_tree(proc, signal.SIGTERM, 10.0)
     assert not left and took < 10.0, f"still alive after SIGTERM: {left}"

@@ -40,6 +40,52 @@ class Frame:
     received: float = 0.0
 
 
+FUTURE_LIMIT_S = 10.0   # an image stamped this far ahead of the node's clock is refused
+JUMP_LIMIT_S = 600.0    # ... as is one this far ahead of the previous image,
+JUMP_CONFIRM = 3        # unless this many consecutive images agree on the new time (a new recording)
+
+
+class StampGuard:
+    """Image stamps before synchronisation: refuse the far future, recover from going backwards.
+
+    Why: one frame stamped days ahead would otherwise become the "previous stamp" and every later
+    frame would be refused as going backwards. A frame far ahead of the node's clock (when it
+    has one) or of the previous image is refused and not remembered; :data:`JUMP_CONFIRM`
+    consecutive frames agreeing on the jump are a new timeline and accepted. A stamp older than
+    the previous image (a bag loop, a restarted driver) resets the history, as the ``reset``
+    service would; the caller resets its sync and tracking state when told ``'reset'``.
+    """
+
+    def __init__(self):
+        self.last_ns: int | None = None
+        self._ahead: list[int] = []
+
+    def check(self, stamp_ns: int, now_ns: int = 0) -> tuple[str, str]:
+        """('ok' | 'refuse' | 'reset', reason). ``now_ns`` 0 = no clock (offline, sim time not started)."""
+        if now_ns > 0 and stamp_ns > now_ns + FUTURE_LIMIT_S * 1e9:
+            return "refuse", (f"image stamp {stamp_ns / 1e9:.3f} s is {(stamp_ns - now_ns) / 1e9:.1f} s ahead of "
+                              f"the node's clock; frame refused")
+        last, self_ahead = self.last_ns, self._ahead
+        if last is None or 0 <= stamp_ns - last <= JUMP_LIMIT_S * 1e9:
+            self.last_ns, self._ahead = stamp_ns, []
+            return "ok", ""
+        if stamp_ns < last:
+            self.last_ns, self._ahead = stamp_ns, []
+            return "reset", (f"image stamp went backwards by {(last - stamp_ns) / 1e9:.3f} s: input and "
+                             f"tracking state reset (as the reset service)")
+        agree = bool(self_ahead) and 0 <= stamp_ns - self_ahead[-1] <= JUMP_LIMIT_S * 1e9
+        self._ahead = self_ahead + [stamp_ns] if agree else [stamp_ns]
+        if len(self._ahead) >= JUMP_CONFIRM:
+            self.last_ns, self._ahead = stamp_ns, []
+            return "reset", (f"image stamps jumped {(stamp_ns - last) / 1e9:.0f} s ahead for {JUMP_CONFIRM} frames: "
+                             f"new timeline, tracking state reset")
+        return "refuse", (f"image stamp {stamp_ns / 1e9:.3f} s is {(stamp_ns - last) / 1e9:.0f} s ahead of the "
+                          f"previous image; frame refused")
+
+    def reset(self) -> None:
+        self.last_ns, self._ahead = None, []
+
+
 def check_frame(frame: Frame, last_stamp_ns: int | None) -> np.ndarray | None:
     """Raise :class:`FrameError` naming the problem; return the cleaned depth (NaN -> 0) or None.
 

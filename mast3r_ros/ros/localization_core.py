@@ -4,7 +4,8 @@ Used by ``localization_node`` (live, frames from a worker thread) and ``mast3r-r
 (offline, deterministic). Everything in or out is numpy or plain dataclasses; message
 conversion stays in the node. Poses out are of the robot base (``T_map_base``): the camera pose
 from the localizer composed with base->optical from TF; map->odom uses odom->base at the
-image stamp (identity when the node publishes odom->base itself, camera-only rigs).
+image stamp (identity when the node publishes odom->base itself, camera-only rigs); the pose never
+depends on odometry: without odom->base there is a pose and no map->odom.
 """
 from __future__ import annotations
 
@@ -36,8 +37,9 @@ class Status:
     """One status report (maps to ``mast3r_ros/msg/LocalizationStatus``).
 
     state: tracker state INIT / TRACKING / LOST / RELOCALIZING (INIT while no map is loaded).
-    error: the frame was not localized because of bad input or the node (no map, paused, no
-        TF); ``message`` names the problem. Otherwise ``message`` says why no pose was accepted.
+    error: the frame was not localized because of bad input or a failure (no TF base->camera,
+        bad image); ``message`` names the problem. Otherwise ``message`` says why no pose was
+        accepted, or what the node waits for (a map, resume), or notes (no odometry).
     timings: seconds per stage ('decode', 'features', 'retrieval', 'matching', 'pnp', 'total').
     latency_s: image arrival to result (queue wait + processing), seconds; the node reports
         its clock's now minus the image stamp instead.
@@ -64,14 +66,23 @@ class Output:
     covariance: np.ndarray | None = None
     T_map_odom: np.ndarray | None = None
     T_map_cam: np.ndarray | None = None
+    map_generation: int = 0   # which map produced it (load_map / set_reference count up)
 
 
 @dataclass
 class _Hint:
-    T_map_cam: np.ndarray | None   # None = global relocalization
+    """A prior for the next frame that reaches the localizer: a camera pose, or a base pose
+    (``T_map_base``, converted with that frame's base->camera), or neither (global)."""
+    T_map_cam: np.ndarray | None
     radius_m: float
+    T_map_base: np.ndarray | None = None
+    max_jump_deg: float | None = None
     done: threading.Event = field(default_factory=threading.Event)
     result: Output | None = None
+
+    @property
+    def is_global(self) -> bool:
+        return self.T_map_cam is None and self.T_map_base is None
 
 
 def localizer_config(p: LocalizationParams) -> LocalizerConfig:
@@ -110,6 +121,7 @@ class LocalizationCore:
         self._tmp_maps: list[Path] = []       # 1-keyframe reference maps we created
         self._hints: list[_Hint] = []
         self._reset_pending = False
+        self.map_generation = 0
         self.paused = False
         self.last_stamp_ns: int | None = None
         self.last_frame: Frame | None = None  # for set_reference('current frame')
@@ -128,18 +140,24 @@ class LocalizationCore:
                 rigs), None = lookup failed.
         """
         with self._lock:
-            self._apply_pending()
+            self._apply_reset()
             out = self._process(frame, T_base_cam, T_odom_base)
+            out.map_generation = self.map_generation
             out.status.timings.setdefault("decode", decode_s)
             out.status.latency_s = max(0.0, time.monotonic() - frame.received) if frame.received else 0.0
             self.last_output = out
-            self._fulfil_hints(out)
             return out
 
     def _process(self, frame: Frame, T_base_cam, T_odom_base) -> Output:
         st = Status(frame.stamp_ns, frame.frame_id, self.state())
-        if self.paused:
-            return self._error(st, "paused (call the resume service)")
+        if self.paused:  # not a failure: the frame is simply not used (said in status, not logged)
+            st.message = "paused (call the resume service)"
+            return Output(st)
+        note = ""
+        if self.last_stamp_ns is not None and frame.stamp_ns < self.last_stamp_ns:
+            note = (f"image stamp went backwards by {(self.last_stamp_ns - frame.stamp_ns) / 1e9:.3f} s: "
+                    f"tracking state reset (as the reset service)")
+            self._reset_now()
         try:
             depth = check_frame(frame, self.last_stamp_ns)
         except FrameError as exc:
@@ -147,14 +165,19 @@ class LocalizationCore:
         self.last_stamp_ns = frame.stamp_ns
         self.last_frame = frame
         if self._localizer is None:
-            return self._error(st, "no map loaded (set map_path or call the load_map service)")
-        if T_base_cam is None or T_odom_base is None:
-            missing = "base->camera" if T_base_cam is None else "odom->base"
-            return self._error(st, f"no TF {missing} at the image stamp; frame skipped")
+            st.message = "waiting for a map (set map_path or call the load_map service)"
+            return Output(st)
+        if T_base_cam is None:
+            return self._error(st, "no TF base->camera at the image stamp; frame skipped")
         if depth is not None and self.calib is not None:
             depth = self.calib.depth_in_colour(depth, frame.K, frame.image.shape[1::-1])
+        hints = self._apply_hints(T_base_cam)
         r = self._localizer.localize(frame.image, self._K(frame), depth, frame.stamp_ns * 1e-9, frame.dist)
-        return self._result_output(st, r, T_base_cam, T_odom_base)
+        out = self._result_output(st, r, T_base_cam, T_odom_base)
+        self._fulfil_hints(hints, out)
+        if note:
+            st.message = f"{note}; {st.message}" if st.message else note
+        return out
 
     def _K(self, frame: Frame) -> np.ndarray:
         if self.params.use_camera_info_intrinsics or self._map is None:
@@ -170,7 +193,8 @@ class LocalizationCore:
             return Output(st)
         cov = apply_covariance_floor(r.covariance) if r.covariance is not None else None
         T_map_base, cov_base = camera_to_base(r.T_map_cam, cov, T_base_cam)
-        return Output(st, T_map_base, cov_base, T_map_base @ invert(T_odom_base), r.T_map_cam)
+        T_map_odom = None if T_odom_base is None else T_map_base @ invert(T_odom_base)
+        return Output(st, T_map_base, cov_base, T_map_odom, r.T_map_cam)
 
     @staticmethod
     def _error(st: Status, message: str) -> Output:
@@ -190,17 +214,29 @@ class LocalizationCore:
         path = Path(path)
         if not path.is_dir():
             return f"map folder {str(path)!r} does not exist"
-        try:
-            kmap = KeyframeMap.open(path)
-            loc = Localizer(kmap, self.frontend, localizer_config(self.params))
-        except (ValueError, OSError) as exc:
-            return f"cannot load map {str(path)!r}: {exc}"
+        # Between frames: process() holds the lock for a whole frame, and the front-end's map-wide
+        # state (retrieval vocabulary) is swapped by Localizer() below, so no frame may run meanwhile.
         with self._lock:
+            kmap = None
+            try:
+                kmap = KeyframeMap.open(path)
+                if not len(kmap):
+                    raise ValueError("the map has no keyframes")
+                loc = Localizer(kmap, self.frontend, localizer_config(self.params))
+            except Exception as exc:  # noqa: BLE001 - a damaged map (KeyError, TypeError, ...) keeps the running one
+                _close_quietly(kmap)
+                self._restore_frontend()
+                return f"cannot load map {str(path)!r}: {type(exc).__name__}: {exc}"
             old, self._map, self._localizer = self._map, kmap, loc
             self.last_stamp_ns = None
-        if old is not None:
-            old.close()
+            self.map_generation += 1
+        _close_quietly(old)
         return ""
+
+    def _restore_frontend(self) -> None:
+        """Give the front-end the running map's map-wide arrays again (a failed load changed them)."""
+        if self._map is not None:
+            self.frontend.load_global({n: self._map.get_global(n) for n in self.frontend.global_names})
 
     def save_map(self, path: str | Path, overwrite: bool = False) -> str:
         """Copy the loaded map folder to ``path`` atomically; '' or the reason."""
@@ -222,14 +258,23 @@ class LocalizationCore:
             return (f"the {self.frontend.name} front-end needs a depth image for the reference "
                     f"(subscribe_depth or a depth file)")
         folder = Path(tempfile.mkdtemp(prefix="mast3r_ref_"))
-        try:
-            ds = SingleFrameDataset(image, K, depth, T_map_cam)
-            build_map(ds, "0:1", self.frontend, folder / "map", calib=None)
-        except (ValueError, OSError) as exc:
+        with self._lock:  # building fits a vocabulary into the shared front-end: not during a frame
+            try:
+                ds = SingleFrameDataset(image, K, depth, T_map_cam)
+                build_map(ds, "0:1", self.frontend, folder / "map", calib=None)
+            except Exception as exc:  # noqa: BLE001 - any failure leaves the running map in place
+                shutil.rmtree(folder, ignore_errors=True)
+                self._restore_frontend()
+                return f"cannot build the reference: {type(exc).__name__}: {exc}"
+            why = self.load_map(folder / "map")
+        if why:
             shutil.rmtree(folder, ignore_errors=True)
-            return f"cannot build the reference: {exc}"
-        self._tmp_maps.append(folder)
-        return self.load_map(folder / "map")
+            return why
+        with self._lock:  # keep only the reference in use (and the loaded map's folder is not ours)
+            for old in self._tmp_maps:
+                shutil.rmtree(old, ignore_errors=True)
+            self._tmp_maps = [folder]
+        return ""
 
     def current_frame(self) -> Frame | None:
         return self.last_frame
@@ -238,33 +283,51 @@ class LocalizationCore:
         """Forget the tracking state and the stamp history (applied before the next frame)."""
         self._reset_pending = True
 
-    def request_localize(self, T_map_cam_hint: np.ndarray | None, radius_m: float) -> _Hint:
-        """Localize the next frame near a hint (camera pose, radius m) or globally (None).
+    def request_localize(self, T_map_cam_hint: np.ndarray | None, radius_m: float, *,
+                         T_map_base_hint: np.ndarray | None = None, max_jump_deg: float | None = None) -> _Hint:
+        """Localize the next frame that reaches the localizer near a prior, or globally.
 
+        Args:
+            T_map_cam_hint: [4,4] camera (optical) pose prior, or None.
+            T_map_base_hint: [4,4] base pose prior (e.g. /initialpose), converted with that frame's
+                base->camera TF; used when ``T_map_cam_hint`` is None. Both None = global.
+            radius_m: keyframes farther than this from the prior are not retrieved, and the
+                pose may differ from it by up to this much (m).
+            max_jump_deg: rotation allowed from the prior (deg); None = the node's max_jump_deg.
         Returns a ticket whose ``done`` event is set with ``result`` after that frame.
         """
-        hint = _Hint(T_map_cam_hint, float(radius_m))
+        hint = _Hint(T_map_cam_hint, float(radius_m), T_map_base_hint, max_jump_deg)
         with self._lock:
             self._hints.append(hint)
         return hint
 
-    def _apply_pending(self) -> None:
+    def _apply_reset(self) -> None:
         if self._reset_pending:
             self._reset_pending = False
-            self.last_stamp_ns = None
-            if self._localizer is not None:
-                self._localizer.state.reset()
-        if self._hints and self._localizer is not None:
-            apply_hint(self._localizer, self._hints[-1])
+            self._reset_now()
 
-    def _fulfil_hints(self, out: Output) -> None:
-        if not self._hints or self._localizer is None:
+    def _reset_now(self) -> None:
+        self.last_stamp_ns = None
+        if self._localizer is not None:
+            self._localizer.state.reset()
+
+    def _apply_hints(self, T_base_cam: np.ndarray) -> list[_Hint]:
+        """Take the pending hints; the newest seeds this frame. Returns them for fulfilment."""
+        hints, self._hints = self._hints, []
+        if hints:
+            h = hints[-1]
+            T_map_cam = h.T_map_cam if h.T_map_cam is not None else \
+                (None if h.T_map_base is None else h.T_map_base @ T_base_cam)
+            apply_hint(self._localizer, T_map_cam, h.radius_m, h.max_jump_deg)
+        return hints
+
+    def _fulfil_hints(self, hints: list[_Hint], out: Output) -> None:
+        if not hints:
             return
         restore_hint(self._localizer, self.params)
-        for h in self._hints:
+        for h in hints:
             h.result = out
             h.done.set()
-        self._hints.clear()
 
     def close(self) -> None:
         with self._lock:
@@ -276,22 +339,34 @@ class LocalizationCore:
             self._tmp_maps.clear()
 
 
-def apply_hint(loc: Localizer, hint: _Hint) -> None:
-    """Seed the state machine with a pose prior (retrieval gated to ``radius``), or go global."""
+def _close_quietly(kmap: KeyframeMap | None) -> None:
+    if kmap is not None:
+        try:
+            kmap.close()
+        except Exception:  # noqa: BLE001 - closing a damaged map must not hide why it was refused
+            pass
+
+
+def apply_hint(loc: Localizer, T_map_cam: np.ndarray | None, radius_m: float,
+               max_jump_deg: float | None = None) -> None:
+    """Seed the state machine with a camera pose prior: retrieval gated to ``radius_m`` and the
+    accepted pose within ``radius_m`` / ``max_jump_deg`` of it; or go global (None)."""
     sm = loc.state
-    if hint.T_map_cam is None:
-        sm.reset()
+    sm.reset()
+    if T_map_cam is None:
         sm.state = LocState.LOST
         return
-    sm.reset()
-    sm.state, sm.last_pose = LocState.TRACKING, np.asarray(hint.T_map_cam, dtype=np.float64)
-    loc.retriever.config.prior_max_dist_m = hint.radius_m
-    sm.config.max_jump_m = max(sm.config.max_jump_m, hint.radius_m)
+    sm.state, sm.last_pose = LocState.TRACKING, np.asarray(T_map_cam, dtype=np.float64)
+    loc.retriever.config.prior_max_dist_m = radius_m
+    sm.config.max_jump_m = radius_m
+    if max_jump_deg is not None:
+        sm.config.max_jump_deg = max_jump_deg
 
 
 def restore_hint(loc: Localizer, p: LocalizationParams) -> None:
     loc.retriever.config.prior_max_dist_m = RetrievalConfig().prior_max_dist_m
     loc.state.config.max_jump_m = p.max_jump_m
+    loc.state.config.max_jump_deg = p.max_jump_deg
 
 
 def copy_map_folder(src: str | Path, dst: str | Path, overwrite: bool = False) -> str:

@@ -5,6 +5,8 @@ Topics (relative, default namespace ``mast3r``): subscribes ``image``, ``camera_
 ``base_frame`` in ``map_frame``, image stamp, reliable + transient_local), ``status``
 (LocalizationStatus), ``/diagnostics`` and map->odom on ``/tf``. Services: ``localize``,
 ``set_reference``, ``load_map``, ``save_map``, ``reset``, ``pause``, ``resume``.
+Every callback is :func:`~mast3r_ros.ros.node_io.guarded`: an exception is logged, reported on
+``/diagnostics`` as ERROR and the node goes on.
 The work happens in :class:`~mast3r_ros.ros.localization_core.LocalizationCore` on a worker
 thread; services run in their own callback group, so they answer while a frame is processed.
 """
@@ -27,16 +29,18 @@ from mast3r_ros.ros.conversions_geometry import pose_to_T, pose_with_covariance_
 from mast3r_ros.ros.decode import decode_frame
 from mast3r_ros.ros.frames import FrameError
 from mast3r_ros.ros.localization_core import LocalizationCore, Output
-from mast3r_ros.ros.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, rate_hz
+from mast3r_ros.ros.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, guarded, rate_hz
 from mast3r_ros.ros.node_params import declare_and_read, install_validator
 from mast3r_ros.ros.outputs import pose_message, status_message, tf_transforms
 from mast3r_ros.ros.params import LocalizationParams, ParamError
 from mast3r_ros.ros.reference import reference_inputs
 from mast3r_ros.ros.spin import run_node
+from mast3r_ros.ros.tf_tree import OdomSource
 from mast3r_ros.srv import LoadMap, Localize, SaveMap, SetReference
 
 LOCALIZE_WAIT_S = 5.0
 DEFAULT_HINT_RADIUS_M = 1.0
+MIN_HINT_RADIUS_M = 0.25      # /initialpose: 3 sigma of its covariance, at least this
 
 
 class LocalizationNode(Node):
@@ -58,16 +62,27 @@ class LocalizationNode(Node):
         self._rate_lock = threading.Lock()
         self._pub_lock = threading.Lock()  # worker thread and sync rejections both publish
         self._last_processed_t = 0.0
-        self.diag = Diagnostics(self, "localization", self._diag_values, self.tf_group)
-        self.camera = CameraInput(self, self.params, self._on_frame, self._on_reject, self.sensor_group)
-        self.create_timer(1.0 / self.params.tf_publish_rate, self._publish_tf, callback_group=self.tf_group)
-        self.create_subscription(PoseWithCovarianceStamped, "/initialpose", self._on_initialpose, RELIABLE,
+        self.odom = OdomSource(self.params.publish_odom_tf)
+        self._own_initialposes: set[int] = set()
+        self._note = ""   # stamps of fixes we put on /initialpose ourselves
+        self.diag = Diagnostics(self, "localization", self._diag_values, self.tf_group, self._diag_summary)
+        self.camera = CameraInput(self, self.params, self._on_frame, self._on_reject, self.sensor_group,
+                                  on_reset=self._on_stamp_reset)
+        self.create_timer(1.0 / self.params.tf_publish_rate, guarded(self, "TF timer", self._publish_tf),
+                          callback_group=self.tf_group)
+        self.create_subscription(PoseWithCovarianceStamped, "/initialpose",
+                                 guarded(self, "/initialpose", self._on_initialpose), RELIABLE,
                                  callback_group=self.service_group)
+        self.initialpose_pub = self.create_publisher(PoseWithCovarianceStamped, "/initialpose", RELIABLE)
         install_validator(self, lambda: self.params, self._apply_params)
         self._make_services()
-        self.diag.set(DiagnosticStatus.OK, "ready")
-        self.get_logger().info(f"ready: front-end {self.params.frontend}, map "
-                               f"{self.params.map_path or '(none)'} ({self.core.num_keyframes} keyframes)")
+        topics = ", ".join(self.camera.topic_names.values())
+        if self.core.num_keyframes:
+            self.get_logger().info(f"ready: front-end {self.params.frontend}, map {self.params.map_path} "
+                                   f"({self.core.num_keyframes} keyframes); listening on {topics}")
+        else:
+            self.get_logger().warn(f"ready, waiting for a map (set map_path or call the "
+                                   f"{self.resolve_service_name('load_map')} service); listening on {topics}")
 
     # ---------------------------------------------------------------- start-up
     def _warmup(self) -> None:
@@ -85,13 +100,13 @@ class LocalizationNode(Node):
 
     def _make_services(self) -> None:
         g = self.service_group
-        self.create_service(Localize, "localize", self._srv_localize, callback_group=g)
-        self.create_service(SetReference, "set_reference", self._srv_set_reference, callback_group=g)
-        self.create_service(LoadMap, "load_map", self._srv_load_map, callback_group=g)
-        self.create_service(SaveMap, "save_map", self._srv_save_map, callback_group=g)
-        self.create_service(Trigger, "reset", self._srv_reset, callback_group=g)
-        self.create_service(Trigger, "pause", lambda q, r: self._srv_pause(r, True), callback_group=g)
-        self.create_service(Trigger, "resume", lambda q, r: self._srv_pause(r, False), callback_group=g)
+        for typ, name, fn in ((Localize, "localize", self._srv_localize),
+                              (SetReference, "set_reference", self._srv_set_reference),
+                              (LoadMap, "load_map", self._srv_load_map), (SaveMap, "save_map", self._srv_save_map),
+                              (Trigger, "reset", self._srv_reset),
+                              (Trigger, "pause", lambda q, r: self._srv_pause(r, True)),
+                              (Trigger, "resume", lambda q, r: self._srv_pause(r, False))):
+            self.create_service(typ, name, guarded(self, f"service {name}", fn), callback_group=g)
 
     def _apply_params(self, new: LocalizationParams) -> None:
         self.params = new
@@ -115,12 +130,24 @@ class LocalizationNode(Node):
             return self._report_bad(stamp_ns, msgs["image"].header.frame_id, f"bad input: {exc}")
         decode_s = time.perf_counter() - t0
         T_base_cam, why = self.tf.lookup(p.base_frame, frame.frame_id, stamp_ns, p.tf_timeout)
-        T_odom_base, why2 = (np.eye(4), "") if p.publish_odom_tf else \
-            self.tf.lookup(p.odom_frame, p.base_frame, stamp_ns, p.tf_timeout)
+        T_odom_base, note = self.odom.T_odom_base(
+            lambda: self.tf.lookup(p.odom_frame, p.base_frame, stamp_ns, p.tf_timeout), time.monotonic())
+        if note and self.odom.identity:
+            self.get_logger().warn(note)
         out = self.core.process(frame, T_base_cam, T_odom_base, decode_s)
-        if why or why2:
-            out.status.message = f"{out.status.message}: {why or why2}"
+        if why:
+            out.status.message = f"{out.status.message}: {why}"
+        elif note and out.status.localized:
+            out.status.message = note
         self._publish(out)
+
+    def _on_stamp_reset(self, reason: str) -> None:
+        """Image stamps went backwards (bag loop): recover as the reset service would."""
+        self.core.reset()
+        with self._pub_lock:
+            self._T_map_odom = None
+            self._note = reason  # said in the status of the next frame
+        self.get_logger().warn(reason)
 
     def _report_bad(self, stamp_ns: int, frame_id: str, message: str) -> None:
         from mast3r_ros.ros.localization_core import Status
@@ -139,8 +166,14 @@ class LocalizationNode(Node):
         st, p = out.status, self.params
         now_ns = self.get_clock().now().nanoseconds
         latency = (now_ns - st.stamp_ns) * 1e-9 if st.stamp_ns else 0.0
-        if out.T_map_base is not None:
-            self.pose_pub.publish(pose_message(out, p.map_frame))
+        if self._note and not st.error:
+            st.message, self._note = (f"{self._note}; {st.message}" if st.message else self._note), ""
+        if out.T_map_base is not None and out.map_generation == self.core.map_generation:
+            pose = pose_message(out, p.map_frame)
+            self.pose_pub.publish(pose)
+            if p.publish_initialpose:
+                self._own_initialposes = {st.stamp_ns, *list(self._own_initialposes)[:20]}
+                self.initialpose_pub.publish(pose)
             self._T_map_odom = out.T_map_odom
             self._publish_tf()
         if not st.error:
@@ -151,6 +184,8 @@ class LocalizationNode(Node):
         self.status_pub.publish(self._status_msg(out, latency))
         if st.error:
             self.diag.error(st.message)
+        elif self.core.paused or not self.core.num_keyframes:
+            self.get_logger().warn(st.message, throttle_duration_sec=10.0)  # waiting: said, not per frame
 
     def _status_msg(self, out: Output, latency: float) -> LocalizationStatus:
         dropped = self.camera.worker.queue.dropped
@@ -159,10 +194,13 @@ class LocalizationNode(Node):
 
     def _publish_tf(self) -> None:
         p = self.params
-        if not p.publish_tf or self._T_map_odom is None:
-            return  # no TF before the first successful localization (AMCL)
+        T_map_odom = self._T_map_odom
+        if T_map_odom is None:
+            return  # no TF before the first successful localization (AMCL), nor after a map change
         stamp = self.get_clock().now().nanoseconds + int(p.transform_tolerance * 1e9)
-        self.tf.send(tf_transforms(p, self._T_map_odom, stamp))
+        msgs = tf_transforms(p, T_map_odom, stamp, self.odom.identity)
+        if msgs:
+            self.tf.send(msgs)
 
     def _diag_values(self) -> dict:
         with self._rate_lock:
@@ -170,39 +208,53 @@ class LocalizationNode(Node):
         return {"state": self.core.state(), "input_hz": f"{self.camera.input_hz():.2f}",
                 "processed_hz": f"{rate_hz(processed):.2f}", "latency_s": f"{self._last_latency:.3f}",
                 "frames_dropped": str(self.camera.worker.queue.dropped),
-                "keyframes": str(self.core.num_keyframes), "paused": str(self.core.paused)}
+                "keyframes": str(self.core.num_keyframes), "paused": str(self.core.paused),
+                "odometry": self.odom.describe(), "publish_odom_tf": self.params.publish_odom_tf}
+
+    def _diag_summary(self) -> tuple[bytes, str]:
+        """OK only while tracking with odometry; WARN for no map, paused, no input, INIT/LOST, no odometry."""
+        silent = self.camera.silent_s()
+        if not self.core.num_keyframes:
+            return DiagnosticStatus.WARN, "waiting for a map (map_path or the load_map service)"
+        if self.core.paused:
+            return DiagnosticStatus.WARN, "paused (call the resume service)"
+        if silent > self.params.no_input_warn_s:
+            return DiagnosticStatus.WARN, (f"no input for {silent:.0f} s on "
+                                           f"{', '.join(self.camera.topic_names.values())}")
+        state = self.core.state()
+        if state != "TRACKING":
+            return DiagnosticStatus.WARN, f"state {state}"
+        if self.odom.last_missing or (self.odom.identity and self.odom.mode == "auto"):
+            return DiagnosticStatus.WARN, f"tracking without odometry: {self.odom.describe()}"
+        return DiagnosticStatus.OK, "tracking"
 
     # ---------------------------------------------------------------- services
-    def _pose_in_map(self, pose_stamped, what: str) -> np.ndarray:
-        if pose_stamped.header.frame_id.lstrip("/") != self.params.map_frame:
-            raise FrameError(f"{what} frame_id {pose_stamped.header.frame_id!r} is not the map frame "
+    def _pose_in_map(self, header, pose, what: str) -> np.ndarray:
+        """[4,4] of a geometry_msgs/Pose whose header must name the map frame (FrameError if not)."""
+        if header.frame_id.lstrip("/") != self.params.map_frame:
+            raise FrameError(f"{what} frame_id {header.frame_id!r} is not the map frame "
                              f"{self.params.map_frame!r}")
-        return pose_to_T(pose_stamped.pose)
+        return pose_to_T(pose)
 
     def _fail(self, resp, message: str):
         resp.success, resp.message = False, message
         self.diag.error(message)
         return resp
 
-    def _base_to_cam(self, T_map_base: np.ndarray) -> np.ndarray:
-        frame = self.core.current_frame()
-        if frame is None:
-            raise FrameError("no camera frame received yet (the camera's TF frame is unknown)")
-        T_base_cam, why = self.tf.lookup(self.params.base_frame, frame.frame_id, 0, self.params.tf_timeout)
-        if T_base_cam is None:
-            raise FrameError(why)
-        return T_map_base @ T_base_cam
-
     def _srv_localize(self, req, resp):
         try:
             hint = None if req.global_localization else \
-                self._base_to_cam(self._pose_in_map(req.pose_hint, "pose_hint"))
+                self._pose_in_map(req.pose_hint.header, req.pose_hint.pose, "pose_hint")
         except (FrameError, ValueError) as exc:
             return self._fail(resp, f"localize: {exc}")
         radius = float(req.radius) if req.radius > 0 else DEFAULT_HINT_RADIUS_M
-        ticket = self.core.request_localize(hint, radius)
+        ticket = self.core.request_localize(None, radius, T_map_base_hint=hint)
         if not ticket.done.wait(LOCALIZE_WAIT_S):
-            resp.success, resp.message = True, "armed: the next frame will be localized"
+            last = self.core.last_output
+            why = f" (last frame: {last.status.message})" if last is not None and last.status.message else ""
+            resp.success = False
+            resp.message = (f"no frame was localized within {LOCALIZE_WAIT_S:.0f} s{why}; the prior "
+                            f"stays armed for the next frame")
             return resp
         out = ticket.result
         resp.success, resp.message = out.T_map_base is not None, out.status.message or "localized"
@@ -213,7 +265,7 @@ class LocalizationNode(Node):
 
     def _srv_set_reference(self, req, resp):
         try:
-            T_map_cam = self._pose_in_map(req.reference_pose, "reference_pose")
+            T_map_cam = self._pose_in_map(req.reference_pose.header, req.reference_pose.pose, "reference_pose")
             image, K, depth = reference_inputs(req.image_path, req.depth_path, req.use_current_frame,
                                                self.core.current_frame(), self.core.calib)
         except (FrameError, ValueError) as exc:
@@ -221,13 +273,15 @@ class LocalizationNode(Node):
         why = self.core.set_reference(image, K, depth, T_map_cam)
         if why:
             return self._fail(resp, f"set_reference: {why}")
+        self._map_changed()
         resp.success, resp.message = True, "reference set (map-free localization)"
         return resp
 
     def _srv_load_map(self, req, resp):
-        why = self.core.load_map(req.map_dir)
+        why = self.core.load_map(req.map_dir) if req.map_dir else "no map_dir given"
         if why:
-            return self._fail(resp, f"load_map: {why}")
+            return self._fail(resp, f"load_map: {why} (the running map is kept)")
+        self._map_changed()
         resp.success, resp.message, resp.num_keyframes = True, "map loaded", self.core.num_keyframes
         return resp
 
@@ -240,9 +294,15 @@ class LocalizationNode(Node):
         resp.map_dir, resp.num_keyframes = str(target), self.core.num_keyframes
         return resp
 
+    def _map_changed(self) -> None:
+        """The old map->odom is wrong in the new map: none until the next fix; fresh stamp check."""
+        with self._pub_lock:
+            self._T_map_odom = None
+        self.camera.reset()
+
     def _srv_reset(self, req, resp):
         self.core.reset()
-        self.camera.sync.reset()
+        self.camera.reset()
         resp.success, resp.message = True, "tracking state reset"
         return resp
 
@@ -252,22 +312,34 @@ class LocalizationNode(Node):
         return resp
 
     def _on_initialpose(self, msg) -> None:
+        """AMCL-like: at any time, in the map frame; the prior of the next frame, its covariance
+        (3 sigma of x/y, and of yaw) the search region."""
+        if stamp_ns_of(msg) in self._own_initialposes:
+            return  # our own fix (publish_initialpose), not a user's prior
         try:
-            T_map_base = self._pose_in_map(msg.pose, "/initialpose")
-            hint = self._base_to_cam(T_map_base)
+            T_map_base = self._pose_in_map(msg.header, msg.pose.pose, "/initialpose")
+            cov = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
+            if not np.all(np.isfinite(cov)):
+                raise FrameError("/initialpose covariance is not finite")
         except (FrameError, ValueError) as exc:
-            self.get_logger().warn(f"initialpose rejected: {exc}")
-            self.diag.error(f"/initialpose rejected: {exc}")
+            self.get_logger().warn(f"/initialpose refused: {exc}")
             return
-        cov = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
-        radius = max(DEFAULT_HINT_RADIUS_M, 3.0 * float(np.sqrt(max(cov[0, 0], cov[1, 1], 0.0))))
-        self.core.request_localize(hint, radius)
-        self.get_logger().info(f"initial pose accepted (search radius {radius:.2f} m)")
+        sigma_xy = float(np.sqrt(max(cov[0, 0], cov[1, 1], 0.0)))
+        radius = max(MIN_HINT_RADIUS_M, 3.0 * sigma_xy) if sigma_xy > 0 else DEFAULT_HINT_RADIUS_M
+        sigma_yaw = float(np.sqrt(max(cov[5, 5], 0.0)))
+        max_deg = min(180.0, max(5.0, float(np.degrees(3.0 * sigma_yaw)))) if sigma_yaw > 0 else None
+        self.core.request_localize(None, radius, T_map_base_hint=T_map_base, max_jump_deg=max_deg)
+        self.get_logger().info(f"/initialpose accepted: prior of the next frame, search radius {radius:.2f} m"
+                               + (f", {max_deg:.0f} deg" if max_deg else ""))
 
     def destroy_node(self) -> None:
         self.camera.stop()
         self.core.close()
         super().destroy_node()
+
+
+def stamp_ns_of(msg) -> int:
+    return int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
 
 
 def main(argv: list[str] | None = None) -> int:

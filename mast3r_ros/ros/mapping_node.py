@@ -32,11 +32,12 @@ from mast3r_ros.ros.conversions_geometry import path, pose_array, xyz_rgb_to_poi
 from mast3r_ros.ros.decode import decode_frame
 from mast3r_ros.ros.localization_core import Output, Status
 from mast3r_ros.ros.mapping_core import MappingCore, MappingOutput
-from mast3r_ros.ros.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO
+from mast3r_ros.ros.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, guarded
 from mast3r_ros.ros.node_params import declare_and_read, install_validator
 from mast3r_ros.ros.outputs import status_message, tf_transforms
 from mast3r_ros.ros.params import MappingParams, ParamError
 from mast3r_ros.ros.spin import run_node
+from mast3r_ros.ros.tf_tree import OdomSource
 from mast3r_ros.srv import LoadMap, SaveMap
 
 
@@ -55,23 +56,25 @@ class MappingNode(Node):
         self._T_map_odom: np.ndarray | None = None
         self._pub_lock = threading.Lock()
         self._dropped_reported = 0
-        self.diag = Diagnostics(self, "mapping", self._diag_values, self.tf_group)
+        self.odom = OdomSource(self.params.publish_odom_tf)
+        self.diag = Diagnostics(self, "mapping", self._diag_values, self.tf_group, self._diag_summary)
         self.camera = CameraInput(self, self.params, self._on_frame, self._on_reject,
-                                  MutuallyExclusiveCallbackGroup())
-        self.create_timer(1.0 / self.params.tf_publish_rate, self._publish_tf, callback_group=self.tf_group)
+                                  MutuallyExclusiveCallbackGroup(), on_reset=self._on_stamp_reset)
+        self.create_timer(1.0 / self.params.tf_publish_rate, guarded(self, "TF timer", self._publish_tf),
+                          callback_group=self.tf_group)
         self._published_passes = 0
         self._map_lock = threading.Lock()
-        self.create_timer(0.5, self._publish_after_pass, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(0.5, guarded(self, "map publication", self._publish_after_pass),
+                          callback_group=MutuallyExclusiveCallbackGroup())
         install_validator(self, lambda: self.params, self._apply_params)
         g = self.service_group
-        self.create_service(Trigger, "optimize", self._srv_optimize, callback_group=g)
-        self.create_service(SaveMap, "save_map", self._srv_save_map, callback_group=g)
-        self.create_service(LoadMap, "load_map", self._srv_load_map, callback_group=g)
-        self.create_service(Trigger, "reset", self._srv_reset, callback_group=g)
-        self.create_service(Trigger, "pause", lambda q, r: self._srv_pause(r, True), callback_group=g)
-        self.create_service(Trigger, "resume", lambda q, r: self._srv_pause(r, False), callback_group=g)
-        self.diag.set(DiagnosticStatus.OK, "ready")
-        self.get_logger().info("ready: mapping with the classical RGB-D front-end")
+        for typ, name, fn in ((Trigger, "optimize", self._srv_optimize), (SaveMap, "save_map", self._srv_save_map),
+                              (LoadMap, "load_map", self._srv_load_map), (Trigger, "reset", self._srv_reset),
+                              (Trigger, "pause", lambda q, r: self._srv_pause(r, True)),
+                              (Trigger, "resume", lambda q, r: self._srv_pause(r, False))):
+            self.create_service(typ, name, guarded(self, f"service {name}", fn), callback_group=g)
+        self.get_logger().info(f"ready: mapping with the classical RGB-D front-end; listening on "
+                               f"{', '.join(self.camera.topic_names.values())}")
 
     def _apply_params(self, new: MappingParams) -> None:
         self.params = self.core.params = new  # only dynamic (frame/TF) parameters can change
@@ -85,16 +88,23 @@ class MappingNode(Node):
             return self._report(MappingOutput(Status(stamp_ns, "", "INIT", error=True,
                                                      message=f"bad input: {exc}")))
         # camera-only rig: odom->base is our own identity, so it is no odometry (no gating, no prior)
-        T_odom_base, why = (np.eye(4), "") if p.publish_odom_tf else \
-            self.tf.lookup(p.odom_frame, p.base_frame, stamp_ns, p.tf_timeout)
+        T_odom_base, why = self.odom.T_odom_base(
+            lambda: self.tf.lookup(p.odom_frame, p.base_frame, stamp_ns, p.tf_timeout), time.monotonic())
+        if why and self.odom.identity:
+            self.get_logger().warn(why)
         T_base_cam, why2 = self.tf.lookup(p.base_frame, frame.frame_id, stamp_ns, p.tf_timeout)
         T_odom_cam = None if T_odom_base is None or T_base_cam is None else T_odom_base @ T_base_cam
-        out = self.core.process(frame, T_odom_cam, odom_is_real=not p.publish_odom_tf)
+        out = self.core.process(frame, T_odom_cam, odom_is_real=not self.odom.identity)
         if why or why2:
-            out.status.message = f"{out.status.message}: {why or why2}"
+            out.status.message = f"{out.status.message}: {why2 or why}"
         self._report(out)
         if out.keyframe_added:
             self._publish_map()
+
+    def _on_stamp_reset(self, reason: str) -> None:
+        """Image stamps went backwards: the mapper's stamp history restarts (the map is kept)."""
+        self.core.last_stamp_ns = None
+        self.get_logger().warn(reason)
 
     def _on_reject(self, stamp_ns: int, reason: str) -> None:
         self._report(MappingOutput(Status(stamp_ns, "", "INIT", error=True,
@@ -109,7 +119,7 @@ class MappingNode(Node):
             dropped = self.camera.worker.queue.dropped
             new, self._dropped_reported = dropped - self._dropped_reported, dropped
             self.status_pub.publish(status_message(Output(st), self.params.map_frame, latency, new))
-            if st.error:
+            if st.error and not self.core.paused:
                 self.diag.error(st.message)
 
     # ---------------------------------------------------------------- map outputs
@@ -133,21 +143,36 @@ class MappingNode(Node):
         """Republish the map when an optimisation pass (background or service) has been merged."""
         if self.core.num_keyframes and self.core.passes != self._published_passes:
             self._publish_map()
-            self.diag.set(DiagnosticStatus.OK, f"{self.core.num_keyframes} keyframes, "
-                                               f"{self._published_passes} optimisation passes")
 
     def _publish_tf(self) -> None:
         p = self.params
-        if not p.publish_tf or self._T_map_odom is None:
+        if self._T_map_odom is None:
             return
         stamp = self.get_clock().now().nanoseconds + int(p.transform_tolerance * 1e9)
-        self.tf.send(tf_transforms(p, self._T_map_odom, stamp))
+        msgs = tf_transforms(p, self._T_map_odom, stamp, self.odom.identity)
+        if msgs:
+            self.tf.send(msgs)
+
+    def _diag_summary(self) -> tuple[bytes, str]:
+        """OK while mapping with odometry; WARN paused, no input, no keyframe yet, no odometry."""
+        silent = self.camera.silent_s()
+        if self.core.paused:
+            return DiagnosticStatus.WARN, "paused (call the resume service)"
+        if silent > self.params.no_input_warn_s:
+            return DiagnosticStatus.WARN, (f"no input for {silent:.0f} s on "
+                                           f"{', '.join(self.camera.topic_names.values())}")
+        if not self.core.num_keyframes:
+            return DiagnosticStatus.WARN, "no keyframe yet (INIT)"
+        text = f"{self.core.num_keyframes} keyframes, {self.core.passes} optimisation passes"
+        if self.odom.last_missing or (self.odom.identity and self.odom.mode == "auto"):
+            return DiagnosticStatus.WARN, f"mapping without odometry ({self.odom.describe()}): {text}"
+        return DiagnosticStatus.OK, text
 
     def _diag_values(self) -> dict:
         return {"keyframes": str(self.core.num_keyframes), "optimisation_passes": str(self.core.passes),
                 "optimize_calls": str(self.core.n_optimize_calls),
                 "last_pass_error": self.core.last_pass_error, "input_hz": f"{self.camera.input_hz():.2f}",
-                "paused": str(self.core.paused)}
+                "paused": str(self.core.paused), "odometry": self.odom.describe()}
 
     # ---------------------------------------------------------------- services
     def _srv_optimize(self, req, resp):
@@ -183,14 +208,14 @@ class MappingNode(Node):
             self.diag.error(resp.message)
             return resp
         self._T_map_odom = None  # the map frame changed; known again at the next keyframe
-        self.camera.sync.reset()
+        self.camera.reset()
         resp.success, resp.message = True, "map loaded; mapping continues from it"
         resp.num_keyframes = self.core.num_keyframes
         return resp
 
     def _srv_reset(self, req, resp):
         self.core.reset()
-        self.camera.sync.reset()
+        self.camera.reset()
         self._T_map_odom = None
         resp.success, resp.message = True, "map cleared"
         return resp

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections import deque
 from typing import Callable
 
@@ -20,6 +21,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from mast3r_ros.ros.conversions import stamp_to_ns
 from mast3r_ros.ros.conversions_geometry import transform_to_T
 from mast3r_ros.ros.frame_queue import FrameWorker
+from mast3r_ros.ros.frames import StampGuard
 from mast3r_ros.ros.sync import ApproximateSync
 from mast3r_ros.ros.tf_tree import TfLookupError, TfTree
 
@@ -44,23 +46,62 @@ RELIABLE = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=Rel
 TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
+def guarded(node, what: str, fn: Callable) -> Callable:
+    """``fn`` wrapped for use as a subscription, timer, service or worker callback.
+
+    An exception is logged (one line and the stack at debug level), reported on /diagnostics as
+    ERROR (``node.diag`` when it exists) and swallowed, so the node lives on; a service then
+    answers ``success=false`` with the reason when its response has those fields.
+    """
+    def call(*args):
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - the point: no callback may kill the node
+            message = f"{what} failed: {type(exc).__name__}: {exc}"
+            try:
+                node.get_logger().debug(traceback.format_exc())
+                diag = getattr(node, "diag", None)
+                if diag is not None:
+                    diag.error(message)
+                else:
+                    node.get_logger().error(message)
+            except Exception:  # noqa: BLE001 - shutting down: the context may be gone
+                pass
+            resp = args[1] if len(args) == 2 else None
+            if resp is not None and hasattr(resp, "success") and hasattr(resp, "message"):
+                resp.success, resp.message = False, message
+                return resp
+            return resp
+    return call
+
+
 class CameraInput:
     """image + camera_info (+ depth) subscriptions -> sync -> newest-frame worker.
 
     ``group`` runs the silence-check timer; each subscription has its own group (see below).
 
     ``handler(stamp_ns, {'image': Image, 'camera_info': CameraInfo, 'depth': Image?}, t_received)``
-    runs on the worker thread; ``on_reject(stamp_ns, reason)`` on the callback thread.
+    runs on the worker thread; ``on_reject(stamp_ns, reason)`` on the callback thread, also for
+    images refused by the stamp guard (far future); ``on_reset(reason)`` when image stamps went
+    backwards (the sync is reset here, the caller resets its tracking state).
     """
 
-    def __init__(self, node, params, handler: Callable, on_reject: Callable[[int, str], None], group):
+    def __init__(self, node, params, handler: Callable, on_reject: Callable[[int, str], None], group,
+                 on_reset: Callable[[str], None] | None = None):
         self.node = node
         keys = ("image", "camera_info") + (("depth",) if params.subscribe_depth else ())
         names = {k: node.resolve_topic_name(k) for k in keys}
         self.topic_names = names
         self.sync = ApproximateSync(keys, params.approx_sync_max_interval, params.sync_queue_size, names)
+        handler = guarded(node, "frame processing", handler)
         self.worker = FrameWorker(lambda item: handler(*item), params.frame_queue_size).start()
         self.on_reject = on_reject
+        self.on_reset = on_reset
+        self.guard = StampGuard()
+        self.max_interval_ns = int(params.approx_sync_max_interval * 1e9)
+        # recent partner messages, re-offered to the sync after a reset (a bag loop's first frame
+        # has its camera_info/depth queued before its image shows the stamps went backwards)
+        self._recent = {k: deque(maxlen=max(5, params.sync_queue_size)) for k in keys[1:]}
         self.received: deque[float] = deque(maxlen=300)
         self.last_synced = time.monotonic()
         reliable = params.qos_image == "reliable"
@@ -72,17 +113,40 @@ class CameraInput:
         # One mutually exclusive group per topic: callbacks of one topic run one at a time, in
         # arrival order (the sync relies on that), topics run side by side. Partners first: the
         # executor serves earlier subscriptions first, and starving an image only drops a frame.
-        self.subs = [node.create_subscription(types[k], k, lambda m, k=k: self._add(k, m), qos[k],
+        self.subs = [node.create_subscription(types[k], k, guarded(node, f"{k} callback",
+                                                                   lambda m, k=k: self._add(k, m)), qos[k],
                                               callback_group=MutuallyExclusiveCallbackGroup())
                      for k in reversed(keys)]
         self._warn_after = params.no_input_warn_s
-        self.timer = node.create_timer(1.0, self._check_silence, callback_group=group)
+        self.timer = node.create_timer(1.0, guarded(node, "input check", self._check_silence), callback_group=group)
 
     def _add(self, key: str, msg) -> None:
         now = time.monotonic()
+        stamp = stamp_to_ns(msg.header.stamp)
         if key == "image":
             self.received.append(now)
-        res = self.sync.add(key, stamp_to_ns(msg.header.stamp), (msg, now))
+            verdict, why = self.guard.check(stamp, self.node.get_clock().now().nanoseconds)
+            if verdict == "refuse":
+                self.on_reject(stamp, why)
+                return
+            if verdict == "reset":
+                self._resync(stamp)
+                if self.on_reset is not None:
+                    self.on_reset(why)
+        else:
+            self._recent[key].append((stamp, msg, now))
+        self._feed(key, stamp, (msg, now))
+
+    def _resync(self, image_stamp: int) -> None:
+        """Reset the sync and give it back the partners of the new timeline's first image."""
+        self.sync.reset()
+        for key, recent in self._recent.items():
+            for stamp, msg, t in list(recent):
+                if abs(stamp - image_stamp) <= self.max_interval_ns:
+                    self._feed(key, stamp, (msg, t))
+
+    def _feed(self, key: str, stamp: int, item) -> None:
+        res = self.sync.add(key, stamp, item)
         for stamp, reason in res.rejected:
             self.on_reject(stamp, reason)
         for stamp, group in zip(res.stamps, res.sets):
@@ -99,6 +163,14 @@ class CameraInput:
 
     def input_hz(self) -> float:
         return rate_hz(self.received)
+
+    def silent_s(self) -> float:
+        """Seconds since the last synchronised frame (or since start)."""
+        return time.monotonic() - self.last_synced
+
+    def reset(self) -> None:
+        self.sync.reset()
+        self.guard.reset()
 
     def stop(self) -> None:
         self.worker.stop(5.0)
@@ -123,10 +195,11 @@ class TfIO:
             self.pub = None
         elif TFMessage is not None:
             self.buffer = None
-            node.create_subscription(TFMessage, "/tf", lambda m: self._feed(m, False), TF_QOS,
-                                     callback_group=group)
-            node.create_subscription(TFMessage, "/tf_static", lambda m: self._feed(m, True), LATCHED_TF,
-                                     callback_group=group)
+            node.create_subscription(TFMessage, "/tf", guarded(node, "/tf", lambda m: self._feed(m, False)),
+                                     TF_QOS, callback_group=group)
+            node.create_subscription(TFMessage, "/tf_static", guarded(node, "/tf_static",
+                                                                      lambda m: self._feed(m, True)),
+                                     LATCHED_TF, callback_group=group)
             self.pub = node.create_publisher(TFMessage, "/tf", TF_QOS)
         else:  # only same-frame lookups work; say so once instead of failing to start
             self.buffer = self.pub = None
@@ -178,15 +251,19 @@ class Diagnostics:
     """/diagnostics publisher (what diagnostic_updater would do): periodic summary + immediate errors.
 
     Levels are ``DiagnosticStatus.OK/WARN/ERROR`` (bytes in rclpy's generated message).
+    ``summary()`` -> (level, message) gives the periodic level from the node's state; an error
+    reported since the previous periodic message makes that one ERROR too.
     """
 
-    def __init__(self, node, name: str, values: Callable[[], dict[str, str]], group):
-        self.node, self.name, self.values = node, name, values
+    def __init__(self, node, name: str, values: Callable[[], dict[str, str]], group,
+                 summary: Callable[[], tuple[bytes, str]] | None = None):
+        self.node, self.name, self.values, self.summary = node, name, values, summary
+        self._error_since_publish = ""
         self.pub = node.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
         self._lock = threading.Lock()
         self.level, self.message = DiagnosticStatus.WARN, "starting"
         self.last_error = ""
-        node.create_timer(1.0, self.publish, callback_group=group)
+        node.create_timer(1.0, guarded(node, "diagnostics", self.publish_periodic), callback_group=group)
 
     def set(self, level: bytes, message: str) -> None:
         with self._lock:
@@ -195,9 +272,19 @@ class Diagnostics:
     def error(self, message: str) -> None:
         """Report a problem now (bad input, refused request); the node logs it too."""
         with self._lock:
-            self.last_error = message
+            self.last_error = self._error_since_publish = message
         self.node.get_logger().error(message)
         self.publish(DiagnosticStatus.ERROR, message)
+
+    def publish_periodic(self) -> None:
+        with self._lock:
+            err, self._error_since_publish = self._error_since_publish, ""
+        if err:
+            return self.publish(DiagnosticStatus.ERROR, err)
+        if self.summary is not None:
+            level, message = self.summary()
+            return self.publish(level, message)
+        self.publish()
 
     def publish(self, level: bytes | None = None, message: str | None = None) -> None:
         with self._lock:

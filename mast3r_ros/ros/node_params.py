@@ -20,7 +20,9 @@ def descriptor(f: dataclasses.Field) -> ParameterDescriptor:
     text = meta["help"]
     if meta.get("choices"):
         text += f" (one of {list(meta['choices'])})"
-    d = ParameterDescriptor(description=text, read_only=not meta.get("dynamic", False))
+    # a tri-state ('auto'/'true'/'false') also takes a ROS bool (-p NAME:=true), so its type is dynamic
+    tri_state = bool(meta.get("choices")) and "true" in meta["choices"]
+    d = ParameterDescriptor(description=text, read_only=not meta.get("dynamic", False), dynamic_typing=tri_state)
     lo, hi = meta.get("min"), meta.get("max")
     kind = f.type if isinstance(f.type, str) else f.type.__name__
     if lo is not None and hi is not None:

@@ -42,13 +42,17 @@ def status_message(out: Output, map_frame: str, latency_s: float, frames_dropped
     return m
 
 
-def tf_transforms(p: LocalizationParams, T_map_odom: np.ndarray, stamp_ns: int) -> list:
-    """map->odom (and identity odom->base when ``publish_odom_tf``) as TransformStamped."""
-    out = [transform_stamped(T_map_odom, p.map_frame, p.odom_frame, stamp_ns)]
-    if p.publish_odom_tf:
+def tf_transforms(p: LocalizationParams, T_map_odom: np.ndarray | None, stamp_ns: int,
+                  odom_identity: bool) -> list:
+    """map->odom (when known and ``publish_tf``) and identity odom->base (when this node is the
+    odometry: ``publish_odom_tf`` true, or auto without odometry on TF) as TransformStamped."""
+    out = []
+    if T_map_odom is not None and p.publish_tf:
+        out.append(transform_stamped(T_map_odom, p.map_frame, p.odom_frame, stamp_ns))
+    if odom_identity:
         out.append(transform_stamped(np.eye(4), p.odom_frame, p.base_frame, stamp_ns))
     return out
 
 
-def tf_msg(p: LocalizationParams, T_map_odom: np.ndarray, stamp_ns: int):
-    return tf_message(tf_transforms(p, T_map_odom, stamp_ns))
+def tf_msg(p: LocalizationParams, T_map_odom: np.ndarray | None, stamp_ns: int, odom_identity: bool):
+    return tf_message(tf_transforms(p, T_map_odom, stamp_ns, odom_identity))

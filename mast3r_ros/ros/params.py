@@ -43,7 +43,9 @@ class NodeParams:
     odom_frame: str = param("odom", "odometry frame (map->odom is published)")
     base_frame: str = param("base_link", "robot base frame; base->camera optical comes from TF")
     publish_tf: bool = param(True, "publish map->odom on /tf", dynamic=True)
-    publish_odom_tf: bool = param(False, "camera-only rig: also publish identity odom->base")
+    publish_odom_tf: str = param("auto", "identity odom->base: 'auto' (when TF has no odom->base after "
+                                 "a short grace period: camera-only rigs, bags without odometry), "
+                                 "'true' (always) or 'false' (never)", choices=("auto", "true", "false"))
     tf_publish_rate: float = param(20.0, "map->odom re-publication rate (Hz)", min=0.1, max=1000.0)
     transform_tolerance: float = param(0.1, "future-date of the published map->odom (s)", min=0.0, max=10.0,
                                        dynamic=True)
@@ -140,6 +142,8 @@ def coerce_value(spec: dataclasses.Field, value: Any) -> tuple[Any, str]:
             if not math.isfinite(value):
                 return None, f"{name} must be finite, got {value!r}"
         elif kind == "str":
+            if isinstance(value, bool) and meta.get("choices") and "true" in meta["choices"]:
+                value = "true" if value else "false"  # tri-state: YAML/ROS give true/false as bools
             if not isinstance(value, str):
                 return None, f"{name} must be a string, got {value!r}"
     except TypeError:
@@ -174,6 +178,8 @@ class LocalizationParams(NodeParams):
     max_jump_deg: float = param(30.0, "gate: largest rotation jump from the prior (deg)", min=0.0,
                                 max=180.0, dynamic=True)
     rgbd_pose: bool = param(True, "with depth: pose from 3D-3D matches (falls back to PnP)")
+    publish_initialpose: bool = param(False, "also publish each accepted pose on /initialpose (seeds AMCL / "
+                                      "robot_localization)", dynamic=True)
 
     def _cross_checks(self) -> list[str]:
         out = super()._cross_checks()

@@ -5,26 +5,28 @@ pass, so lookups never depend on message order), synchronises image + camera_inf
 the node's own :class:`ApproximateSync`, processes *every* synchronised frame in bag order (no
 newest-frame dropping), and writes what the node would publish: ``<ns>/localization_pose``,
 ``<ns>/status`` and ``/tf``, each logged at the image stamp.
+
+``publish_odom_tf: auto`` decides from the whole bag: odom->base from its TF when the bag has
+any, else the node's identity odom->base from the first frame (a bag from ``make-bag``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from mast3r_ros.ros.bag import read_bag, write_bag
 from mast3r_ros.ros.conversions import stamp_to_ns
 from mast3r_ros.ros.conversions_geometry import transform_to_T
 from mast3r_ros.ros.decode import decode_frame
-from mast3r_ros.ros.frames import FrameError
+from mast3r_ros.ros.frames import FrameError, StampGuard
 from mast3r_ros.ros.launch_description import default_params_file
 from mast3r_ros.ros.localization_core import LocalizationCore, Output, Status
 from mast3r_ros.ros.outputs import pose_message, status_message, tf_msg
 from mast3r_ros.ros.params import LocalizationParams, ParamError, load_params_file
 from mast3r_ros.ros.sync import ApproximateSync
-from mast3r_ros.ros.tf_tree import TfLookupError, TfTree
+from mast3r_ros.ros.tf_tree import OdomSource, TfLookupError, TfTree
 
 
 @dataclass(frozen=True)
@@ -83,9 +85,22 @@ class _Replayer:
                                     {k: names[k] for k in keys})
         self.summary = ReplaySummary()
         self.out: list[tuple[str, int, object]] = []
+        has_odom = self._lookup(params.odom_frame, params.base_frame, 0) is not None
+        self.odom = OdomSource("true" if params.publish_odom_tf == "auto" and not has_odom
+                               else params.publish_odom_tf)
+        self.guard = StampGuard()
 
     def feed(self, topic: str, msg) -> None:
-        res = self.sync.add(self.by_topic[topic], stamp_to_ns(msg.header.stamp), msg)
+        key, stamp = self.by_topic[topic], stamp_to_ns(msg.header.stamp)
+        if key == "image":
+            verdict, why = self.guard.check(stamp)
+            if verdict == "refuse":
+                return self._emit(Output(Status(stamp, "", self.core.state(), error=True,
+                                                message=f"unsynchronised input: {why}")))
+            if verdict == "reset":
+                self.sync.reset()
+                self.core.reset()
+        res = self.sync.add(key, stamp, msg)
         for stamp, reason in res.rejected:
             self._emit(Output(Status(stamp, "", self.core.state(), error=True,
                                      message=f"unsynchronised input: {reason}")))
@@ -106,8 +121,8 @@ class _Replayer:
                                      message=f"bad input: {exc}")))
             return
         T_base_cam = self._lookup(self.p.base_frame, frame.frame_id, stamp)
-        T_odom_base = np.eye(4) if self.p.publish_odom_tf else \
-            self._lookup(self.p.odom_frame, self.p.base_frame, stamp)
+        T_odom_base, _ = self.odom.T_odom_base(
+            lambda: (self._lookup(self.p.odom_frame, self.p.base_frame, stamp), "not in the bag's TF"), 0.0)
         self.summary.n_frames += 1
         self._emit(self.core.process(frame, T_base_cam, T_odom_base))
 
@@ -119,8 +134,9 @@ class _Replayer:
         if pose is not None:
             self.summary.n_localized += 1
             self.out.append((self.topics.out("localization_pose"), st.stamp_ns, pose))
-            if self.p.publish_tf:
-                self.out.append(("/tf", st.stamp_ns, tf_msg(self.p, out.T_map_odom, st.stamp_ns)))
+            tf = tf_msg(self.p, out.T_map_odom, st.stamp_ns, self.odom.identity)
+            if tf.transforms:
+                self.out.append(("/tf", st.stamp_ns, tf))
         latency = st.timings.get("total", 0.0)  # offline: processing time only
         self.out.append((self.topics.out("status"), st.stamp_ns, status_message(out, self.p.map_frame,
                                                                                  latency, 0)))

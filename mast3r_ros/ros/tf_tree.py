@@ -131,3 +131,52 @@ def interpolate_T(T_a: np.ndarray, T_b: np.ndarray, w: float) -> np.ndarray:
     T[:3, :3] = Slerp([0.0, 1.0], rots)([w]).as_matrix()[0]
     T[:3, 3] = (1 - w) * T_a[:3, 3] + w * T_b[:3, 3]
     return T
+
+
+ODOM_GRACE_S = 2.0  # 'auto': seconds of frames without odom->base on TF before the identity is used
+
+
+class OdomSource:
+    """Where odom->base comes from, per ``publish_odom_tf`` ('auto' | 'true' | 'false').
+
+    'true': the node's own identity (camera-only rig). 'false': TF only; without it there is no
+    map->odom (the pose is still published). 'auto': TF while it has odom->base; once frames have
+    come for ``grace_s`` seconds (monotonic time of arrival) with no odom->base on TF, the node's
+    own identity from then on (TF would echo our own identity back, so the choice is final until
+    :meth:`reset`). ``identity`` says whether the node publishes odom->base.
+    """
+
+    def __init__(self, mode: str, grace_s: float = ODOM_GRACE_S):
+        if mode not in ("auto", "true", "false"):
+            raise ValueError(f"publish_odom_tf must be auto, true or false, got {mode!r}")
+        self.mode, self.grace_s = mode, grace_s
+        self.identity = mode == "true"
+        self.missing_since: float | None = None
+        self.last_missing = False   # the last lookup found no odom->base (and no identity)
+
+    def T_odom_base(self, lookup, now_s: float) -> tuple[np.ndarray | None, str]:
+        """([4,4] T_odom_base or None, note). ``lookup()`` -> (T or None, reason) from TF."""
+        if self.identity:
+            return np.eye(4), ""
+        T, why = lookup()
+        if T is not None:
+            self.missing_since, self.last_missing = None, False
+            return T, ""
+        if self.mode == "auto":
+            self.missing_since = now_s if self.missing_since is None else self.missing_since
+            if now_s - self.missing_since >= self.grace_s:
+                self.identity, self.last_missing = True, False
+                return np.eye(4), (f"no odom->base on TF for {self.grace_s:.0f} s: publishing identity "
+                                   f"odom->base from now on (publish_odom_tf auto)")
+        self.last_missing = True
+        return None, f"no odometry ({why}): pose published, map->odom not"
+
+    def describe(self) -> str:
+        """One line for diagnostics."""
+        if self.identity:
+            return "identity odom->base published by this node" + (" (auto: TF had none)"
+                                                                   if self.mode == "auto" else "")
+        return "missing on TF" if self.last_missing else "from TF"
+
+    def reset(self) -> None:
+        self.identity, self.missing_since, self.last_missing = self.mode == "true", None, False
