@@ -40,6 +40,7 @@ from mast3r_ros.srv import LoadMap, Localize, SaveMap, SetReference
 
 LOCALIZE_WAIT_S = 5.0
 DEFAULT_HINT_RADIUS_M = 1.0
+FIRST_TF_WAIT_S = 1.0         # base->camera wait until it has been found once
 MIN_HINT_RADIUS_M = 0.25      # /initialpose: 3 sigma of its covariance, at least this
 
 
@@ -63,8 +64,9 @@ class LocalizationNode(Node):
         self._pub_lock = threading.Lock()  # worker thread and sync rejections both publish
         self._last_processed_t = 0.0
         self.odom = OdomSource(self.params.publish_odom_tf)
-        self._own_initialposes: set[int] = set()
-        self._note = ""   # stamps of fixes we put on /initialpose ourselves
+        self._own_initialposes: set[int] = set()   # stamps of fixes we put on /initialpose ourselves
+        self._note = ""                            # said in the next frame's status (stamp reset)
+        self._have_cam_tf = False
         self.diag = Diagnostics(self, "localization", self._diag_values, self.tf_group, self._diag_summary)
         self.camera = CameraInput(self, self.params, self._on_frame, self._on_reject, self.sensor_group,
                                   on_reset=self._on_stamp_reset)
@@ -129,7 +131,10 @@ class LocalizationNode(Node):
         except ValueError as exc:  # ConversionError / FrameError name the problem
             return self._report_bad(stamp_ns, msgs["image"].header.frame_id, f"bad input: {exc}")
         decode_s = time.perf_counter() - t0
-        T_base_cam, why = self.tf.lookup(p.base_frame, frame.frame_id, stamp_ns, p.tf_timeout)
+        # base->camera is static on most rigs: the first frame may arrive before /tf_static does
+        wait = p.tf_timeout if self._have_cam_tf else max(p.tf_timeout, FIRST_TF_WAIT_S)
+        T_base_cam, why = self.tf.lookup(p.base_frame, frame.frame_id, stamp_ns, wait)
+        self._have_cam_tf = self._have_cam_tf or T_base_cam is not None
         T_odom_base, note = self.odom.T_odom_base(
             lambda: self.tf.lookup(p.odom_frame, p.base_frame, stamp_ns, p.tf_timeout), time.monotonic())
         if note and self.odom.identity:
