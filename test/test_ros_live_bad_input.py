@@ -81,17 +81,18 @@ class Wire:
         return [m for m in self.c.messages("status") if stamp_to_ns(m.header.stamp) == stamp][-1]
 
     def good(self):
-        s = self.stamp()
-        deadline = time.monotonic() + 45
-        while True:  # the first frame may be sent before DDS has matched: resend
+        deadline, sent = time.monotonic() + 45, set()
+
+        def answers():
+            return [m for m in self.c.messages("status") if stamp_to_ns(m.header.stamp) in sent]
+
+        while not answers():  # the first frame may be sent before DDS has matched: resend
+            assert time.monotonic() < deadline, "no status for a good frame"
+            s = self.stamp()
+            sent.add(s)
             self.send(s)
-            try:
-                st = self.status(s, 3.0)
-                break
-            except AssertionError:
-                if time.monotonic() > deadline:
-                    raise
-                s = self.stamp()
+            self.c.wait_for(answers, 5.0)  # a loaded machine may take seconds per frame
+        st = answers()[0]
         assert st.pose_published, st.message
         return st
 
@@ -177,3 +178,28 @@ def test_bad_service_requests_are_refused_with_reason(node):
     assert not r.success and "'base_link' is not the map frame" in r.message
     assert _diag_has(client, "is not the map frame")
     Wire(client, ds, cal).good()  # still localizing
+
+
+def _diag_level(client, level, text, timeout=5.0):
+    return client.wait_for(lambda: any(
+        d.status and d.status[0].level == level and text in d.status[0].message
+        for d in client.messages("diagnostics")), timeout)
+
+
+def test_diagnostics_ok_only_while_tracking_paused_is_a_warning(node):
+    client, ds, cal, tmp = node
+    w = Wire(client, ds, cal)
+    w.good()
+    assert _diag_level(client, DiagnosticStatus.OK, "tracking")   # odometry here: publish_odom_tf true
+    assert client.call(Trigger, "pause", Trigger.Request()).success
+    n_diag = len(client.messages("diagnostics"))
+    s = w.stamp()
+    w.send(s)
+    st = w.status(s)
+    assert not st.pose_published and "paused" in st.message
+    assert _diag_level(client, DiagnosticStatus.WARN, "paused")
+    assert not any(d.status and d.status[0].level == DiagnosticStatus.ERROR and "paused" in d.status[0].message
+                   for d in client.messages("diagnostics")[n_diag:])   # a state, not a failure per frame
+    assert client.call(Trigger, "resume", Trigger.Request()).success
+    w.good()
+    assert _diag_level(client, DiagnosticStatus.OK, "tracking")

@@ -82,6 +82,11 @@ class StampGuard:
         return "refuse", (f"image stamp {stamp_ns / 1e9:.3f} s is {(stamp_ns - last) / 1e9:.0f} s ahead of the "
                           f"previous image; frame refused")
 
+    @staticmethod
+    def ahead_of_clock(stamp_ns: int, now_ns: int) -> bool:
+        """A partner message (camera_info, depth) of a frame the guard would refuse for its clock."""
+        return now_ns > 0 and stamp_ns > now_ns + FUTURE_LIMIT_S * 1e9
+
     def reset(self) -> None:
         self.last_ns, self._ahead = None, []
 

@@ -133,6 +133,8 @@ class CameraInput:
                 self._resync(stamp)
                 if self.on_reset is not None:
                     self.on_reset(why)
+        elif self.guard.ahead_of_clock(stamp, self.node.get_clock().now().nanoseconds):
+            return  # kept out of the sync: it would complete other images' sets as "newer partner"
         else:
             self._recent[key].append((stamp, msg, now))
         self._feed(key, stamp, (msg, now))
