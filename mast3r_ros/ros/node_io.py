@@ -57,6 +57,8 @@ def guarded(node, what: str, fn: Callable) -> Callable:
         try:
             return fn(*args)
         except Exception as exc:  # noqa: BLE001 - the point: no callback may kill the node
+            if not node.context.ok():
+                return None  # Ctrl-C shut the context down under a running callback: nothing to report
             message = f"{what} failed: {type(exc).__name__}: {exc}"
             try:
                 node.get_logger().debug(traceback.format_exc())

@@ -18,6 +18,9 @@ def run_node(node_cls, argv: list[str], name: str, startup_errors: tuple[type[Ba
         print(f"{name}: error: {exc}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 2
+    except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C while loading the map / warming up
+        rclpy.try_shutdown()
+        return 0
     executor = MultiThreadedExecutor(num_threads=num_threads)
     executor.add_node(node)
     try:
