@@ -15,7 +15,8 @@ from mast3r_ros.ros.launch_description import LAUNCH_ARGUMENTS, describe
 def _nodes(context, *args, **kwargs):
     values = {name: LaunchConfiguration(name).perform(context) for name, _, _ in LAUNCH_ARGUMENTS}
     return [Node(package=s.package, executable=s.executable, name=s.name, namespace=s.namespace or None,
-                 parameters=s.parameters, remappings=s.remappings, arguments=s.arguments, output="screen",
+                 parameters=s.parameters, remappings=s.remappings, arguments=s.arguments,
+                 ros_arguments=s.log_args(), output="screen",
                  emulate_tty=True)
             for s in describe(values)]
 

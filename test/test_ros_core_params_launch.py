@@ -64,7 +64,7 @@ def test_launch_defaults_localization():
                                      "depth": "/camera/depth/image_raw"}
     assert node.parameters[0].endswith("config/localization.yaml")
     args = node.ros_args()
-    assert args[:3] == ["--ros-args", "-r", "__node:=localization_node"]
+    assert args[:5] == ["--ros-args", "--log-level", "info", "-r", "__node:=localization_node"]
     assert "__ns:=/mast3r" in args and "use_sim_time:=false" in args
 
 
@@ -82,6 +82,18 @@ def test_launch_mapping_with_overrides(tmp_path):
     assert "-p" in node.ros_args() and "publish_tf:=false" in node.ros_args()
 
 
+def test_launch_odom_qos_and_log_level():
+    (node,) = describe({"publish_odom_tf": "false", "qos_image": "reliable", "log_level": "debug"})
+    assert node.parameters[1]["publish_odom_tf"] == "false" and node.parameters[1]["qos_image"] == "reliable"
+    args = node.ros_args()
+    assert args[:3] == ["--ros-args", "--log-level", "debug"]
+    assert "publish_odom_tf:='false'" in args  # a string, as the tri-state parameter declares
+    (default,) = describe({})
+    assert "publish_odom_tf" not in default.parameters[1] and default.log_args() == ["--log-level", "info"]
+    with pytest.raises(ValueError, match="log_level must be one of"):
+        describe({"log_level": "loud"})
+
+
 @pytest.mark.parametrize("args,match", [({"mode": "slam"}, "mode must be one of"),
                                         ({"rviz": "maybe"}, "rviz must be true or false"),
                                         ({"maps": "x"}, "unknown launch argument")])
@@ -96,7 +108,8 @@ def test_launch_file_declares_exactly_the_arguments():
     names = [n for n, _, _ in LAUNCH_ARGUMENTS]
     assert names[0] == "mode" and DEFAULTS["namespace"] == "mast3r"
     for name in ("map", "params_file", "checkpoint", "image_topic", "camera_info_topic", "depth_topic",
-                 "publish_tf", "namespace", "use_sim_time", "rviz", "map_frame", "base_frame"):
+                 "publish_tf", "namespace", "use_sim_time", "rviz", "map_frame", "base_frame",
+                 "publish_odom_tf", "qos_image", "log_level"):
         assert name in names
 
 

@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera-info-topic", default="/camera/camera_info")
     parser.add_argument("--depth-topic", default="/camera/depth/image_raw")
     parser.add_argument("--base-frame", default="", help="override base_frame")
+    parser.add_argument("--publish-odom-tf", default="", choices=["", "auto", "true", "false"],
+                        help="override publish_odom_tf (default from the params file: auto)")
+    parser.add_argument("--qos-image", default="", choices=["", "best_effort", "reliable"],
+                        help="override qos_image (image/camera_info/depth reliability)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
     parser.add_argument("--use-sim-time", action="store_true")
     parser.add_argument("--rviz", action="store_true", help="also start rviz2 (needs a ROS install)")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
@@ -75,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
                           "checkpoint": args.checkpoint, "frontend": args.frontend,
                           "namespace": args.namespace, "image_topic": args.image_topic,
                           "camera_info_topic": args.camera_info_topic, "depth_topic": args.depth_topic,
-                          "base_frame": args.base_frame,
+                          "base_frame": args.base_frame, "publish_odom_tf": args.publish_odom_tf,
+                          "qos_image": args.qos_image, "log_level": args.log_level,
                           "use_sim_time": "true" if args.use_sim_time else "false",
                           "rviz": "true" if args.rviz else "false"})
     except ValueError as exc:

@@ -30,12 +30,16 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("odom_frame", "", "override odom_frame"),
     ("base_frame", "", "override base_frame"),
     ("publish_tf", "", "override publish_tf (true | false)"),
+    ("publish_odom_tf", "", "override publish_odom_tf (auto | true | false)"),
+    ("qos_image", "", "override qos_image (best_effort | reliable)"),
+    ("log_level", "info", "node log level (debug | info | warn | error | fatal)"),
     ("use_sim_time", "false", "use /clock (bag playback)"),
     ("rviz", "false", "also start rviz2 with config/mast3r.rviz"),
 )
 DEFAULTS = {name: default for name, default, _ in LAUNCH_ARGUMENTS}
 _BOOL_ARGS = ("publish_tf", "use_sim_time", "rviz")
-_FRAME_ARGS = ("frontend", "map_frame", "odom_frame", "base_frame")
+_FRAME_ARGS = ("frontend", "map_frame", "odom_frame", "base_frame", "publish_odom_tf", "qos_image")
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
 @dataclass
@@ -52,10 +56,15 @@ class NodeSpec:
     parameters: list = field(default_factory=list)
     remappings: list[tuple[str, str]] = field(default_factory=list)
     arguments: list[str] = field(default_factory=list)
+    log_level: str = ""  # '' = rclpy's default
+
+    def log_args(self) -> list[str]:
+        """ROS arguments for the log level (``--log-level L``), as launch_ros' ros_arguments."""
+        return ["--log-level", self.log_level] if self.log_level else []
 
     def ros_args(self) -> list[str]:
         """Command-line form: ``--ros-args -r __node:=.. -r __ns:=.. --params-file F -p k:=v -r a:=b``."""
-        out = ["--ros-args", "-r", f"__node:={self.name}"]
+        out = ["--ros-args", *self.log_args(), "-r", f"__node:={self.name}"]
         if self.namespace:
             out += ["-r", f"__ns:=/{self.namespace.strip('/')}"]
         for p in self.parameters:
@@ -136,11 +145,14 @@ def describe(args: dict[str, str]) -> list[NodeSpec]:
             overrides[name] = str(a[name])
     if a["publish_tf"] != "":
         overrides["publish_tf"] = _as_bool("publish_tf", a["publish_tf"])
+    level = str(a["log_level"]).strip().lower()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"log_level must be one of {list(LOG_LEVELS)}, got {a['log_level']!r}")
     params_file = Path(a["params_file"]) if a["params_file"] else default_params_file(mode)
     node = NodeSpec(EXECUTABLES[mode], EXECUTABLES[mode], str(a["namespace"]).strip("/"),
                     parameters=[str(params_file), overrides],
                     remappings=[("image", a["image_topic"]), ("camera_info", a["camera_info_topic"]),
-                                ("depth", a["depth_topic"])])
+                                ("depth", a["depth_topic"])], log_level=level)
     specs = [node]
     if _as_bool("rviz", a["rviz"]):
         rviz_cfg = default_params_file(mode).parent / "mast3r.rviz"
