@@ -204,3 +204,21 @@ def test_initial_pose_prior_gates_the_next_frame(seven):
     assert why.startswith("cannot load map") and core.num_keyframes == 10 and core.map_generation == gen
     assert core.load_map(mp) == "" and core.map_generation == gen + 1
     core.close()
+
+
+def test_map_cloud_lies_in_front_of_the_keyframes_that_saw_it(seven):
+    """The localization node's latched cloud_map: every point projects into at least one keyframe
+    (in front of it, inside the image), which a wrong pose convention would break."""
+    ds, cal, mp = seven
+    core = LocalizationCore(LocalizationParams(map_path=str(mp)))
+    xyz, rgb = core.map_cloud(max_points=5000)
+    assert 1000 < len(xyz) <= 5000 and xyz.dtype == np.float32 and rgb.dtype == np.uint8
+    seen = np.zeros(len(xyz), bool)
+    for k in core._map.keyframe_ids():
+        kf = core._map.get_keyframe(k, load_image=False, arrays=[], load_depth=False)
+        Xc = (xyz.astype(np.float64) - kf.T_map_cam[:3, 3]) @ kf.T_map_cam[:3, :3]
+        uv = Xc[:, :2] / np.maximum(Xc[:, 2:], 1e-9) @ np.diag(kf.K[[0, 1], [0, 1]]) + kf.K[:2, 2]
+        seen |= (Xc[:, 2] > 0.1) & np.all((uv >= -1) & (uv <= [640, 480]), axis=1)
+    assert seen.all()
+    core.close()
+    assert LocalizationCore(LocalizationParams()).map_cloud() is None

@@ -71,6 +71,10 @@ def test_initialpose_before_during_after_frames(data_dir, tmp_path):
     try:
         assert client.wait_for_service(Trigger, "reset", 60), log.read_text()[-3000:]
         assert client.wait_for(lambda: client.node.count_subscribers("/initialpose") > 0, 20.0)
+        # localization mode shows the loaded map: its cloud on the latched cloud_map
+        assert client.wait_for(lambda: client.messages("cloud"), 10.0)
+        cloud = client.messages("cloud")[-1]
+        assert cloud.header.frame_id == "map" and cloud.width * cloud.height > 1000
         # before any frame: a pose in odom is refused (logged); a wrong pose in map with a tight
         # covariance (3 m off, sigma 5 cm) becomes the prior of the first frame, which is refused
         client.pub_initialpose.publish(initialpose(T_map_base(frames[0]), 0.05, frame="odom"))

@@ -21,7 +21,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from mast3r_ros.msg import LocalizationStatus
 from mast3r_ros.ros.conversions import (
@@ -83,6 +83,7 @@ class LiveClient:
         self._sub(PoseWithCovarianceStamped, f"{ns}/localization_pose", LATCHED, "pose")
         self._sub(LocalizationStatus, f"{ns}/status", RELIABLE, "status")
         self._sub(DiagnosticArray, "/diagnostics", RELIABLE, "diagnostics")
+        self._sub(PointCloud2, f"{ns}/cloud_map", LATCHED, "cloud")
         if TFMessage is not None:
             self._sub(TFMessage, "/tf", RELIABLE, "tf")
         self.ns = ns

@@ -238,6 +238,13 @@ class LocalizationCore:
         if self._map is not None:
             self.frontend.load_global({n: self._map.get_global(n) for n in self.frontend.global_names})
 
+    def map_cloud(self, max_points: int = 100_000) -> tuple[np.ndarray, np.ndarray] | None:
+        """The loaded map's cloud ([N,3] float32 m in the map frame, [N,3] uint8 RGB), None without a map."""
+        from mast3r_ros.ros.map_cloud import map_cloud
+
+        with self._lock:
+            return None if self._map is None else map_cloud(self._map, max_points)
+
     def save_map(self, path: str | Path, overwrite: bool = False) -> str:
         """Copy the loaded map folder to ``path`` atomically; '' or the reason."""
         with self._lock:

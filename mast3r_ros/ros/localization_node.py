@@ -3,7 +3,8 @@
 Topics (relative, default namespace ``mast3r``): subscribes ``image``, ``camera_info``, optional
 ``depth``, ``/initialpose``; publishes ``localization_pose`` (PoseWithCovarianceStamped of
 ``base_frame`` in ``map_frame``, image stamp, reliable + transient_local), ``status``
-(LocalizationStatus), ``/diagnostics`` and map->odom on ``/tf``. Services: ``localize``,
+(LocalizationStatus), ``cloud_map`` (the loaded map as PointCloud2, map frame, latched),
+``/diagnostics`` and map->odom on ``/tf``. Services: ``localize``,
 ``set_reference``, ``load_map``, ``save_map``, ``reset``, ``pause``, ``resume``.
 Every callback is :func:`~mast3r_ros.ros.node_io.guarded`: an exception is logged, reported on
 ``/diagnostics`` as ERROR and the node goes on.
@@ -21,11 +22,12 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
+from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 
 from mast3r_ros.msg import LocalizationStatus
 from mast3r_ros.ros.conversions import make_header
-from mast3r_ros.ros.conversions_geometry import pose_to_T, pose_with_covariance_stamped
+from mast3r_ros.ros.conversions_geometry import pose_to_T, pose_with_covariance_stamped, xyz_rgb_to_pointcloud2
 from mast3r_ros.ros.decode import decode_frame
 from mast3r_ros.ros.frames import FrameError
 from mast3r_ros.ros.localization_core import LocalizationCore, Output
@@ -55,6 +57,7 @@ class LocalizationNode(Node):
         self.tf_group = MutuallyExclusiveCallbackGroup()
         self.pose_pub = self.create_publisher(PoseWithCovarianceStamped, "localization_pose", LATCHED)
         self.status_pub = self.create_publisher(LocalizationStatus, "status", RELIABLE)
+        self.cloud_pub = self.create_publisher(PointCloud2, "cloud_map", LATCHED)
         self.tf = TfIO(self, self.tf_group)
         self._T_map_odom: np.ndarray | None = None
         self._processed: list[float] = []
@@ -79,6 +82,7 @@ class LocalizationNode(Node):
         install_validator(self, lambda: self.params, self._apply_params)
         self._make_services()
         topics = ", ".join(self.camera.topic_names.values())
+        self._publish_map_cloud()
         if self.core.num_keyframes:
             self.get_logger().info(f"ready: front-end {self.params.frontend}, map {self.params.map_path} "
                                    f"({self.core.num_keyframes} keyframes); listening on {topics}")
@@ -304,6 +308,14 @@ class LocalizationNode(Node):
         with self._pub_lock:
             self._T_map_odom = None
         self.camera.reset()
+        self._publish_map_cloud()
+
+    def _publish_map_cloud(self) -> None:
+        """The loaded map's cloud on the latched ``cloud_map`` (rviz shows the map in localization mode)."""
+        cloud = self.core.map_cloud()
+        if cloud is not None:
+            header = make_header(self.get_clock().now().nanoseconds, self.params.map_frame)
+            self.cloud_pub.publish(xyz_rgb_to_pointcloud2(cloud[0], cloud[1], header))
 
     def _srv_reset(self, req, resp):
         self.core.reset()

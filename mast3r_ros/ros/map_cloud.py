@@ -1,0 +1,61 @@
+"""The loaded map as a coloured point cloud (ROS-free), for the localization node's latched
+``cloud_map``: rviz shows the map the robot is localized in, as in mapping mode."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mast3r_ros.geometry.camera import backproject_depth
+from mast3r_ros.localization.map_store import KeyframeMap
+
+
+def map_cloud(kmap: KeyframeMap, max_points: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+    """Keyframe depth back-projected into the map frame, subsampled on a pixel grid.
+
+    Returns ([N,3] float32 metres in the map frame, [N,3] uint8 RGB), N <= ``max_points``.
+    Per keyframe: its depth-backed features (``sift_X`` of a classical map) or, when stored, its
+    depth image on a pixel grid; keyframes with neither add nothing.
+    """
+    ids = kmap.keyframe_ids()
+    xyz, rgb = [], []
+    budget = max(1, max_points // max(1, len(ids)))
+    for k in ids:
+        X, colours = _keyframe_points(kmap, k, budget)
+        if len(X):
+            T = kmap.get_keyframe(k, load_image=False, arrays=[], load_depth=False).T_map_cam
+            xyz.append((X @ T[:3, :3].T + T[:3, 3]).astype(np.float32))
+            rgb.append(colours)
+    if not xyz:
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
+    xyz_all, rgb_all = np.concatenate(xyz), np.concatenate(rgb)
+    if len(xyz_all) > max_points:
+        pick = np.linspace(0, len(xyz_all) - 1, max_points).astype(np.int64)
+        xyz_all, rgb_all = xyz_all[pick], rgb_all[pick]
+    return xyz_all, rgb_all
+
+
+def _keyframe_points(kmap: KeyframeMap, k: int, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """([M,3] float64 points in the keyframe camera, [M,3] uint8 RGB), M <= budget."""
+    names = kmap.array_names(k)
+    kf = kmap.get_keyframe(k, load_image=True, arrays=[n for n in ("sift_X", "sift_xy") if n in names],
+                           load_depth="sift_X" not in names)
+    H, W = kf.image.shape[:2]
+    if "sift_X" in kf.arrays and "sift_xy" in kf.arrays:
+        X, xy = np.asarray(kf.arrays["sift_X"], np.float64), np.asarray(kf.arrays["sift_xy"], np.float64)
+        ok = np.all(np.isfinite(X), axis=1) & (X[:, 2] > 0)
+        X, uv = X[ok], np.clip(np.round(xy[ok]).astype(np.int64), 0, [W - 1, H - 1])
+        keep = np.linspace(0, len(X) - 1, min(len(X), budget)).astype(np.int64) if len(X) else keep_none()
+        return X[keep], kf.image[uv[keep, 1], uv[keep, 0]]
+    if kf.depth is None or kf.depth.shape != (H, W):
+        return np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
+    step = max(1, math.ceil(math.sqrt(H * W / budget)))
+    v, u = np.mgrid[0:H:step, 0:W:step]
+    z = kf.depth[v, u].astype(np.float64)
+    ok = np.isfinite(z) & (z > 0)
+    X = backproject_depth(kf.K, np.c_[u[ok], v[ok]].astype(np.float64), z[ok])
+    return X, kf.image[v[ok], u[ok]]
+
+
+def keep_none() -> np.ndarray:
+    return np.zeros(0, np.int64)
