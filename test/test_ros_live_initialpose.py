@@ -108,3 +108,40 @@ def test_initialpose_before_during_after_frames(data_dir, tmp_path):
         client.close()
         took, left = stop_process_tree(proc, signal.SIGINT, 10.0)
     assert not left
+
+
+def test_accepted_fixes_seed_other_localizers_on_initialpose(data_dir, tmp_path):
+    """publish_initialpose:=true (README): each published pose also goes out on /initialpose, and
+    the node does not take its own fixes as priors."""
+    from mast3r_ros.ros.node_io import RELIABLE
+
+    ds = open_dataset(data_dir / "7scenes_redkitchen")
+    cal = RgbdCalibration.load("7scenes")
+    build_map(ds, "0:60:6", make_frontend("classical"), tmp_path / "map", calib=cal)
+    domain = unique_domain_id()
+    log = tmp_path / "launch.log"
+    proc = start_launch("localization", domain, ["--map", str(tmp_path / "map"), "-p", "qos_image:=reliable",
+                                                 "-p", "publish_initialpose:=true"], log)
+    client = LiveClient(domain, reliable_images=True)
+    client.subscribe(PoseWithCovarianceStamped, "/initialpose", RELIABLE, "initialpose")
+    client.publish_static_tf("base_link", CAM, T_BODY_OPTICAL)
+    try:
+        assert client.wait_for_service(Trigger, "reset", 60), log.read_text()[-3000:]
+        deadline = time.monotonic() + 45
+        for f in ds.frames("3:60:6") * 5:
+            if len(client.messages("pose")) >= 3 or time.monotonic() > deadline:
+                break
+            client.publish_frame(time.time_ns(), ds.load_rgb(f), cal.colour_K(ds.K), CAM)
+            time.sleep(1.0)
+        client.wait_for(lambda: len(client.messages("initialpose")) >= len(client.messages("pose")), 5.0)
+        poses, seeds = client.messages("pose"), client.messages("initialpose")
+        assert len(poses) >= 3, log.read_text()[-3000:]
+        by_stamp = {stamp_to_ns(m.header.stamp): m for m in seeds}
+        for p in poses:
+            s = by_stamp[stamp_to_ns(p.header.stamp)]
+            assert s.header.frame_id == "map" and list(s.pose.covariance) == list(p.pose.covariance)
+        assert "/initialpose accepted" not in log.read_text()   # its own fixes are not priors
+    finally:
+        client.close()
+        took, left = stop_process_tree(proc, signal.SIGINT, 10.0)
+    assert not left

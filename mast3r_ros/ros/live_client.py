@@ -96,6 +96,10 @@ class LiveClient:
         while self.context.ok() and not self._closed.is_set():
             self.executor.spin_once(timeout_sec=0.05)
 
+    def subscribe(self, typ, topic: str, qos, key: str) -> None:
+        """Record ``topic`` under ``key`` (see :meth:`messages`)."""
+        self._sub(typ, topic, qos, key)
+
     def _sub(self, typ, topic: str, qos, key: str) -> None:
         def cb(msg):
             with self.lock:
