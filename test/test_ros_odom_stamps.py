@@ -45,6 +45,18 @@ def test_odom_auto_uses_tf_then_identity_after_the_grace_period():
     assert not src.identity
 
 
+def test_odom_auto_waits_while_tf_has_odometry_at_other_times():
+    """Odometry late for this stamp is not 'no odometry': auto never switches to identity then."""
+    src = OdomSource("auto")
+    for t in (0.0, ODOM_GRACE_S, 10 * ODOM_GRACE_S):
+        got, note = src.T_odom_base(_missing, t, connected=lambda: True)
+        assert got is None and "at the image stamp" in note and not src.identity
+    got, _ = src.T_odom_base(_missing, 11 * ODOM_GRACE_S, connected=lambda: False)
+    assert got is None and not src.identity               # the grace period starts now
+    got, _ = src.T_odom_base(_missing, 12 * ODOM_GRACE_S, connected=lambda: False)
+    assert src.identity
+
+
 def test_odom_true_and_false():
     assert OdomSource("true").T_odom_base(_missing, 0.0)[0] is not None
     src = OdomSource("false")

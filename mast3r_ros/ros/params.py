@@ -49,7 +49,7 @@ class NodeParams:
     tf_publish_rate: float = param(20.0, "map->odom re-publication rate (Hz)", min=0.1, max=1000.0)
     transform_tolerance: float = param(0.1, "future-date of the published map->odom (s)", min=0.0, max=10.0,
                                        dynamic=True)
-    tf_timeout: float = param(0.05, "wait for base->camera / odom->base TF at the image stamp (s)",
+    tf_timeout: float = param(0.2, "wait for base->camera / odom->base TF at the image stamp (s)",
                               min=0.0, max=5.0, dynamic=True)
     qos_image: str = param("best_effort", "image/camera_info/depth QoS reliability",
                            choices=("best_effort", "reliable"))

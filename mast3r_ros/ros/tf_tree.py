@@ -154,14 +154,19 @@ class OdomSource:
         self.missing_since: float | None = None
         self.last_missing = False   # the last lookup found no odom->base (and no identity)
 
-    def T_odom_base(self, lookup, now_s: float) -> tuple[np.ndarray | None, str]:
-        """([4,4] T_odom_base or None, note). ``lookup()`` -> (T or None, reason) from TF."""
+    def T_odom_base(self, lookup, now_s: float, connected=None) -> tuple[np.ndarray | None, str]:
+        """([4,4] T_odom_base or None, note). ``lookup()`` -> (T or None, reason) from TF at the
+        image stamp; ``connected()`` -> whether TF links odom and base at all (any time): then
+        odometry exists and is only late or early for this stamp, so 'auto' keeps waiting for it."""
         if self.identity:
             return np.eye(4), ""
         T, why = lookup()
         if T is not None:
             self.missing_since, self.last_missing = None, False
             return T, ""
+        if connected is not None and connected():
+            self.missing_since, self.last_missing = None, True
+            return None, f"no odometry at the image stamp ({why}): pose published, map->odom not"
         if self.mode == "auto":
             self.missing_since = now_s if self.missing_since is None else self.missing_since
             if now_s - self.missing_since >= self.grace_s:
