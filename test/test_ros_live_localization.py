@@ -1,7 +1,7 @@
 """Live over DDS, separate processes: `mast3r-ros launch localization` on a 7-Scenes map, frames
 published by a client, poses/status recorded, services called while frames are processed, then
-SIGTERM. Shipped defaults only: no odometry on TF (publish_odom_tf auto gives the identity
-odom->base), the shipped image QoS; assertions are on behaviour (every answered frame has a status,
+SIGTERM. Shipped defaults plus the README's qos_image:=reliable: no odometry on TF (publish_odom_tf
+auto gives the identity odom->base); assertions are on behaviour (the newest frame is answered,
 poses are accurate), never on how many frames this machine managed to process."""
 from __future__ import annotations
 
