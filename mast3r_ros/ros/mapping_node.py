@@ -95,6 +95,12 @@ class MappingNode(Node):
             self.get_logger().warn(why)
         T_base_cam, why2 = self.tf.lookup(p.base_frame, frame.frame_id, stamp_ns, p.tf_timeout)
         T_odom_cam = None if T_odom_base is None or T_base_cam is None else T_odom_base @ T_base_cam
+        if T_odom_base is None and T_base_cam is not None and self.odom.mode == "auto":
+            # publish_odom_tf auto, within the grace period (or odometry late for this stamp): a
+            # state, not a failure; the frame is not used (a keyframe needs its odometry pose)
+            st = Status(stamp_ns, frame.frame_id, "TRACKING" if self.core.num_keyframes else "INIT",
+                        message=f"waiting for odometry: {why}")
+            return self._report(MappingOutput(st))
         out = self.core.process(frame, T_odom_cam, odom_is_real=not self.odom.identity)
         if why or why2:
             out.status.message = f"{out.status.message}: {why2 or why}"
