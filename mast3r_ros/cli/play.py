@@ -22,8 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mast3r_ros.ros.bag_play import PlayConfig, play_bag
+    from mast3r_ros.ros.bag_play import PlayConfig, play_bag, use_large_data_profile
 
+    # Before rclpy creates the participant: 640x480 images need the larger shared-memory segment.
+    print(f"play: {use_large_data_profile()}", flush=True)
     cfg = PlayConfig(rate=args.rate, topics=args.topics, wait_for=args.wait_for,
                      wait_timeout_s=args.wait_timeout, start_delay_s=args.delay, clock=args.clock)
     try:

@@ -6,9 +6,15 @@ time offsets divided by ``rate``. QoS: ``/tf_static`` is reliable + transient_lo
 subscribers still get it, as from a robot's static TF broadcaster); every other topic reliable,
 volatile, keep-last 10 (what ``ros2 bag play`` offers without recorded QoS overrides); best
 effort subscribers receive from it too.
+
+Transport: images of 640x480 rgb8 (900 KiB) do not fit Fast DDS's default 512 KiB shared-memory
+segment, and best-effort readers then lose most frames (config/fastdds_large_data.xml says why and
+what was measured). :func:`use_large_data_profile` points Fast DDS at that profile; ``mast3r-ros
+play`` calls it before creating its participant.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +25,7 @@ from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from mast3r_ros.paths import REPO_ROOT
 from mast3r_ros.ros.bag import message_class
 from mast3r_ros.ros.conversions import ns_to_stamp
 
@@ -39,6 +46,43 @@ class PlayConfig:
     # next heartbeat (Fast DDS: every 3 s), so this must exceed that period.
     ack_timeout_s: float = 10.0
     node_name: str = "mast3r_bag_player"
+
+
+PROFILE_NAME = "fastdds_large_data.xml"
+PROFILE_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"  # Fast DDS 2.x (Jazzy); 3.x also reads FASTDDS_...
+
+
+def large_data_profile() -> Path:
+    """config/fastdds_large_data.xml from the installed package share (workspace) or this checkout."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            share = Path(get_package_share_directory("mast3r_ros")) / "config" / PROFILE_NAME
+            if share.is_file():
+                return share
+        except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset (plain venv)
+            pass
+    except ImportError:
+        pass
+    return REPO_ROOT / "config" / PROFILE_NAME
+
+
+def use_large_data_profile(environ=os.environ) -> str:
+    """Set ``FASTRTPS_DEFAULT_PROFILES_FILE`` to our profile in ``environ``, unless the user chose a
+    profile or another RMW. Takes effect for participants created afterwards in this process (Fast
+    DDS reads the variable once). Returns a line saying what was done."""
+    for var in (PROFILE_ENV, "FASTDDS_DEFAULT_PROFILES_FILE"):
+        if environ.get(var):
+            return f"Fast DDS profile from {var}={environ[var]}"
+    rmw = environ.get("RMW_IMPLEMENTATION", "") or "rmw_fastrtps_cpp"
+    if not rmw.startswith("rmw_fastrtps"):
+        return f"{rmw}: no Fast DDS transport profile"
+    path = large_data_profile()
+    if not path.is_file():
+        return f"no {PROFILE_NAME} found; Fast DDS default transports (large images may be lost)"
+    environ[PROFILE_ENV] = str(path)
+    return f"Fast DDS profile {path}"
 
 
 def _qos(topic: str) -> QoSProfile:

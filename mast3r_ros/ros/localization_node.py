@@ -170,7 +170,8 @@ class LocalizationNode(Node):
         return {"state": self.core.state(), "input_hz": f"{self.camera.input_hz():.2f}",
                 "processed_hz": f"{rate_hz(processed):.2f}", "latency_s": f"{self._last_latency:.3f}",
                 "frames_dropped": str(self.camera.worker.queue.dropped),
-                "keyframes": str(self.core.num_keyframes), "paused": str(self.core.paused)}
+                "keyframes": str(self.core.num_keyframes), "paused": str(self.core.paused),
+                **self.camera.input_stats()}
 
     # ---------------------------------------------------------------- services
     def _pose_in_map(self, pose_stamped, what: str) -> np.ndarray:

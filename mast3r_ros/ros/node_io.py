@@ -66,7 +66,7 @@ class CameraInput:
         reliable = params.qos_image == "reliable"
         # camera_info is tiny: keep as many as the sync does, so a moment of executor starvation
         # (the worker holding the GIL) drops whole frames, never just the calibration of one
-        qos = {"image": image_qos(reliable), "depth": image_qos(reliable),
+        qos = {"image": image_qos(reliable, 10), "depth": image_qos(reliable, 10),
                "camera_info": image_qos(reliable, max(5, params.sync_queue_size))}
         types = {"image": Image, "camera_info": CameraInfo, "depth": Image}
         # One mutually exclusive group per topic: callbacks of one topic run one at a time, in
@@ -82,7 +82,7 @@ class CameraInput:
         now = time.monotonic()
         if key == "image":
             self.received.append(now)
-        res = self.sync.add(key, stamp_to_ns(msg.header.stamp), (msg, now))
+        res = self.sync.add(key, stamp_to_ns(msg.header.stamp), (msg, now), now)
         for stamp, reason in res.rejected:
             self.on_reject(stamp, reason)
         for stamp, group in zip(res.stamps, res.sets):
@@ -99,6 +99,10 @@ class CameraInput:
 
     def input_hz(self) -> float:
         return rate_hz(self.received)
+
+    def input_stats(self) -> dict[str, str]:
+        """Per-topic arrivals, rates and stamp gaps at the sync (frames lost before the node)."""
+        return self.sync.input_stats()
 
     def stop(self) -> None:
         self.worker.stop(5.0)
