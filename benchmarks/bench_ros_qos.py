@@ -100,8 +100,11 @@ def main() -> int:
             client.close()
             stop_process_tree(proc, signal.SIGTERM, 10.0)
     amx = "amx" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else False
-    print(f"\nCPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, AMX {'yes' if amx else 'no'}; "
-          f"node: shipped defaults (qos_image best_effort)")
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    print(f"\nCPU: {cpu}, {os.cpu_count()} cores, AMX {'yes' if amx else 'no'}, torch default threads "
+          f"{torch.get_num_threads()} (the node's); node: shipped defaults (qos_image best_effort)")
     print(f"| transport | images played | play s | images at sync | % | camera_info at sync | "
           f"images missing (stamp gaps) | synced |\n|{'---|' * 8}")
     for name, played, took, d, _ in rows:

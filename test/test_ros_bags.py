@@ -312,7 +312,8 @@ def test_play_clock_is_steady(bags: dict[str, Path]):
     t = np.array([a for a, _ in got])
     bag = np.array([b for _, b in got])
     first, last = INDICES[0] * 10**9 // 30, round(INDICES[-1] / 30 * 1e9)
-    assert bag[0] == first and np.all(np.diff(bag) >= 0) and bag[-1] <= last
+    # the clock runs on wall time: its last tick may fall just after the last message (4.6 us seen)
+    assert bag[0] == first and np.all(np.diff(bag) >= 0) and bag[-1] <= last + 25_000_000
     playing = (bag > first)                               # after the 1 s delay (clock held at the first stamp)
     span = (bag[playing][-1] - first) / 1e9
     assert span > 0.8 * (last - first) / 1e9               # bag time reached the last messages
