@@ -4,8 +4,8 @@ played by the installed `mast3r-ros play`: the node gets the frames, nothing is 
 install space, and the cache goes to ROS_HOME. `colcon test` runs the pytest suite.
 
 Needs colcon (`pip install -e ".[test]"` installs colcon-common-extensions); skipped without it.
-Build folders live in the test's tmp folder. ~2 min on the loaded 2-core machine (1.5 of them the
-build).
+Build folders live in the test's tmp folder. 2:54 on the shared 2-core machine (1:34 of it the
+build), 6 min at load average 28.
 """
 from __future__ import annotations
 
@@ -86,6 +86,7 @@ def _diag(client: LiveClient) -> dict[str, str]:
     return {}
 
 
+@pytest.mark.slow
 def test_colcon_build_and_installed_node_gets_played_frames(data_dir, tmp_path):
     colcon = _colcon()
     ws = tmp_path / "ws"
