@@ -14,8 +14,20 @@ def shared_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """Ignored folder for rebuilt artefacts (the tiny checkpoint); override with MAST3R_ROS_CACHE."""
+    """Folder for rebuilt artefacts (the tiny checkpoint, rendered synthetic scenes), created on use.
+
+    ``MAST3R_ROS_CACHE`` if set; in a source checkout its git-ignored ``.cache/``; otherwise (an
+    installed package: never inside site-packages) ``$ROS_HOME/mast3r_ros`` when ``ROS_HOME`` is
+    set, else ``$XDG_CACHE_HOME/mast3r_ros`` (default ``~/.cache/mast3r_ros``).
+    """
     env = os.environ.get("MAST3R_ROS_CACHE")
-    path = Path(env) if env else REPO_ROOT / ".cache"
+    if env:
+        path = Path(env)
+    elif (REPO_ROOT / "pyproject.toml").is_file():
+        path = REPO_ROOT / ".cache"
+    elif os.environ.get("ROS_HOME"):
+        path = Path(os.environ["ROS_HOME"]) / "mast3r_ros"
+    else:
+        path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mast3r_ros"
     path.mkdir(parents=True, exist_ok=True)
     return path

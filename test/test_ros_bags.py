@@ -163,6 +163,44 @@ def test_dataset_timestamps_are_used_when_present(tmp_path: Path):
     assert [m.pose.position.x for _, m in got["/ground_truth/pose"]] == [0.0, 1.0, 2.0]
 
 
+def test_rgbd_calib_bag_carries_the_colour_camera_of_the_map(scene: Path, tmp_path: Path):
+    """`make-bag --rgbd-calib 7scenes` and `map build --rgbd-calib 7scenes` describe the same camera:
+    camera_info = the calibration's colour K (not the dataset's depth-camera K), ground truth = the
+    colour camera's pose, which is what the map's keyframes store."""
+    from mast3r_ros.localization.datasets import open_dataset
+    from mast3r_ros.localization.frontend import make_frontend
+    from mast3r_ros.localization.map_store import KeyframeMap
+    from mast3r_ros.localization.mapbuild import build_map
+    from mast3r_ros.localization.rgbd import RgbdCalibration
+
+    cal = RgbdCalibration.load("7scenes")
+    out = tmp_path / "bag"
+    assert cli_main(["make-bag", "--dataset", str(scene), "--frames", "0:12:3", "--rgbd-calib", "7scenes",
+                     "--out", str(out)]) == 0
+    dataset_K = np.loadtxt(scene / "data" / "camera-intrinsics.txt")
+    assert dataset_K[0, 0] == 585.0  # the file holds the depth camera's focal length
+    infos = [m for _t, _ns, m in read_bag(out, ["/camera/camera_info"])]
+    assert len(infos) == 4
+    for m in infos:  # exact: [525, 525, 320, 240] of the preset
+        np.testing.assert_array_equal(m.k.reshape(3, 3), cal.colour_K(dataset_K))
+    poses = {round(ns * 30 / 1e9): m.pose for _t, ns, m in read_bag(out, ["/ground_truth/pose"])}
+    build_map(open_dataset(scene), "0:12:3", make_frontend("classical"), tmp_path / "map", calib=cal)
+    with KeyframeMap.open(tmp_path / "map") as kmap:
+        kfs = {kf.frame_index: kf for kf in (kmap.get_keyframe(i, load_image=False) for i in kmap.keyframe_ids())}
+    assert sorted(kfs) == [0, 3, 6, 9]
+    for i, kf in kfs.items():
+        np.testing.assert_array_equal(kf.K, infos[0].k.reshape(3, 3))  # the node's K = the map's K
+        raw = np.loadtxt(scene / "data" / f"frame-{i:06d}.pose.txt")
+        T = cal.colour_pose(raw)
+        p, q = poses[i].position, poses[i].orientation
+        np.testing.assert_allclose([p.x, p.y, p.z], T[:3, 3], atol=1e-12)
+        np.testing.assert_allclose(Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix(), T[:3, :3], atol=1e-3)
+        np.testing.assert_allclose(kf.T_map_cam, T, atol=1e-12)  # ground truth in the map's own frame
+        # the colour camera sits 2.56 cm from the depth camera the dataset poses describe (1.2e-6 m
+        # measured difference: the GT rotations are orthonormal only to ~4e-4)
+        assert abs(np.linalg.norm(T[:3, 3] - raw[:3, 3]) - np.linalg.norm(cal.T_rgb_depth[:3, 3])) < 5e-6
+
+
 def test_make_bag_refuses_and_leaves_nothing_behind(scene: Path, tmp_path: Path, capsys):
     out = tmp_path / "b"
     assert cli_main(["make-bag", "--dataset", str(scene), "--frames", "5000:6000", "--out", str(out)]) == 2
@@ -230,6 +268,7 @@ def test_play_stops_cleanly_on_sigterm(bags: dict[str, Path]):
     proc = subprocess.Popen([sys.executable, "-m", "mast3r_ros.cli", "play", str(bags["mcap"]), "--rate", "0.05"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
+        assert proc.stdout.readline().startswith("play: Fast DDS profile")  # set before the participant
         assert proc.stdout.readline().startswith("play: ")  # publishing (20x slower than real time)
         time.sleep(0.3)
         proc.terminate()
@@ -238,3 +277,50 @@ def test_play_stops_cleanly_on_sigterm(bags: dict[str, Path]):
         _stop(proc)
     assert proc.returncode == 0, err
     assert "interrupted" in out and "/camera/image_raw 1," in out  # only the first frame went out
+
+
+def test_play_clock_is_steady(bags: dict[str, Path]):
+    """`play --clock`: /clock at a steady 40 Hz of wall time (not only at messages, which come at
+    10 Hz in this bag), bag time advancing with wall time from the first stamp to the last."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosgraph_msgs.msg import Clock
+
+    env = _ros_env()
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
+    node = rclpy.create_node("clock_listener", context=ctx)
+    got: list[tuple[float, int]] = []
+    node.create_subscription(Clock, "/clock", lambda m: got.append(
+        (time.monotonic(), m.clock.sec * 10**9 + m.clock.nanosec)), QoSProfile(depth=1000,
+                                                                                reliability=ReliabilityPolicy.RELIABLE))
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    player = subprocess.Popen([sys.executable, "-m", "mast3r_ros.cli", "play", str(bags["mcap"]), "--clock",
+                               "--wait-for", "/clock", "--delay", "1.0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        while player.poll() is None:
+            ex.spin_once(timeout_sec=0.01)
+        out, err = player.communicate(timeout=10)
+    finally:
+        _stop(player)
+        node.destroy_node()
+        ctx.try_shutdown()
+    assert player.returncode == 0, err
+    t = np.array([a for a, _ in got])
+    bag = np.array([b for _, b in got])
+    first, last = INDICES[0] * 10**9 // 30, round(INDICES[-1] / 30 * 1e9)
+    # the clock runs on wall time: its last tick may fall just after the last message (4.6 us seen)
+    assert bag[0] == first and np.all(np.diff(bag) >= 0) and bag[-1] <= last + 25_000_000
+    playing = (bag > first)                               # after the 1 s delay (clock held at the first stamp)
+    span = (bag[playing][-1] - first) / 1e9
+    assert span > 0.8 * (last - first) / 1e9               # bag time reached the last messages
+    steps = np.diff(t[playing])
+    n = int(playing.sum())
+    # 40 Hz over the 0.9 s of bag: ~36 ticks (10 with a clock per message); arrivals are steady
+    assert n >= 0.8 * 40 * span, (n, span)
+    assert np.median(steps) == pytest.approx(0.025, abs=0.005) and steps.max() < 0.2, steps
+    # bag time follows wall time at rate 1
+    assert np.median(np.diff(bag[playing]) / 1e9) == pytest.approx(0.025, abs=0.005)

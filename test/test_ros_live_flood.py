@@ -1,10 +1,19 @@
-"""Flood over DDS: 30 Hz input to a node that is slower. It drops frames, processes the newest
-(the last frame published is the last one processed, latency does not grow) and its memory stays
-flat. Short here; ``benchmarks/bench_ros_flood.py`` runs the 10-minute version."""
+"""Flood over DDS: a 30 Hz bag played by `mast3r-ros play` into a localization node started with the
+shipped defaults. Whatever the machine's speed, the node accounts for every frame (processed,
+dropped by the newest-frame queue, or rejected with a reason), processes the newest frame last,
+keeps no backlog once the input stops (a FIFO would keep working through the old frames), and its
+memory stays flat. Asserts behaviour, not speed: passes with the CPUs busy (two `yes` loops).
+``benchmarks/bench_ros_flood.py`` runs the 10-minute version.
+"""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
@@ -16,40 +25,102 @@ from mast3r_ros.localization.datasets import open_dataset  # noqa: E402
 from mast3r_ros.localization.frontend import make_frontend  # noqa: E402
 from mast3r_ros.localization.mapbuild import build_map  # noqa: E402
 from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
-from mast3r_ros.ros.flood import flood  # noqa: E402
-from mast3r_ros.ros.live_client import LiveClient, child_pids, start_launch, stop_process_tree, unique_domain_id  # noqa: E402
+from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
+from mast3r_ros.ros.live_client import (  # noqa: E402
+    LiveClient,
+    child_pids,
+    ros_env,
+    rss_mib,
+    start_launch,
+    stop_process_tree,
+    unique_domain_id,
+)
 
-CAM = "camera_optical"
+FPS = 90.0  # 7-Scenes keeps every 3rd frame: index / 90 s = 30 Hz
 
 
-def test_flood_keeps_newest_and_memory_flat(data_dir, tmp_path):
-    ds = open_dataset(data_dir / "7scenes_redkitchen")
-    cal = RgbdCalibration.load("7scenes")
-    build_map(ds, "0:30:6", make_frontend("classical"), tmp_path / "map", calib=cal)
-    images = [ds.load_rgb(f) for f in ds.frames("3:30:6")]
+def _cli(*args: str) -> list[str]:
+    exe = Path(sys.executable).parent / "mast3r-ros"
+    return ([str(exe)] if exe.exists() else [sys.executable, "-m", "mast3r_ros.cli"]) + list(args)
+
+
+def _make_bag(ds_dir: Path, frames: str, offset_s: float, out: Path) -> list[int]:
+    """make-bag of every 3rd frame in START:STOP at 30 Hz from ``offset_s``; the image stamps (ns)."""
+    offset_s = float(f"{offset_s:.3f}")  # as make-bag parses it, so the stamps match to the ns
+    subprocess.run(_cli("make-bag", "--dataset", str(ds_dir), "--frames", frames, "--fps", str(FPS),
+                        "--rgbd-calib", "7scenes", "--no-depth", "--time-offset", f"{offset_s:.3f}",
+                        "--out", str(out)), check=True, capture_output=True)
+    start, stop = (int(x) for x in frames.split(":"))
+    return [round((i / FPS + offset_s) * 1e9) for i in range(start, stop, 3)]
+
+
+def _play(bag: Path, domain: int, rss_pid: int, rss: list[float]) -> float:
+    """Play the bag, sampling the node's RSS meanwhile; returns the monotonic time play exited."""
+    proc = subprocess.Popen(_cli("play", str(bag), "--wait-for", "/camera/image_raw"), env=ros_env(domain),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None:
+        rss.append(rss_mib(rss_pid))
+        time.sleep(0.5)
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    return time.monotonic()
+
+
+def test_flood_keeps_newest_no_backlog_memory_flat(data_dir, tmp_path):
+    ds_dir = data_dir / "7scenes_redkitchen"
+    build_map(open_dataset(ds_dir), "0:30:6", make_frontend("classical"), tmp_path / "map",
+              calib=RgbdCalibration.load("7scenes"))
+    # stamps near the wall clock, so status.latency (now - stamp) is a latency plus a constant
+    t0 = time.time() + 30.0
+    _make_bag(ds_dir, "0:90", t0, tmp_path / "warm")
+    stamps = _make_bag(ds_dir, "90:600", t0 + 1.0, tmp_path / "flood")  # 170 frames, 5.7 s at 30 Hz
     domain = unique_domain_id()
-    proc = start_launch("localization", domain, [
-        "--map", str(tmp_path / "map"), "-p", "qos_image:=reliable", "-p", f"base_frame:={CAM}",
-        "-p", "publish_odom_tf:=true"], tmp_path / "launch.log")
-    client = LiveClient(domain, reliable_images=True)
+    # publish_odom_tf: the README's setting for a camera without odometry (our bags have none)
+    proc = start_launch("localization", domain, ["--map", str(tmp_path / "map"), "-p", "publish_odom_tf:=true"],
+                        tmp_path / "launch.log")
+    client = LiveClient(domain)
     try:
-        assert client.wait_for_service(Trigger, "reset", 60), (tmp_path / "launch.log").read_text()[-3000:]
+        assert client.wait_for_service(Trigger, "reset", 90), (tmp_path / "launch.log").read_text()[-3000:]
         (node_pid,) = child_pids(proc.pid)
-        warm = flood(client, images, cal.colour_K(ds.K), CAM, 2.0, node_pid=node_pid)  # DDS match, caches
-        assert warm.processed > 0
-        res = flood(client, images, cal.colour_K(ds.K), CAM, 8.0, node_pid=node_pid, rss_every_s=1.0)
-        s = res.summary()
-        print(f"\nflood: {s}")
-        assert s["publish_hz"] > 20 and s["processed"] < s["published"]
-        assert s["last_frame_processed"]
-        # camera_info lost by DDS on this loaded 2-core machine shows up as a few rejections
-        assert s["dropped_reported"] > s["published"] / 3 and s["rejected"] < 0.2 * s["published"]
-        # newest-first: latency stays within a few processing times and does not grow (a FIFO
-        # would queue ~30 frames per processed one and grow by seconds per second)
-        assert s["latency_last_third_s"] < s["latency_first_third_s"] + 1.5
-        assert s["latency_max_s"] < 3 * max(res.processing_s) + 2.0
-        assert s["rss_end_mib"] - s["rss_start_mib"] < 50
+        warm_rss: list[float] = []
+        _play(tmp_path / "warm", domain, node_pid, warm_rss)        # DDS matching, first-frame caches
+        client.wait_for(lambda: len(client.messages("status")) > 0, 20.0)
+        rss = [rss_mib(node_pid)]
+        with client.lock:
+            seen_before = len(client.received["status"])
+        ended = _play(tmp_path / "flood", domain, node_pid, rss)
+        last = stamps[-1]
+        client.wait_for(lambda: any(stamp_to_ns(m.header.stamp) == last for m in client.messages("status")), 60.0)
+        time.sleep(1.0)  # a status that would still come after the newest one would show now
+        rss.append(rss_mib(node_pid))
+        with client.lock:
+            recv = [(t, m) for t, m in client.received["status"][seen_before:]
+                    if stamp_to_ns(m.header.stamp) in set(stamps)]
     finally:
         client.close()
-        took, left = stop_process_tree(proc, signal.SIGTERM, 10.0)
+        _, left = stop_process_tree(proc, signal.SIGTERM, 10.0)
     assert not left
+    rejected = [m for _, m in recv if m.message.startswith("unsynchronised")]
+    done = [(t, m) for t, m in recv if not m.message.startswith("unsynchronised")]
+    order = [stamp_to_ns(m.header.stamp) for _, m in done]
+    dropped = sum(int(m.frames_dropped) for _, m in done)
+    processing = [float(m.time_total) for _, m in done]
+    lat = np.array([float(m.latency) for _, m in done])
+    print(f"\nflood: {len(stamps)} played, {len(done)} processed, {dropped} dropped, {len(rejected)} rejected; "
+          f"processing median {np.median(processing):.3f} s; latency first/last third "
+          f"{np.median(lat[:len(lat) // 3]):.2f}/{np.median(lat[-(len(lat) // 3):]):.2f} s (+ constant); "
+          f"RSS {rss[0]:.0f} -> {rss[-1]:.0f} MiB (max {max(rss):.0f})")
+    # every frame is accounted for: processed, dropped by the newest-frame queue, or rejected
+    # (measured on the shared 2-core machine: 0 rejected, 170/170 and, with two `yes` loops, 169/170)
+    assert len(done) + dropped + len(rejected) >= 0.95 * len(stamps)
+    assert len(rejected) <= 0.05 * len(stamps)
+    # newest first: stamps processed in order, the last frame published is the last one processed
+    assert order == sorted(order) and order[-1] == last
+    # no backlog: once the input stopped, at most the frame in progress and the newest one remain
+    assert sum(t > ended for t, _ in done) <= 2
+    # latency does not grow (a FIFO behind a slower worker grows by the input rate x processing time)
+    third = max(len(lat) // 3, 1)
+    assert np.median(lat[-third:]) - np.median(lat[:third]) < 2 * max(processing) + 0.5
+    # memory flat: measured growth 5 MiB, 28 MiB with two `yes` loops (a FIFO backlog of 640x480
+    # frames would hold 0.9 MiB per queued frame)
+    assert rss[-1] - rss[0] < 40

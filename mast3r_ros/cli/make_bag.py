@@ -25,20 +25,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="parent of the camera in /tf_static ('' = no /tf_static)")
     parser.add_argument("--map-frame", default="map", help="frame_id of the ground-truth poses")
     parser.add_argument("--no-depth", action="store_true", help="leave depth out")
+    parser.add_argument("--rgbd-calib", default=None,
+                        help="RGB-D calibration preset ('7scenes') or YAML: camera_info carries its colour "
+                             "intrinsics and the ground truth the colour camera's pose (use the same value "
+                             "as for `map build`)")
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mast3r_ros.cli.common import calibration_from_arg
     from mast3r_ros.localization.datasets import DatasetError, open_dataset
     from mast3r_ros.ros.bag import DatasetBagConfig, dataset_messages, write_bag
 
     if not args.fps > 0:
         print(f"make-bag: error: --fps must be > 0, got {args.fps}", file=sys.stderr)
         return 2
+    try:
+        calibration = calibration_from_arg(args.rgbd_calib)
+    except ValueError as exc:
+        print(f"make-bag: error: {exc}", file=sys.stderr)
+        return 2
     cfg = DatasetBagConfig(depth_topic="" if args.no_depth else DatasetBagConfig.depth_topic,
                            camera_frame=args.camera_frame, base_frame=args.base_frame,
-                           map_frame=args.map_frame, fps=args.fps, time_offset_s=args.time_offset)
+                           map_frame=args.map_frame, fps=args.fps, time_offset_s=args.time_offset,
+                           calibration=calibration)
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         print(f"make-bag: error: {out} exists (use --overwrite)", file=sys.stderr)

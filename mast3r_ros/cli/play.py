@@ -18,14 +18,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start only once each of these topics has a subscriber")
     parser.add_argument("--wait-timeout", type=float, default=30.0, help="seconds to wait for subscribers")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to pause before the first message")
-    parser.add_argument("--clock", action="store_true", help="also publish /clock at bag time")
+    parser.add_argument("--clock", nargs="?", type=float, const=40.0, default=None, metavar="HZ",
+                        help="also publish /clock at bag time, at a steady HZ (default 40)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from mast3r_ros.ros.bag_play import PlayConfig, play_bag
+    from mast3r_ros.ros.bag_play import PlayConfig, play_bag, use_large_data_profile
 
+    # Before rclpy creates the participant: 640x480 images need the larger shared-memory segment.
+    print(f"play: {use_large_data_profile()}", flush=True)
     cfg = PlayConfig(rate=args.rate, topics=args.topics, wait_for=args.wait_for,
-                     wait_timeout_s=args.wait_timeout, start_delay_s=args.delay, clock=args.clock)
+                     wait_timeout_s=args.wait_timeout, start_delay_s=args.delay,
+                     clock=args.clock is not None, clock_hz=args.clock or 40.0)
     try:
         # Flushed, so a supervising process (launch, tests) sees progress through a pipe.
         counts = play_bag(args.bag, cfg, log=functools.partial(print, flush=True))

@@ -9,10 +9,14 @@ the frame's stamp (the dataset's timestamp; frame index / fps for sequences with
 such as 7-Scenes):
 
 * ``/camera/image_raw``        sensor_msgs/Image rgb8, frame ``camera_optical_frame``
-* ``/camera/camera_info``      sensor_msgs/CameraInfo (K of the dataset, no distortion)
+* ``/camera/camera_info``      sensor_msgs/CameraInfo: the colour camera's K (no distortion), i.e.
+  the calibration's ``K_rgb`` when one is given (``--rgbd-calib``), else the dataset's K
 * ``/camera/depth/image_raw``  sensor_msgs/Image 16UC1 millimetres (0 = none), as the dataset
-  stores it (7-Scenes depth is *not* registered to the colour camera)
-* ``/ground_truth/pose``       geometry_msgs/PoseStamped: camera optical frame in ``map``
+  stores it (7-Scenes depth is *not* registered to the colour camera: a node subscribing depth
+  needs the same ``rgbd_calibration``)
+* ``/ground_truth/pose``       geometry_msgs/PoseStamped: the colour camera's optical frame in
+  ``map`` (the dataset pose moved to the colour camera when the calibration says the dataset
+  poses describe the depth camera)
 * ``/tf_static`` once, first:  base_link -> camera_optical_frame (REP-103 rotation, camera at
   the base origin looking along base x), so nodes can look up base -> optical as on a robot.
 """
@@ -24,10 +28,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from rclpy.serialization import deserialize_message, serialize_message
 
 from mast3r_ros.localization.datasets import FrameSpec, RgbdDataset, TumRgbdDataset
+from mast3r_ros.localization.rgbd import RgbdCalibration
 from mast3r_ros.paths import REPO_ROOT
 from mast3r_ros.ros.conversions import (
     CameraIntrinsics,
@@ -54,6 +58,9 @@ class DatasetBagConfig:
     map_frame: str = "map"
     fps: float = 30.0          # stamps of datasets without timestamps: index / fps seconds
     time_offset_s: float = 0.0  # added to every stamp
+    # colour/depth calibration (``--rgbd-calib``): camera_info and ground truth are the colour
+    # camera's, as in a map built with the same calibration; None = the dataset's K and poses
+    calibration: RgbdCalibration | None = None
 
 
 def frame_stamp_ns(dataset: RgbdDataset, frame, cfg: DatasetBagConfig) -> int:
@@ -75,7 +82,8 @@ def dataset_messages(dataset: RgbdDataset, frames: FrameSpec | str | None,
         tf = transform_stamped(T_BODY_OPTICAL, cfg.base_frame, cfg.camera_frame, stamps[0])
         yield "/tf_static", stamps[0], tf_message([tf])
     W, H = dataset.image_size
-    intr = CameraIntrinsics(np.asarray(dataset.K, dtype=np.float64), None, int(W), int(H))
+    cal = cfg.calibration or RgbdCalibration()
+    intr = CameraIntrinsics(cal.colour_K(dataset.K), None, int(W), int(H))
     for frame, ns in zip(selected, stamps):
         header = make_header(ns, cfg.camera_frame)
         rgb = dataset.load_rgb(frame)
@@ -87,7 +95,8 @@ def dataset_messages(dataset: RgbdDataset, frames: FrameSpec | str | None,
         if depth is not None:
             yield cfg.depth_topic, ns, depth_m_to_image(depth, "16UC1", header)
         if cfg.ground_truth_topic and frame.T_world_cam is not None:
-            yield cfg.ground_truth_topic, ns, pose_stamped(frame.T_world_cam, make_header(ns, cfg.map_frame))
+            yield cfg.ground_truth_topic, ns, pose_stamped(cal.colour_pose(frame.T_world_cam),
+                                                                  make_header(ns, cfg.map_frame))
 
 
 def message_type_name(msg) -> str:

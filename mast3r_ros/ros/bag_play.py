@@ -6,9 +6,15 @@ time offsets divided by ``rate``. QoS: ``/tf_static`` is reliable + transient_lo
 subscribers still get it, as from a robot's static TF broadcaster); every other topic reliable,
 volatile, keep-last 10 (what ``ros2 bag play`` offers without recorded QoS overrides); best
 effort subscribers receive from it too.
+
+Transport: images of 640x480 rgb8 (900 KiB) do not fit Fast DDS's default 512 KiB shared-memory
+segment, and best-effort readers then lose most frames (config/fastdds_large_data.xml says why and
+what was measured). :func:`use_large_data_profile` points Fast DDS at that profile; ``mast3r-ros
+play`` calls it before creating its participant.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +25,7 @@ from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from mast3r_ros.paths import REPO_ROOT
 from mast3r_ros.ros.bag import message_class
 from mast3r_ros.ros.conversions import ns_to_stamp
 
@@ -34,11 +41,49 @@ class PlayConfig:
     wait_timeout_s: float = 30.0
     start_delay_s: float = 0.0            # extra pause before the first message
     clock: bool = False                   # also publish /clock (rosgraph_msgs/Clock) at bag time
+    clock_hz: float = 40.0                # /clock rate, steady between messages (ros2 bag play's default)
     # How long to wait at the end for reliable subscribers to acknowledge every message. A sample
     # sent before the DDS match completed in both directions is repaired only at the writer's
     # next heartbeat (Fast DDS: every 3 s), so this must exceed that period.
     ack_timeout_s: float = 10.0
     node_name: str = "mast3r_bag_player"
+
+
+PROFILE_NAME = "fastdds_large_data.xml"
+PROFILE_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"  # Fast DDS 2.x (Jazzy); 3.x also reads FASTDDS_...
+
+
+def large_data_profile() -> Path:
+    """config/fastdds_large_data.xml from the installed package share (workspace) or this checkout."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            share = Path(get_package_share_directory("mast3r_ros")) / "config" / PROFILE_NAME
+            if share.is_file():
+                return share
+        except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset (plain venv)
+            pass
+    except ImportError:
+        pass
+    return REPO_ROOT / "config" / PROFILE_NAME
+
+
+def use_large_data_profile(environ=os.environ) -> str:
+    """Set ``FASTRTPS_DEFAULT_PROFILES_FILE`` to our profile in ``environ``, unless the user chose a
+    profile or another RMW. Takes effect for participants created afterwards in this process (Fast
+    DDS reads the variable once). Returns a line saying what was done."""
+    for var in (PROFILE_ENV, "FASTDDS_DEFAULT_PROFILES_FILE"):
+        if environ.get(var):
+            return f"Fast DDS profile from {var}={environ[var]}"
+    rmw = environ.get("RMW_IMPLEMENTATION", "") or "rmw_fastrtps_cpp"
+    if not rmw.startswith("rmw_fastrtps"):
+        return f"{rmw}: no Fast DDS transport profile"
+    path = large_data_profile()
+    if not path.is_file():
+        return f"no {PROFILE_NAME} found; Fast DDS default transports (large images may be lost)"
+    environ[PROFILE_ENV] = str(path)
+    return f"Fast DDS profile {path}"
 
 
 def _qos(topic: str) -> QoSProfile:
@@ -49,13 +94,46 @@ def _qos(topic: str) -> QoSProfile:
                       durability=DurabilityPolicy.VOLATILE)
 
 
-def _sleep_until(deadline: float, context) -> bool:
-    """Sleep until time.monotonic() reaches deadline; False when the context shut down first."""
+class _SteadyClock:
+    """/clock at a fixed wall-clock rate: bag time = first stamp + elapsed wall time x rate (before
+    the first message, the first stamp). Ticks missed by a late wake-up are skipped, not bunched."""
+
+    def __init__(self, node, hz: float, rate: float):
+        from rosgraph_msgs.msg import Clock
+
+        if not hz > 0:
+            raise ValueError(f"clock rate must be > 0 Hz, got {hz}")
+        self._Clock = Clock
+        self.pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self.period, self.rate = 1.0 / hz, rate
+        self.origin: tuple[float, int] | None = None
+        self.next_tick = 0.0
+
+    def start(self, start_s: float, first_ns: int) -> None:
+        self.origin, self.next_tick = (start_s, first_ns), time.monotonic()
+
+    def tick(self, now: float) -> float:
+        """Publish when a tick is due; returns the time of the next one."""
+        if self.origin is not None and now >= self.next_tick:
+            start_s, first_ns = self.origin
+            bag_ns = first_ns + max(0, round((now - start_s) * self.rate * 1e9))
+            self.pub.publish(self._Clock(clock=ns_to_stamp(bag_ns)))
+            self.next_tick += self.period
+            if self.next_tick <= now:
+                self.next_tick = now + self.period
+        return self.next_tick
+
+
+def _sleep_until(deadline: float, context, clock: _SteadyClock | None = None) -> bool:
+    """Sleep until time.monotonic() reaches deadline, ticking the clock; False when the context
+    shut down first."""
     while context.ok():
-        left = deadline - time.monotonic()
+        now = time.monotonic()
+        wake = clock.tick(now) if clock is not None else float("inf")
+        left = deadline - now
         if left <= 0:
             return True
-        time.sleep(min(left, _SLEEP_SLICE_S))
+        time.sleep(max(0.0, min(left, _SLEEP_SLICE_S, wake - now)))
     return False
 
 
@@ -103,17 +181,19 @@ def play_bag(path: str | Path, cfg: PlayConfig = PlayConfig(), log=print) -> dic
             pubs = {c.topic: node.create_publisher(message_class(c.msgtype), c.topic, _qos(c.topic))
                     for c in conns}
             by_id = {c.id: pubs[c.topic] for c in conns}
-            clock = _clock_publisher(node) if cfg.clock else None
-            _wait_for_subscribers(node, pubs, cfg.wait_for, cfg.wait_timeout_s, context)
+            clock = _SteadyClock(node, cfg.clock_hz, cfg.rate) if cfg.clock else None
+            waitable = {**pubs, "/clock": clock.pub} if clock is not None else pubs
+            _wait_for_subscribers(node, waitable, cfg.wait_for, cfg.wait_timeout_s, context)
             start = time.monotonic() + cfg.start_delay_s
             log(f"play: {path}: {len(pubs)} topics, rate {cfg.rate:g}")
             first_ns = None
             for conn, ns, raw in reader.messages(connections=conns):
-                first_ns = ns if first_ns is None else first_ns
-                if not _sleep_until(start + (ns - first_ns) / 1e9 / cfg.rate, context):
+                if first_ns is None:
+                    first_ns = ns
+                    if clock is not None:
+                        clock.start(start, ns)
+                if not _sleep_until(start + (ns - first_ns) / 1e9 / cfg.rate, context, clock):
                     break
-                if clock is not None:
-                    clock.publish(_clock_message(ns))
                 by_id[conn.id].publish(bytes(raw))
                 counts[conn.topic] = counts.get(conn.topic, 0) + 1
             if not context.ok():
@@ -126,14 +206,3 @@ def play_bag(path: str | Path, cfg: PlayConfig = PlayConfig(), log=print) -> dic
             rclpy.shutdown(context=context)
     return counts
 
-
-def _clock_publisher(node):
-    from rosgraph_msgs.msg import Clock
-
-    return node.create_publisher(Clock, "/clock", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
-
-
-def _clock_message(ns: int):
-    from rosgraph_msgs.msg import Clock
-
-    return Clock(clock=ns_to_stamp(ns))

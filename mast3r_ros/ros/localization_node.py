@@ -219,7 +219,8 @@ class LocalizationNode(Node):
                 "processed_hz": f"{rate_hz(processed):.2f}", "latency_s": f"{self._last_latency:.3f}",
                 "frames_dropped": str(self.camera.worker.queue.dropped),
                 "keyframes": str(self.core.num_keyframes), "paused": str(self.core.paused),
-                "odometry": self.odom.describe(), "publish_odom_tf": self.params.publish_odom_tf}
+                "odometry": self.odom.describe(), "publish_odom_tf": self.params.publish_odom_tf,
+                **self.camera.input_stats()}
 
     def _diag_summary(self) -> tuple[bytes, str]:
         """OK only while tracking with odometry; WARN for no map, paused, no input, INIT/LOST, no odometry."""

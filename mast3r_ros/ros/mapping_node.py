@@ -179,7 +179,8 @@ class MappingNode(Node):
         return {"keyframes": str(self.core.num_keyframes), "optimisation_passes": str(self.core.passes),
                 "optimize_calls": str(self.core.n_optimize_calls),
                 "last_pass_error": self.core.last_pass_error, "input_hz": f"{self.camera.input_hz():.2f}",
-                "paused": str(self.core.paused), "odometry": self.odom.describe()}
+                "paused": str(self.core.paused), "odometry": self.odom.describe(),
+                **self.camera.input_stats()}
 
     # ---------------------------------------------------------------- services
     def _srv_optimize(self, req, resp):

@@ -109,7 +109,7 @@ class CameraInput:
         reliable = params.qos_image == "reliable"
         # camera_info is tiny: keep as many as the sync does, so a moment of executor starvation
         # (the worker holding the GIL) drops whole frames, never just the calibration of one
-        qos = {"image": image_qos(reliable), "depth": image_qos(reliable),
+        qos = {"image": image_qos(reliable, 10), "depth": image_qos(reliable, 10),
                "camera_info": image_qos(reliable, max(5, params.sync_queue_size))}
         types = {"image": Image, "camera_info": CameraInfo, "depth": Image}
         # One mutually exclusive group per topic: callbacks of one topic run one at a time, in
@@ -139,7 +139,7 @@ class CameraInput:
             return  # kept out of the sync: it would complete other images' sets as "newer partner"
         else:
             self._recent[key].append((stamp, msg, now))
-        self._feed(key, stamp, (msg, now))
+        self._feed(key, stamp, (msg, now), now)
 
     def _resync(self, image_stamp: int) -> None:
         """Reset the sync and give it back the partners of the new timeline's first image."""
@@ -149,8 +149,9 @@ class CameraInput:
                 if abs(stamp - image_stamp) <= self.max_interval_ns:
                     self._feed(key, stamp, (msg, t))
 
-    def _feed(self, key: str, stamp: int, item) -> None:
-        res = self.sync.add(key, stamp, item)
+    def _feed(self, key: str, stamp: int, item, arrival_s: float | None = None) -> None:
+        """Into the sync; ``arrival_s`` counts the message in the input statistics (None on a re-feed)."""
+        res = self.sync.add(key, stamp, item, arrival_s)
         for stamp, reason in res.rejected:
             self.on_reject(stamp, reason)
         for stamp, group in zip(res.stamps, res.sets):
@@ -175,6 +176,10 @@ class CameraInput:
     def reset(self) -> None:
         self.sync.reset()
         self.guard.reset()
+
+    def input_stats(self) -> dict[str, str]:
+        """Per-topic arrivals, rates and stamp gaps at the sync (frames lost before the node)."""
+        return self.sync.input_stats()
 
     def stop(self) -> None:
         self.worker.stop(5.0)
