@@ -181,15 +181,19 @@ def test_open_errors_name_the_problem(kmap: KeyframeMap, tmp_path: Path):
         KeyframeMap.open(tmp_path / "missing")
 
 
-def test_open_removes_uncommitted_files(kmap: KeyframeMap):
+def test_writer_removes_uncommitted_files_reader_does_not(kmap: KeyframeMap):
     kid = kmap.add_keyframe(_kf(0))
     path = kmap.path
     kmap.close()
     (path / "keyframes" / "000009").mkdir()
     (path / "keyframes" / "000009" / "image.png").write_bytes(b"half")
-    (path / "keyframes" / f"{kid:06d}" / ".depth.npy.x.tmp").write_bytes(b"half")
+    (path / "keyframes" / f"{kid:06d}" / ".depth.npy.x1y2z3w4.tmp").write_bytes(b"half")
     (path / "globals" / "orphan.npy").write_bytes(b"half")
-    with KeyframeMap.open(path) as m:
+    with KeyframeMap.open(path) as m:  # reading deletes nothing
+        assert m.keyframe_ids() == [kid]
+        m.verify()
+    assert (path / "keyframes" / "000009" / "image.png").exists() and (path / "globals" / "orphan.npy").exists()
+    with KeyframeMap.open(path, writer=True) as m:
         assert m.keyframe_ids() == [kid]
         m.verify()
     assert not (path / "keyframes" / "000009").exists()
@@ -262,7 +266,7 @@ def test_sigkill_while_adding_keeps_committed_keyframes(tmp_path: Path):
     printed: dict[int, int] = {}
     for start, when in ((0, "in_flight"), (1000, "0.013"), (2000, "0.031")):
         printed.update(_run_and_kill(script, map_dir, start, 4, when))
-        with KeyframeMap.open(map_dir) as m:  # reopening collects the killed writer's garbage
+        with KeyframeMap.open(map_dir, writer=True) as m:  # the next writer collects the killed one's garbage
             ids = m.keyframe_ids()
             assert set(printed) <= set(ids), "a keyframe reported as committed was lost"
             assert ids == list(range(1, len(ids) + 1))

@@ -107,10 +107,16 @@ def read_meta(path: Path) -> tuple[MapMeta, dict]:
     if doc["format_version"] != FORMAT_VERSION:
         raise MapError(f"{ypath}: map format version {doc['format_version']!r}, this code reads "
                        f"version {FORMAT_VERSION}; rebuild the map")
-    size = doc.get("image_size")
-    meta = MapMeta(frontend=str(doc["frontend"]), checkpoint_sha256=doc.get("checkpoint_sha256"),
-                   image_size=tuple(size) if size else None, format_version=FORMAT_VERSION,
-                   extra=dict(doc.get("extra") or {}))
+    size, sha, extra = doc.get("image_size"), doc.get("checkpoint_sha256"), doc.get("extra") or {}
+    if size is not None and not (isinstance(size, list) and len(size) == 2
+                                 and all(type(v) is int and 0 < v <= 1 << 16 for v in size)):
+        raise MapError(f"{ypath}: image_size must be [width, height] in pixels, got {size!r}")
+    if not isinstance(doc["frontend"], str) or not (sha is None or isinstance(sha, str)):
+        raise MapError(f"{ypath}: 'frontend' and 'checkpoint_sha256' must be strings")
+    if not isinstance(extra, dict):
+        raise MapError(f"{ypath}: 'extra' must be a mapping, got {type(extra).__name__}")
+    meta = MapMeta(frontend=doc["frontend"], checkpoint_sha256=sha,
+                   image_size=tuple(size) if size else None, format_version=FORMAT_VERSION, extra=dict(extra))
     return meta, doc
 
 
@@ -148,6 +154,14 @@ def encode_keyframe(kf: Keyframe) -> list[tuple[str, str, bytes]]:
     out += [(name, ".npy", npy_bytes(arr, f"keyframe {kf.frame_index} array {name!r}"))
             for name, arr in kf.arrays.items()]
     return out
+
+
+def blob_matrix(blob: object, n: int, what: str) -> np.ndarray:
+    """[n,n] float64 matrix from a SQLite blob; MapError when the blob has the wrong size."""
+    if not isinstance(blob, bytes) or len(blob) != 8 * n * n:
+        raise MapError(f"{what}: expected {8 * n * n} bytes of float64, got "
+                       f"{len(blob) if isinstance(blob, bytes) else type(blob).__name__}; the database is damaged")
+    return np.frombuffer(blob, np.float64).reshape(n, n).copy()
 
 
 def read_verified(path: Path, sha: str) -> bytes:
