@@ -45,7 +45,9 @@ def test_file_names_from_the_database_never_leave_the_map(map_dir: Path, tmp_pat
     victim.write_text("precious")
     _sql(map_dir, "UPDATE arrays SET file=? WHERE kf_id=1 AND name='desc'", (bad,))
     _sql(map_dir, "UPDATE globals SET file=? WHERE name='index'", (bad,))
-    with KeyframeMap.open(map_dir) as m:
+    with pytest.raises(MapError, match="is damaged .*not a map file name"):
+        KeyframeMap.open(map_dir)
+    with KeyframeMap.open(map_dir, check=False) as m:  # every call checks again
         for call in (lambda: m.put_array(1, "desc", np.zeros(3)), lambda: m.get_array(1, "desc"),
                      lambda: m.put_global("index", np.zeros(2)), lambda: m.get_global("index"), m.verify):
             with pytest.raises(MapError, match="not a map file name|outside"):
@@ -61,7 +63,9 @@ def test_symlinks_leading_out_of_the_map_are_refused(map_dir: Path, tmp_path: Pa
     for f in kf_dir.glob("desc*.npy"):
         f.unlink()
         f.symlink_to(outside / "desc.npy")
-    with KeyframeMap.open(map_dir) as m:
+    with pytest.raises(MapError, match="is damaged .*outside"):
+        KeyframeMap.open(map_dir)
+    with KeyframeMap.open(map_dir, check=False) as m:
         with pytest.raises(MapError, match="outside"):
             m.get_array(1, "desc")
         with pytest.raises(MapError, match="outside"):
@@ -156,7 +160,9 @@ def test_malformed_map_yaml_is_a_map_error(map_dir: Path, doc_change, words):
 
 def test_damaged_pose_blob_is_a_map_error(map_dir: Path):
     _sql(map_dir, "UPDATE keyframes SET T_map_cam=? WHERE id=2", (b"\0" * 12,))
-    with KeyframeMap.open(map_dir) as m:
+    with pytest.raises(MapError, match="keyframe 2: T_map_cam is not 16 float64 values"):
+        KeyframeMap.open(map_dir)
+    with KeyframeMap.open(map_dir, check=False) as m:
         with pytest.raises(MapError, match="keyframe 2 T_map_cam: expected 128 bytes"):
             m.poses()
 

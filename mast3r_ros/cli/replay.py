@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
                               args.namespace)
         summary = replay_bag(args.bag, args.out, params, topics)
     except (ParamError, ValueError, OSError) as exc:
-        print(f"replay: error: {exc}", file=sys.stderr)
+        print(f"replay: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     print(f"replay: {summary.n_localized}/{summary.n_frames} frames localized, "
           f"{summary.n_rejected} rejected -> {args.out}")

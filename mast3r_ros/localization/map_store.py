@@ -63,8 +63,10 @@ from mast3r_ros.data.map_format import (
     npy_bytes,
     read_meta,
     read_verified,
+    rigid_problem,
     validate_keyframe,
 )
+from mast3r_ros.localization.map_check import PARTIAL_KEY, damage_line, quick_problems
 from mast3r_ros.localization.tum import write_tum
 
 __all__ = ["FORMAT_VERSION", "Keyframe", "KeyframeMap", "MapError", "MapMeta", "file_sha256"]
@@ -140,11 +142,13 @@ class KeyframeMap:
 
     @classmethod
     def open(cls, path: str | Path, expect_checkpoint_sha256: str | None = None,
-             writer: bool = False) -> "KeyframeMap":
+             writer: bool = False, check: bool = True) -> "KeyframeMap":
         """Open an existing map; checks format version, checkpoint (when given) and the SQLite file.
 
         Reading deletes nothing. The first write takes the writer lock (MapError when another writer
-        holds it) and clears what a killed writer left; ``writer=True`` does both at once."""
+        holds it) and clears what a killed writer left; ``writer=True`` does both at once.
+        ``check``: refuse a damaged map (partial build, missing files or rows, non-finite or non-rigid
+        poses: :func:`~mast3r_ros.localization.map_check.quick_problems`) with one MapError listing it."""
         path = Path(path)
         if not path.is_dir():
             raise MapError(f"map directory {path} does not exist")
@@ -158,6 +162,9 @@ class KeyframeMap:
         kmap = cls(path, meta, _PRIVATE)
         try:
             kmap._check_db()
+            problems = quick_problems(kmap) if check else []
+            if problems:
+                raise MapError(damage_line(path, problems))
             if writer:
                 kmap._ensure_writer()
         except BaseException:
@@ -367,6 +374,19 @@ class KeyframeMap:
             if old_path is not None and old_path.name != file:
                 old_path.unlink(missing_ok=True)
 
+    def set_partial(self, reason: str | None) -> None:
+        """Mark the map as partial (``reason``: why, e.g. a build in progress) or, with None, as
+        complete; rewrites ``map.yaml`` atomically. Opening a partial map is refused."""
+        extra = {k: v for k, v in self.meta.extra.items() if k != PARTIAL_KEY}
+        if reason is not None:
+            extra[PARTIAL_KEY] = str(reason)
+        with self._lock:
+            self._ensure_writer()
+            meta = MapMeta(self.meta.frontend, self.meta.checkpoint_sha256, self.meta.image_size,
+                           self.meta.format_version, extra)
+            atomic_write_bytes(self.path / MAP_YAML, yaml.safe_dump(meta_to_yaml(meta), sort_keys=False).encode())
+            self.meta = meta
+
     # ---------------------------------------------------------------- poses, globals, export
     def poses(self) -> dict[int, np.ndarray]:
         """id -> T_map_cam [4,4] float64 (camera-to-map, metres), read from SQLite only."""
@@ -387,8 +407,8 @@ class KeyframeMap:
         blobs, kblobs = [], []
         for i, T in poses.items():
             T = np.asarray(T, dtype=np.float64)
-            if T.shape != (4, 4) or not np.all(np.isfinite(T)):
-                raise MapError(f"pose of keyframe {i} must be a finite 4x4 matrix")
+            if rigid_problem(T):
+                raise MapError(f"pose of keyframe {i} {rigid_problem(T)}; nothing was updated")
             blobs.append((T.tobytes(), int(i)))
         for i, K in (intrinsics or {}).items():
             K = np.asarray(K, dtype=np.float64)

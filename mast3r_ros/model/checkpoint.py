@@ -131,10 +131,10 @@ def check_state_dict(model: torch.nn.Module, state: dict) -> None:
     problems += [f"shape of {k}: checkpoint {tuple(state[k].shape)} vs network {tuple(v.shape)}"
                  for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
     if problems:
-        listed = "\n  ".join(problems[:MAX_LISTED_MISMATCHES])
+        listed = "; ".join(problems[:MAX_LISTED_MISMATCHES])
         n_more = len(problems) - MAX_LISTED_MISMATCHES
-        more = f"\n  ... and {n_more} more" if n_more > 0 else ""
-        raise CheckpointError(f"checkpoint does not match the network ({len(problems)} problems):\n  {listed}{more}")
+        more = f"; and {n_more} more" if n_more > 0 else ""
+        raise CheckpointError(f"checkpoint does not match the network ({len(problems)} problems): {listed}{more}")
 
 
 def load_network(path: str | Path, config: Mast3rConfig | None = None) -> Mast3rNet:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import warnings
 from dataclasses import dataclass, replace
 
 
@@ -147,7 +148,9 @@ def parse_constructor_kwargs(text: str) -> tuple[str, dict]:
         raise ConfigError(f"refused: constructor string of {len(text)} characters (at most "
                           f"{MAX_CONSTRUCTOR_CHARS})")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():  # a hostile string must not print Python's syntax warnings
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError) as exc:  # ValueError: null bytes
         raise ConfigError(f"refused: constructor string is not a call expression: "
                           f"{getattr(exc, 'msg', None) or exc}") from None
