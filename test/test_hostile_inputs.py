@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from mast3r_ros.cli import main
 from mast3r_ros.localization.datasets import DatasetError, open_dataset
@@ -214,3 +215,25 @@ def test_failed_build_leaves_a_partial_map_reported_as_such(scene_dir, tmp_path,
 def test_overwrite_message_names_the_flag(built_map, scene_dir, capsys):
     rc, _, err = _cli(capsys, "map", "build", "--dataset", scene_dir, "--frames", "0:7:6", "--out", built_map)
     _one_error_line(rc, err, "already exists; use --overwrite")
+
+
+@pytest.mark.parametrize("rel", ["../../victim.mcap", "/etc/passwd", "", 5])
+def test_bag_data_files_must_stay_inside_the_bag(tmp_path, capsys, rel):
+    bag = tmp_path / "bag"
+    bag.mkdir()
+    doc = {"rosbag2_bagfile_information": {"version": 8, "storage_identifier": "mcap",
+                                           "relative_file_paths": ["bag.mcap", rel],
+                                           "files": [{"path": "bag.mcap", "message_count": 0}]}}
+    (bag / "metadata.yaml").write_text(yaml.safe_dump(doc))
+    for argv in (["play", bag], ["replay", "--bag", bag, "--map", tmp_path, "--out", tmp_path / "out"]):
+        rc, _, err = _cli(capsys, *argv)
+        _one_error_line(rc, err, "lies outside the bag folder", "metadata.yaml")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_real_bag_passes_the_bag_check(tmp_path, capsys, scene_dir):
+    from mast3r_ros.data.bag_check import check_bag_folder
+
+    ds = _copy_frames(scene_dir, tmp_path / "ds", (0, 6))
+    assert main(["make-bag", "--dataset", str(ds), "--frames", "0:7", "--out", str(tmp_path / "bag")]) == 0
+    assert check_bag_folder(tmp_path / "bag") == tmp_path / "bag"

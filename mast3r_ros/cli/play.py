@@ -22,11 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mast3r_ros.data.bag_check import check_bag_folder
     from mast3r_ros.ros.bag_play import PlayConfig, play_bag
 
     cfg = PlayConfig(rate=args.rate, topics=args.topics, wait_for=args.wait_for,
                      wait_timeout_s=args.wait_timeout, start_delay_s=args.delay, clock=args.clock)
     try:
+        check_bag_folder(args.bag)
         # Flushed, so a supervising process (launch, tests) sees progress through a pipe.
         counts = play_bag(args.bag, cfg, log=functools.partial(print, flush=True))
     except (ValueError, TimeoutError, OSError, ImportError) as exc:

@@ -29,10 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mast3r_ros.data.bag_check import check_bag_folder
     from mast3r_ros.ros.params import ParamError
     from mast3r_ros.ros.replay import ReplayTopics, load_replay_params, replay_bag
 
     try:
+        check_bag_folder(args.bag)
         params = load_replay_params(args.params, args.map, args.checkpoint, args.param)
         topics = ReplayTopics(args.image_topic, args.camera_info_topic, args.depth_topic,
                               args.namespace)
