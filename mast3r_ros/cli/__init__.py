@@ -13,7 +13,7 @@ import sys
 COMMANDS = [
     "infer_pair",
     "demo_pair",
-    "map_build", "localize", "evaluate",
+    "map_build", "map_check", "localize", "evaluate",
     "evaluate_trajectory",
     "launch", "replay",
     "make_bag", "play",
@@ -22,6 +22,8 @@ COMMANDS = [
 
 def _build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(prog="mast3r-ros", description="MASt3R localization and mapping tools")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python stack of an error (anywhere on the command line)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
     handlers = {}
@@ -36,20 +38,42 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict]:
             target = groups[words[0]]
         p = target.add_parser(words[-1], help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
-        p.set_defaults(_handler=mod.run)
+        p.set_defaults(_handler=mod.run, _name=mod.NAME)
         handlers[mod.NAME] = mod.run
     return parser, handlers
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every error is one line ``mast3r-ros <command>: error: ...`` on stderr with exit
+    code 2 and no traceback; ``--debug`` (anywhere on the line) shows the stack instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser, _ = _build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "_handler", None)
     if handler is None:
         parser.print_help()
         return 2
-    return int(handler(args) or 0)
+    try:
+        return int(handler(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into a clear line
+        if debug:
+            raise
+        print(f"{parser.prog} {args._name}: error: {error_line(exc)}", file=sys.stderr)
+        return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def error_line(exc: BaseException) -> str:
+    """One line for an exception: the message of our own errors (ValueError family, OSError), the type
+    too for anything unexpected (with a hint at ``--debug``)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:
+        text = f"{text}: {exc.filename}"
+    if isinstance(exc, MemoryError):
+        return "out of memory (the input asks for more memory than this machine has)"
+    if isinstance(exc, (ValueError, OSError, NotImplementedError, TimeoutError)):
+        return text
+    return f"{type(exc).__name__}: {text} (unexpected; run with --debug for the stack)"

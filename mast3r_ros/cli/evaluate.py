@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 
-from mast3r_ros.cli.common import calibration_from_arg, frontend_from_args
+from mast3r_ros.cli.common import calibration_from_arg, frontend_from_args, output_file
 
 NAME = "evaluate"
 HELP = "build a map from some frames, localize others, write a JSON report (+ trajectory plot)"
@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from mast3r_ros.localization.pose import PnPConfig
 
     start = time.perf_counter()
+    output_file(args.out, "--out")
+    if args.plot:
+        output_file(args.plot, "--plot")
     try:
         root, map_spec, query_spec = _resolve_dataset(args)
         mspec, qspec = parse_frame_spec(map_spec), parse_frame_spec(query_spec)
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                           map_dir=args.map_out, progress=sys.stderr.isatty(),
                           calib=calibration_from_arg(args.rgbd_calib), use_depth=args.query_depth)
     except (ValueError, NotImplementedError, OSError) as exc:
-        print(f"evaluate: error: {exc}", file=sys.stderr)
+        print(f"evaluate: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     report["wall_time_s"] = time.perf_counter() - start
     out = write_report(report, args.out)

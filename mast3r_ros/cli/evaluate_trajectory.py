@@ -98,8 +98,12 @@ def plot_aligned(gt_xyz: np.ndarray, est_xyz: np.ndarray, path: str, title: str)
 
 
 def run(args: argparse.Namespace) -> int:
+    from mast3r_ros.cli.common import output_file
     from mast3r_ros.localization.tum import atomic_write_bytes, read_tum
 
+    for flag in ("json", "plot"):
+        if getattr(args, flag):
+            output_file(getattr(args, flag), f"--{flag}")
     try:
         gt = _ground_truth(args.gt)
         stamps, T = read_tum(args.est)
@@ -110,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             T = np.stack([cal.dataset_pose(P) for P in T]) if len(T) else T
         m, gxyz, exyz = evaluate_trajectory(gt, (stamps, T), args.max_diff)
     except (ValueError, OSError) as exc:
-        print(f"evaluate-trajectory: error: {exc}", file=sys.stderr)
+        print(f"evaluate-trajectory: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     rows = [("poses associated", f"{m['n_poses']}"),
             ("ATE RMSE (SE(3)-aligned)", f"{100 * m['ate_m']['rmse']:.2f} cm"),

@@ -8,9 +8,7 @@ Array names and shapes follow the official outputs: ``img1``/``img2`` [1, 3, H, 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -30,15 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so `mast3r-ros --help` does not pay for torch.
-    from mast3r_ros.model import CheckpointError, InferenceConfig, Mast3rModel, preprocess_file
+    from mast3r_ros.cli.common import output_file, torch_device
+    from mast3r_ros.model import InferenceConfig, Mast3rModel, preprocess_file
+    from mast3r_ros.model.preprocess import MAX_LONG_SIDE, PATCH
 
-    try:
-        model = Mast3rModel.from_checkpoint(args.checkpoint, InferenceConfig(device=args.device, amp_dtype=args.amp))
-        im1 = preprocess_file(args.img1, args.size)
-        im2 = preprocess_file(args.img2, args.size)
-    except (CheckpointError, ValueError) as exc:
-        print(f"infer-pair: error: {exc}", file=sys.stderr)
-        return 2
+    # Errors propagate to the CLI front-end, which prints them as one line (exit code 2).
+    if not PATCH <= args.size <= MAX_LONG_SIDE:
+        raise ValueError(f"--size {args.size}: the long side of the network image must be in "
+                         f"[{PATCH}, {MAX_LONG_SIDE}] pixels (default 512)")
+    out = output_file(args.out, "--out")
+    torch_device(args.device)
+    im1 = preprocess_file(args.img1, args.size)
+    im2 = preprocess_file(args.img2, args.size)
+    model = Mast3rModel.from_checkpoint(args.checkpoint, InferenceConfig(device=args.device, amp_dtype=args.amp))
     start = time.perf_counter()
     pred1, pred2 = model.infer_pair(im1.tensor, im2.tensor)
     elapsed = time.perf_counter() - start
@@ -46,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
     for key in ("pts3d", "conf", "desc", "desc_conf"):
         arrays[f"pred1_{key}"] = pred1[key].cpu().numpy()
         arrays[f"pred2_{'pts3d_in_other_view' if key == 'pts3d' else key}"] = pred2[key].cpu().numpy()
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **arrays)
     h1, w1 = im1.true_shape

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mast3r_ros.cli.common import calibration_from_arg, frontend_from_args
+from mast3r_ros.cli.common import calibration_from_arg, frontend_from_args, output_file
 
 NAME = "localize"
 HELP = "localize dataset frames against a keyframe map and write T_map_cam poses (TUM format)"
@@ -45,23 +45,43 @@ def run(args: argparse.Namespace) -> int:
     from mast3r_ros.localization.rgbd import RgbdCalibration
     from mast3r_ros.localization.tum import write_tum
 
-    try:
-        spec = parse_frame_spec(args.frames)
-        dataset = open_dataset(args.dataset)
-        with KeyframeMap.open(args.map) as kmap:
-            localizer = Localizer(kmap, frontend_from_args(kmap.meta.frontend, args.checkpoint),
-                                  LocalizerConfig(pnp=PnPConfig(solver=args.pnp)))
-            calib = (calibration_from_arg(args.rgbd_calib)
-                     or RgbdCalibration.from_dict(kmap.meta.extra.get("rgbd_calibration")))
-            records = localize_frames(localizer, dataset, spec, progress=sys.stderr.isatty(),
-                                      calib=calib, use_depth=args.query_depth)
-    except (ValueError, NotImplementedError, OSError) as exc:
-        print(f"localize: error: {exc}", file=sys.stderr)
-        return 2
+    out = output_file(args.out, "--out")
+    spec = parse_frame_spec(args.frames)
+    dataset = open_dataset(args.dataset)
+    with KeyframeMap.open(args.map) as kmap:
+        refuse_damaged(kmap)
+        localizer = Localizer(kmap, frontend_from_args(kmap.meta.frontend, args.checkpoint),
+                              LocalizerConfig(pnp=PnPConfig(solver=args.pnp)))
+        calib = (calibration_from_arg(args.rgbd_calib)
+                 or RgbdCalibration.from_dict(kmap.meta.extra.get("rgbd_calibration")))
+        records = localize_frames(localizer, dataset, spec, progress=sys.stderr.isatty(),
+                                  calib=calib, use_depth=args.query_depth)
     ok = [r for r in records if r.localized]
     T = np.array([r.T_est for r in ok], dtype=np.float64).reshape(-1, 4, 4)
-    write_tum(args.out, np.array([r.timestamp for r in ok]), T)
-    lat = np.median([r.timings["total"] for r in records]) if records else float("nan")
+    write_tum(out, np.array([r.timestamp for r in ok]), T)
+    totals = [r.timings["total"] for r in records if "total" in r.timings]
+    lat = np.median(totals) if totals else float("nan")
     print(f"localize: {len(ok)}/{len(records)} frames localized (median {lat * 1000:.0f} ms/frame) "
           f"-> {args.out}")
+    reasons = failure_reasons(records)
+    if reasons:
+        print(f"localize: not localized: {reasons}")
     return 0
+
+
+def refuse_damaged(kmap) -> None:
+    """ValueError listing the damage of a map (missing/corrupt files, NaN poses or descriptors): a
+    damaged map is reported, never localized against."""
+    from mast3r_ros.localization.map_check import check_map, damage_line
+
+    problems = check_map(kmap)
+    if problems:
+        raise ValueError(damage_line(kmap.path, problems))
+
+
+def failure_reasons(records, top: int = 3) -> str:
+    """The most frequent reasons frames were not localized, e.g. '3x LOST: too few matches'."""
+    from collections import Counter
+
+    counts = Counter(" ".join((r.error or "no pose").split())[:160] for r in records if not r.localized)
+    return "; ".join(f"{n}x {why}" for why, n in counts.most_common(top))

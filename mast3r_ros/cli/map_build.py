@@ -6,7 +6,7 @@ import json
 import sys
 import time
 
-from mast3r_ros.cli.common import calibration_from_arg, frontend_from_args
+from mast3r_ros.cli.common import calibration_from_arg, frontend_from_args, output_file
 
 NAME = "map build"
 HELP = "build a keyframe map (features + retrieval index) from a posed RGB-D dataset"
@@ -42,13 +42,21 @@ def run(args: argparse.Namespace) -> int:
     from mast3r_ros.localization.mapbuild import build_map
 
     start = time.perf_counter()
+    if args.json:
+        output_file(args.json, "--json")
     try:
         spec = parse_frame_spec(args.frames)
         frontend = frontend_from_args(args.frontend, args.checkpoint)
         dataset = open_dataset(args.dataset)
-        build_map(dataset, spec, frontend, args.out, overwrite=args.overwrite,
-                  store_depth=args.store_depth or args.optimize, progress=sys.stderr.isatty(),
-                  calib=calibration_from_arg(args.rgbd_calib))
+        try:
+            build_map(dataset, spec, frontend, args.out, overwrite=args.overwrite,
+                      store_depth=args.store_depth or args.optimize, progress=sys.stderr.isatty(),
+                      calib=calibration_from_arg(args.rgbd_calib))
+        except Exception as exc:
+            if _is_partial(args.out):
+                raise type(exc)(f"{' '.join(str(exc).split())} (the build stopped: {args.out} holds a partial "
+                                "map, which opening refuses; fix the cause and rerun with --overwrite)") from exc
+            raise
         if args.optimize:
             from mast3r_ros.mapping.pipeline import MapOptimizeConfig, optimize_map
 
@@ -68,7 +76,19 @@ def run(args: argparse.Namespace) -> int:
         with KeyframeMap.open(args.out) as kmap:
             n = len(kmap)
     except (ValueError, NotImplementedError, OSError) as exc:
-        print(f"map build: error: {exc}", file=sys.stderr)
+        print(f"map build: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     print(f"map build: {n} keyframes ({args.frontend}) -> {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _is_partial(out: str) -> bool:
+    from pathlib import Path
+
+    from mast3r_ros.data.map_format import MapError, read_meta
+    from mast3r_ros.localization.map_check import PARTIAL_KEY
+
+    try:
+        return PARTIAL_KEY in read_meta(Path(out))[0].extra
+    except (MapError, OSError):
+        return False

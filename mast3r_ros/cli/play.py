@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mast3r_ros.data.bag_check import check_bag_folder
     from mast3r_ros.ros.bag_play import PlayConfig, play_bag, use_large_data_profile
 
     # Before rclpy creates the participant: 640x480 images need the larger shared-memory segment.
@@ -31,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
                      wait_timeout_s=args.wait_timeout, start_delay_s=args.delay,
                      clock=args.clock is not None, clock_hz=args.clock or 40.0)
     try:
+        check_bag_folder(args.bag)
         # Flushed, so a supervising process (launch, tests) sees progress through a pipe.
         counts = play_bag(args.bag, cfg, log=functools.partial(print, flush=True))
     except (ValueError, TimeoutError, OSError, ImportError) as exc:

@@ -29,16 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mast3r_ros.data.bag_check import check_bag_folder
     from mast3r_ros.ros.params import ParamError
     from mast3r_ros.ros.replay import ReplayTopics, load_replay_params, replay_bag
 
     try:
+        check_bag_folder(args.bag)
         params = load_replay_params(args.params, args.map, args.checkpoint, args.param)
         topics = ReplayTopics(args.image_topic, args.camera_info_topic, args.depth_topic,
                               args.namespace)
         summary = replay_bag(args.bag, args.out, params, topics)
     except (ParamError, ValueError, OSError) as exc:
-        print(f"replay: error: {exc}", file=sys.stderr)
+        print(f"replay: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     print(f"replay: {summary.n_localized}/{summary.n_frames} frames localized, "
           f"{summary.n_rejected} rejected -> {args.out}")

@@ -21,6 +21,9 @@ import yaml
 FORMAT_VERSION = 1
 MAP_YAML, MAP_SQLITE, LOCK_FILE = "map.yaml", "map.sqlite", "map.lock"
 RESERVED_NAMES = ("image", "depth")
+# |R^T R - I| and |det R - 1| of a pose: 7-Scenes redkitchen ground truth reaches 3.8e-4 / 5.4e-4 (all 1000
+# poses); 1e-2 leaves room for other real ground truth while a scaled rotation (det 8; 1.03 for 1 %) is refused.
+ROTATION_TOL = 1e-2
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 SCHEMA = """
 CREATE TABLE keyframes (id INTEGER PRIMARY KEY, frame_index INTEGER NOT NULL, timestamp REAL NOT NULL,
@@ -107,11 +110,33 @@ def read_meta(path: Path) -> tuple[MapMeta, dict]:
     if doc["format_version"] != FORMAT_VERSION:
         raise MapError(f"{ypath}: map format version {doc['format_version']!r}, this code reads "
                        f"version {FORMAT_VERSION}; rebuild the map")
-    size = doc.get("image_size")
-    meta = MapMeta(frontend=str(doc["frontend"]), checkpoint_sha256=doc.get("checkpoint_sha256"),
-                   image_size=tuple(size) if size else None, format_version=FORMAT_VERSION,
-                   extra=dict(doc.get("extra") or {}))
+    size, sha, extra = doc.get("image_size"), doc.get("checkpoint_sha256"), doc.get("extra") or {}
+    if size is not None and not (isinstance(size, list) and len(size) == 2
+                                 and all(type(v) is int and 0 < v <= 1 << 16 for v in size)):
+        raise MapError(f"{ypath}: image_size must be [width, height] in pixels, got {size!r}")
+    if not isinstance(doc["frontend"], str) or not (sha is None or isinstance(sha, str)):
+        raise MapError(f"{ypath}: 'frontend' and 'checkpoint_sha256' must be strings")
+    if not isinstance(extra, dict):
+        raise MapError(f"{ypath}: 'extra' must be a mapping, got {type(extra).__name__}")
+    meta = MapMeta(frontend=doc["frontend"], checkpoint_sha256=sha,
+                   image_size=tuple(size) if size else None, format_version=FORMAT_VERSION, extra=dict(extra))
     return meta, doc
+
+
+def rigid_problem(T: np.ndarray) -> str:
+    """'' when ``T`` [4,4] is a finite rigid transform (rotation orthonormal within ROTATION_TOL, last row
+    0 0 0 1), else what is wrong with it."""
+    T = np.asarray(T, np.float64)
+    if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+        return "is not a finite 4x4 matrix"
+    R = T[:3, :3]
+    err = float(np.abs(R.T @ R - np.eye(3)).max())
+    det = float(np.linalg.det(R))
+    if err > ROTATION_TOL or abs(det - 1.0) > ROTATION_TOL:
+        return f"has a rotation that is not rigid (det {det:.3g}, |R^T R - I| {err:.2g})"
+    if np.abs(T[3] - (0, 0, 0, 1)).max() > 1e-9:
+        return f"has last row {T[3].tolist()}, not [0, 0, 0, 1]"
+    return ""
 
 
 def validate_keyframe(kf: Keyframe, image_size: tuple[int, int] | None) -> tuple[int, int]:
@@ -128,6 +153,9 @@ def validate_keyframe(kf: Keyframe, image_size: tuple[int, int] | None) -> tuple
         a = np.asarray(arr, dtype=np.float64)
         if a.shape != shape or not np.all(np.isfinite(a)):
             raise MapError(f"keyframe {kf.frame_index}: {what} must be a finite {shape} matrix")
+    why = rigid_problem(kf.T_map_cam)
+    if why:
+        raise MapError(f"keyframe {kf.frame_index}: T_map_cam {why}")
     if kf.depth is not None and np.shape(kf.depth) != (h, w):
         raise MapError(f"keyframe {kf.frame_index}: depth shape {np.shape(kf.depth)} != image {(h, w)}")
     for name in kf.arrays:
@@ -148,6 +176,14 @@ def encode_keyframe(kf: Keyframe) -> list[tuple[str, str, bytes]]:
     out += [(name, ".npy", npy_bytes(arr, f"keyframe {kf.frame_index} array {name!r}"))
             for name, arr in kf.arrays.items()]
     return out
+
+
+def blob_matrix(blob: object, n: int, what: str) -> np.ndarray:
+    """[n,n] float64 matrix from a SQLite blob; MapError when the blob has the wrong size."""
+    if not isinstance(blob, bytes) or len(blob) != 8 * n * n:
+        raise MapError(f"{what}: expected {8 * n * n} bytes of float64, got "
+                       f"{len(blob) if isinstance(blob, bytes) else type(blob).__name__}; the database is damaged")
+    return np.frombuffer(blob, np.float64).reshape(n, n).copy()
 
 
 def read_verified(path: Path, sha: str) -> bytes:

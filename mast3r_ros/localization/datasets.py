@@ -20,8 +20,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
+from mast3r_ros.data.image_files import open_image
+from mast3r_ros.data.map_format import rigid_problem
 from mast3r_ros.localization.tum import tum_to_T
 
 INTRINSICS_FILE = "camera-intrinsics.txt"
@@ -123,6 +124,9 @@ def read_pose_matrix(path: Path) -> np.ndarray | None:
         raise DatasetError(f"pose file {path} must hold a 4x4 matrix, got shape {T.shape}")
     if not np.all(np.isfinite(T)):
         return None
+    why = rigid_problem(T)
+    if why:
+        raise DatasetError(f"pose file {path} {why}; poses must be rigid camera-to-world transforms")
     return T
 
 
@@ -153,7 +157,8 @@ class RgbdDataset:
         return len(self._frame_indices())
 
     def load_rgb(self, frame: Frame) -> np.ndarray:
-        """[H,W,3] uint8 RGB image of ``frame``."""
+        """[H,W,3] uint8 RGB image of ``frame`` (16-bit files scaled to 8 bits)."""
+        _image_size(frame.rgb_path, "colour image")  # the pixel count is bounded before decoding
         bgr = cv2.imread(str(frame.rgb_path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise DatasetError(f"cannot read colour image {frame.rgb_path}")
@@ -163,6 +168,7 @@ class RgbdDataset:
         """[H,W] float32 depth in metres (0.0 = invalid), or None when the frame has no depth."""
         if frame.depth_path is None:
             return None
+        _image_size(frame.depth_path, "depth image")
         raw = cv2.imread(str(frame.depth_path), cv2.IMREAD_UNCHANGED)
         if raw is None:
             raise DatasetError(f"cannot read depth image {frame.depth_path}")
@@ -180,12 +186,12 @@ class RgbdDataset:
         return depth
 
 
-def _image_size(path: Path) -> tuple[int, int]:
+def _image_size(path: Path, what: str = "colour image") -> tuple[int, int]:
     try:
-        with Image.open(path) as im:
-            return im.size  # (W, H), reads the header only
-    except OSError as exc:
-        raise DatasetError(f"cannot read colour image {path}: {exc}") from None
+        with open_image(path, what) as im:  # reads the header only; the pixel count is bounded
+            return im.size  # (W, H)
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 class SevenScenesDataset(RgbdDataset):

@@ -12,16 +12,20 @@ Layout of a map directory::
 Why it is crash-safe: a file referenced by a committed SQLite row is never modified. Every
 write goes to a fresh file (temp file + fsync + ``os.replace``), and only then is the row that
 references it committed in one SQLite transaction (rollback journal => all-or-nothing). A
-process killed at any point leaves, at worst, unreferenced files, which are deleted the next
-time the map is opened by a writer. Replacing an array writes a new file name and deletes the
-old file after the commit.
+process killed at any point leaves, at worst, unreferenced files, which are deleted when a
+writer next takes the map (its first write, or ``open(writer=True)``); opening to read deletes
+nothing. Replacing an array writes a new file name and deletes the old file after the commit.
+
+Hostile or careless folders: file names read from the database are used only when they have the
+shape the store writes and resolve inside the map (:func:`~mast3r_ros.data.map_files.map_file`);
+the store deletes only entries of its own shapes; one writer at a time holds ``map.lock`` (a second
+one is refused at once, naming the holder).
 
 Poses are ``T_map_cam``: [4,4] float64 camera-to-map, camera = OpenCV optical frame (x right,
 y down, z forward), metres. ``K`` is [3,3] float64 pixels, pixel-centre convention.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import secrets
 import shutil
@@ -34,9 +38,16 @@ import numpy as np
 import yaml
 
 from mast3r_ros.data.atomic_io import atomic_write_bytes, file_sha256, fsync_dir, write_fresh_file
+from mast3r_ros.data.map_files import (
+    WriterLock,
+    check_replaceable,
+    collect_garbage,
+    enclosing_map,
+    map_file,
+    remove_map_folder,
+)
 from mast3r_ros.data.map_format import (
     FORMAT_VERSION,
-    LOCK_FILE,
     MAP_SQLITE,
     MAP_YAML,
     RESERVED_NAMES,
@@ -44,6 +55,7 @@ from mast3r_ros.data.map_format import (
     Keyframe,
     MapError,
     MapMeta,
+    blob_matrix,
     check_name,
     encode_keyframe,
     load_npy,
@@ -51,8 +63,10 @@ from mast3r_ros.data.map_format import (
     npy_bytes,
     read_meta,
     read_verified,
+    rigid_problem,
     validate_keyframe,
 )
+from mast3r_ros.localization.map_check import PARTIAL_KEY, damage_line, quick_problems
 from mast3r_ros.localization.tum import write_tum
 
 __all__ = ["FORMAT_VERSION", "Keyframe", "KeyframeMap", "MapError", "MapMeta", "file_sha256"]
@@ -61,12 +75,13 @@ __all__ = ["FORMAT_VERSION", "Keyframe", "KeyframeMap", "MapError", "MapMeta", "
 class KeyframeMap:
     """A keyframe map directory (see module docstring). Use :meth:`create` or :meth:`open`."""
 
-    def __init__(self, path: Path, meta: MapMeta, _token: object = None):
+    def __init__(self, path: Path, meta: MapMeta, _token: object = None, _writer: WriterLock | None = None):
         if _token is not _PRIVATE:
             raise TypeError("use KeyframeMap.create(...) or KeyframeMap.open(...)")
         self.path = Path(path)
         self.meta = meta
         self._lock = threading.RLock()
+        self._writer = _writer
         try:
             self._db = self._connect()
         except sqlite3.DatabaseError as exc:
@@ -75,18 +90,33 @@ class KeyframeMap:
     # ---------------------------------------------------------------- lifecycle
     @classmethod
     def create(cls, path: str | Path, meta: MapMeta, overwrite: bool = False) -> "KeyframeMap":
-        """Create an empty map at ``path`` (built in a temp dir, then renamed into place)."""
+        """Create an empty map at ``path`` (built in a temp dir, then renamed into place) and hold it
+        as its writer. ``overwrite`` replaces a map folder that holds only the store's own files and
+        that no other writer holds; anything else is refused and left untouched."""
         path = Path(path)
         if meta.format_version != FORMAT_VERSION:
             raise MapError(f"cannot create a map of format version {meta.format_version}")
-        if path.exists():
+        outer = enclosing_map(path)
+        if outer is not None:
+            raise MapError(f"{path} is inside the map folder {outer}; choose a folder outside it")
+        old_lock = None
+        if path.exists() or path.is_symlink():
             if not overwrite:
-                raise MapError(f"{path} already exists; pass overwrite=True to replace it")
-            if not path.is_dir() or (any(path.iterdir()) and not (path / MAP_YAML).exists()):
-                raise MapError(f"refusing to overwrite {path}: not empty and not a map")
+                raise MapError(f"{path} already exists; use --overwrite (overwrite=True) to replace it")
+            check_replaceable(path)
+            old_lock = WriterLock(path)  # refused while another process writes this map
+        try:
+            return cls._create_in_place(path, meta, old_lock is not None)
+        finally:
+            if old_lock is not None:
+                old_lock.release()
+
+    @classmethod
+    def _create_in_place(cls, path: Path, meta: MapMeta, replace: bool) -> "KeyframeMap":
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
         tmp.mkdir()
+        writer = None
         try:
             (tmp / "keyframes").mkdir()
             (tmp / "globals").mkdir()
@@ -95,21 +125,30 @@ class KeyframeMap:
                 db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
             db.close()
             atomic_write_bytes(tmp / MAP_YAML, yaml.safe_dump(meta_to_yaml(meta), sort_keys=False).encode())
-            old = tmp.with_name(tmp.name[:-4] + ".old") if path.exists() else None
+            writer = WriterLock(tmp)  # the lock file moves with the folder: held from the first instant
+            old = tmp.with_name(tmp.name[:-4] + ".old") if replace else None
             if old is not None:  # a crash from here on leaves the previous map at `old`, intact
                 os.replace(path, old)
             os.replace(tmp, path)
             fsync_dir(path.parent)
             if old is not None:
-                shutil.rmtree(old)
+                remove_map_folder(old)
         except BaseException:
+            if writer is not None:
+                writer.release()
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return cls(path, meta, _PRIVATE)
+        return cls(path, meta, _PRIVATE, writer)
 
     @classmethod
-    def open(cls, path: str | Path, expect_checkpoint_sha256: str | None = None) -> "KeyframeMap":
-        """Open an existing map; checks format version, checkpoint (when given) and the SQLite file."""
+    def open(cls, path: str | Path, expect_checkpoint_sha256: str | None = None,
+             writer: bool = False, check: bool = True) -> "KeyframeMap":
+        """Open an existing map; checks format version, checkpoint (when given) and the SQLite file.
+
+        Reading deletes nothing. The first write takes the writer lock (MapError when another writer
+        holds it) and clears what a killed writer left; ``writer=True`` does both at once.
+        ``check``: refuse a damaged map (partial build, missing files or rows, non-finite or non-rigid
+        poses: :func:`~mast3r_ros.localization.map_check.quick_problems`) with one MapError listing it."""
         path = Path(path)
         if not path.is_dir():
             raise MapError(f"map directory {path} does not exist")
@@ -123,7 +162,11 @@ class KeyframeMap:
         kmap = cls(path, meta, _PRIVATE)
         try:
             kmap._check_db()
-            kmap._collect_garbage()
+            problems = quick_problems(kmap) if check else []
+            if problems:
+                raise MapError(damage_line(path, problems))
+            if writer:
+                kmap._ensure_writer()
         except BaseException:
             kmap.close()
             raise
@@ -154,6 +197,9 @@ class KeyframeMap:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            if self._writer is not None:
+                self._writer.release()
+                self._writer = None
 
     def __enter__(self) -> "KeyframeMap":
         return self
@@ -162,21 +208,14 @@ class KeyframeMap:
         self.close()
 
     # ---------------------------------------------------------------- write helpers
-    def _writer_lock(self, blocking: bool = True):
-        """Exclusive inter-process lock held while writing (and while collecting garbage).
-        Non-blocking mode returns None when another process holds it or the map is read-only."""
-        try:
-            fh = open(self.path / LOCK_FILE, "a+b")
-        except OSError as exc:
-            if not blocking:
-                return None
-            raise MapError(f"map {self.path} is not writable: {exc}") from None
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            fh.close()
-            return None
-        return fh
+    def _ensure_writer(self) -> None:
+        """Become this map's one writer (kept until close); the first time, delete what a killed
+        writer left (nobody else can be writing now)."""
+        with self._lock:
+            if self._writer is None:
+                self._require_db()
+                self._writer = WriterLock(self.path)
+                self._collect_garbage()
 
     def _transaction(self, fn):
         """Run ``fn(db)`` inside BEGIN IMMEDIATE ... COMMIT, rolling back on any error."""
@@ -196,31 +235,12 @@ class KeyframeMap:
         return self._db
 
     def _collect_garbage(self) -> None:
-        """Delete files/dirs no committed row references (left by a killed writer)."""
-        lock = self._writer_lock(blocking=False)
-        if lock is None:  # another process is writing: its in-flight files are not garbage
-            return
-        try:
-            db = self._require_db()
-            kf_dirs = {f"{i:06d}" for (i,) in db.execute("SELECT id FROM keyframes")}
-            files = {(f"{k:06d}", f) for k, f in db.execute("SELECT kf_id, file FROM arrays")}
-            gfiles = {f for (f,) in db.execute("SELECT file FROM globals")}
-            for sub in ("keyframes", "globals"):
-                (self.path / sub).mkdir(exist_ok=True)
-            for d in (self.path / "keyframes").iterdir():
-                if d.name not in kf_dirs or not d.is_dir():
-                    shutil.rmtree(d) if d.is_dir() else d.unlink()
-                    continue
-                for f in d.iterdir():
-                    if (d.name, f.name) not in files:
-                        f.unlink()
-            for f in (self.path / "globals").iterdir():
-                if f.name not in gfiles:
-                    f.unlink()
-            for f in self.path.glob(f".{MAP_YAML}.*.tmp"):
-                f.unlink()
-        finally:
-            lock.close()
+        """Delete the store's own files/dirs that no committed row references (left by a killed writer)."""
+        db = self._require_db()
+        ref = {("keyframes", f"{i:06d}") for (i,) in db.execute("SELECT id FROM keyframes")}
+        ref |= {("keyframes", f"{k:06d}", f) for k, f in db.execute("SELECT kf_id, file FROM arrays")}
+        ref |= {("globals", f) for (f,) in db.execute("SELECT file FROM globals")}
+        collect_garbage(self.path, ref)
 
     # ---------------------------------------------------------------- keyframes
     def _write_keyframe_files(self, kf_id: int, payload: list[tuple[str, str, bytes]]) -> list[tuple]:
@@ -238,29 +258,33 @@ class KeyframeMap:
         sizes = [validate_keyframe(kf, self.meta.image_size) for kf in kfs]
         payloads = [encode_keyframe(kf) for kf in kfs]
         with self._lock:
-            lock = self._writer_lock()
+            self._ensure_writer()
+            row = self._require_db().execute("SELECT max(id) FROM keyframes").fetchone()[0]
+            first = 1 if row is None else row + 1
+            ids = list(range(first, first + len(kfs)))
+            written = []
             try:
-                row = self._require_db().execute("SELECT max(id) FROM keyframes").fetchone()[0]
-                first = 1 if row is None else row + 1
-                ids = list(range(first, first + len(kfs)))
-                try:
-                    files = [self._write_keyframe_files(i, p) for i, p in zip(ids, payloads)]
+                files = []
+                for i, p in zip(ids, payloads):
+                    folder = self.path / "keyframes" / f"{i:06d}"
+                    if folder.exists() or folder.is_symlink():  # not ours (garbage was collected)
+                        raise MapError(f"{folder} exists but is no keyframe of this map; move it away")
+                    written.append(i)
+                    files.append(self._write_keyframe_files(i, p))
 
-                    def insert(db):
-                        for i, kf, (w, h), rows in zip(ids, kfs, sizes, files):
-                            db.execute("INSERT INTO keyframes VALUES (?,?,?,?,?,?,?)",
-                                       (i, int(kf.frame_index), float(kf.timestamp),
-                                        np.asarray(kf.T_map_cam, np.float64).tobytes(),
-                                        np.asarray(kf.K, np.float64).tobytes(), w, h))
-                            db.executemany("INSERT INTO arrays VALUES (?,?,?,?)",
-                                           [(i, n, f, s) for n, f, s in rows])
-                    self._transaction(insert)
-                except BaseException:  # nothing was committed: drop the new folders now
-                    for i in ids:
-                        shutil.rmtree(self.path / "keyframes" / f"{i:06d}", ignore_errors=True)
-                    raise
-            finally:
-                lock.close()
+                def insert(db):
+                    for i, kf, (w, h), rows in zip(ids, kfs, sizes, files):
+                        db.execute("INSERT INTO keyframes VALUES (?,?,?,?,?,?,?)",
+                                   (i, int(kf.frame_index), float(kf.timestamp),
+                                    np.asarray(kf.T_map_cam, np.float64).tobytes(),
+                                    np.asarray(kf.K, np.float64).tobytes(), w, h))
+                        db.executemany("INSERT INTO arrays VALUES (?,?,?,?)",
+                                       [(i, n, f, s) for n, f, s in rows])
+                self._transaction(insert)
+            except BaseException:  # nothing was committed: drop the folders this call created
+                for i in written:
+                    shutil.rmtree(self.path / "keyframes" / f"{i:06d}", ignore_errors=True)
+                raise
         return ids
 
     def keyframe_ids(self) -> list[int]:
@@ -298,21 +322,26 @@ class KeyframeMap:
         list them with :meth:`array_names`). ``image`` is None when ``load_image`` is False and
         ``depth`` None when not stored or ``load_depth`` is False."""
         frame_index, ts, T_blob, K_blob = self._row(kf_id)
-        folder = self.path / "keyframes" / f"{int(kf_id):06d}"
         image = None
         if load_image:
-            file, sha = self._file_entry(kf_id, "image")
-            bgr = cv2.imdecode(np.frombuffer(read_verified(folder / file, sha), np.uint8), cv2.IMREAD_COLOR)
+            entry = self._file_entry(kf_id, "image")
+            if entry is None:
+                raise MapError(f"map {self.path}: keyframe {kf_id} has no image row")
+            path = self._kf_file(kf_id, "image", entry[0])
+            bgr = cv2.imdecode(np.frombuffer(read_verified(path, entry[1]), np.uint8), cv2.IMREAD_COLOR)
             if bgr is None:
-                raise MapError(f"map file {folder / file} is not a decodable PNG")
+                raise MapError(f"map file {path} is not a decodable PNG")
             image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         depth_entry = self._file_entry(kf_id, "depth") if load_depth else None
-        depth = load_npy(folder / depth_entry[0], depth_entry[1]) if depth_entry else None
+        depth = load_npy(self._kf_file(kf_id, "depth", depth_entry[0]), depth_entry[1]) if depth_entry else None
         return Keyframe(
             id=int(kf_id), frame_index=int(frame_index), timestamp=float(ts), image=image,
-            K=np.frombuffer(K_blob, np.float64).reshape(3, 3).copy(),
-            T_map_cam=np.frombuffer(T_blob, np.float64).reshape(4, 4).copy(), depth=depth,
+            K=blob_matrix(K_blob, 3, f"{self.path / MAP_SQLITE} keyframe {kf_id} K"),
+            T_map_cam=blob_matrix(T_blob, 4, f"{self.path / MAP_SQLITE} keyframe {kf_id} T_map_cam"), depth=depth,
             arrays={n: self.get_array(kf_id, n) for n in (arrays or [])})
+
+    def _kf_file(self, kf_id: int, name: str, file: object) -> Path:
+        return map_file(self.path, f"keyframes/{int(kf_id):06d}", file, f"keyframe {kf_id} array {name!r}")
 
     def get_array(self, kf_id: int, name: str) -> np.ndarray:
         """Load one named array of a keyframe (sha256-verified)."""
@@ -320,7 +349,7 @@ class KeyframeMap:
         if entry is None:
             self._row(kf_id)
             raise MapError(f"map {self.path}: keyframe {kf_id} has no array {name!r}")
-        return load_npy(self.path / "keyframes" / f"{int(kf_id):06d}" / entry[0], entry[1])
+        return load_npy(self._kf_file(kf_id, name, entry[0]), entry[1])
 
     def put_array(self, kf_id: int, name: str, arr: np.ndarray) -> None:
         """Add or replace a named array of an existing keyframe (atomic; old file removed after commit)."""
@@ -328,31 +357,42 @@ class KeyframeMap:
         if name in RESERVED_NAMES:
             raise MapError(f"array name {name!r} is reserved")
         self._row(kf_id)
-        folder = self.path / "keyframes" / f"{int(kf_id):06d}"
-        self._put(folder, "arrays", "kf_id=? AND name=?", (int(kf_id), name),
+        self._put(f"keyframes/{int(kf_id):06d}", "arrays", "kf_id=? AND name=?", (int(kf_id), name),
                   "INSERT OR REPLACE INTO arrays VALUES (?,?,?,?)", (int(kf_id), name), name, arr)
 
-    def _put(self, folder: Path, table: str, where: str, key: tuple, insert: str, prefix: tuple,
+    def _put(self, sub: str, table: str, where: str, key: tuple, insert: str, prefix: tuple,
              name: str, arr: np.ndarray) -> None:
         data = npy_bytes(arr, name)
         with self._lock:
-            lock = self._writer_lock()
-            try:
-                old = self._require_db().execute(f"SELECT file FROM {table} WHERE {where}", key).fetchone()
-                file, sha = write_fresh_file(folder, name, ".npy", data)
-                fsync_dir(folder)
-                self._transaction(lambda db: db.execute(insert, (*prefix, file, sha)))
-                if old is not None and old[0] != file:
-                    (folder / old[0]).unlink(missing_ok=True)
-            finally:
-                lock.close()
+            self._ensure_writer()
+            old = self._require_db().execute(f"SELECT file FROM {table} WHERE {where}", key).fetchone()
+            old_path = None if old is None else map_file(self.path, sub, old[0], f"{sub} array {name!r}")
+            folder = self.path / sub
+            file, sha = write_fresh_file(folder, name, ".npy", data)
+            fsync_dir(folder)
+            self._transaction(lambda db: db.execute(insert, (*prefix, file, sha)))
+            if old_path is not None and old_path.name != file:
+                old_path.unlink(missing_ok=True)
+
+    def set_partial(self, reason: str | None) -> None:
+        """Mark the map as partial (``reason``: why, e.g. a build in progress) or, with None, as
+        complete; rewrites ``map.yaml`` atomically. Opening a partial map is refused."""
+        extra = {k: v for k, v in self.meta.extra.items() if k != PARTIAL_KEY}
+        if reason is not None:
+            extra[PARTIAL_KEY] = str(reason)
+        with self._lock:
+            self._ensure_writer()
+            meta = MapMeta(self.meta.frontend, self.meta.checkpoint_sha256, self.meta.image_size,
+                           self.meta.format_version, extra)
+            atomic_write_bytes(self.path / MAP_YAML, yaml.safe_dump(meta_to_yaml(meta), sort_keys=False).encode())
+            self.meta = meta
 
     # ---------------------------------------------------------------- poses, globals, export
     def poses(self) -> dict[int, np.ndarray]:
         """id -> T_map_cam [4,4] float64 (camera-to-map, metres), read from SQLite only."""
         with self._lock:
             rows = self._require_db().execute("SELECT id, T_map_cam FROM keyframes ORDER BY id").fetchall()
-        return {i: np.frombuffer(b, np.float64).reshape(4, 4).copy() for i, b in rows}
+        return {i: blob_matrix(b, 4, f"{self.path / MAP_SQLITE} keyframe {i} T_map_cam") for i, b in rows}
 
     def timestamps(self) -> dict[int, float]:
         """id -> timestamp (seconds)."""
@@ -367,8 +407,8 @@ class KeyframeMap:
         blobs, kblobs = [], []
         for i, T in poses.items():
             T = np.asarray(T, dtype=np.float64)
-            if T.shape != (4, 4) or not np.all(np.isfinite(T)):
-                raise MapError(f"pose of keyframe {i} must be a finite 4x4 matrix")
+            if rigid_problem(T):
+                raise MapError(f"pose of keyframe {i} {rigid_problem(T)}; nothing was updated")
             blobs.append((T.tobytes(), int(i)))
         for i, K in (intrinsics or {}).items():
             K = np.asarray(K, dtype=np.float64)
@@ -382,16 +422,13 @@ class KeyframeMap:
                     if db.execute(f"UPDATE keyframes SET {col}=? WHERE id=?", (blob, i)).rowcount != 1:
                         raise MapError(f"map {self.path}: no keyframe with id {i}; nothing was updated")
         with self._lock:
-            lock = self._writer_lock()
-            try:
-                self._transaction(update)
-            finally:
-                lock.close()
+            self._ensure_writer()
+            self._transaction(update)
 
     def put_global(self, name: str, arr: np.ndarray) -> None:
         """Store or replace a map-level array (e.g. a retrieval index), atomically."""
         check_name(name)
-        self._put(self.path / "globals", "globals", "name=?", (name,),
+        self._put("globals", "globals", "name=?", (name,),
                   "INSERT OR REPLACE INTO globals VALUES (?,?,?)", (name,), name, arr)
 
     def get_global(self, name: str) -> np.ndarray | None:
@@ -399,16 +436,18 @@ class KeyframeMap:
         with self._lock:
             entry = self._require_db().execute(
                 "SELECT file, sha256 FROM globals WHERE name=?", (name,)).fetchone()
-        return None if entry is None else load_npy(self.path / "globals" / entry[0], entry[1])
+        if entry is None:
+            return None
+        return load_npy(map_file(self.path, "globals", entry[0], f"global array {name!r}"), entry[1])
 
     def verify(self) -> None:
         """Check every referenced file's sha256; MapError naming the first bad file."""
         with self._lock:
             db = self._require_db()
-            entries = [(self.path / "keyframes" / f"{k:06d}" / f, s)
-                       for k, f, s in db.execute("SELECT kf_id, file, sha256 FROM arrays")]
-            entries += [(self.path / "globals" / f, s)
-                        for f, s in db.execute("SELECT file, sha256 FROM globals")]
+            entries = [(self._kf_file(k, n, f), s)
+                       for k, n, f, s in db.execute("SELECT kf_id, name, file, sha256 FROM arrays")]
+            entries += [(map_file(self.path, "globals", f, f"global array {n!r}"), s)
+                        for n, f, s in db.execute("SELECT name, file, sha256 FROM globals")]
         for path, sha in entries:
             read_verified(path, sha)
 

@@ -39,6 +39,8 @@ def build_map(dataset: RgbdDataset, spec: FrameSpec | str, frontend: FrontEnd, o
                    extra={"dataset": str(dataset.root), "frames": str(spec),
                           "rgbd_calibration": calib.to_dict()})
     with KeyframeMap.create(out, meta, overwrite=overwrite) as kmap:
+        # until the index is written the map is partial: if the build stops, opening it says so
+        kmap.set_partial(f"`map build` stopped before finishing ({len(frames)} keyframes planned)")
         all_arrays = []
         for frame in _progress(frames, progress, "map build"):
             image = dataset.load_rgb(frame)
@@ -52,6 +54,7 @@ def build_map(dataset: RgbdDataset, spec: FrameSpec | str, frontend: FrontEnd, o
                                        depth if store_depth else None, arrays))
             all_arrays.append(arrays)
         write_index(kmap, frontend, all_arrays)
+        kmap.set_partial(None)
     return Path(out)
 
 

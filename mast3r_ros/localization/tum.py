@@ -40,8 +40,10 @@ def tum_to_T(values) -> np.ndarray:
         raise ValueError(f"TUM pose needs 7 numbers (tx ty tz qx qy qz qw), got {v.shape[0]}")
     q = v[3:]
     norm = np.linalg.norm(q)
-    if not np.isfinite(norm) or norm < 1e-9:
-        raise ValueError(f"TUM pose has a degenerate quaternion {q.tolist()}")
+    if not np.all(np.isfinite(v)) or not np.isfinite(norm) or norm < 1e-9:
+        raise ValueError(f"TUM pose has non-finite values or a degenerate quaternion {v.tolist()}")
+    if abs(norm - 1.0) > 1e-2:  # files written with 9 digits are unit to ~1e-8; a scaled one is an error
+        raise ValueError(f"TUM pose quaternion {q.tolist()} has norm {norm:.4g}, not 1")
     T = np.eye(4)
     T[:3, :3] = Rotation.from_quat(q / norm).as_matrix()
     T[:3, 3] = v[:3]

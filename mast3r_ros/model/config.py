@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import warnings
 from dataclasses import dataclass, replace
 
 
@@ -47,6 +48,9 @@ class Mast3rConfig:
         return [0, d * 2 // 4, d * 3 // 4, d]
 
     def validate(self) -> "Mast3rConfig":
+        """ConfigError naming the first field of the wrong type or outside its range; checked before
+        any layer is built, so a file cannot ask for unbounded memory (enc_depth=1000000)."""
+        check_ranges(self)
         if self.enc_embed_dim % self.enc_num_heads or self.dec_embed_dim % self.dec_num_heads:
             raise ConfigError("embedding widths must be divisible by the number of heads")
         if (self.enc_embed_dim // self.enc_num_heads) % 4 or (self.dec_embed_dim // self.dec_num_heads) % 4:
@@ -67,6 +71,49 @@ class Mast3rConfig:
 
 
 RELEASED = Mast3rConfig()
+
+# Sane bounds (the released ViT-L/ViT-B model: widths 1024/768, depths 24/12, 16 heads, 512 px).
+MAX_CONSTRUCTOR_CHARS = 10_000  # the released string has ~500 characters
+MAX_PARAMETERS = 2_000_000_000  # the released model has ~690 M
+_INT_RANGES = {"patch_size": (1, 64), "enc_embed_dim": (8, 4096), "enc_depth": (1, 64), "enc_num_heads": (1, 64),
+               "dec_embed_dim": (8, 4096), "dec_depth": (1, 64), "dec_num_heads": (1, 64), "desc_dim": (1, 1024)}
+_FLOAT_RANGES = {"mlp_ratio": (0.25, 16.0), "rope_freq": (1.0, 1e6)}
+_BOOLS = ("norm_im2_in_dec", "two_confs", "landscape_only")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_ranges(cfg: "Mast3rConfig") -> None:
+    """Types and ranges of every field, and the parameter count they imply (ConfigError)."""
+    for name, (lo, hi) in _INT_RANGES.items():
+        v = getattr(cfg, name)
+        if not _is_int(v) or not lo <= v <= hi:
+            raise ConfigError(f"{name}={v!r}: must be an integer in [{lo}, {hi}]")
+    for name, (lo, hi) in _FLOAT_RANGES.items():
+        v = getattr(cfg, name)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
+            raise ConfigError(f"{name}={v!r}: must be a number in [{lo}, {hi}]")
+    for name in _BOOLS:
+        if not isinstance(getattr(cfg, name), bool):
+            raise ConfigError(f"{name}={getattr(cfg, name)!r}: must be True or False")
+    size = cfg.img_size
+    if not (isinstance(size, tuple) and len(size) == 2 and all(_is_int(v) and 16 <= v <= 4096 for v in size)):
+        raise ConfigError(f"img_size={size!r}: must be (height, width) integers in [16, 4096]")
+    for name in ("depth_mode", "conf_mode", "desc_conf_mode"):
+        mode = getattr(cfg, name)
+        if not (isinstance(mode, tuple) and len(mode) == 3 and isinstance(mode[0], str)
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+                        for v in mode[1:]) and mode[1] < mode[2]):
+            raise ConfigError(f"{name}={mode!r}: must be (kind, low, high) with numbers low < high")
+    if not isinstance(cfg.desc_mode, str):
+        raise ConfigError(f"desc_mode={cfg.desc_mode!r}: must be a string")
+    e, d, r = cfg.enc_embed_dim, cfg.dec_embed_dim, cfg.mlp_ratio
+    params = cfg.enc_depth * (4 + 2 * r) * e * e + 2 * cfg.dec_depth * (8 + 2 * r) * d * d
+    if params > MAX_PARAMETERS:
+        raise ConfigError(f"the configuration implies ~{params / 1e9:.1f} G parameters (at most "
+                          f"{MAX_PARAMETERS / 1e9:.0f} G): not a MASt3R network")
 
 _CLASS_NAMES = ("AsymmetricMASt3R",)
 
@@ -97,10 +144,18 @@ def _literal(node: ast.AST):
 
 def parse_constructor_kwargs(text: str) -> tuple[str, dict]:
     """Split ``Name(k=literal, ...)`` into the class name and its keyword arguments, safely."""
+    if len(text) > MAX_CONSTRUCTOR_CHARS:
+        raise ConfigError(f"refused: constructor string of {len(text)} characters (at most "
+                          f"{MAX_CONSTRUCTOR_CHARS})")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise ConfigError(f"refused: constructor string is not a call expression: {exc.msg}") from None
+        with warnings.catch_warnings():  # a hostile string must not print Python's syntax warnings
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError) as exc:  # ValueError: null bytes
+        raise ConfigError(f"refused: constructor string is not a call expression: "
+                          f"{getattr(exc, 'msg', None) or exc}") from None
+    except (RecursionError, MemoryError):
+        raise ConfigError("refused: constructor string is nested too deeply") from None
     call = tree.body
     if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
         raise ConfigError("refused: constructor string must be a plain call such as AsymmetricMASt3R(...)")
@@ -112,12 +167,17 @@ def parse_constructor_kwargs(text: str) -> tuple[str, dict]:
     for kw in call.keywords:
         if kw.arg is None:
             raise ConfigError("refused: **kwargs in the constructor string")
-        kwargs[kw.arg] = _literal(kw.value)
+        try:
+            kwargs[kw.arg] = _literal(kw.value)
+        except RecursionError:
+            raise ConfigError(f"refused: value of {kw.arg!r} is nested too deeply") from None
     return call.func.id, kwargs
 
 
 def config_from_constructor(text: str) -> Mast3rConfig:
     """Build a validated :class:`Mast3rConfig` from an official constructor string."""
+    if not isinstance(text, str):
+        raise ConfigError(f"refused: the constructor must be a string, got {type(text).__name__}")
     _, kwargs = parse_constructor_kwargs(text)
     values: dict = {}
     for key, value in kwargs.items():
@@ -144,7 +204,7 @@ def config_from_constructor(text: str) -> Mast3rConfig:
             continue
         else:
             raise ConfigError(f"unknown constructor keyword {key!r}")
-    if isinstance(values.get("img_size"), int):
+    if _is_int(values.get("img_size")):
         values["img_size"] = (values["img_size"], values["img_size"])
     # The official loader forces landscape_only=False at inference; so do we.
     values["landscape_only"] = False

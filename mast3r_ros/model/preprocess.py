@@ -19,7 +19,10 @@ import PIL.Image
 import PIL.ImageOps
 import torch
 
+from mast3r_ros.data.image_files import check_pixels, open_image, to_rgb8
+
 PATCH = 16
+MAX_LONG_SIDE = 4096  # network image long side (pixels); released models use 512
 
 
 @dataclass(frozen=True)
@@ -93,25 +96,34 @@ def to_network_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 
 def preprocess_pil(img: PIL.Image.Image, long_side: int = 512) -> NetworkImage:
-    img = img.convert("RGB")
+    if not PATCH <= long_side <= MAX_LONG_SIDE:
+        raise ValueError(f"long side {long_side} px: must be in [{PATCH}, {MAX_LONG_SIDE}] (one {PATCH}-px patch "
+                         "at least)")
+    check_pixels("image", img.size)
+    img = to_rgb8(img)
     if min(img.size) < 1:
         raise ValueError("empty image")
     cropped, transform = _resize_and_crop(img, long_side)
     if min(cropped.size) < PATCH:
-        raise ValueError(f"image {img.size} too small: the network needs at least {PATCH} px per side")
+        w, h = img.size
+        raise ValueError(f"image {w}x{h} becomes {cropped.size[0]}x{cropped.size[1]} at long side {long_side}, "
+                         f"too small: the network needs at least {PATCH} px per side")
     tensor = to_network_tensor(np.asarray(cropped))
     return NetworkImage(tensor, (cropped.size[1], cropped.size[0]), transform)
 
 
 def preprocess_file(path: str | Path, long_side: int = 512) -> NetworkImage:
     """Load an image file (EXIF orientation applied) and preprocess it for the network."""
-    try:
-        with PIL.Image.open(path) as img:
+    with open_image(path) as img:  # ValueError naming the file: unreadable, too many pixels
+        try:
             img = PIL.ImageOps.exif_transpose(img)
             img.load()
-    except (OSError, PIL.UnidentifiedImageError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from None
-    return preprocess_pil(img, long_side)
+        except (OSError, ValueError, SyntaxError, PIL.UnidentifiedImageError) as exc:
+            raise ValueError(f"cannot read image {path}: {' '.join(str(exc).split())}") from None
+    try:
+        return preprocess_pil(img, long_side)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def preprocess_array(rgb: np.ndarray, long_side: int = 512) -> NetworkImage:
