@@ -81,6 +81,14 @@ def test_bad_frames_and_state_actions(seven, tmp_path):
     assert core.save_map(tmp_path / "copy") == "" and (tmp_path / "copy" / "map.yaml").is_file()
     assert "already exists; set overwrite" in core.save_map(tmp_path / "copy")
     assert core.save_map(tmp_path / "copy", overwrite=True) == ""
+    stray = tmp_path / "notes"
+    stray.mkdir()
+    (stray / "map.yaml").write_text("mine\n")
+    (stray / "todo.txt").write_text("keep me\n")
+    assert "refusing to overwrite" in core.save_map(stray, overwrite=True)
+    assert (stray / "todo.txt").read_text() == "keep me\n"  # a user's folder is never replaced
+    assert "inside the map folder" in core.save_map(mp / "sub")
+    assert not (mp / "sub").exists()
     assert core.num_keyframes == 10
     core.close()
 

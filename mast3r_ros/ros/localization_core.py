@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mast3r_ros.data.map_files import copy_map
+from mast3r_ros.data.map_format import MapError
 from mast3r_ros.geometry.transforms import invert
 from mast3r_ros.localization.frontend import FrontEnd, make_frontend
 from mast3r_ros.localization.localizer import LocalizationResult, Localizer, LocalizerConfig
@@ -377,25 +379,10 @@ def restore_hint(loc: Localizer, p: LocalizationParams) -> None:
 
 
 def copy_map_folder(src: str | Path, dst: str | Path, overwrite: bool = False) -> str:
-    """Copy a map folder to ``dst`` (temp copy + rename, so ``dst`` is never half-written);
-    '' or the reason it was refused. ``overwrite`` replaces an existing *map* folder only."""
-    src, path = Path(src), Path(dst)
-    if path.resolve() == src.resolve():
-        return "the map is already stored there"
-    if path.exists() and not (overwrite and (path / "map.yaml").is_file()):
-        return (f"{str(path)!r} already exists" + ("; set overwrite or choose a new folder" if not overwrite
-                                                   else " and is not a map folder"))
-    if not path.parent.is_dir():
-        return f"parent folder of {str(path)!r} does not exist"
-    tmp, old = path.parent / f".{path.name}.tmp", path.parent / f".{path.name}.old"
+    """Copy a map folder to ``dst`` through the map store's ``copy_map`` (temp copy + rename, never into a
+    map, replaces only a folder of the store's own files); '' or the reason it was refused."""
     try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("map.lock"))
-        if path.exists():
-            path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        return f"cannot save map to {str(path)!r}: {exc}"
+        copy_map(Path(src), Path(dst), overwrite)
+    except (MapError, OSError) as exc:
+        return f"cannot save map to {str(dst)!r}: {exc}"
     return ""
