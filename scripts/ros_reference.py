@@ -156,10 +156,17 @@ def tf_section() -> list[str]:
     return ["#### TF tree", "", "```text",
             f"{d.map_frame} --[map->odom: the node, after the first fix, every 1/tf_publish_rate "
             f"({d.tf_publish_rate:g} Hz), post-dated by transform_tolerance ({d.transform_tolerance:g} s)]-->",
-            f"  {d.odom_frame} --[odom->base: your odometry; identity from the node when publish_odom_tf]-->",
+            f"  {d.odom_frame} --[odom->base: your odometry; identity from the node when publish_odom_tf "
+            "(auto: once TF has none)]-->",
             f"    {d.base_frame} --[base->camera: /tf_static from your robot description (make-bag bags "
             "carry it)]-->",
-            "      camera optical frame (the image's header.frame_id)", "```"]
+            "      camera optical frame (the image's header.frame_id)", "```", "",
+            f"What `{d.map_frame}` is: for a map built by `mapping_node`, the odom frame at its first keyframe "
+            "(map->odom starts as the identity, z is up when odom's is; with the node's own identity odom->base, "
+            "the base frame at that keyframe); for a map built from a dataset by `mast3r-ros map build`, the "
+            "dataset's world frame (its ground-truth poses; with `--optimize`, the first keyframe's camera); "
+            "`localization_node` publishes in the frame of the map it loaded "
+            "(`test_ros_core_mapping.py`, `test_ros_live_mapping.py`, `test_cli_mapping.py`)."]
 
 
 def generate(graph: dict[str, dict] | None = None) -> str:

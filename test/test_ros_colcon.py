@@ -1,6 +1,7 @@
 """A real `colcon build` of this repository with the venv as the underlay, then the *installed*
 `localization_node` (from lib/mast3r_ros, importing mast3r_ros from the install space) on a bag
-played by the installed `mast3r-ros play`: the node gets the frames, nothing is written into the
+played by the installed `mast3r-ros play`: the node gets the frames and publishes poses in frame map
+(the bag has no odometry: publish_odom_tf auto), nothing is written into the
 install space, and the cache goes to ROS_HOME. `colcon test` runs the pytest suite.
 
 Needs colcon (`pip install -e ".[test]"` installs colcon-common-extensions); skipped without it.
@@ -29,7 +30,9 @@ from mast3r_ros.localization.frontend import make_frontend  # noqa: E402
 from mast3r_ros.localization.mapbuild import build_map  # noqa: E402
 from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
 from mast3r_ros.paths import REPO_ROOT  # noqa: E402
-from mast3r_ros.ros.live_client import LiveClient, pid_alive, unique_domain_id  # noqa: E402
+from mast3r_ros.ros.bag import read_bag  # noqa: E402
+from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
+from mast3r_ros.ros.live_client import LiveClient, pid_alive, unique_domain_id, user_environ  # noqa: E402
 
 N_FRAMES = 100  # 7-Scenes 0:300 keeps every 3rd frame; --fps 90 stamps them at 30 Hz
 
@@ -57,7 +60,7 @@ def _copy_sources(dst: Path) -> None:
 
 def _underlay_env() -> dict[str, str]:
     venv = sys.prefix
-    return {**os.environ, "AMENT_PREFIX_PATH": venv, "CMAKE_PREFIX_PATH": venv,
+    return {**user_environ(), "AMENT_PREFIX_PATH": venv, "CMAKE_PREFIX_PATH": venv,
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
 
 
@@ -143,8 +146,13 @@ def test_colcon_build_and_installed_node_gets_played_frames(data_dir, tmp_path):
         print(f"\ninstalled node: {vals}")
         # measured: 100 of 100 images reached the installed node's sync stage
         assert int(vals["image_received"]) >= 0.95 * N_FRAMES and int(vals["synced"]) >= 0.95 * N_FRAMES
-        # Poses need odometry-free publishing (issue 13 item 2); once merged the lead re-checks
-        # that `processed_hz` > 0 and poses arrive here.
+        # the bag has no odometry: poses are published all the same (publish_odom_tf auto)
+        assert client.wait_for(lambda: len(client.messages("pose")) > 0, 30.0), \
+            (tmp_path / "node.log").read_text()[-3000:]
+        images = {stamp_to_ns(m.header.stamp) for _, _, m in read_bag(tmp_path / "bag", ["/camera/image_raw"])}
+        poses = client.messages("pose")
+        assert all(p.header.frame_id == "map" and stamp_to_ns(p.header.stamp) in images for p in poses)
+        print(f"installed node: {len(poses)} poses")
     finally:
         client.close()
         if node.poll() is None:

@@ -104,7 +104,8 @@ def test_odometry_gating_background_passes_and_accuracy(seven):
         print(f"\ncore mapping: {len(ids)} keyframes, {core.passes} passes; ATE {100 * ate_bg:.1f} cm "
               f"(background) -> {100 * ate:.1f} cm after optimize, median rotation {rot:.2f} deg")
         assert ate <= 0.03 and rot < 3.0
-        np.testing.assert_allclose(T[0], np.eye(4), atol=1e-6)  # the map frame is the first keyframe
+        # the map frame is the odom frame at the first keyframe: it keeps its odometry pose (fixed gauge)
+        np.testing.assert_allclose(T[0], kf_odom[ids[0]], atol=1e-6)
     finally:
         core.close()
 
@@ -130,6 +131,9 @@ def test_camera_only_rig_gates_visually(seven):
         assert outs[0].keyframe_added and not any("odometry" in o.status.message for o in outs)
         assert not all(o.keyframe_added for o in outs)
         assert all(o.T_map_odom is not None for o in outs)
+        # the node's own odom (identity odom->base): the map frame is the odom frame at the first
+        # keyframe all the same, so map->odom is the identity
+        np.testing.assert_allclose(outs[-1].T_map_odom, np.eye(4), atol=1e-9)
     finally:
         core.close()
 
@@ -221,6 +225,7 @@ def test_save_map_refusals_atomic_replace_and_localizable(seven, tmp_path):
         loc = LocalizationCore(LocalizationParams(map_path=str(tmp_path / "m"), subscribe_depth=True,
                                                   rgbd_calibration="7scenes"))
         T_map_cam0 = T[0] @ invert(_odom(seven, 0))  # map <- world (GT) through keyframe 0
+        np.testing.assert_allclose(T_map_cam0, np.eye(4), atol=1e-6)  # map = odom (= GT world here)
         out = loc.process(_frame(seven, 9), np.eye(4), np.eye(4))
         assert out.status.localized, out.status.message
         dt, dr = pose_errors(out.T_map_cam, T_map_cam0 @ _odom(seven, 9))
@@ -236,13 +241,16 @@ def test_cloud_is_in_the_map_frame_and_bounded(seven):
         core.process(_frame(seven, 0), _odom(seven, 0))
         xyz, rgb = core.cloud()
         assert 1000 < len(xyz) <= 5000 and rgb.dtype == np.uint8 and xyz.dtype == np.float32
-        # one keyframe: the map frame is its camera, so the cloud is its back-projected depth
+        # one keyframe: the map frame is the odom frame at it, so the cloud is its back-projected depth
+        # moved by its odometry pose; in its camera frame every point lies in front of it
         ds, cal, frames, cache = seven
         depth = cal.depth_in_colour(cache[0][1], ds.K, cache[0][0].shape[1::-1])
         pts = depth_to_pointmap(cal.colour_K(ds.K), depth).reshape(-1, 3)
         pts = pts[pts[:, 2] > 0]
-        assert np.all(xyz[:, 2] > 0)
-        assert abs(np.median(xyz[:, 2]) - np.median(pts[:, 2])) < 0.05
+        T_cam_map = invert(_odom(seven, 0))
+        xyz_cam = xyz.astype(np.float64) @ T_cam_map[:3, :3].T + T_cam_map[:3, 3]
+        assert np.all(xyz_cam[:, 2] > 0)
+        assert abs(np.median(xyz_cam[:, 2]) - np.median(pts[:, 2])) < 0.05
         for i in (6, 12):
             core.process(_frame(seven, i), _odom(seven, i))
         xyz, _ = core.cloud()
@@ -294,7 +302,8 @@ def test_load_map_continues_mapping_and_refusals_keep_the_map(seven, tmp_path):
         assert core.save_map(tmp_path / "m") == ""
     finally:
         core.close()
-    T_map_world = saved_T[0] @ invert(_odom(seven, 0))  # the saved map frame: frame 0's camera
+    T_map_world = saved_T[0] @ invert(_odom(seven, 0))  # the saved map frame: odom (GT world) at frame 0
+    np.testing.assert_allclose(T_map_world, np.eye(4), atol=1e-6)
 
     core = MappingCore(params, background=False)
     try:

@@ -42,7 +42,7 @@ def node(data_dir, tmp_path_factory):
     build_map(ds, "0:30:6", make_frontend("classical"), tmp / "map", calib=cal)
     domain = unique_domain_id()
     proc = start_launch("localization", domain, [
-        "--map", str(tmp / "map"), "-p", "qos_image:=reliable", "-p", f"base_frame:={CAM}",
+        "--map", str(tmp / "map"), "-p", f"base_frame:={CAM}",
         "-p", "publish_odom_tf:=true", "-p", "subscribe_depth:=true", "-p", "rgbd_calibration:=7scenes",
         "-p", "approx_sync_max_interval:=0.01"], tmp / "launch.log")
     client = LiveClient(domain, reliable_images=True)

@@ -25,6 +25,7 @@ from mast3r_ros.localization.datasets import open_dataset  # noqa: E402
 from mast3r_ros.localization.frontend import make_frontend  # noqa: E402
 from mast3r_ros.localization.mapbuild import build_map  # noqa: E402
 from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
+from mast3r_ros.ros.bag_play import PROFILE_ENV, large_data_profile  # noqa: E402
 from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.live_client import (  # noqa: E402
     LiveClient,
@@ -70,18 +71,23 @@ def test_flood_keeps_newest_no_backlog_memory_flat(data_dir, tmp_path):
     ds_dir = data_dir / "7scenes_redkitchen"
     build_map(open_dataset(ds_dir), "0:30:6", make_frontend("classical"), tmp_path / "map",
               calib=RgbdCalibration.load("7scenes"))
-    # stamps near the wall clock, so status.latency (now - stamp) is a latency plus a constant
-    t0 = time.time() + 30.0
+    # stamps near the wall clock, so status.latency (now - stamp) is a latency plus a constant; in the
+    # past by the time they are played (the node refuses stamps more than 10 s ahead of its clock)
+    t0 = time.time()
     _make_bag(ds_dir, "0:90", t0, tmp_path / "warm")
     stamps = _make_bag(ds_dir, "90:600", t0 + 1.0, tmp_path / "flood")  # 170 frames, 5.7 s at 30 Hz
     domain = unique_domain_id()
-    # publish_odom_tf: the README's setting for a camera without odometry (our bags have none)
-    proc = start_launch("localization", domain, ["--map", str(tmp_path / "map"), "-p", "publish_odom_tf:=true"],
-                        tmp_path / "launch.log")
+    # shipped defaults: the bag has no odometry, publish_odom_tf auto covers it
+    proc = start_launch("localization", domain, ["--map", str(tmp_path / "map")], tmp_path / "launch.log")
     client = LiveClient(domain)
     try:
         assert client.wait_for_service(Trigger, "reset", 90), (tmp_path / "launch.log").read_text()[-3000:]
         (node_pid,) = child_pids(proc.pid)
+        # `mast3r-ros launch` gives the node the same Fast DDS profile `mast3r-ros play` loads
+        environ = Path(f"/proc/{node_pid}/environ").read_text().split("\0")
+        node_env = dict(kv.split("=", 1) for kv in environ if "=" in kv)
+        assert node_env.get(PROFILE_ENV) == str(large_data_profile())
+        assert f"launch: Fast DDS profile {large_data_profile()}" in (tmp_path / "launch.log").read_text()
         warm_rss: list[float] = []
         _play(tmp_path / "warm", domain, node_pid, warm_rss)        # DDS matching, first-frame caches
         client.wait_for(lambda: len(client.messages("status")) > 0, 20.0)
@@ -115,7 +121,8 @@ def test_flood_keeps_newest_no_backlog_memory_flat(data_dir, tmp_path):
     assert len(done) + dropped + len(rejected) >= 0.95 * len(stamps)
     assert len(rejected) <= 0.05 * len(stamps)
     # newest first: stamps processed in order, the last frame published is the last one processed
-    assert order == sorted(order) and order[-1] == last
+    back = [(n, [m.message for _, m in done][n - 1:n + 1]) for n in range(1, len(order)) if order[n] < order[n - 1]]
+    assert not back and order[-1] == last, back
     # no backlog: once the input stopped, at most the frame in progress and the newest one remain
     assert sum(t > ended for t, _ in done) <= 2
     # latency does not grow (a FIFO behind a slower worker grows by the input rate x processing time)

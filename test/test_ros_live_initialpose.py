@@ -1,7 +1,7 @@
 """/initialpose like AMCL, live over DDS from a separate process: accepted before, during and after
 frames; other frames than map refused with a logged reason; applied as the prior of the next frame
-with its covariance as the search region; the node never dies. Shipped defaults, plus the
-README's qos_image:=reliable for localhost."""
+with its covariance as the search region; the node never dies. Shipped defaults; the client
+publishes its frames with the Fast DDS profile `mast3r-ros play` loads."""
 from __future__ import annotations
 
 import signal
@@ -45,7 +45,7 @@ def test_initialpose_before_during_after_frames(data_dir, tmp_path):
     build_map(ds, "0:60:6", make_frontend("classical"), tmp_path / "map", calib=cal)
     domain = unique_domain_id()
     log = tmp_path / "launch.log"
-    proc = start_launch("localization", domain, ["--map", str(tmp_path / "map"), "-p", "qos_image:=reliable"], log)
+    proc = start_launch("localization", domain, ["--map", str(tmp_path / "map")], log)
     client = LiveClient(domain, reliable_images=True)
     client.publish_static_tf("base_link", CAM, T_BODY_OPTICAL)
     frames = ds.frames("3:60:3")
@@ -120,7 +120,7 @@ def test_accepted_fixes_seed_other_localizers_on_initialpose(data_dir, tmp_path)
     build_map(ds, "0:60:6", make_frontend("classical"), tmp_path / "map", calib=cal)
     domain = unique_domain_id()
     log = tmp_path / "launch.log"
-    proc = start_launch("localization", domain, ["--map", str(tmp_path / "map"), "-p", "qos_image:=reliable",
+    proc = start_launch("localization", domain, ["--map", str(tmp_path / "map"),
                                                  "-p", "publish_initialpose:=true"], log)
     client = LiveClient(domain, reliable_images=True)
     client.subscribe(PoseWithCovarianceStamped, "/initialpose", RELIABLE, "initialpose")

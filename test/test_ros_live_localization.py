@@ -1,8 +1,8 @@
 """Live over DDS, separate processes: `mast3r-ros launch localization` on a 7-Scenes map, frames
 published by a client, poses/status recorded, services called while frames are processed, then
-SIGTERM. Shipped defaults plus the README's qos_image:=reliable: no odometry on TF (publish_odom_tf
-auto gives the identity odom->base); assertions are on behaviour (the newest frame is answered,
-poses are accurate), never on how many frames this machine managed to process."""
+SIGTERM. Shipped defaults (the client publishes with the Fast DDS profile `mast3r-ros play` loads):
+no odometry on TF (publish_odom_tf auto gives the identity odom->base); assertions are on behaviour
+(the newest frame is answered, poses are accurate), never on how many frames this machine managed to process."""
 from __future__ import annotations
 
 import signal
@@ -34,10 +34,6 @@ CAM = "camera_optical"
 T_BASE_CAM = np.eye(4)
 T_BASE_CAM[:3, :3] = [[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]]
 T_BASE_CAM[:3, 3] = [0.2, 0.0, 0.3]
-# The one non-default: reliable images. With the shipped best_effort, 640x480 frames are lost on
-# localhost before the node (issue #13 item 3, the transport developer's part); drop this line
-# once that default delivers.
-NODE_ARGS = ["-p", "qos_image:=reliable"]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +50,7 @@ def live(scene, tmp_path):
     """(client, launch process, domain); the process tree is always torn down."""
     ds, cal, mp = scene
     domain = unique_domain_id()
-    proc = start_launch("localization", domain, ["--map", str(mp), *NODE_ARGS], tmp_path / "launch.log")
+    proc = start_launch("localization", domain, ["--map", str(mp)], tmp_path / "launch.log")
     client = LiveClient(domain, reliable_images=True)
     client.publish_static_tf("base_link", CAM, T_BASE_CAM)
     try:

@@ -4,6 +4,8 @@ Why: ``ros2 launch`` is not installable as a wheel. The node list comes from the
 function as the launch file (:func:`mast3r_ros.ros.launch_description.describe`). Children run
 in their own sessions, so Ctrl-C / SIGTERM reach this process only; it forwards SIGINT (rclpy's
 clean shutdown), waits, then escalates to SIGTERM and SIGKILL so nothing is left running.
+The nodes get the Fast DDS large-data profile, as `mast3r-ros play` does (their latched cloud_map
+is a large sample too), unless the user chose a profile or another RMW.
 """
 from __future__ import annotations
 
@@ -73,6 +75,7 @@ def _stop(procs: list[subprocess.Popen], grace_s: float = STOP_GRACE_S) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mast3r_ros.ros.bag_play import use_large_data_profile
     from mast3r_ros.ros.launch_description import describe
 
     try:
@@ -94,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     procs: list[subprocess.Popen] = []
+    env = os.environ.copy()
+    print(f"launch: {use_large_data_profile(env)}", file=sys.stderr, flush=True)
     try:
         for spec in specs:
             cmd = _command(spec)
@@ -103,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             extra = [a for p in args.param for a in ("-p", p)] if spec.package == "mast3r_ros" else []
             full = cmd + spec.arguments + spec.ros_args() + extra
             print("launch: " + " ".join(full), file=sys.stderr, flush=True)
-            procs.append(subprocess.Popen(full, start_new_session=True, env=os.environ.copy()))
+            procs.append(subprocess.Popen(full, start_new_session=True, env=env))
         while procs and not stop_requested and all(p.poll() is None for p in procs):
             time.sleep(0.1)
     finally:

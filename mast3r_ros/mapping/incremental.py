@@ -13,8 +13,10 @@ Usage (the mapping node forwards each synchronised image / depth / camera_info t
 
 Inputs: ``rgb`` [H,W,3] uint8, ``K`` [3,3] float64 (pixels), ``depth`` [H,W] float32 metres registered
 to ``rgb`` (0 = invalid), ``stamp`` seconds, optional ``T_odom_cam`` [4,4] (odometry prior, used
-when visual tracking fails). Poses are ``T_map_cam`` camera-to-map (OpenCV optical frame, metres);
-the map frame is the first keyframe's camera.
+when visual tracking fails). Poses are ``T_map_cam`` camera-to-map (OpenCV optical frame, metres).
+The first keyframe's pose is ``T_map_first`` when given (the mapping node passes its odometry pose:
+the map frame is then the odom frame at the first keyframe, z up when odom's is), else the identity
+(the map frame is the first keyframe's camera).
 
 Keyframe gating: a frame becomes a keyframe when, relative to the last keyframe (3D-3D RANSAC
 on SIFT + depth), it moved more than ``kf_min_translation`` metres or ``kf_min_rotation_deg``, or
@@ -134,15 +136,18 @@ class IncrementalMapper:
 
     # ------------------------------------------------------------------ frames
     def add_frame(self, image: np.ndarray, K: np.ndarray, depth: np.ndarray, stamp: float = 0.0,
-                  T_odom_cam: np.ndarray | None = None) -> FrameResult:
-        """Track a frame against the last keyframe and add it as a keyframe when gated in."""
+                  T_odom_cam: np.ndarray | None = None, T_map_first: np.ndarray | None = None) -> FrameResult:
+        """Track a frame against the last keyframe and add it as a keyframe when gated in.
+        ``T_map_first`` [4,4]: the pose given to the first keyframe of an empty map (default: the
+        identity); ignored once the map has keyframes."""
         cfg = self.config
         arrays = self._fe.prepare_keyframe(image, K, depth)
         with self._lock:  # the reference: the newest keyframe, or the one last relocalised against
             last = self._kfs.get(self._ref_id) or (self._kfs[max(self._kfs)] if self._kfs else None)
             odom_ref = self._last_T_odom if last is not None and last.id == max(self._kfs) else None
         if last is None:
-            return self._add_kf(image, K, depth, stamp, arrays, np.eye(4), None, "first keyframe", 0, 1.0,
+            first = np.eye(4) if T_map_first is None else np.asarray(T_map_first, np.float64)
+            return self._add_kf(image, K, depth, stamp, arrays, first, None, "first keyframe", 0, 1.0,
                                 T_odom_cam)
         T_last_cur, n_inl, overlap = self._track(last, arrays, K)
         if T_last_cur is None and T_odom_cam is not None and odom_ref is not None:

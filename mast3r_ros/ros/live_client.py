@@ -24,6 +24,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from mast3r_ros.msg import LocalizationStatus
+from mast3r_ros.ros.bag_play import PROFILE_ENV, use_large_data_profile
 from mast3r_ros.ros.conversions import (
     CameraIntrinsics,
     intrinsics_to_camera_info,
@@ -57,12 +58,27 @@ def camera_info_msg(K: np.ndarray, size: tuple[int, int], stamp_ns: int, frame_i
                                                       int(size[1])), make_header(stamp_ns, frame_id))
 
 
+_PROFILE_SET_HERE: dict[str, str] = {}  # what use_publisher_profile put into os.environ
+
+
+def use_publisher_profile() -> str:
+    """Load the Fast DDS large-data profile in this process, as ``mast3r-ros play`` does (same
+    function), so this client's 640x480 best-effort images reach the node. Fast DDS reads the
+    variable once per process, at its first participant: call before any rclpy context exists."""
+    before = os.environ.get(PROFILE_ENV)
+    line = use_large_data_profile()
+    if before is None and os.environ.get(PROFILE_ENV):
+        _PROFILE_SET_HERE[PROFILE_ENV] = os.environ[PROFILE_ENV]
+    return line
+
+
 class LiveClient:
     """Publisher/recorder node on a background executor thread (call :meth:`close`)."""
 
     def __init__(self, domain_id: int, namespace: str = "mast3r", image_topic: str = "/camera/image_raw",
                  info_topic: str = "/camera/camera_info", depth_topic: str = "/camera/depth/image_raw",
                  reliable_images: bool = False, name: str = "mast3r_live_client"):
+        use_publisher_profile()  # a camera driver's job; the nodes keep their own default (see ros_env)
         self.context = rclpy.Context()  # own context: no process-global rclpy state
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = Node(name, context=self.context)
@@ -166,9 +182,15 @@ class LiveClient:
         self.context.try_shutdown()
 
 
+def user_environ() -> dict[str, str]:
+    """``os.environ`` without the transport profile :func:`use_publisher_profile` loaded for this
+    process's own publisher: the environment a user's shell gives the processes a test starts."""
+    return {k: v for k, v in os.environ.items() if _PROFILE_SET_HERE.get(k) != v}
+
+
 def ros_env(domain_id: int) -> dict[str, str]:
-    """Environment for node processes: this machine only, the run's own domain."""
-    return {**os.environ, "ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    """Environment for node processes: this machine only, the run's own domain (see user_environ)."""
+    return {**user_environ(), "ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 
 
 def unique_domain_id() -> int:

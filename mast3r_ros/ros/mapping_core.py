@@ -16,7 +16,8 @@ What this core adds:
   mapper's own gating (visual motion, overlap) decides. Without odometry (camera-only rig,
   ``odom_is_real=False``) every frame goes to the mapper;
 * ``T_map_odom`` from the newest keyframe: its optimised ``T_map_cam`` composed with the odometry
-  pose recorded with it (the map frame is the first keyframe's camera);
+  pose recorded with it (the map frame is the odom frame at the first keyframe: map->odom starts
+  as the identity);
 * ``load_map``: continue from a saved map (its keyframes, poses and retrieval vocabulary); a bad
   folder is refused with the reason and the running map is kept;
 * ``save_map``: refusals with a reason, and atomicity: the mapper writes the map (format the
@@ -151,8 +152,10 @@ class MappingCore:
                 depth = self.calib.depth_in_colour(depth, frame.K, frame.image.shape[1::-1])
             depth = np.asarray(depth, np.float32)
             K = np.asarray(frame.K, np.float64)
+            # the map frame is the odom frame at the first keyframe (map->odom starts as the identity),
+            # also when the odom frame is the node's own (then the base frame at that keyframe)
             r = self.mapper.add_frame(frame.image, K, depth, stamp=frame.stamp_ns * 1e-9,
-                                      T_odom_cam=T_odom_cam if odom_is_real else None)
+                                      T_odom_cam=T_odom_cam if odom_is_real else None, T_map_first=T_odom_cam)
             st.n_inliers = r.n_inliers
             if r.T_map_cam is None:
                 st.state = "LOST" if len(self.mapper) else "INIT"
