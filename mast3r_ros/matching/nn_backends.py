@@ -145,10 +145,10 @@ class FaissIndex:
 def resolve_backend(backend: str, device: torch.device, dense_map: bool = True) -> str:
     """'auto' -> the fastest exact backend available for ``device``.
 
-    Measured on the project's 2-core CPU (benchmarks/bench_matching.py): 'torch-pruned' (tile bounds,
-    pruned.py) < 'torch' (blocked brute force) << 'faiss' (IndexFlatIP keeps a heap per query and
-    re-blocks its BLAS calls: ~10x slower here). The pruned search also issues far fewer OpenMP
-    regions, which matters on a loaded machine. On CUDA the blocked matmul is used (no extra package,
+    On CPU the order by speed is 'torch-pruned' (tile bounds, pruned.py) < 'torch' (blocked brute
+    force) < 'faiss' (IndexFlatIP keeps a heap per query and re-blocks its BLAS calls); measure it
+    with benchmarks/bench_matching.py. The pruned search also issues far fewer OpenMP regions, which
+    matters on a loaded machine. On CUDA the blocked matmul is used (no extra package,
     GPU matmul is cheap, branch-and-bound does not pay there).
     """
     if backend == "auto":
