@@ -7,8 +7,8 @@ Tie rule (documented, and the same as the official ``dist='dot'`` matcher on CPU
 whose float32 score is *exactly* equal to the maximum, the lowest flat index wins. Results are exact
 up to float32 rounding of the 24-term dot products; the torch backend reproduces the rounding of the
 official blocked matmul (MKL sgemm, summed in the same order), so its answers are bit-identical to the
-official ones on CPU. faiss sums in its own order, so two scores that agree to ~1e-7 may be ordered
-differently (rare; quantified in the tests against the fixtures).
+official ones on CPU. faiss sums in its own order, so two scores that agree to ~1e-7 could in principle
+be ordered differently; on the fixtures its matches are identical too (the tests demand equality).
 
 Backends
 --------
