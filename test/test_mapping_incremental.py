@@ -84,7 +84,7 @@ def test_global_pass_keeps_poses_close_to_ground_truth_and_bounds_keyframes(fram
     assert snap.version == 1 and len(snap.ids) == 8 and snap.ids[0] == 0  # the first keyframe stays
     gt = {round(f[4], 6): f[3] for f in frames}
     T_gt = np.stack([gt[round(s, 6)] for s in snap.stamps])
-    assert _ate(snap.T_map_cam, T_gt) < 0.03
+    assert _ate(snap.T_map_cam, T_gt) < 0.018  # measured 1.52 cm
     np.testing.assert_allclose(snap.T_map_cam[0], np.eye(4), atol=1e-9)  # map = first keyframe
     assert snap.cloud_xyz.shape[1] == 3 and len(snap.cloud_xyz) == len(snap.cloud_rgb) > 1000
 
@@ -151,7 +151,7 @@ def test_load_continues_a_saved_map_and_relocalizes(frames, tmp_path):
     gt = [invert(frames[10][3]) @ f[3] for f in frames]  # the map frame: frame 10's camera
     r = m2.add_frame(*frames[11][:3], stamp=frames[11][4])
     assert r.relocalized and r.T_map_cam is not None, r.reason
-    assert np.linalg.norm(r.T_map_cam[:3, 3] - gt[11][:3, 3]) < 0.02
+    assert np.linalg.norm(r.T_map_cam[:3, 3] - gt[11][:3, 3]) < 0.01  # measured 0.80 cm
     # mapping continues into new ground (the frames before the saved part, backwards); a global
     # pass keeps every keyframe close to the ground truth
     for rgb, K, d, _, t in frames[9::-1]:
@@ -159,4 +159,5 @@ def test_load_continues_a_saved_map_and_relocalizes(frames, tmp_path):
     assert len(m2) > len(saved.ids) and m2.optimize("global", wait=True), m2.last_error
     snap = m2.snapshot()
     by_stamp = {round(f[4], 6): g for f, g in zip(frames, gt)}
-    assert _ate(snap.T_map_cam, np.stack([by_stamp[round(s, 6)] for s in snap.stamps])) < 0.03
+    # measured 1.40 cm
+    assert _ate(snap.T_map_cam, np.stack([by_stamp[round(s, 6)] for s in snap.stamps])) < 0.017
