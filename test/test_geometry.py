@@ -109,13 +109,14 @@ def test_essential_pose_and_metric_scale():
     xy1 += rng.normal(0, 0.3, xy1.shape)
     xy2 += rng.normal(0, 0.3, xy2.shape)
     R, t, inl = essential_relative_pose(xy1, xy2, K, K)
-    assert inl.mean() > 0.9
-    assert rotation_error_deg(R, T21[:3, :3]) < 0.2
+    # measured: all inliers, rotation 0.025 deg, translation direction 0.087 deg, scale -0.43 %
+    assert inl.all()
+    assert rotation_error_deg(R, T21[:3, :3]) < 0.035
     t_true = T21[:3, 3] / np.linalg.norm(T21[:3, 3])
-    assert np.degrees(np.arccos(np.clip(t @ t_true, -1, 1))) < 2.0
+    assert np.degrees(np.arccos(np.clip(t @ t_true, -1, 1))) < 0.12
     Xu = triangulate(R, t, xy1, xy2, K, K)
     s = metric_scale(Xu[:, 2], X1[:, 2])
-    assert s == pytest.approx(np.linalg.norm(T21[:3, 3]), rel=0.03)
+    assert s == pytest.approx(np.linalg.norm(T21[:3, 3]), rel=0.006)
 
 
 def test_register_depth_matches_analytic_plane():

@@ -30,13 +30,14 @@ def test_temporal_split_classical_meets_acceptance(data_dir, tmp_path):
         rgb = localize_frames(Localizer(kmap, make_frontend("classical")), ds, "600:1000:18", calib=cal)
     s = summarize(rgbd)
     assert s["n_queries"] == 45
-    # the acceptance thresholds (RGB-D queries)
-    assert s["fraction_localized"] >= 0.95
-    assert s["median_translation_m"] <= 0.05
-    assert s["median_rotation_deg"] <= 2.0
+    # RGB-D queries, measured: 45 / 45 localized, median 3.43 cm / 1.54 deg (the ground truth's own
+    # drift between the two halves of the sequence dominates; the acceptance was 5 cm / 2 deg)
+    assert s["n_localized"] == 45
+    assert s["median_translation_m"] <= 0.04
+    assert s["median_rotation_deg"] <= 1.8
     te = [r.translation_error_m for r in rgbd if r.localized]
     assert s["median_translation_m"] == pytest.approx(float(np.median(te)))
-    # colour-only queries (PnP): localized and within 5 cm; rotation is ~2.4 deg on this split
+    # colour-only queries (PnP), measured: 23 / 23 localized, median 4.78 cm / 2.38 deg
     s_rgb = summarize(rgb)
-    assert s_rgb["fraction_localized"] >= 0.95
-    assert s_rgb["median_translation_m"] <= 0.05 and s_rgb["median_rotation_deg"] <= 3.0
+    assert s_rgb["n_queries"] == s_rgb["n_localized"] == 23
+    assert s_rgb["median_translation_m"] <= 0.055 and s_rgb["median_rotation_deg"] <= 2.7

@@ -2,7 +2,7 @@
 
 The reference pointmap is the reference depth back-projected (with multiplicative depth noise);
 matches are reference pixels re-projected into the query with the GT relative pose (pixel noise
-+ 15 % random outliers). Every solver must recover the relative pose to 1 cm / 0.5 deg.
++ 15 % random outliers). Every solver must recover the relative pose (bounds per solver below).
 """
 from __future__ import annotations
 
@@ -44,6 +44,11 @@ def _oracle(ds, ref_idx, query_idx, rng):
     return ref, qry, xy_ref, xy_q, pm_ref, pm_q
 
 
+# (m, deg) per solver, just above the worst of the two pairs measured: pnp 0.19 mm / 0.0058 deg,
+# essential 1.08 mm / 0.035 deg, procrustes 4.95 mm / 0.118 deg
+BOUNDS = {"pnp": (0.0003, 0.01), "essential": (0.0015, 0.05), "procrustes": (0.006, 0.15)}
+
+
 @pytest.mark.parametrize("method", ["pnp", "essential", "procrustes"])
 @pytest.mark.parametrize("pair", PAIRS)
 def test_mapfree_oracle_recovers_pose(data_dir, method, pair):
@@ -58,7 +63,8 @@ def test_mapfree_oracle_recovers_pose(data_dir, method, pair):
     te, re = pose_errors(res.T_map_cam, qry.T_world_cam)
     baseline = np.linalg.norm(ref.T_world_cam[:3, 3] - qry.T_world_cam[:3, 3])
     assert baseline > 0.1  # a real relative pose, not identity
-    assert te < 0.01 and re < 0.5, (method, te, re)
+    max_t, max_r = BOUNDS[method]
+    assert te < max_t and re < max_r, (method, te, re)
 
 
 def test_mapfree_falls_back_when_pointmap_is_unusable(data_dir):

@@ -50,4 +50,6 @@ def test_rgbd_localization_with_registered_depth(data_dir, tmp_path):
             assert r.ok, r.error
             errs.append(pose_errors(cal.dataset_pose(r.T_map_cam), f.T_world_cam))
     errs = np.array(errs)
-    assert np.median(errs[:, 0]) < 0.03 and np.median(errs[:, 1]) < 1.0
+    # measured: median 0.43 cm / 0.18 deg, worst 0.80 cm / 0.37 deg (8 queries)
+    assert np.median(errs[:, 0]) < 0.0055 and np.median(errs[:, 1]) < 0.25
+    assert errs[:, 0].max() < 0.012 and errs[:, 1].max() < 0.5

@@ -4,6 +4,7 @@ the max_keyframes bound, clean worker start/stop and a saved map the localizer o
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -83,7 +84,7 @@ def test_global_pass_keeps_poses_close_to_ground_truth_and_bounds_keyframes(fram
     assert snap.version == 1 and len(snap.ids) == 8 and snap.ids[0] == 0  # the first keyframe stays
     gt = {round(f[4], 6): f[3] for f in frames}
     T_gt = np.stack([gt[round(s, 6)] for s in snap.stamps])
-    assert _ate(snap.T_map_cam, T_gt) < 0.03
+    assert _ate(snap.T_map_cam, T_gt) < 0.018  # measured 1.52 cm
     np.testing.assert_allclose(snap.T_map_cam[0], np.eye(4), atol=1e-9)  # map = first keyframe
     assert snap.cloud_xyz.shape[1] == 3 and len(snap.cloud_xyz) == len(snap.cloud_rgb) > 1000
 
@@ -97,12 +98,17 @@ def test_worker_passes_then_stops_cleanly_and_save_is_localizable(frames, tmp_pa
     m.start()  # idempotent
     try:
         _feed(m, frames, step=3)
+        version = m.snapshot().version
         assert m.optimize("global", wait=False)  # queued for the worker
+        # served by the worker, however slow the machine (no fixed wait: poll with a generous bound)
+        deadline = time.monotonic() + 600
+        while m.snapshot().version == version and m.last_error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert m.snapshot().version > version and m.last_error is None, m.last_error
     finally:
         m.stop()
     assert not [t for t in threading.enumerate() if t.name == "mast3r-mapper"]
     m.stop()  # idempotent
-    assert m.snapshot().version >= 1 and m.last_error is None
     assert m.optimize("global", wait=True)  # without a worker a pass runs in the caller
     path = m.save(tmp_path / "map")
     snap = m.snapshot()
@@ -145,7 +151,7 @@ def test_load_continues_a_saved_map_and_relocalizes(frames, tmp_path):
     gt = [invert(frames[10][3]) @ f[3] for f in frames]  # the map frame: frame 10's camera
     r = m2.add_frame(*frames[11][:3], stamp=frames[11][4])
     assert r.relocalized and r.T_map_cam is not None, r.reason
-    assert np.linalg.norm(r.T_map_cam[:3, 3] - gt[11][:3, 3]) < 0.02
+    assert np.linalg.norm(r.T_map_cam[:3, 3] - gt[11][:3, 3]) < 0.01  # measured 0.80 cm
     # mapping continues into new ground (the frames before the saved part, backwards); a global
     # pass keeps every keyframe close to the ground truth
     for rgb, K, d, _, t in frames[9::-1]:
@@ -153,4 +159,5 @@ def test_load_continues_a_saved_map_and_relocalizes(frames, tmp_path):
     assert len(m2) > len(saved.ids) and m2.optimize("global", wait=True), m2.last_error
     snap = m2.snapshot()
     by_stamp = {round(f[4], 6): g for f, g in zip(frames, gt)}
-    assert _ate(snap.T_map_cam, np.stack([by_stamp[round(s, 6)] for s in snap.stamps])) < 0.03
+    # measured 1.40 cm
+    assert _ate(snap.T_map_cam, np.stack([by_stamp[round(s, 6)] for s in snap.stamps])) < 0.017

@@ -1,6 +1,7 @@
 """Acceptance: sparse global alignment on oracle pairwise pointmaps from 7-Scenes depth + GT
 poses (MASt3R-style X11/X21 + matches, with point noise, pixel noise and 10 % outlier matches,
-intrinsics unknown) recovers poses to <= 1 cm / 0.5 deg and the focal length to <= 1 %."""
+intrinsics unknown) recovers poses and the focal length (measured: worst 2.4 mm / 0.072 deg, focal
+0.46 %, depth 0.19 % median; bounds just above)."""
 from __future__ import annotations
 
 import numpy as np
@@ -26,17 +27,17 @@ def test_oracle_pointmaps_recover_poses_and_focal(data_dir):
     assert all(v.K is None for v in scene.views)  # focal must come from the pointmaps
     res = sparse_global_alignment(scene.views, scene.pairs, AlignmentConfig())
     err = _errors(res.T_world_cam, scene.T_world_cam)
-    assert err[:, 0].max() <= 0.01, err
-    assert err[:, 1].max() <= 0.5, err
+    assert err[:, 0].max() <= 0.003, err
+    assert err[:, 1].max() <= 0.09, err
     focal_err = np.abs(res.K[:, 0, 0] / scene.K[0, 0] - 1)
-    assert focal_err.max() <= 0.01, focal_err
+    assert focal_err.max() <= 0.006, focal_err
     # outliers were rejected by the pairwise robust check, not silently fitted
     inl = np.concatenate([res.pair_inliers[(p.i, p.j)] for p in scene.pairs])
-    assert 0.75 <= inl.mean() <= 0.92
+    assert 0.75 <= inl.mean() <= 0.92  # measured 0.866 (10 % outliers injected, plus noisy inliers)
     assert all(s == "ok" for s in res.pair_status.values())
     # the result is metric and in view 0's frame
     np.testing.assert_allclose(res.T_world_cam[0], np.eye(4), atol=1e-9)
     # optimised depth maps agree with the (consistent) oracle depth where valid
     d_est, d_gt = res.depth_map(2), scene.depth[2]
     ok = d_gt > 0
-    assert np.median(np.abs(d_est[ok] - d_gt[ok]) / d_gt[ok]) < 0.01
+    assert np.median(np.abs(d_est[ok] - d_gt[ok]) / d_gt[ok]) < 0.0025

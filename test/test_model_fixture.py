@@ -15,14 +15,31 @@ PAIRS = ["pair0", "pair1", "pair2"]
 OUTPUT_KEYS = ["pts3d", "conf", "desc", "desc_conf"]
 
 
-def assert_close(ours, ref, what: str):
-    """The issue's tolerance: |ours - official| <= 1e-4 * (1 + |official|), element-wise."""
+# Worst relative errors measured against the fixtures (torch CPU, 2 threads; all pairs, views and
+# decoder layers): per-token error / token norm 9.7e-7 (encoder), 6.1e-7 (decoder); pts3d error / point
+# norm 7.8e-6; descriptor error / descriptor norm 1.9e-6; conf 2.3e-6, desc_conf 1.3e-6 element-wise.
+# The tolerances sit just above; the README's "1e-5 relative" is the pts3d one.
+TOKEN_RTOL = 2e-6
+OUTPUT_RTOL = {"pts3d": 1e-5, "desc": 3e-6, "conf": 3e-6, "desc_conf": 2e-6}
+VECTOR_KEYS = {"pts3d", "desc", "tokens"}
+
+
+def relative_error(ours, ref, vectors: bool) -> np.ndarray:
+    """|ours - ref| / |ref|, per vector along the last axis (vectors=True) or per element."""
     ours = np.asarray(ours, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
-    assert ours.shape == ref.shape, f"{what}: shape {ours.shape} vs {ref.shape}"
-    excess = np.abs(ours - ref) - 1e-4 * (1 + np.abs(ref))
-    worst = np.unravel_index(excess.argmax(), ref.shape)
-    assert excess.max() <= 0, f"{what}: worst excess {excess.max():.3g} at {worst}"
+    assert ours.shape == ref.shape, f"shape {ours.shape} vs {ref.shape}"
+    if vectors:
+        return np.linalg.norm(ours - ref, axis=-1) / np.linalg.norm(ref, axis=-1)
+    return np.abs(ours - ref) / np.abs(ref)
+
+
+def assert_close(ours, ref, what: str, kind: str):
+    """Relative error within the measured-level tolerance of ``kind`` (a head output key or "tokens")."""
+    rtol = TOKEN_RTOL if kind == "tokens" else OUTPUT_RTOL[kind]
+    err = relative_error(ours, ref, kind in VECTOR_KEYS)
+    worst = np.unravel_index(err.argmax(), err.shape)
+    assert err.max() <= rtol, f"{what}: relative error {err.max():.3g} > {rtol:g} at {worst}"
 
 
 def fixture_rgb(tensor: np.ndarray) -> np.ndarray:
@@ -51,7 +68,10 @@ def runs(model, tiny_io):
 
 
 @pytest.mark.parametrize("pair", PAIRS)
-def test_preprocessing_reproduces_official_inputs_exactly(pair, tiny_io):
+def test_official_network_inputs_pass_through_unchanged(pair, tiny_io):
+    """The fixture stores only the official network inputs (512x384 / 384x512), not the NLE_tower
+    originals, so this checks normalisation, channel order and true_shape on already-sized images; the
+    resize and crop are compared pixel by pixel with the official recipe in test_preprocess.py."""
     for view in ("1", "2"):
         ref = tiny_io[f"{pair}_img{view}"]
         net_img = preprocess_array(fixture_rgb(ref))
@@ -64,32 +84,47 @@ def test_encoder_matches_official(pair, runs, tiny_io):
     r = runs[pair]
     for view in ("1", "2"):
         assert np.array_equal(r[f"enc{view}"].positions.numpy(), tiny_io[f"{pair}_dbg_pos{view}"])
-        assert_close(r[f"enc{view}"].tokens, tiny_io[f"{pair}_dbg_enc{view}"], f"{pair} enc{view}")
+        assert_close(r[f"enc{view}"].tokens, tiny_io[f"{pair}_dbg_enc{view}"], f"{pair} enc{view}", "tokens")
 
 
 @pytest.mark.parametrize("pair", PAIRS)
 def test_decoder_matches_official(pair, runs, tiny_io):
     r = runs[pair]
     for view in ("1", "2"):
-        assert_close(r[f"dec{view}"][-1], tiny_io[f"{pair}_dbg_declast{view}"], f"{pair} declast{view}")
+        assert_close(r[f"dec{view}"][-1], tiny_io[f"{pair}_dbg_declast{view}"], f"{pair} declast{view}", "tokens")
     if pair == "pair0":
         for k in range(1, 11):
             for view in ("1", "2"):
-                assert_close(r[f"dec{view}"][k], tiny_io[f"pair0_dbg_dec{view}_layer{k:02d}"], f"dec{view} layer {k}")
+                assert_close(r[f"dec{view}"][k], tiny_io[f"pair0_dbg_dec{view}_layer{k:02d}"], f"dec{view} layer {k}",
+                             "tokens")
 
 
 @pytest.mark.parametrize("pair", PAIRS)
 def test_head_outputs_match_official(pair, runs, tiny_io):
     r = runs[pair]
     for key in OUTPUT_KEYS:
-        assert_close(r["pred1"][key][:, ::3, ::3], tiny_io[f"{pair}_pred1_{key}_s3"], f"{pair} pred1 {key}")
+        assert_close(r["pred1"][key][:, ::3, ::3], tiny_io[f"{pair}_pred1_{key}_s3"], f"{pair} pred1 {key}", key)
         name2 = "pts3d_in_other_view" if key == "pts3d" else key
-        assert_close(r["pred2"][key][:, ::3, ::3], tiny_io[f"{pair}_pred2_{name2}_s3"], f"{pair} pred2 {key}")
+        assert_close(r["pred2"][key][:, ::3, ::3], tiny_io[f"{pair}_pred2_{name2}_s3"], f"{pair} pred2 {key}", key)
 
 
-def test_descriptors_are_unit_norm(runs):
-    desc = runs["pair0"]["pred1"]["desc"]
-    assert torch.allclose(desc.norm(dim=-1), torch.ones(()), atol=1e-5)
+@pytest.mark.parametrize("pair", PAIRS)
+def test_descriptor_nearest_neighbours_match_official(pair, runs, tiny_io):
+    """What matching consumes: for every stored view-1 descriptor, the most similar stored view-2
+    descriptor is the one the official descriptors pick, and the similarities agree (measured worst
+    difference 1.6e-6 over the three pairs; 99.94 % or more of the official choices are not float ties,
+    and all of ours, ties included, were equal)."""
+    ours1 = runs[pair]["pred1"]["desc"][0, ::3, ::3].reshape(-1, 24).double()
+    ours2 = runs[pair]["pred2"]["desc"][0, ::3, ::3].reshape(-1, 24).double()
+    ref1 = torch.from_numpy(tiny_io[f"{pair}_pred1_desc_s3"][0].reshape(-1, 24)).double()
+    ref2 = torch.from_numpy(tiny_io[f"{pair}_pred2_desc_s3"][0].reshape(-1, 24)).double()
+    rows = slice(None, None, 7)  # 3,100+ view-1 descriptors against all ~21,900 of view 2
+    sim_ours, sim_ref = ours1[rows] @ ours2.T, ref1[rows] @ ref2.T
+    assert (sim_ours - sim_ref).abs().max() <= 2e-6
+    top2 = sim_ref.topk(2, dim=1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 1e-5  # the official choice is not a float tie
+    assert clear.float().mean() >= 0.999
+    assert torch.equal(sim_ours.argmax(1)[clear], sim_ref.argmax(1)[clear])
 
 
 def test_partial_heads_and_batches_equal_full_run(model, runs, tiny_io):
@@ -102,8 +137,8 @@ def test_partial_heads_and_batches_equal_full_run(model, runs, tiny_io):
     img2 = torch.from_numpy(tiny_io["pair1_img2"])
     batch1, batch2 = model.infer_pair(torch.cat([img1, img2]), torch.cat([img2, img1]),
                                       heads1={"pts3d"}, heads2={"pts3d"})
-    assert_close(batch1["pts3d"][:1], r["pred1"]["pts3d"], "batched pts3d view1")
-    assert_close(batch2["pts3d"][:1], r["pred2"]["pts3d"], "batched pts3d view2")
+    assert_close(batch1["pts3d"][:1], r["pred1"]["pts3d"], "batched pts3d view1", "pts3d")
+    assert_close(batch2["pts3d"][:1], r["pred2"]["pts3d"], "batched pts3d view2", "pts3d")
 
 
 def test_infer_pair_command_writes_official_arrays(tiny_checkpoint, tiny_io, tmp_path):
@@ -122,4 +157,5 @@ def test_infer_pair_command_writes_official_arrays(tiny_checkpoint, tiny_io, tmp
     assert np.array_equal(z["img1"], tiny_io["pair2_img1"]) and np.array_equal(z["img2"], tiny_io["pair2_img2"])
     assert z["pred1_desc"].shape == (1, 384, 512, 24) and z["pred2_desc"].shape == (1, 512, 384, 24)
     for name in ("pred1_pts3d", "pred2_pts3d_in_other_view", "pred2_desc_conf"):
-        assert_close(z[name][:, ::3, ::3], tiny_io[f"pair2_{name}_s3"], name)
+        kind = "desc_conf" if name.endswith("desc_conf") else "pts3d"
+        assert_close(z[name][:, ::3, ::3], tiny_io[f"pair2_{name}_s3"], name, kind)

@@ -26,6 +26,38 @@ def test_sizes_and_crops_follow_official_rules(wh, resized, crop, net):
     assert ni.tensor.shape == (1, 3, net[1], net[0]) and ni.true_shape == (net[1], net[0])
 
 
+def official_recipe(rgb: np.ndarray, resized_wh: tuple[int, int], crop_xy0: tuple[int, int],
+                    net_wh: tuple[int, int], filt) -> np.ndarray:
+    """The official loader's steps as the fixture README spells them, with the sizes written out by hand:
+    PIL resize to ``resized_wh`` with ``filt``, crop ``net_wh`` at ``crop_xy0``, (u8/255 - 0.5)/0.5, CHW."""
+    resized = np.asarray(PIL.Image.fromarray(rgb).resize(resized_wh, filt))
+    (x0, y0), (w, h) = crop_xy0, net_wh
+    crop = resized[y0:y0 + h, x0:x0 + w].astype(np.float32)
+    return ((crop / 255 - 0.5) / 0.5).transpose(2, 0, 1)[None]
+
+
+@pytest.mark.parametrize("source,rotate,resized,crop,net,filt", [
+    ("strecha", False, (512, 341), (0, 2), (512, 336), PIL.Image.LANCZOS),    # 3072x2048: shrink + crop
+    ("strecha", True, (341, 512), (2, 0), (336, 512), PIL.Image.LANCZOS),     # portrait
+    ("7scenes", False, (512, 384), (0, 0), (512, 384), PIL.Image.LANCZOS),    # 640x480
+    ("7scenes_small", False, (512, 384), (0, 0), (512, 384), PIL.Image.BICUBIC),  # 320x240: upscaled
+])
+def test_resized_pixels_follow_the_official_recipe(data_dir, source, rotate, resized, crop, net, filt):
+    """Real photographs through preprocess_array equal, bit for bit, the official recipe applied by hand."""
+    if source == "strecha":
+        path = data_dir / "strecha_fountain_p11/Benchmarking_Camera_Calibration_2008/fountain-P11/images/0004.jpg"
+    else:
+        path = data_dir / "7scenes_redkitchen/data/frame-000000.color.jpg"
+    rgb = np.asarray(PIL.Image.open(path).convert("RGB"))
+    if source == "7scenes_small":
+        rgb = rgb[::2, ::2]
+    if rotate:
+        rgb = np.ascontiguousarray(np.rot90(rgb))
+    ours = preprocess_array(rgb)
+    assert ours.transform.resized_wh == resized and ours.transform.crop_xy0 == crop
+    assert np.array_equal(ours.tensor.numpy(), official_recipe(rgb, resized, crop, net, filt))
+
+
 @pytest.mark.parametrize("wh", [(640, 480), (1000, 700), (480, 640), (300, 300)])
 def test_network_pixels_map_back_to_original_pixel_centres(wh):
     """On a float image whose value is its own x (then y) coordinate, every interior network pixel must

@@ -128,7 +128,8 @@ def _pose_error(T_est, T_gt) -> tuple[float, float]:
 @pytest.mark.parametrize("q", [100, 113, 127, 138])
 def test_sift_pnp_recovers_query_pose(demo: SevenScenesDataset, sift, q: int):
     """SIFT + ratio test + PnP-RANSAC against the nearest mapping frame's depth: query pose within
-    2 cm / 1 deg of ground truth (the textures are matchable and the geometry is exact)."""
+    1.5 mm / 0.025 deg of ground truth (measured worst of the four: 0.8 mm / 0.011 deg; the textures
+    are matchable and the geometry is exact)."""
     fq = _frame(demo, q)
     fm = _nearest_mapping_frame(demo, fq, 60)
     gray = [cv2.cvtColor(demo.load_rgb(f), cv2.COLOR_RGB2GRAY) for f in (fm, fq)]
@@ -155,7 +156,7 @@ def test_sift_pnp_recovers_query_pose(demo: SevenScenesDataset, sift, q: int):
           f"error {100 * t_err:.2f} cm / {r_err:.3f} deg "
           f"(baseline {100 * baseline[0]:.1f} cm / {baseline[1]:.1f} deg)")
     assert baseline[0] > 0.05, "query must not coincide with a mapping frame"
-    assert t_err < 0.02 and r_err < 1.0
+    assert t_err < 0.0015 and r_err < 0.025
 
 
 def test_render_is_deterministic_and_readable(tmp_path: Path):

@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage2-iters", type=int, default=None,
                         help="--optimize: iterations of the 2D reprojection stage (default 0 for "
                              "RGB-D maps: it needs calibrated colour intrinsics)")
+    parser.add_argument("--gamma1", type=float, default=None,
+                        help="--optimize: exponent of the 3D matching loss (default 2 for RGB-D maps; "
+                             "the paper's 1.5 is for network pointmaps)")
     parser.add_argument("--json", default=None, help="--optimize: write the optimisation summary as JSON")
 
 
@@ -65,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
                 cfg.alignment.niter1 = args.stage1_iters
             if args.stage2_iters is not None:
                 cfg.alignment.niter2 = args.stage2_iters
+            if args.gamma1 is not None:
+                cfg.alignment.gamma1 = args.gamma1
             summary = optimize_map(args.out, cfg, progress=sys.stderr.isatty())
             if args.json:
                 from mast3r_ros.data.atomic_io import atomic_write_bytes

@@ -3,8 +3,7 @@
 Two back-ends with the same contract: ``poselib`` (LO-RANSAC with P3P + Levenberg-Marquardt
 on a truncated robust loss) and OpenCV USAC (MAGSAC++ with P3P, then ``solvePnPRefineLM`` on
 the inliers). Both run at full image resolution on undistorted pixels; ``poselib`` is the
-default because it was measured more accurate on 7-Scenes (numbers in the project report and
-``benchmarks/bench_localization.py``).
+default (the comparison on 7-Scenes is logged in ``benchmarks/README.md``).
 """
 from __future__ import annotations
 

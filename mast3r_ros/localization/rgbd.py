@@ -2,8 +2,7 @@
 
 Why: on Kinect v1 data such as 7-Scenes the depth image is not registered to the colour image
 (different intrinsics, ~2.5 cm baseline) and the ground-truth poses describe the *depth*
-camera. Sampling raw depth at colour pixels then biases the map (measured on the 7-Scenes
-temporal split: ~3.3 deg median rotation error vs ~1.7 deg once registered, see the report).
+camera. Sampling raw depth at colour pixels then biases the map (logged in ``benchmarks/README.md``).
 With no calibration everything is the identity: depth is assumed registered to colour and
 poses describe the colour camera.
 

@@ -40,23 +40,19 @@ def _default_alignment() -> AlignmentConfig:
 
     * rigid depth (``optimize_depth=False``): the depth is a metric sensor measurement, not a
       network prediction up to per-view scale; freeing the anchors lets the 3D loss bend
-      depth to fit outlier matches (7-Scenes redkitchen, 167 keyframes: the final stage-1 loss
-      drops but the trajectory gets less consistent);
+      depth to fit outlier matches (the final stage-1 loss drops but the trajectory gets less
+      consistent);
     * ``lr1=0.003``: in metres, 0.07 per Adam step on chain-relative poses throws the deep
-      chain of a 167-keyframe sequence far off (the stage-1 loss rises 10x before it settles,
-      and ends higher than with 0.003 or 0.01, which reach the same minimum);
+      chain of a long keyframe sequence far off;
     * no 2D stage by default (``niter2=0``): the reprojection loss is only as good as the colour
       intrinsics and the depth-to-colour registration, which on Kinect-type rigs are nominal
-      (7-Scenes: colour focal 525 assumed, uncalibrated). On redkitchen it lowered the pixel
-      loss but moved the trajectory ~2 cm away from the (depth-camera) ground truth; this
-      choice was checked against that ground truth, see the issue report. Turn it on with
+      (7-Scenes: colour focal 525 assumed, uncalibrated). Turn it on with
       ``map build --stage2-iters 300`` for calibrated rigs.
     * squared 3D distances (``gamma1=2``): the pair check's RANSAC already removed the outlier
       matches (5 cm), so what is left is sensor noise, for which least squares is the
       maximum-likelihood fit; the paper's sub-quadratic 1.5 (made for network pointmaps with
-      outliers kept) down-weights exactly the well-measured residuals. Redkitchen, 167 keyframes:
-      ATE 3.17 cm with 1.5, 3.40 with 1.0, 3.67 with 0.5, 2.99 with 2 (the same with 600
-      iterations or lr 0.01, so converged).
+      outliers kept) down-weights exactly the well-measured residuals (``map build --gamma1``).
+    The measurements behind these choices are logged in ``benchmarks/README.md``.
     SIFT confidences are not MASt3R's, so the matching-confidence pair check is off.
     """
     return AlignmentConfig(known_intrinsics=True, optimize_depth=False, lr1=0.003, niter2=0, gamma1=2.0,

@@ -52,8 +52,8 @@ class AlignmentConfig:
     fallback_weight: weight of the pointmap regression term of poor pairs.
     depth_prior: weights (stage 1, stage 2) of ``mean(log anchor correction ^ 2)``. Why: with
         depths free, both losses are nearly flat along a focal / depth / translation direction
-        for small baselines, and the optimiser drifts along it (measured on the 7-Scenes
-        oracle without it: -1 % focal, 2-3 cm); the input depths are measurements and hold it.
+        for small baselines, and the optimiser drifts along it (logged in benchmarks/README.md);
+        the input depths are measurements and hold it.
         The two weights differ because stage 1 residuals are metres and stage 2 pixels.
     dtype: torch dtype name; device: torch device.
     """

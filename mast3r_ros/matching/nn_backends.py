@@ -7,8 +7,8 @@ Tie rule (documented, and the same as the official ``dist='dot'`` matcher on CPU
 whose float32 score is *exactly* equal to the maximum, the lowest flat index wins. Results are exact
 up to float32 rounding of the 24-term dot products; the torch backend reproduces the rounding of the
 official blocked matmul (MKL sgemm, summed in the same order), so its answers are bit-identical to the
-official ones on CPU. faiss sums in its own order, so two scores that agree to ~1e-7 may be ordered
-differently (rare; quantified in the tests against the fixtures).
+official ones on CPU. faiss sums in its own order, so two scores that agree to ~1e-7 could in principle
+be ordered differently; on the fixtures its matches are identical too (the tests demand equality).
 
 Backends
 --------
@@ -145,10 +145,10 @@ class FaissIndex:
 def resolve_backend(backend: str, device: torch.device, dense_map: bool = True) -> str:
     """'auto' -> the fastest exact backend available for ``device``.
 
-    Measured on the project's 2-core CPU (benchmarks/bench_matching.py): 'torch-pruned' (tile bounds,
-    pruned.py) < 'torch' (blocked brute force) << 'faiss' (IndexFlatIP keeps a heap per query and
-    re-blocks its BLAS calls: ~10x slower here). The pruned search also issues far fewer OpenMP
-    regions, which matters on a loaded machine. On CUDA the blocked matmul is used (no extra package,
+    On CPU the order by speed is 'torch-pruned' (tile bounds, pruned.py) < 'torch' (blocked brute
+    force) < 'faiss' (IndexFlatIP keeps a heap per query and re-blocks its BLAS calls); measure it
+    with benchmarks/bench_matching.py. The pruned search also issues far fewer OpenMP regions, which
+    matters on a loaded machine. On CUDA the blocked matmul is used (no extra package,
     GPU matmul is cheap, branch-and-bound does not pay there).
     """
     if backend == "auto":

@@ -49,8 +49,8 @@ class TorchPrunedIndex:
     """Exact MIPS over a dense map ``desc`` float32 [H, W, D] (CPU); rows = flat indices y*W+x.
 
     max_tiles: fraction of the fine tiles above which a query is searched by brute force instead of
-    pair scoring (0.35: measured on the fixture maps, the time is flat between 0.2 and 1.0 and rises
-    below 0.1; random maps, where nothing can be pruned, go to the blocked search).
+    pair scoring (random maps, where nothing can be pruned, go to the blocked search; the choice of
+    0.35 is logged in benchmarks/README.md).
     chunk_queries: queries per bound matrix [T, chunk] (~12 MB for 384x512 maps at 256).
     """
 
@@ -119,8 +119,8 @@ class TorchPrunedIndex:
     def _lower_bound(self, q: torch.Tensor, hint: np.ndarray | None) -> np.ndarray:
         """float32 [n]: a score some database row achieves for each query (exact best pixel of the
         ``lb_tiles`` coarse tiles whose centroids score highest), raised to the caller's hint. A tighter
-        bound prunes more tiles, but on the fixture maps k > 1 removed only ~12 % of the pairs and cost
-        more than it saved (measured), hence the default k = 1."""
+        bound prunes more tiles but costs more than it saves on the fixture maps (benchmarks/README.md),
+        hence the default k = 1."""
         n, step, k = q.shape[0], self.chunk_queries, self.lb_tiles
         buf = torch.empty(min(step, n) * self.ccT.shape[1])       # reused: fresh [n, Tc] pages cost more
         ct = torch.empty(n, k, dtype=torch.int64)

@@ -62,9 +62,8 @@ def incremental_config(p: MappingParams) -> IncrementalConfig:
     """The mapper's configuration from the node parameters (names match).
 
     The alignment defaults (rigid sensor depth, stage 1 only, lr1 0.003) follow
-    ``mapping.pipeline._default_alignment`` for RGB-D maps; measured here on 7-Scenes redkitchen
-    (100 frames, 19 keyframes, two global passes from the tracked poses): ATE 3.2-3.4 cm in 4-5 s
-    per pass, against 3.9-4.3 cm in 13-16 s with depth refinement and the 2D stage.
+    ``mapping.pipeline._default_alignment`` for RGB-D maps (the comparison for the mapping node is
+    logged in benchmarks/README.md).
     """
     cfg = IncrementalConfig()
     align = replace(cfg.alignment, lr1=p.lr1, niter1=p.niter1, lr2=p.lr2, niter2=p.niter2,
