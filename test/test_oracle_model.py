@@ -191,7 +191,7 @@ def test_descriptor_nearest_neighbours_are_geometrically_right(source, kitchen):
     exact = _nn_within(_model(source, **EXACT.__dict__), kitchen, 0, 30)
     default = _nn_within(_model(source), kitchen, 0, 30)
     assert 0.85 < exact < 0.95  # measured 0.894 (7-Scenes depth of two frames disagrees by mm-cm)
-    assert 0.62 < default < 0.75  # measured 0.681 at the default noise (10 % outlier patches)
+    assert 0.62 < default < 0.75  # measured 0.703 at the default noise (10 % outlier patches)
 
 
 def _overlap(kitchen, a, b) -> float:

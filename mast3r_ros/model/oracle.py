@@ -32,7 +32,9 @@ of token 0 carries the frame index (exact in float32), so encodings cached in a 
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -42,10 +44,11 @@ from mast3r_ros.geometry.transforms import rotation_exp
 
 from .inference import HEADS, InferenceConfig
 from .network import Encoding
-from .oracle_scene import N_ANCHORS, OracleError, OracleSource
+from .oracle_scene import DESC_DIM, N_ANCHORS, OracleError, OracleSource
 
 _KEY_SCALE = 2.0 ** -20  # frame index -> token value; a power of two keeps it exact in float32
 CONF_MAX = 9.0
+DESC_NOISE_PX = 1.5  # descriptor noise is correlated over ~1.5 px, like depth noise (a head errs per region)
 
 
 @dataclass
@@ -123,6 +126,14 @@ class OracleModel:
 
             dataset = open_dataset(path_or_dataset)
         return cls(OracleSource(dataset, frames, calib, image_size), noise)
+
+    @property
+    def checkpoint_sha256(self) -> str:
+        """Stands for the checkpoint hash a map records: encodings made by an oracle of the same
+        dataset (and calibration) are interchangeable, whatever the noise."""
+        calib = None if self.source.calib is None else self.source.calib.to_dict()
+        text = f"oracle model:{Path(self.source.dataset.root).resolve()}:{calib}"
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def identity(self) -> str:
         """What the model is, for reports: ``oracle(<dataset>; <noise>)``."""
@@ -218,8 +229,9 @@ class OracleModel:
         offset *= (rng.uniform(0.1, 1.0, (gh, gw)) / np.linalg.norm(offset, axis=-1))[..., None]
         Xw = Xw + np.where(outlier[..., None], offset, 0.0).repeat(16, 0).repeat(16, 1)
         clean = self.source.field(Xw.reshape(-1, 3))
-        g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        noisy = clean + nz.desc_noise * torch.randn(clean.shape, generator=g)
+        noise = cv2.GaussianBlur(rng.standard_normal((hn, wn, DESC_DIM)).astype(np.float32), (0, 0), DESC_NOISE_PX)
+        noise *= nz.desc_noise / max(float(noise.std()), 1e-12)
+        noisy = clean + torch.from_numpy(noise.reshape(-1, DESC_DIM))
         noisy = noisy / noisy.norm(dim=1, keepdim=True).clamp_min(1e-12)
         # Confidence: how far the descriptor is from the true point's one (outliers: far), with spread.
         true_desc = clean

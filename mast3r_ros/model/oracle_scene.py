@@ -26,10 +26,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+import PIL.Image
 import torch
 from scipy.ndimage import distance_transform_edt
 
-from .preprocess import ImageTransform, preprocess_array
+from .preprocess import ImageTransform, preprocess_array, preprocess_pil
 
 DESC_DIM = 24
 N_ANCHORS = 255          # encoder token channels used for retrieval (+1 carries the frame key)
@@ -108,34 +109,52 @@ class OracleSource:
 
     Args:
         dataset: an opened :class:`~mast3r_ros.localization.datasets.RgbdDataset` with poses.
-        frames: frame spec (``START:STOP[:STEP]`` or FrameSpec) of the frames to register; None = all.
+        register: frames whose pixels are registered (see :meth:`register`); None = all.
         calib: optional :class:`~mast3r_ros.localization.rgbd.RgbdCalibration`.
         image_size: long side of the network image (as the front-end's ``image_size``).
         cache_frames: frames whose geometry is kept in memory (LRU).
     """
 
-    def __init__(self, dataset, frames=None, calib=None, image_size: int = 512, cache_frames: int = 64):
+    def __init__(self, dataset, register=None, calib=None, image_size: int = 512, cache_frames: int = 64):
         self.dataset = dataset
         self.calib = calib
         self.image_size = image_size
-        self._frames = {f.index: f for f in dataset.frames(frames) if f.T_world_cam is not None}
+        self._frames = {f.index: f for f in dataset.frames() if f.T_world_cam is not None}
         if not self._frames:
-            raise OracleError(f"oracle model: no frames with ground-truth poses in {dataset.root} ({frames})")
+            raise OracleError(f"oracle model: no frames with ground-truth poses in {dataset.root}")
         self._registry: dict[str, int] = {}
         self._transforms: dict[int, ImageTransform] = {}
-        for i, f in self._frames.items():
-            net = preprocess_array(dataset.load_rgb(f), image_size)
-            self._registry.setdefault(image_key(net.tensor[0]), i)
-            self._transforms[i] = net.transform
+        self._registered: set[int] = set()
         self._cache: OrderedDict[int, OracleFrame] = OrderedDict()
         self._cache_frames = cache_frames
+        self.register(register)
         self.field = DescriptorField()
         self.anchors = self._fit_anchors()
 
+    def register(self, frames=None) -> None:
+        """Add frames (a frame spec, an iterable of indices, or None = all) to the content registry.
+        Only registered frames can be recognised from their pixels; every posed frame of the dataset
+        has geometry (encodings stored in a map carry their frame index)."""
+        if frames is None:
+            wanted = list(self._frames)
+        elif isinstance(frames, str) or hasattr(frames, "contains"):
+            wanted = [f.index for f in self.dataset.frames(frames)]
+        else:
+            wanted = [int(i) for i in frames]
+        for i in wanted:
+            if i in self._registered:
+                continue
+            if i not in self._frames:
+                raise OracleError(f"oracle model: frame {i} of {self.dataset.root} has no ground-truth pose")
+            net = preprocess_array(self.dataset.load_rgb(self._frames[i]), self.image_size)
+            self._registry.setdefault(image_key(net.tensor[0]), i)
+            self._transforms[i] = net.transform
+            self._registered.add(i)
+
     @property
     def indices(self) -> list[int]:
-        return sorted(self._frames)
-
+        """Registered frame indices (recognisable from their pixels)."""
+        return sorted(self._registered)
     def identify(self, tensor: torch.Tensor) -> int:
         """Dataset frame index of a network image [3, H, W]; OracleError when it is not registered."""
         key = image_key(tensor)
@@ -157,8 +176,12 @@ class OracleSource:
 
     def _load(self, index: int) -> OracleFrame:
         if index not in self._frames:
-            raise OracleError(f"oracle model: frame {index} is not registered")
-        f, tf = self._frames[index], self._transforms[index]
+            raise OracleError(f"oracle model: frame {index} of {self.dataset.root} has no ground-truth pose")
+        f = self._frames[index]
+        if index not in self._transforms:  # the transform depends on the image size only
+            blank = PIL.Image.new("RGB", tuple(self.dataset.image_size))
+            self._transforms[index] = preprocess_pil(blank, self.image_size).transform
+        tf = self._transforms[index]
         depth = self.dataset.load_depth(f)
         if depth is None:
             raise OracleError(f"oracle model: frame {index} has no depth image")
@@ -185,7 +208,7 @@ class OracleSource:
         import faiss
 
         rng = np.random.default_rng(0)
-        idx = self.indices
+        idx = sorted(self._frames)  # every posed frame: anchors must not depend on what is registered
         pick = idx if len(idx) <= 60 else [idx[i] for i in np.linspace(0, len(idx) - 1, 60).astype(int)]
         pts = []
         for i in pick:
