@@ -10,7 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mast3r_ros.cli.common import calibration_from_arg, frontend_from_args
+from mast3r_ros.cli.common import (
+    add_model_arguments,
+    calibration_from_arg,
+    frontend_from_args,
+    model_label,
+    oracle_from_args,
+)
 
 NAME = "localize"
 HELP = "localize dataset frames against a keyframe map and write T_map_cam poses (TUM format)"
@@ -21,8 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="dataset folder with the query images")
     parser.add_argument("--frames", required=True, help="query frames as START:STOP[:STEP]")
     parser.add_argument("--out", required=True, help="output trajectory (TUM: t tx ty tz qx qy qz qw)")
-    parser.add_argument("--checkpoint", default=None,
-                        help="MASt3R checkpoint (maps built with --frontend mast3r)")
+    add_model_arguments(parser)
     parser.add_argument("--pnp", default="poselib", choices=["poselib", "opencv"], help="PnP back-end")
     parser.add_argument("--rgbd-calib", default=None,
                         help="RGB-D calibration: a preset ('7scenes') or a YAML file (K_rgb, K_depth, "
@@ -49,10 +54,11 @@ def run(args: argparse.Namespace) -> int:
         spec = parse_frame_spec(args.frames)
         dataset = open_dataset(args.dataset)
         with KeyframeMap.open(args.map) as kmap:
-            localizer = Localizer(kmap, frontend_from_args(kmap.meta.frontend, args.checkpoint),
-                                  LocalizerConfig(pnp=PnPConfig(solver=args.pnp)))
             calib = (calibration_from_arg(args.rgbd_calib)
                      or RgbdCalibration.from_dict(kmap.meta.extra.get("rgbd_calibration")))
+            oracle = oracle_from_args(args, dataset, spec, calib)
+            localizer = Localizer(kmap, frontend_from_args(kmap.meta.frontend, args.checkpoint, oracle),
+                                  LocalizerConfig(pnp=PnPConfig(solver=args.pnp)))
             records = localize_frames(localizer, dataset, spec, progress=sys.stderr.isatty(),
                                       calib=calib, use_depth=args.query_depth)
     except (ValueError, NotImplementedError, OSError) as exc:
@@ -63,5 +69,5 @@ def run(args: argparse.Namespace) -> int:
     write_tum(args.out, np.array([r.timestamp for r in ok]), T)
     lat = np.median([r.timings["total"] for r in records]) if records else float("nan")
     print(f"localize: {len(ok)}/{len(records)} frames localized (median {lat * 1000:.0f} ms/frame) "
-          f"-> {args.out}")
+          f"-> {args.out}  model: {model_label(kmap.meta.frontend, args.checkpoint, oracle)}")
     return 0
