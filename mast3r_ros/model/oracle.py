@@ -33,6 +33,7 @@ of token 0 carries the frame index (exact in float32), so encodings cached in a 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -131,8 +132,10 @@ class OracleModel:
     def checkpoint_sha256(self) -> str:
         """Stands for the checkpoint hash a map records: encodings made by an oracle of the same
         dataset (and calibration) are interchangeable, whatever the noise."""
-        calib = None if self.source.calib is None else self.source.calib.to_dict()
-        text = f"oracle model:{Path(self.source.dataset.root).resolve()}:{calib}"
+        from mast3r_ros.localization.rgbd import RgbdCalibration
+
+        calib = (self.source.calib or RgbdCalibration()).to_dict()  # no calibration = the identity one
+        text = f"oracle model:{Path(self.source.dataset.root).resolve()}:{json.dumps(calib, sort_keys=True)}"
         return hashlib.sha256(text.encode()).hexdigest()
 
     def identity(self) -> str:
