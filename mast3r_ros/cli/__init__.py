@@ -13,7 +13,7 @@ import sys
 COMMANDS = [
     "infer_pair",
     "demo_pair",
-    "map_build", "map_check", "localize", "evaluate",
+    "map_build", "map_check", "localize", "evaluate", "relocalize",
     "evaluate_trajectory",
     "launch", "replay",
     "make_bag", "play",

@@ -1,14 +1,57 @@
-"""Helpers shared by the dataset commands (map build, localize, evaluate)."""
+"""Helpers shared by the dataset commands (map build, localize, evaluate, relocalize)."""
 from __future__ import annotations
 
+import argparse
 
-def frontend_from_args(name: str, checkpoint: str | None):
-    """Front-end by name; the mast3r one gets its checkpoint (a local file, never downloaded)."""
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint`` and its stand-in ``--oracle-model [--oracle-noise ...]`` (mast3r front-end)."""
+    parser.add_argument("--checkpoint", default=None, help="MASt3R checkpoint (mast3r front-end only)")
+    parser.add_argument("--oracle-model", action="store_true",
+                        help="instead of --checkpoint: the ground-truth stand-in built from the dataset's depth and "
+                             "poses with realistic injected errors (accuracy with the released weights is NOT "
+                             "what this measures)")
+    parser.add_argument("--oracle-noise", default=None, metavar="K=V,...",
+                        help="--oracle-model errors, e.g. depth_rel=0.02,pair_scale=0.03,view_scale=0.01,"
+                             "rel_rot_deg=1.0,rel_trans=0.02,desc_outliers=0.1,desc_noise=0.05,seed=0 "
+                             "(unnamed knobs keep these defaults)")
+
+
+def oracle_from_args(args, dataset, frames, calib=None):
+    """The oracle model for ``dataset`` with ``frames`` (spec or indices) registered, or None when
+    ``--oracle-model`` is not given. Raises ValueError on conflicting or malformed options."""
+    if not getattr(args, "oracle_model", False):
+        if getattr(args, "oracle_noise", None):
+            raise ValueError("--oracle-noise needs --oracle-model")
+        return None
+    if getattr(args, "checkpoint", None):
+        raise ValueError("give --checkpoint or --oracle-model, not both")
+    from mast3r_ros.model.oracle import OracleModel, OracleNoise
+
+    return OracleModel.from_dataset(dataset, OracleNoise.parse(args.oracle_noise), frames, calib)
+
+
+def model_label(name: str, checkpoint: str | None, oracle=None) -> str:
+    """What made the predictions, for reports, plot titles and status lines."""
+    if oracle is not None:
+        return "oracle"
+    if name == "mast3r":
+        return f"checkpoint {checkpoint}"
+    return "none (classical)"
+
+
+def frontend_from_args(name: str, checkpoint: str | None, oracle=None):
+    """Front-end by name; the mast3r one gets its checkpoint (a local file, never downloaded) or the
+    oracle model."""
     from mast3r_ros.localization.frontend import make_frontend
 
+    if oracle is not None and name != "mast3r":
+        raise ValueError("--oracle-model stands in for the MASt3R network: use it with --frontend mast3r")
     if name == "mast3r":
-        from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEndConfig
+        from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEnd, Mast3rFrontEndConfig
 
+        if oracle is not None:
+            return Mast3rFrontEnd(Mast3rFrontEndConfig(), model=oracle)
         return make_frontend(name, Mast3rFrontEndConfig(checkpoint=checkpoint or ""))
     return make_frontend(name)
 

@@ -9,7 +9,14 @@ import argparse
 import sys
 import time
 
-from mast3r_ros.cli.common import calibration_from_arg, frontend_from_args, output_file
+from mast3r_ros.cli.common import (
+    add_model_arguments,
+    calibration_from_arg,
+    frontend_from_args,
+    model_label,
+    oracle_from_args,
+    output_file,
+)
 
 NAME = "evaluate"
 HELP = "build a map from some frames, localize others, write a JSON report (+ trajectory plot)"
@@ -21,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--map-frames", default=None, help="map frames START:STOP[:STEP]")
     parser.add_argument("--query-frames", default=None, help="query frames START:STOP[:STEP]")
     parser.add_argument("--frontend", default="classical", choices=["classical", "mast3r"])
-    parser.add_argument("--checkpoint", default=None, help="MASt3R checkpoint (mast3r front-end only)")
+    add_model_arguments(parser)
     parser.add_argument("--pnp", default="poselib", choices=["poselib", "opencv"], help="PnP back-end")
     parser.add_argument("--map-out", default=None, help="keep the built map in this folder")
     parser.add_argument("--out", default="report.json", help="JSON report path (default report.json)")
@@ -63,18 +70,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         root, map_spec, query_spec = _resolve_dataset(args)
         mspec, qspec = parse_frame_spec(map_spec), parse_frame_spec(query_spec)
-        frontend = frontend_from_args(args.frontend, args.checkpoint)
         dataset = open_dataset(root)
+        calib = calibration_from_arg(args.rgbd_calib)
+        frames = sorted({f.index for spec in (mspec, qspec) for f in dataset.frames(spec)})
+        oracle = oracle_from_args(args, dataset, frames, calib)
+        frontend = frontend_from_args(args.frontend, args.checkpoint, oracle)
         report = evaluate(dataset, mspec, qspec, frontend, LocalizerConfig(pnp=PnPConfig(solver=args.pnp)),
                           map_dir=args.map_out, progress=sys.stderr.isatty(),
-                          calib=calibration_from_arg(args.rgbd_calib), use_depth=args.query_depth)
+                          calib=calib, use_depth=args.query_depth)
     except (ValueError, NotImplementedError, OSError) as exc:
         print(f"evaluate: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    report["model"] = model_label(args.frontend, args.checkpoint, oracle)
+    if oracle is not None:
+        report["oracle_noise"] = oracle.noise.describe()
     report["wall_time_s"] = time.perf_counter() - start
     out = write_report(report, args.out)
     plot = plot_trajectories(report, args.plot or Path(args.out).with_suffix(".png"))
-    print(f"evaluate: {root}  map {map_spec} ({report['n_keyframes']} keyframes)  queries {query_spec}")
+    print(f"evaluate: {root}  map {map_spec} ({report['n_keyframes']} keyframes)  queries {query_spec}  "
+          f"model: {report['model']}")
     print(summary_table(report))
     print(f"report -> {out}\nplot   -> {plot}\n({report['wall_time_s']:.1f} s)")
     return 0

@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mast3r_ros.cli.common import calibration_from_arg, frontend_from_args, output_file
+from mast3r_ros.cli.common import (
+    add_model_arguments,
+    calibration_from_arg,
+    frontend_from_args,
+    model_label,
+    oracle_from_args,
+    output_file,
+)
 
 NAME = "localize"
 HELP = "localize dataset frames against a keyframe map and write T_map_cam poses (TUM format)"
@@ -21,8 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="dataset folder with the query images")
     parser.add_argument("--frames", required=True, help="query frames as START:STOP[:STEP]")
     parser.add_argument("--out", required=True, help="output trajectory (TUM: t tx ty tz qx qy qz qw)")
-    parser.add_argument("--checkpoint", default=None,
-                        help="MASt3R checkpoint (maps built with --frontend mast3r)")
+    add_model_arguments(parser)
     parser.add_argument("--pnp", default="poselib", choices=["poselib", "opencv"], help="PnP back-end")
     parser.add_argument("--rgbd-calib", default=None,
                         help="RGB-D calibration: a preset ('7scenes') or a YAML file (K_rgb, K_depth, "
@@ -50,19 +56,21 @@ def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.dataset)
     with KeyframeMap.open(args.map) as kmap:
         refuse_damaged(kmap)
-        localizer = Localizer(kmap, frontend_from_args(kmap.meta.frontend, args.checkpoint),
-                              LocalizerConfig(pnp=PnPConfig(solver=args.pnp)))
         calib = (calibration_from_arg(args.rgbd_calib)
                  or RgbdCalibration.from_dict(kmap.meta.extra.get("rgbd_calibration")))
+        oracle = oracle_from_args(args, dataset, spec, calib)
+        localizer = Localizer(kmap, frontend_from_args(kmap.meta.frontend, args.checkpoint, oracle),
+                              LocalizerConfig(pnp=PnPConfig(solver=args.pnp)))
         records = localize_frames(localizer, dataset, spec, progress=sys.stderr.isatty(),
                                   calib=calib, use_depth=args.query_depth)
+        label = model_label(kmap.meta.frontend, args.checkpoint, oracle)
     ok = [r for r in records if r.localized]
     T = np.array([r.T_est for r in ok], dtype=np.float64).reshape(-1, 4, 4)
     write_tum(out, np.array([r.timestamp for r in ok]), T)
     totals = [r.timings["total"] for r in records if "total" in r.timings]
     lat = np.median(totals) if totals else float("nan")
     print(f"localize: {len(ok)}/{len(records)} frames localized (median {lat * 1000:.0f} ms/frame) "
-          f"-> {args.out}")
+          f"-> {args.out}  model: {label}")
     reasons = failure_reasons(records)
     if reasons:
         print(f"localize: not localized: {reasons}")

@@ -6,7 +6,14 @@ import json
 import sys
 import time
 
-from mast3r_ros.cli.common import calibration_from_arg, frontend_from_args, output_file
+from mast3r_ros.cli.common import (
+    add_model_arguments,
+    calibration_from_arg,
+    frontend_from_args,
+    model_label,
+    oracle_from_args,
+    output_file,
+)
 
 NAME = "map build"
 HELP = "build a keyframe map (features + retrieval index) from a posed RGB-D dataset"
@@ -16,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="dataset folder (7-Scenes layout or TUM RGB-D)")
     parser.add_argument("--frames", required=True, help="keyframes as START:STOP[:STEP] frame indices")
     parser.add_argument("--frontend", default="classical", choices=["classical", "mast3r"])
-    parser.add_argument("--checkpoint", default=None, help="MASt3R checkpoint (mast3r front-end only)")
+    add_model_arguments(parser)
     parser.add_argument("--out", required=True, help="map folder to create")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing map folder")
     parser.add_argument("--store-depth", action="store_true", help="also store keyframe depth images")
@@ -49,12 +56,14 @@ def run(args: argparse.Namespace) -> int:
         output_file(args.json, "--json")
     try:
         spec = parse_frame_spec(args.frames)
-        frontend = frontend_from_args(args.frontend, args.checkpoint)
         dataset = open_dataset(args.dataset)
+        calib = calibration_from_arg(args.rgbd_calib)
+        oracle = oracle_from_args(args, dataset, spec, calib)
+        frontend = frontend_from_args(args.frontend, args.checkpoint, oracle)
         try:
             build_map(dataset, spec, frontend, args.out, overwrite=args.overwrite,
                       store_depth=args.store_depth or args.optimize, progress=sys.stderr.isatty(),
-                      calib=calibration_from_arg(args.rgbd_calib))
+                      calib=calib)
         except Exception as exc:
             if _is_partial(args.out):
                 raise type(exc)(f"{' '.join(str(exc).split())} (the build stopped: {args.out} holds a partial "
@@ -83,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, NotImplementedError, OSError) as exc:
         print(f"map build: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    print(f"map build: {n} keyframes ({args.frontend}) -> {args.out} in {time.perf_counter() - start:.1f} s")
+    print(f"map build: {n} keyframes ({args.frontend}, model: {model_label(args.frontend, args.checkpoint, oracle)}) "
+          f"-> {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 
 

@@ -199,7 +199,8 @@ def plot_trajectories(report: dict, path: str | Path) -> Path:
     ax.set_xlabel("map x [m]")
     ax.set_ylabel("map y [m]")
     ax.set_aspect("equal", adjustable="datalim")
-    ax.set_title(f"{report['frontend']} front-end: {report['n_localized']}/{report['n_queries']} localized")
+    model = f" (model: {report['model']})" if report.get("model") else ""
+    ax.set_title(f"{report['frontend']} front-end{model}: {report['n_localized']}/{report['n_queries']} localized")
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -161,3 +161,73 @@ def _procrustes(xy_q, X_ref, pointmap_q, cfg) -> MapFreeResult:
         return MapFreeResult(None, "procrustes", 0, str(exc))
     n_inl = int(np.sum(res < cfg.procrustes_inlier_m))
     return MapFreeResult(T, "procrustes", n_inl)
+
+
+# ---------------------------------------------------------------------------- front-ends
+@dataclass
+class MapFreeQuery:
+    """A query for :func:`relocalize_pair`: image [H,W,3] uint8 RGB and its K [3,3]."""
+    image: np.ndarray
+    K: np.ndarray
+
+
+def relocalize_mast3r(model, ref_image: np.ndarray, K_ref: np.ndarray, T_map_ref: np.ndarray,
+                      query: MapFreeQuery, frontend_config=None, config: MapFreeConfig | None = None
+                      ) -> MapFreeResult:
+    """Map-free pose of ``query`` from one posed reference with a MASt3R-interface model.
+
+    One pair (view 1 = reference): the reference's metric pointmap (its own head) and both
+    descriptor maps; FRM from the reference's confident pixels (``min_pts_conf``) with the
+    front-end's pixel tolerance; with ``procrustes`` among the methods, the query's own pointmap
+    from the swapped pair. Everything is solved in network pixels (K scaled to the network
+    image), which gives the same pose as original pixels.
+    """
+    from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEndConfig
+    from mast3r_ros.matching import MatchingConfig, fast_reciprocal_nn
+    from mast3r_ros.model import preprocess_array
+
+    fcfg = frontend_config or Mast3rFrontEndConfig()
+    cfg = config or MapFreeConfig()
+    ref = preprocess_array(np.asarray(ref_image), fcfg.image_size)
+    qry = preprocess_array(np.asarray(query.image), fcfg.image_size)
+    enc_r, enc_q = model.encode(ref.tensor), model.encode(qry.tensor)
+    pred_r, pred_q = model.infer(enc_r, enc_q, heads1={"pts3d", "desc"}, heads2={"desc"})
+    pts_r = pred_r["pts3d"][0].float().cpu().numpy()
+    conf_r = pred_r["conf"][0].float().cpu().numpy()
+    step = fcfg.subsample
+    grid = np.zeros(conf_r.shape, bool)
+    grid[step // 2::step, step // 2::step] = True
+    ys, xs = np.nonzero(grid & (conf_r >= fcfg.min_pts_conf))
+    if len(xs) == 0:
+        return MapFreeResult(None, "", 0, "no confident reference pixels")
+    matching = MatchingConfig(subsample=step, pixel_tol=fcfg.pixel_tol, backend=fcfg.nn_backend, device=fcfg.device)
+    xy_r, xy_q = fast_reciprocal_nn(pred_r["desc"][0], pred_q["desc"][0], init_xy=(xs, ys),
+                                    pixel_tol=fcfg.pixel_tol, config=matching)
+    pointmap_q = None
+    if "procrustes" in cfg.methods:
+        pred_qq, _ = model.infer(enc_q, enc_r, heads1={"pts3d"}, heads2=set())
+        pointmap_q = pred_qq["pts3d"][0].float().cpu().numpy()
+    K_r = ref.transform.intrinsics_to_network(K_ref)
+    K_q = qry.transform.intrinsics_to_network(query.K)
+    return solve_mapfree(xy_q.astype(np.float64), xy_r.astype(np.float64), K_q, qry.transform.network_wh,
+                         pts_r, K_r, T_map_ref, conf_r, pointmap_q, cfg)
+
+
+def relocalize_classical(ref_image: np.ndarray, K_ref: np.ndarray, ref_depth: np.ndarray, T_map_ref: np.ndarray,
+                         query: MapFreeQuery, classical=None, config: MapFreeConfig | None = None
+                         ) -> MapFreeResult:
+    """Map-free pose of ``query`` from one posed RGB-D reference: SIFT (RootSIFT, ratio + mutual)
+    matches, the reference's sensor depth as its metric pointmap ([H,W] float32 m, 0 = none)."""
+    from mast3r_ros.geometry.camera import depth_to_pointmap
+    from mast3r_ros.localization.classical import ClassicalConfig, detect_sift, mutual_ratio_match, root_sift
+
+    ccfg = classical or ClassicalConfig()
+    if ref_depth is None:
+        raise ValueError("the classical map-free front-end needs the reference's depth image")
+    xy_r, d_r = detect_sift(ref_image, ccfg.max_features)
+    xy_q, d_q = detect_sift(query.image, ccfg.max_features)
+    qi, ri, _ = mutual_ratio_match(root_sift(d_q), root_sift(d_r), ccfg.ratio, ccfg.mutual)
+    pointmap = depth_to_pointmap(check_intrinsics(K_ref), np.asarray(ref_depth, np.float32))
+    H, W = np.asarray(query.image).shape[:2]
+    return solve_mapfree(xy_q[qi].astype(np.float64), xy_r[ri].astype(np.float64), query.K, (W, H), pointmap,
+                         K_ref, T_map_ref, None, None, config)

@@ -106,7 +106,9 @@ class Mast3rFrontEnd:
             model = Mast3rModel.from_checkpoint(config.checkpoint, InferenceConfig(config.device, config.amp_dtype))
             self.checkpoint_sha256 = file_sha256(config.checkpoint)
         else:
-            self.checkpoint_sha256 = hashlib.sha256(b"in-memory model").hexdigest()
+            # a model may name what its encodings come from (the oracle model does)
+            self.checkpoint_sha256 = (getattr(model, "checkpoint_sha256", None)
+                                      or hashlib.sha256(b"in-memory model").hexdigest())
         self.model = model
         self.matching = MatchingConfig(subsample=config.subsample, pixel_tol=config.pixel_tol,
                                        backend=config.nn_backend, device=config.device)
