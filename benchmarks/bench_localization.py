@@ -9,6 +9,12 @@ Default dataset: the 7-Scenes redkitchen copy in ``shared/data`` with the tempor
 (map ``0:598``, queries ``600:1000``); falls back to the synthetic demo room. Prints one
 markdown table per front-end / PnP back-end: median and 90th-percentile seconds per stage,
 plus the median pose error, so the PnP back-ends can be compared on the same matches.
+
+MASt3R (``--frontends mast3r``, released configuration with random weights, a map of ``--top-k``
+keyframes, one query): the naive per-query flow a user of the official scripts runs (both images
+through the network for every keyframe, all heads, scipy KD-tree reciprocal matching), executed in
+this run, next to ours in tracking mode (keyframe nearest the prior) and in global mode (retrieval,
+batched decoding), per stage, repetitions interleaved.
 """
 from __future__ import annotations
 
@@ -18,7 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from mast3r_ros.geometry.transforms import transform_points
 from mast3r_ros.localization.datasets import open_dataset
 from mast3r_ros.localization.evaluation import localize_frames, summarize
 from mast3r_ros.localization.frontend import QueryFrame, make_frontend
@@ -26,10 +34,11 @@ from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
 from mast3r_ros.localization.map_store import KeyframeMap
 from mast3r_ros.localization.mapbuild import build_map
 from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEnd, Mast3rFrontEndConfig
-from mast3r_ros.localization.pose import PnPConfig
+from mast3r_ros.localization.pose import PnPConfig, solve_pnp
 from mast3r_ros.localization.retrieval import RetrievalConfig
 from mast3r_ros.localization.rgbd import RgbdCalibration
-from mast3r_ros.model import RELEASED, InferenceConfig, Mast3rModel, random_network
+from mast3r_ros.model import RELEASED, InferenceConfig, Mast3rModel, load_network, preprocess_array, random_network
+from mast3r_ros.model.precision import cpu_flags
 from mast3r_ros.paths import shared_dir
 
 STAGES = ("features", "retrieval", "matching", "pnp", "total")
@@ -81,21 +90,62 @@ def bench_classical(dataset, map_spec, query_spec, solvers, max_queries, calib=N
                 break
 
 
-def _best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
+STAGE_NAMES = {
+    "network": "network: both images encoded per pair, decoders, all heads of both views",
+    "features": "query encoded once (keyframe encodings cached in the map)",
+    "retrieval": "keyframe selection (tracking: nearest the prior; global: descriptor retrieval)",
+    "matching": "matching (ours: batched decoders + descriptor heads + FRM; naive: KD-tree FRM)",
+    "pnp": "PnP + RANSAC + refinement (+ covariance)",
+    "total": "total per query",
+}
+
+
+def naive_query(model, frontend, kmap, kf_ids, image, K, pnp_config) -> dict[str, float]:
+    """What a user of the official scripts runs per query: for every keyframe, both images through the
+    network (all heads), scipy KD-tree reciprocal matching from the keyframe's valid pixels (pixel_tol),
+    then one PnP on all matches. Returns seconds per stage."""
+    from bench_matching import kdtree_frm  # benchmarks/ is the script's folder
+
+    t = {"network": 0.0, "matching": 0.0, "pnp": 0.0}
+    q = preprocess_array(image, frontend.config.image_size)
+    xy_all, X_all = [], []
+    for kf_id in kf_ids:
+        kf = kmap.get_keyframe(kf_id, arrays=["mast3r_X"], load_depth=False)
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        k = preprocess_array(kf.image, frontend.config.image_size)
+        pred_k, pred_q = model.infer_pair(k.tensor, q.tensor)
+        t1 = time.perf_counter()
+        X_net = kf.arrays["mast3r_X"]
+        valid = np.all(np.isfinite(X_net), axis=-1)
+        step = frontend.config.subsample
+        grid = np.zeros_like(valid)
+        grid[step // 2::step, step // 2::step] = True
+        ys, xs = np.nonzero(valid & grid)
+        xy_k, xy_q = kdtree_frm(pred_k["desc"][0].numpy(), pred_q["desc"][0].numpy(),
+                                init_flat=np.unique(ys * X_net.shape[1] + xs), pixel_tol=frontend.config.pixel_tol)
+        xy_all.append(q.transform.network_to_original(xy_q))
+        X_all.append(transform_points(kf.T_map_cam, X_net[xy_k[:, 1], xy_k[:, 0]].astype(np.float64)))
+        t["network"] += t1 - t0
+        t["matching"] += time.perf_counter() - t1
+    t0 = time.perf_counter()
+    solve_pnp(np.concatenate(xy_all), np.concatenate(X_all), K, (image.shape[1], image.shape[0]), pnp_config)
+    t["pnp"] = time.perf_counter() - t0
+    t["total"] = sum(t.values())
+    return t
 
 
-def bench_mast3r(dataset, map_spec: str, query_spec: str, top_k: int, repeat: int) -> None:
-    """MASt3R front-end, released configuration with random weights (no released weights here: the
-    poses are meaningless, the timings are not). Per-query stages through the Localizer, then the
-    per-pair cost with keyframe encodings cached in the map vs. re-encoding both images per pair."""
-    model = Mast3rModel(random_network(RELEASED), InferenceConfig())
-    frontend = Mast3rFrontEnd(Mast3rFrontEndConfig(), model=model)
+def bench_mast3r(dataset, map_spec: str, query_spec: str, top_k: int, repeat: int, amp: str | None,
+                 checkpoint: str | None = None) -> None:
+    """MASt3R front-end, released configuration with random weights (no released weights here: poses are
+    meaningless, the timings are not), or the network of ``checkpoint``: the naive per-query flow next to
+    ours in tracking and in global mode, repetitions interleaved, per stage."""
+    net = load_network(checkpoint) if checkpoint else random_network(RELEASED)
+    model = Mast3rModel(net, InferenceConfig())
+    ours = Mast3rModel(model.net, InferenceConfig(amp_dtype=amp))
+    frontend = Mast3rFrontEnd(Mast3rFrontEndConfig(), model=ours)
+    frame = dataset.frames(query_spec)[0]
+    image = dataset.load_rgb(frame)
+    runs: dict[str, list[dict]] = {"naive": [], "tracking": [], "global": []}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "map"
         build_map(dataset, map_spec, frontend, path, progress=True)
@@ -103,25 +153,37 @@ def bench_mast3r(dataset, map_spec: str, query_spec: str, top_k: int, repeat: in
             config = LocalizerConfig(retrieval=RetrievalConfig(top_k=top_k, prior_max_dist_m=None,
                                                                prior_max_angle_deg=None))
             loc = Localizer(kmap, frontend, config)
-            recs = localize_frames(loc, dataset, query_spec, progress=True)
-            print(_table(f"MASt3R front-end (released config, random weights), top-k {top_k}",
-                         recs, summarize(recs)))
-            keyframe = kmap.get_keyframe(kmap.keyframe_ids()[0], arrays=list(frontend.array_names))
-        frame = dataset.frames(query_spec)[0]
-        image = dataset.load_rgb(frame)
-        query = QueryFrame(image=image, K=dataset.K)
-        frontend.prepare_query(query)
-        t_match = _best_of(lambda: frontend.match(query, keyframe), repeat)
-        t_enc = _best_of(lambda: frontend._encode(keyframe.image), repeat)
-    cached = t_enc + top_k * t_match                 # query encoded once, k cached keyframes
-    reencode = top_k * (2 * t_enc + t_match)         # both images encoded for every pair
-    print("### cached keyframe encodings vs re-encoding per pair (best of "
-          f"{repeat}, one {image.shape[1]}x{image.shape[0]} query)\n")
-    print("| step | seconds |\n|---|---|")
-    print(f"| encode one image | {t_enc:.2f} |\n| match one pair (decoders + needed heads + FRM) | {t_match:.2f} |")
-    print(f"| per query, top-k {top_k}, cached keyframe encodings | {cached:.2f} |")
-    print(f"| per query, top-k {top_k}, re-encoding both images per pair | {reencode:.2f} |")
-    print(f"\nsaving: {reencode - cached:.2f} s per query ({reencode / cached:.2f}x)\n")
+            poses = kmap.poses()
+            prior = min(poses.values(), key=lambda T: np.linalg.norm(T[:3, 3] - frame.T_world_cam[:3, 3]))
+            kf_ids = loc.retriever.query(frontend.query_descriptor(QueryFrame(image, dataset.K)))[0]
+            for _ in range(repeat):     # interleaved: naive, tracking, global, naive, ...
+                runs["naive"].append(naive_query(model, frontend, kmap, kf_ids, image, dataset.K, config.pnp))
+                loc.state.reset()
+                loc.state.update(prior)           # tracking with the previous pose as the prior
+                r = loc.localize(image, dataset.K)
+                assert r.selection == "prior", r.selection
+                runs["tracking"].append(r.timings)
+                loc.state.reset()                 # no prior: global localization
+                r = loc.localize(image, dataset.K)
+                assert r.selection == "retrieval" and len(r.kf_ids) == len(kf_ids), (r.selection, r.kf_ids)
+                runs["global"].append(r.timings)
+    h, w = image.shape[:2]
+    what = f"checkpoint {checkpoint}" if checkpoint else "released config, random weights"
+    print(f"### MASt3R per query: naive flow vs ours ({what}, {w}x{h} query, "
+          f"{len(kf_ids)}-keyframe map, top-k {top_k}, tracking k {config.retrieval.tracking_k}; "
+          f"min / median of {repeat} interleaved runs, seconds; ours in {ours.precision}, naive in fp32)\n")
+    print("| stage | naive (official-scripts flow) | ours, tracking | ours, global |\n|---|---|---|---|")
+    for stage in ("network", "features", "retrieval", "matching", "pnp", "total"):
+        cells = []
+        for mode in runs:
+            v = [r[stage] for r in runs[mode] if stage in r]
+            cells.append(f"{min(v):.2f} / {np.median(v):.2f}" if v else "-")
+        print(f"| {STAGE_NAMES[stage]} | " + " | ".join(cells) + " |")
+    naive = np.median([r["total"] for r in runs["naive"]])
+    for mode in ("tracking", "global"):
+        med = np.median([r["total"] for r in runs[mode]])
+        print(f"\n{mode}: {naive / med:.1f}x faster than the naive flow (medians, same run)", end="")
+    print("\n")
 
 
 def main() -> None:
@@ -136,23 +198,29 @@ def main() -> None:
     p.add_argument("--frontends", nargs="+", default=["classical", "mast3r"], choices=["classical", "mast3r"])
     p.add_argument("--mast3r-map-frames", default=None, help="map frames of the MASt3R run (few: CPU)")
     p.add_argument("--mast3r-query-frames", default=None, help="query frames of the MASt3R run")
-    p.add_argument("--top-k", type=int, default=2, help="keyframes matched per query (MASt3R run)")
+    p.add_argument("--top-k", type=int, default=5, help="keyframes retrieved per global query (MASt3R run)")
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--checkpoint", default=None, help="MASt3R run: this checkpoint instead of the released "
+                   "configuration with random weights (e.g. the tiny fixture checkpoint, for a quick check)")
+    p.add_argument("--amp", default=None, choices=["auto", "fp32", "bf16"], help="precision of ours (MASt3R run)")
     a = p.parse_args()
     if a.dataset is None:
         root, mspec, qspec = _default_dataset()
     else:
         root, mspec, qspec = a.dataset, a.map_frames, a.query_frames
     dataset = open_dataset(root)
+    flags = cpu_flags()
+    print(f"CPU features: AMX {'yes' if 'amx_bf16' in flags else 'no'}, avx512_bf16 "
+          f"{'yes' if 'avx512_bf16' in flags else 'no'}; {torch.get_num_threads()} threads")
     print(f"dataset {root}: map {a.map_frames or mspec}, queries {a.query_frames or qspec}\n")
     calib = RgbdCalibration.load(a.rgbd_calib) if a.rgbd_calib else None
     if "classical" in a.frontends:
         bench_classical(dataset, a.map_frames or mspec, a.query_frames or qspec, a.pnp, a.max_queries, calib,
                         a.query_depth)
     if "mast3r" in a.frontends:
-        few_map, few_query = _few(dataset, a.map_frames or mspec, 3), _few(dataset, a.query_frames or qspec, 2)
+        few_map, few_query = _few(dataset, a.map_frames or mspec, a.top_k), _few(dataset, a.query_frames or qspec, 2)
         bench_mast3r(dataset, a.mast3r_map_frames or few_map, a.mast3r_query_frames or few_query, a.top_k,
-                     a.repeat)
+                     a.repeat, a.amp, a.checkpoint)
 
 
 def _few(dataset, spec: str, n: int) -> str:

@@ -15,7 +15,8 @@ from mast3r_ros.localization.map_store import Keyframe, KeyframeMap
 from mast3r_ros.localization.mapbuild import build_map
 from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEnd, Mast3rFrontEndConfig, network_pointmap_from_depth
 from mast3r_ros.localization.retrieval import RetrievalConfig
-from mast3r_ros.model import preprocess_array
+from mast3r_ros.model import Mast3rModel, preprocess_array
+from mast3r_ros.model.inference import HEADS
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +96,75 @@ def test_end_to_end_map_and_localize_with_tiny_checkpoint(frontend, kitchen, tmp
 def test_missing_checkpoint_is_a_clear_error():
     with pytest.raises(FrontEndError, match="needs a checkpoint"):
         Mast3rFrontEnd(Mast3rFrontEndConfig())
+
+
+class RecordingModel(Mast3rModel):
+    """The fixture network, recording each decode: keyframe-side tokens and the heads asked for."""
+
+    def __init__(self, net):
+        super().__init__(net)
+        self.calls: list[tuple[np.ndarray, set, set]] = []
+
+    def infer(self, enc1, enc2, heads1=HEADS, heads2=HEADS):
+        self.calls.append((enc1.tokens.float().numpy().copy(), set(heads1), set(heads2)))
+        return super().infer(enc1, enc2, heads1, heads2)
+
+
+@pytest.fixture(scope="module")
+def recorded_map(frontend, kitchen, tmp_path_factory):
+    """A 4-keyframe map with depth (so only descriptor heads are needed) and a recording front-end."""
+    model = RecordingModel(frontend.model.net)
+    rec = Mast3rFrontEnd(Mast3rFrontEndConfig(), model=model)
+    return build_map(kitchen, "0:30:9", rec, tmp_path_factory.mktemp("rec") / "map"), rec, model
+
+
+def _decoded_ids(kmap, tokens: np.ndarray) -> list[int]:
+    """Which map keyframes a decode's keyframe-side token batch [B, N, C] came from."""
+    stored = {i: kmap.get_keyframe(i, load_image=False, arrays=["mast3r_tokens"], load_depth=False)
+              .arrays["mast3r_tokens"] for i in kmap.keyframe_ids()}
+    return [next(i for i, t in stored.items() if np.array_equal(t, row)) for row in tokens]
+
+
+def test_keyframes_decoded_in_global_and_in_tracking_mode(recorded_map, kitchen):
+    path, rec, model = recorded_map
+    frame = kitchen.frames("60:61")[0]
+    config = LocalizerConfig(retrieval=RetrievalConfig(top_k=3))
+    with KeyframeMap.open(path) as kmap:
+        loc = Localizer(kmap, rec, config)
+        # No prior (INIT): retrieval picks the top 3, decoded in one batch, descriptor heads only.
+        model.calls.clear()
+        r = loc.localize(kitchen.load_rgb(frame), kitchen.K)
+        assert r.selection == "retrieval" and len(r.kf_ids) == 3, r.error
+        assert len(model.calls) == 1
+        tokens, heads_k, heads_q = model.calls[0]
+        assert _decoded_ids(kmap, tokens) == r.kf_ids
+        assert heads_k == {"desc"} and heads_q == {"desc"}
+        # Tracking (prior = keyframe 2's pose): only the keyframe nearest the prior, no retrieval.
+        poses = kmap.poses()
+        loc.state.update(poses[2])
+        model.calls.clear()
+        r = loc.localize(kitchen.load_rgb(frame), kitchen.K)
+        assert r.selection == "prior" and r.kf_ids == [2]
+        assert [_decoded_ids(kmap, c[0]) for c in model.calls] == [[2]]
+        # A localize request while tracking goes back to retrieval for one query.
+        loc.state.update(poses[2])
+        loc.request_retrieval()
+        model.calls.clear()
+        r = loc.localize(kitchen.load_rgb(frame), kitchen.K)
+        assert r.selection == "retrieval" and len(model.calls) == 1 and len(model.calls[0][0]) == 3
+
+
+def test_batched_matching_equals_one_keyframe_at_a_time(recorded_map, kitchen):
+    path, rec, _ = recorded_map
+    query = QueryFrame(kitchen.load_rgb(kitchen.frames("60:61")[0]), kitchen.K)
+    with KeyframeMap.open(path) as kmap:
+        kfs = [kmap.get_keyframe(i, load_image=False, arrays=list(rec.array_names), load_depth=False)
+               for i in kmap.keyframe_ids()]
+        batched = rec.match_many(query, kfs)
+        single = [rec.match(query, kf) for kf in kfs]
+    for b, s in zip(batched, single):
+        assert b.kf_id == s.kf_id and len(s) > 0
+        sb = {tuple(r) for r in np.round(b.xy_query, 6).tolist()}
+        ss = {tuple(r) for r in np.round(s.xy_query, 6).tolist()}
+        # Measured: the same match sets for all four keyframes (101-120 matches each).
+        assert sb == ss, (len(sb), len(ss), len(sb & ss))

@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("img2", help="second image")
     parser.add_argument("--out", required=True, help="output .npz")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    parser.add_argument("--amp", default=None, choices=["fp16", "bf16"], help="autocast dtype on CUDA")
+    parser.add_argument("--amp", default=None, choices=["auto", "fp32", "bf16", "fp16"],
+                        help="mixed precision: bf16 (CPU or CUDA), fp16 (CUDA), auto (per CPU features / GPU); "
+                             "default fp32")
     parser.add_argument("--size", type=int, default=512, help="long side of the network image (default 512)")
 
 

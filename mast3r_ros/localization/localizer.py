@@ -1,7 +1,9 @@
 """ROS-free localizer: image -> gated pose ``T_map_cam`` with covariance and a tracking state.
 
-Pipeline per query: retrieval (global descriptor, top-k keyframes, gated by the pose prior
-while tracking) -> front-end matching against each keyframe -> one PnP + RANSAC + refinement
+Pipeline per query: keyframe selection (while tracking: the ``tracking_k`` keyframes nearest the
+pose prior; otherwise, or after :meth:`Localizer.request_retrieval`: global-descriptor retrieval of
+the top-k) -> front-end matching against those keyframes (in one batch when the front-end has
+``match_many``) -> one PnP + RANSAC + refinement
 on all 2D-3D matches -> covariance -> acceptance gates -> state machine. ``localize`` never
 raises: bad inputs and failures come back as a result with ``T_map_cam=None`` and ``error``.
 """
@@ -50,7 +52,8 @@ class LocalizationResult:
     covariance: [6,6] float64, ROS order (x, y, z, roll, pitch, yaw) about map axes (see
         ``covariance.py``), or None.
     n_matches / n_inliers: 2D-3D matches fed to PnP and its inliers.
-    kf_ids: retrieved keyframe ids, best first.
+    kf_ids: keyframe ids matched, best first.
+    selection: how they were chosen: 'prior' (nearest the tracking prior) or 'retrieval'.
     timings: seconds per stage: 'features' (query feature extraction), 'retrieval', 'matching',
         'pnp' (pose solver + covariance), 'total'.
     error: why no pose was returned ('' on success).
@@ -64,6 +67,7 @@ class LocalizationResult:
     timings: dict[str, float] = field(default_factory=dict)
     error: str = ""
     median_reproj_px: float = float("nan")
+    selection: str = ""
 
     @property
     def ok(self) -> bool:
@@ -95,6 +99,11 @@ class Localizer:
                                    self.config.retrieval)
         self.state = StateMachine(self.config.gates)
         self._cache: OrderedDict[int, Keyframe] = OrderedDict()
+        self._retrieve_next = False
+
+    def request_retrieval(self) -> None:
+        """Select the next query's keyframes by retrieval even while tracking (a localize request)."""
+        self._retrieve_next = True
 
     def localize(self, image: np.ndarray, K: np.ndarray, depth: np.ndarray | None = None,
                  stamp: float = 0.0, dist: np.ndarray | None = None) -> LocalizationResult:
@@ -132,11 +141,16 @@ class Localizer:
         timings["features"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        kf_ids, _ = self.retriever.query(self.frontend.query_descriptor(query), prior)
+        selection = "prior" if prior is not None and not self._retrieve_next else "retrieval"
+        self._retrieve_next = False
+        if selection == "prior":
+            kf_ids = self.retriever.nearest(prior)
+        else:
+            kf_ids, _ = self.retriever.query(self.frontend.query_descriptor(query), prior)
         timings["retrieval"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        corr, _ = Correspondences.concat([self.frontend.match(query, self._keyframe(i)) for i in kf_ids])
+        corr, _ = Correspondences.concat(self._match(query, [self._keyframe(i) for i in kf_ids]))
         timings["matching"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -163,7 +177,14 @@ class Localizer:
         if T is None and not reason:
             reason = "relocalization candidate awaiting confirmation"
         return LocalizationResult(state, T, cov if T is not None else None, len(corr), pnp.n_inliers,
-                                  kf_ids, error=reason, median_reproj_px=med)
+                                  kf_ids, error=reason, median_reproj_px=med, selection=selection)
+
+    def _match(self, query: QueryFrame, keyframes: list[Keyframe]) -> list[Correspondences]:
+        """Front-end matches per keyframe; one batched call when the front-end offers ``match_many``."""
+        match_many = getattr(self.frontend, "match_many", None)
+        if match_many is not None:
+            return match_many(query, keyframes)
+        return [self.frontend.match(query, kf) for kf in keyframes]
 
     def _keyframe(self, kf_id: int) -> Keyframe:
         """Keyframe with its front-end arrays (no image), LRU-cached."""

@@ -2,7 +2,7 @@
 
 Per keyframe (map build) the image is encoded once and the encoder tokens are stored, with the
 keyframe's 3D points at network resolution when it has depth. Per query the image is encoded once;
-against each retrieved keyframe only the decoders and the heads that are needed run:
+against the selected keyframes (batched) only the decoders and the heads that are needed run:
 descriptors on both sides, and the keyframe's pointmap (view 1 = keyframe, metric, in the keyframe
 camera frame) only when the keyframe has no depth. Matches come from fast reciprocal NN started
 from valid keyframe pixels with a pixel tolerance, as in the paper's localization.
@@ -40,7 +40,8 @@ class Mast3rFrontEndConfig:
     """MASt3R front-end parameters.
 
     checkpoint: local MASt3R .pth (never downloaded).
-    device / amp_dtype: inference device ('cpu', 'cuda') and optional CUDA autocast ('fp16', 'bf16').
+    device / amp_dtype: inference device ('cpu', 'cuda') and precision (None/'fp32', 'bf16', 'fp16' on CUDA,
+        or 'auto'; see ``mast3r_ros.model.precision``).
     image_size: long side of the network image (512 for the released model).
     subsample: spacing in network pixels of the FRM start points on the keyframe.
     pixel_tol: FRM round-trip tolerance in network pixels (paper's localization uses 5).
@@ -175,16 +176,36 @@ class Mast3rFrontEnd:
 
     def match(self, query: QueryFrame, keyframe: Keyframe) -> Correspondences:
         """FRM matches (keyframe -> query) whose keyframe pixel has a 3D point; X in the map frame."""
+        return self.match_many(query, [keyframe])[0]
+
+    def match_many(self, query: QueryFrame, keyframes: list[Keyframe]) -> list[Correspondences]:
+        """:meth:`match` for several keyframes, one per entry; keyframes of the same network size that
+        need the same heads (pointmap only without stored depth) are decoded in one batched pass."""
         self.prepare_query(query)
-        enc_q, tf_q, _ = query.cache["mast3r"]
-        enc_k, tf_k = self._keyframe_encoding(keyframe)
+        groups: dict[tuple, list[int]] = {}
+        loaded = [self._keyframe_encoding(kf) for kf in keyframes]
+        for i, (kf, (enc_k, _)) in enumerate(zip(keyframes, loaded)):
+            groups.setdefault((enc_k.image_hw, _has_depth(kf)), []).append(i)
+        out: list[Correspondences | None] = [None] * len(keyframes)
+        enc_q = query.cache["mast3r"][0]
+        for (_, use_depth), idx in groups.items():
+            enc_k = Encoding.cat([loaded[i][0] for i in idx])
+            heads_k = {"desc"} if use_depth else {"desc", "pts3d"}
+            pred_k, pred_q = self.model.infer(enc_k, enc_q[[0] * len(idx)], heads1=heads_k, heads2={"desc"})
+            for b, i in enumerate(idx):
+                one_k = {name: v[b] for name, v in pred_k.items()}
+                one_q = {name: v[b] for name, v in pred_q.items()}
+                out[i] = self._correspondences(query, keyframes[i], loaded[i][1], one_k, one_q)
+        return out
+
+    def _correspondences(self, query: QueryFrame, keyframe: Keyframe, tf_k: ImageTransform,
+                         pred_k: dict[str, torch.Tensor], pred_q: dict[str, torch.Tensor]) -> Correspondences:
+        """FRM from the keyframe's valid grid pixels on one pair's outputs ([H, W, ...] per key)."""
+        tf_q = query.cache["mast3r"][1]
         X_net = np.asarray(keyframe.arrays["mast3r_X"], np.float32)
-        use_depth = X_net.size > 0
-        heads_k = {"desc"} if use_depth else {"desc", "pts3d"}
-        pred_k, pred_q = self.model.infer(enc_k, enc_q, heads1=heads_k, heads2={"desc"})
-        if not use_depth:
-            X_net = pred_k["pts3d"][0].cpu().numpy()
-            X_net[pred_k["conf"][0].cpu().numpy() < self.config.min_pts_conf] = np.nan
+        if not _has_depth(keyframe):
+            X_net = pred_k["pts3d"].cpu().numpy()
+            X_net[pred_k["conf"].cpu().numpy() < self.config.min_pts_conf] = np.nan
         valid = np.all(np.isfinite(X_net), axis=-1)
         step = self.config.subsample
         grid = np.zeros_like(valid)
@@ -192,13 +213,18 @@ class Mast3rFrontEnd:
         ys, xs = np.nonzero(valid & grid)
         if len(xs) == 0:
             return Correspondences.empty(int(keyframe.id))
-        xy_k, xy_q = fast_reciprocal_nn(pred_k["desc"][0], pred_q["desc"][0], init_xy=(xs, ys),
+        xy_k, xy_q = fast_reciprocal_nn(pred_k["desc"], pred_q["desc"], init_xy=(xs, ys),
                                         pixel_tol=self.config.pixel_tol, config=self.matching)
-        dconf = np.minimum(pred_k["desc_conf"][0].cpu().numpy()[xy_k[:, 1], xy_k[:, 0]],
-                           pred_q["desc_conf"][0].cpu().numpy()[xy_q[:, 1], xy_q[:, 0]])
+        dconf = np.minimum(pred_k["desc_conf"].cpu().numpy()[xy_k[:, 1], xy_k[:, 0]],
+                           pred_q["desc_conf"].cpu().numpy()[xy_q[:, 1], xy_q[:, 0]])
         keep = dconf >= self.config.min_desc_conf
         xy_k, xy_q, dconf = xy_k[keep], xy_q[keep], dconf[keep]
         X_kf = X_net[xy_k[:, 1], xy_k[:, 0]].astype(np.float64)
         X_map = transform_points(keyframe.T_map_cam, X_kf)
         conf = (dconf / (1.0 + dconf)).astype(np.float32)  # (0, inf) -> (0, 1), monotone
         return Correspondences(tf_q.network_to_original(xy_q), X_map, conf, int(keyframe.id))
+
+
+def _has_depth(keyframe: Keyframe) -> bool:
+    """The keyframe stores depth 3D points (else its predicted pointmap is needed)."""
+    return np.asarray(keyframe.arrays["mast3r_X"]).size > 0

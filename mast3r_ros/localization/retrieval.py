@@ -16,11 +16,14 @@ import numpy as np
 class RetrievalConfig:
     """Retrieval parameters.
 
-    top_k: keyframes returned per query.
+    top_k: keyframes returned per query by descriptor retrieval (no prior, or a relocalization request).
+    tracking_k: keyframes matched per query while tracking: the ones nearest the pose prior, no
+        descriptor retrieval (retrieval runs again when tracking is lost).
     prior_max_dist_m / prior_max_angle_deg: with a pose prior, keyframes whose camera centre is
         farther / whose optical axis differs more than this are excluded (None = no gate).
     """
     top_k: int = 5
+    tracking_k: int = 1
     prior_max_dist_m: float | None = 1.5
     prior_max_angle_deg: float | None = 75.0
 
@@ -112,6 +115,19 @@ class Retriever:
         order = np.argsort(-sims, kind="stable")[:k]
         order = order[np.isfinite(sims[order])]
         return self.kf_ids[order].tolist(), sims[order].astype(np.float32)
+
+    def nearest(self, prior_T_map_cam: np.ndarray, k: int | None = None) -> list[int]:
+        """The ``k`` (default ``tracking_k``) keyframes whose camera centre is nearest the prior's,
+        among those the prior gate keeps (all keyframes when it keeps none). Nearest first."""
+        k = k or self.config.tracking_k
+        if len(self.kf_ids) == 0:
+            return []
+        dist = np.linalg.norm(self.T[:, :3, 3] - prior_T_map_cam[:3, 3], axis=1)
+        allowed = self._gate(prior_T_map_cam)
+        if allowed is not None and allowed.any():
+            dist = np.where(allowed, dist, np.inf)
+        order = np.argsort(dist, kind="stable")[:k]
+        return self.kf_ids[order].tolist()
 
     def _gate(self, prior: np.ndarray | None) -> np.ndarray | None:
         cfg = self.config

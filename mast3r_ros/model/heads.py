@@ -139,7 +139,8 @@ class Mast3rHead(nn.Module):
         gh, gw = image_hw[0] // p, image_hw[1] // p
         out: dict[str, torch.Tensor] = {}
         if want_points:
-            fmap = self.dpt(layers, (gh, gw)).permute(0, 2, 3, 1)  # [B, H, W, 4]
+            # Post-processing in float32 under autocast too: exp/expm1 and norms lose digits in bf16.
+            fmap = self.dpt(layers, (gh, gw)).permute(0, 2, 3, 1).float()  # [B, H, W, 4]
             out["pts3d"] = _reg_points(fmap[..., :3], cfg.depth_mode)
             out["conf"] = _reg_conf(fmap[..., 3], cfg.conf_mode)
         if want_desc:
@@ -148,7 +149,7 @@ class Mast3rHead(nn.Module):
             b = feats.shape[0]
             c = cfg.desc_dim + int(cfg.two_confs)
             # Pixel shuffle straight to channel-last: token (y, x), sub-pixel (i, j) -> pixel (y*p+i, x*p+j).
-            local = feats.reshape(b, gh, gw, c, p, p).permute(0, 1, 4, 2, 5, 3).reshape(b, gh * p, gw * p, c)
+            local = feats.reshape(b, gh, gw, c, p, p).permute(0, 1, 4, 2, 5, 3).reshape(b, gh * p, gw * p, c).float()
             desc = local[..., : cfg.desc_dim]
             out["desc"] = desc / desc.norm(dim=-1, keepdim=True)
             if cfg.two_confs:

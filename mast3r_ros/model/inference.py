@@ -11,6 +11,11 @@ Outputs are dicts of channel-last float32 tensors at network resolution:
 ``pts3d`` [B, H, W, 3] (metres for the metric checkpoint; view 1's points in view 1's camera frame,
 view 2's points *also in view 1's camera frame*, OpenCV optical axes), ``conf`` [B, H, W] (>= 1),
 ``desc`` [B, H, W, D] (unit L2 norm), ``desc_conf`` [B, H, W] (> 0).
+
+Mixed precision (``amp_dtype``): matmuls, convolutions and attention of the encoder, decoders and heads
+run under autocast; RoPE angles, the heads' post-processing (depth/confidence activations, descriptor
+normalisation) and every output stay float32. ``benchmarks/bench_forward.py`` measures the speed and the
+differences from float32 that this policy gives.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import torch
 from .checkpoint import load_network
 from .config import Mast3rConfig
 from .network import Encoding, Mast3rNet
+from .precision import resolve_amp
 
 HEADS = frozenset({"pts3d", "desc"})
 _AMP = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -31,17 +37,18 @@ _AMP = {"fp16": torch.float16, "bf16": torch.bfloat16}
 @dataclass
 class InferenceConfig:
     device: str = "cpu"          # 'cpu', 'cuda', 'cuda:1'
-    amp_dtype: str | None = None  # None (fp32), 'fp16' or 'bf16' (autocast, CUDA only)
+    amp_dtype: str | None = None  # None/'' or 'fp32'; 'bf16' (CPU, CUDA), 'fp16' (CUDA) or 'auto' (resolve_amp)
     num_threads: int | None = None  # CPU threads for torch; None leaves torch's default
 
     def validate(self) -> "InferenceConfig":
-        if self.amp_dtype not in (None, "fp32", *_AMP):
-            raise ValueError(f"amp_dtype must be one of None, 'fp16', 'bf16', got {self.amp_dtype!r}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} requested but CUDA is not available")
-        if self.amp_dtype in _AMP and not self.device.startswith("cuda"):
-            raise ValueError("mixed precision (amp_dtype) is only supported on CUDA devices")
+        self.precision()
         return self
+
+    def precision(self) -> str:
+        """The resolved precision on this machine: 'fp32', 'bf16' or 'fp16'."""
+        return resolve_amp(self.amp_dtype, torch.device(self.device).type)
 
 
 class Mast3rModel:
@@ -52,6 +59,7 @@ class Mast3rModel:
         if self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
         self.device = torch.device(self.config.device)
+        self.precision = self.config.precision()  # 'fp32', 'bf16' or 'fp16', 'auto' resolved
         self.net = net.to(self.device).eval()
         for head in (self.net.downstream_head1, self.net.downstream_head2):
             head.dpt.to(memory_format=torch.channels_last)  # same values, faster convolutions
@@ -62,7 +70,7 @@ class Mast3rModel:
         return cls(load_network(path, net_config), config)
 
     def _autocast(self):
-        dtype = _AMP.get(self.config.amp_dtype or "")
+        dtype = _AMP.get(self.precision)
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
@@ -96,8 +104,8 @@ class Mast3rModel:
             if not heads:
                 preds.append({})
                 continue
-            layers = [t.float() if t is not None else None for t in dec]
-            preds.append(head(layers, enc.image_hw, want_points="pts3d" in heads, want_desc="desc" in heads))
+            with self._autocast():
+                preds.append(head(dec, enc.image_hw, want_points="pts3d" in heads, want_desc="desc" in heads))
         return preds[0], preds[1]
 
     def infer_pair(self, img1: torch.Tensor, img2: torch.Tensor, heads1=HEADS, heads2=HEADS):
