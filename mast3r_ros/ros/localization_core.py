@@ -366,6 +366,7 @@ def apply_hint(loc: Localizer, T_map_cam: np.ndarray | None, radius_m: float,
         sm.state = LocState.LOST
         return
     sm.state, sm.last_pose = LocState.TRACKING, np.asarray(T_map_cam, dtype=np.float64)
+    loc.request_retrieval()  # keyframes by retrieval within the radius, not only the one nearest the hint
     loc.retriever.config.prior_max_dist_m = radius_m
     sm.config.max_jump_m = radius_m
     if max_jump_deg is not None:

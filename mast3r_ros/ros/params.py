@@ -36,7 +36,8 @@ class NodeParams:
                           choices=("classical", "mast3r"))
     checkpoint: str = param("", "local MASt3R checkpoint .pth (never downloaded); mast3r front-end")
     device: str = param("cpu", "inference device: cpu, cuda or cuda:N")
-    amp_dtype: str = param("", "CUDA autocast dtype: '' (off), fp16 or bf16", choices=("", "fp16", "bf16"))
+    amp_dtype: str = param("", "autocast dtype: '' / fp32 off; bf16 (CPU or CUDA); fp16 (CUDA); auto: bf16 on "
+                           "CPUs with amx_bf16/avx512_bf16, else fp32", choices=("", "fp32", "auto", "bf16", "fp16"))
     image_size: int = param(512, "long side of the network image (pixels, multiple of 16)", min=64, max=2048)
     warmup: bool = param(True, "run one dummy frame through the front-end before reporting ready")
     map_frame: str = param("map", "global frame of the map and of published poses")
