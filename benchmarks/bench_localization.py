@@ -150,7 +150,7 @@ def bench_mast3r(dataset, map_spec: str, query_spec: str, top_k: int, repeat: in
         path = Path(tmp) / "map"
         build_map(dataset, map_spec, frontend, path, progress=True)
         with KeyframeMap.open(path) as kmap:
-            config = LocalizerConfig(retrieval=RetrievalConfig(top_k=top_k, prior_max_dist_m=None,
+            config = LocalizerConfig(retrieval=RetrievalConfig(top_k=top_k, tracking_k=1, prior_max_dist_m=None,
                                                                prior_max_angle_deg=None))
             loc = Localizer(kmap, frontend, config)
             poses = kmap.poses()

@@ -128,7 +128,7 @@ def _decoded_ids(kmap, tokens: np.ndarray) -> list[int]:
 def test_keyframes_decoded_in_global_and_in_tracking_mode(recorded_map, kitchen):
     path, rec, model = recorded_map
     frame = kitchen.frames("60:61")[0]
-    config = LocalizerConfig(retrieval=RetrievalConfig(top_k=3))
+    config = LocalizerConfig(retrieval=RetrievalConfig(top_k=3, tracking_k=1))
     with KeyframeMap.open(path) as kmap:
         loc = Localizer(kmap, rec, config)
         # No prior (INIT): retrieval picks the top 3, decoded in one batch, descriptor heads only.

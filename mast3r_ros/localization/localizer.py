@@ -141,7 +141,8 @@ class Localizer:
         timings["features"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        selection = "prior" if prior is not None and not self._retrieve_next else "retrieval"
+        by_prior = prior is not None and not self._retrieve_next and self.retriever.config.tracking_k > 0
+        selection = "prior" if by_prior else "retrieval"
         self._retrieve_next = False
         if selection == "prior":
             kf_ids = self.retriever.nearest(prior)
