@@ -196,3 +196,49 @@ def test_shipped_defaults_cover_chi_square_levels_on_their_own_oracle():
     frac = np.mean(inside, axis=0)
     assert np.all((frac > 0.9) & (frac <= 1.0)), frac
 
+
+@pytest.mark.slow
+def test_temporal_split_published_covariance_is_calibrated(data_dir, tmp_path):
+    """Reduced acceptance on real data: 7-Scenes temporal split (map 0:598, queries 600:1000:12),
+    README calibration, classical front-end, shipped covariance defaults (their model error was
+    calibrated on the interleaved + reverse splits, see ``benchmarks/bench_covariance.py``)."""
+    from mast3r_ros.localization.covariance import fraction_inside, pose_error
+    from mast3r_ros.localization.datasets import open_dataset
+    from mast3r_ros.localization.frontend import make_frontend
+    from mast3r_ros.localization.localizer import Localizer
+    from mast3r_ros.localization.map_store import KeyframeMap
+    from mast3r_ros.localization.mapbuild import build_map
+    from mast3r_ros.localization.rgbd import RgbdCalibration
+
+    ds = open_dataset(data_dir / "7scenes_redkitchen")
+    cal = RgbdCalibration.load("7scenes")
+    build_map(ds, "0:598", make_frontend("classical"), tmp_path / "map", calib=cal)
+    K = cal.colour_K(ds.K)
+    frac = {}
+    with KeyframeMap.open(tmp_path / "map") as kmap:
+        for mode in ("rgbd", "rgb"):
+            loc = Localizer(kmap, make_frontend("classical"))
+            err, cov, n_inl = [], [], []
+            for f in ds.frames("600:1000:12"):
+                depth = cal.depth_in_colour(ds.load_depth(f), ds.K, ds.image_size) if mode == "rgbd" else None
+                r = loc.localize(ds.load_rgb(f), K, depth=depth, stamp=f.timestamp)
+                if r.ok:
+                    err.append(pose_error(r.T_map_cam, cal.colour_pose(f.T_world_cam)))
+                    cov.append(r.covariance)
+                    n_inl.append(r.n_inliers)
+            assert len(err) >= 32  # 34 queries
+            err, cov = np.array(err), np.array(cov)
+            frac[mode] = (fraction_inside(err, cov, POS), fraction_inside(err, cov, ROT))
+            for block in (POS, ROT):  # honest, not just huge: median sigma per axis vs median error per axis
+                sigma = np.sqrt(np.trace(cov[:, block, block], axis1=1, axis2=2) / 3)
+                ratio = np.median(sigma) / np.median(np.linalg.norm(err[:, block], axis=1) / np.sqrt(3))
+                assert 0.8 < ratio < 2.0, (mode, block, ratio)  # full split: 1.14-1.40
+            # fewer inliers -> larger published position sigma (rank correlation over the real fixes)
+            sig = np.trace(cov[:, POS, POS], axis1=1, axis2=2)
+            rank = lambda a: np.argsort(np.argsort(a))  # noqa: E731
+            assert np.corrcoef(rank(np.array(n_inl)), rank(sig))[0, 1] < -0.5
+    # inside the 95 % ellipsoids; expected from the full-split run on these 34 queries: position 0.97
+    # (RGB-D) / 0.97 (RGB), rotation 0.85 / 0.82; the issue's band is 0.80-0.99 on the full split
+    print("fraction inside the 95 % ellipsoids (position, rotation):", frac)
+    for mode, (fp, fr) in frac.items():
+        assert 0.75 <= fp <= 1.0 and 0.75 <= fr <= 1.0, (mode, frac)
