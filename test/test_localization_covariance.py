@@ -119,9 +119,9 @@ def test_pnp_covariance_matches_monte_carlo_and_grows_with_fewer_inliers_and_nar
     few = _mc_pnp(rng, X_q[:40], X_map[:40], C_map[:40])            # subsampled inliers
     narrow = _mc_pnp(rng, *_scene(rng, 300, fov=0.3))                 # 30 % of the field of view
     for emp, pred in (full, few, narrow):
-        _assert_matches(emp, pred, 0.65, 1.5)  # measured 0.80-1.20 on this seed
+        _assert_matches(emp, pred, 0.7, 1.6)  # measured 0.93-1.37 (correlations within 0.12)
     for emp, pred in (few, narrow):
-        for block in (POS, ROT):  # the oracle grows (x3-7 measured) and so does the prediction
+        for block in (POS, ROT):  # the oracle grows (x4.7-9.0 measured) and so does the prediction (x4.0-8.2)
             assert _trace(emp, block) > 2 * _trace(full[0], block)
             assert _trace(pred, block) > 2 * _trace(full[1], block)
 
@@ -133,13 +133,13 @@ def test_rigid_covariance_matches_monte_carlo_and_grows_with_fewer_inliers_and_n
     few = _mc_rigid(rng, X_q[:40], X_map[:40], C_map[:40])
     narrow = _mc_rigid(rng, *_scene(rng, 300, fov=0.3))
     for emp, pred in (full, few, narrow):
-        _assert_matches(emp, pred, 0.65, 1.6)  # measured 0.92-1.32 (few points: s^2 >= 1 is conservative)
-    for block in (POS, ROT):
+        _assert_matches(emp, pred, 0.7, 1.6)  # measured 0.85-1.33 (few points: s^2 >= 1 is conservative)
+    for block in (POS, ROT):  # measured x11-14 (oracle and prediction)
         assert _trace(few[0], block) > 3 * _trace(full[0], block)
         assert _trace(few[1], block) > 3 * _trace(full[1], block)
     # a narrow view weakens the rotation of a 3D-3D fit (the lever arm shrinks), not its position
-    assert _trace(narrow[0], ROT) > 2 * _trace(full[0], ROT)
-    assert _trace(narrow[1], ROT) > 2 * _trace(full[1], ROT)
+    assert _trace(narrow[0], ROT) > 2 * _trace(full[0], ROT)  # measured x3.2
+    assert _trace(narrow[1], ROT) > 2 * _trace(full[1], ROT)  # measured x2.8
 
 
 def test_covariance_grows_monotonically_when_inliers_are_removed():
@@ -194,7 +194,8 @@ def test_shipped_defaults_cover_chi_square_levels_on_their_own_oracle():
         e = _err(r.T_map_cam)
         inside.append([e[b] @ np.linalg.solve(C[b, b], e[b]) <= chi2.ppf(0.95, 3) for b in (POS, ROT)])
     frac = np.mean(inside, axis=0)
-    assert np.all((frac > 0.9) & (frac <= 1.0)), frac
+    print("Monte-Carlo PnP errors inside the predicted 95 % ellipsoids (position, rotation):", frac)
+    assert np.all((frac > 0.9) & (frac <= 0.99)), frac  # measured 0.93 (position), 0.975 (rotation)
 
 
 @pytest.mark.slow
