@@ -19,6 +19,7 @@ import numpy as np
 
 from mast3r_ros.geometry.camera import backproject_depth, check_intrinsics, sample_depth_robust
 from mast3r_ros.geometry.transforms import transform_points
+from mast3r_ros.localization.covariance import depth_point_covariance, rotate_covariance
 from mast3r_ros.localization.frontend import Correspondences, FrontEndError, QueryFrame
 from mast3r_ros.localization.map_store import Keyframe
 from mast3r_ros.localization.retrieval import fit_vocabulary, vlad
@@ -178,7 +179,8 @@ class ClassicalFrontEnd:
         """Mutual-NN + ratio matches whose keyframe keypoint has a reliable depth.
 
         ``conf`` = 1 - (distance ratio): 0 at the ratio threshold's limit of 1, higher = more
-        distinctive. X_map = keyframe.T_map_cam applied to the stored camera-frame point.
+        distinctive. X_map = keyframe.T_map_cam applied to the stored camera-frame point; X_cov
+        its sensor-depth covariance (``covariance.depth_point_covariance``, default noise model).
         """
         arr = keyframe.arrays
         missing = [n for n in ARRAY_NAMES if n not in arr]
@@ -192,7 +194,8 @@ class ClassicalFrontEnd:
         keep = has3d[ki]
         qi, ki, r = qi[keep], ki[keep], r[keep]
         X_map = transform_points(keyframe.T_map_cam, X_kf[ki])
-        return Correspondences(q_xy[qi], X_map, (1.0 - r).astype(np.float32), int(keyframe.id))
+        X_cov = rotate_covariance(keyframe.T_map_cam[:3, :3], depth_point_covariance(X_kf[ki], keyframe.K))
+        return Correspondences(q_xy[qi], X_map, (1.0 - r).astype(np.float32), int(keyframe.id), X_cov)
 
     @staticmethod
     def _kf_desc(keyframe: Keyframe) -> np.ndarray:

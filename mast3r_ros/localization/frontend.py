@@ -50,11 +50,14 @@ class Correspondences:
         X_map: [N,3] float64 matched 3D points in the map frame (metres).
         conf: [N] float32 match confidence in [0, 1] (higher is better).
         kf_id: keyframe id the 3D points came from.
+        X_cov: optional [N,3,3] float64 map-frame covariances of ``X_map`` (m^2): the 3D points'
+            own uncertainty (sensor depth or predicted pointmap; see ``covariance.py``).
     """
     xy_query: np.ndarray
     X_map: np.ndarray
     conf: np.ndarray
     kf_id: int
+    X_cov: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.xy_query.shape[0])
@@ -70,10 +73,12 @@ class Correspondences:
         if not items:
             return Correspondences.empty(), np.zeros(0, np.int64)
         kf = np.concatenate([np.full(len(c), c.kf_id, np.int64) for c in items])
+        covs = [c.X_cov for c in items]
+        X_cov = None if any(c is None for c in covs) else np.concatenate(covs)
         return Correspondences(np.concatenate([c.xy_query for c in items]),
                                np.concatenate([c.X_map for c in items]),
                                np.concatenate([c.conf for c in items]).astype(np.float32),
-                               items[0].kf_id), kf
+                               items[0].kf_id, X_cov), kf
 
 
 @runtime_checkable

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mast3r_ros.geometry.camera import check_intrinsics, undistort_points
-from mast3r_ros.localization.covariance import pose_covariance
+from mast3r_ros.geometry.camera import check_intrinsics
+from mast3r_ros.localization.covariance import CovarianceConfig, nearest_keyframe_distance
 from mast3r_ros.localization.frontend import Correspondences, FrontEnd, QueryFrame
 from mast3r_ros.localization.map_store import Keyframe, KeyframeMap
-from mast3r_ros.localization.pose import PnPConfig, solve_pnp, solve_pose_rgbd
+from mast3r_ros.localization.pose import PnPConfig, fix_covariance, solve_pnp, solve_pose_rgbd
 from mast3r_ros.localization.retrieval import RetrievalConfig, Retriever
 from mast3r_ros.localization.state import GateConfig, LocState, StateMachine, check_gates
 
@@ -33,12 +33,14 @@ class LocalizerConfig:
     rgbd_pose: when a query depth image is given, estimate the pose from 3D-3D matches (query
         depth vs map points) instead of PnP; falls back to PnP if too few matches have depth.
     rgbd_inlier_m: 3D-3D inlier distance (metres).
+    covariance: the published covariance's model (``covariance.py``).
     """
     rgbd_pose: bool = True
     rgbd_inlier_m: float = 0.05
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     pnp: PnPConfig = field(default_factory=PnPConfig)
     gates: GateConfig = field(default_factory=GateConfig)
+    covariance: CovarianceConfig = field(default_factory=CovarianceConfig)
     keyframe_cache: int = 256
 
 
@@ -168,8 +170,8 @@ class Localizer:
             med = float(np.median(pnp.reproj_err_px[inl])) if inl.any() else float("inf")
             if pnp.residual_m is not None:
                 med3d = float(np.median(pnp.residual_m[inl])) if inl.any() else float("inf")
-            xy_u = undistort_points(K, dist, corr.xy_query[inl])
-            cov = pose_covariance(pnp.T_map_cam, K, xy_u, corr.X_map[inl])
+            cov = fix_covariance(pnp, corr.xy_query, corr.X_map, corr.X_cov, K, dist, self.config.covariance,
+                                 nearest_keyframe_distance(pnp.T_map_cam, self.retriever.T))
         timings["pnp"] = time.perf_counter() - t
 
         reason = pnp.message or check_gates(self.config.gates, len(corr), pnp.n_inliers, med,

@@ -26,6 +26,7 @@ import torch
 
 from mast3r_ros.geometry.camera import backproject_depth, check_intrinsics
 from mast3r_ros.geometry.transforms import transform_points
+from mast3r_ros.localization.covariance import depth_point_covariance, pointmap_covariance, rotate_covariance
 from mast3r_ros.localization.frontend import Correspondences, FrontEndError, QueryFrame
 from mast3r_ros.localization.map_store import Keyframe
 from mast3r_ros.matching import MatchingConfig, fast_reciprocal_nn
@@ -222,7 +223,11 @@ class Mast3rFrontEnd:
         X_kf = X_net[xy_k[:, 1], xy_k[:, 0]].astype(np.float64)
         X_map = transform_points(keyframe.T_map_cam, X_kf)
         conf = (dconf / (1.0 + dconf)).astype(np.float32)  # (0, inf) -> (0, 1), monotone
-        return Correspondences(tf_q.network_to_original(xy_q), X_map, conf, int(keyframe.id))
+        # the 3D points' own noise (covariance.py): sensor depth, or the pointmap's predicted confidence
+        C_kf = (depth_point_covariance(X_kf, keyframe.K) if _has_depth(keyframe) else
+                pointmap_covariance(X_kf, pred_k["conf"].cpu().numpy()[xy_k[:, 1], xy_k[:, 0]]))
+        return Correspondences(tf_q.network_to_original(xy_q), X_map, conf, int(keyframe.id),
+                               rotate_covariance(keyframe.T_map_cam[:3, :3], C_kf))
 
 
 def _has_depth(keyframe: Keyframe) -> bool:

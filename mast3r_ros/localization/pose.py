@@ -15,6 +15,13 @@ import numpy as np
 from mast3r_ros.geometry.alignment import ransac_rigid
 from mast3r_ros.geometry.camera import backproject_depth, project_points, sample_depth_robust, undistort_points
 from mast3r_ros.geometry.transforms import invert, make_T, transform_points
+from mast3r_ros.localization.covariance import (
+    CovarianceConfig,
+    depth_point_covariance,
+    pnp_covariance,
+    published_covariance,
+    rigid_covariance,
+)
 
 
 @dataclass
@@ -45,12 +52,15 @@ class PnPResult:
         (inf behind the camera / on failure).
     message: why it failed ('' on success).
     residual_m: [N] float64 3D-3D residuals (metres) for RGB-D poses, else None.
+    X_query: [N,3] float64 query-camera points from the query depth (metres, NaN where no depth)
+        for RGB-D poses, else None (the covariance needs them).
     """
     T_map_cam: np.ndarray | None
     inliers: np.ndarray
     reproj_err_px: np.ndarray
     message: str = ""
     residual_m: np.ndarray | None = None
+    X_query: np.ndarray | None = None
 
     @property
     def n_inliers(self) -> int:
@@ -187,4 +197,35 @@ def solve_pose_rgbd(xy: np.ndarray, X_map: np.ndarray, depth: np.ndarray, K: np.
     inliers[np.flatnonzero(has)[inl]] = True
     residual = np.full(n, np.inf)
     residual[has] = np.linalg.norm(transform_points(T, X_cam) - X_map[has], axis=1)
-    return PnPResult(T, inliers, reprojection_errors(T, K, xy_u, X_map), residual_m=residual)
+    X_query = np.full((n, 3), np.nan)
+    X_query[has] = X_cam
+    return PnPResult(T, inliers, reprojection_errors(T, K, xy_u, X_map), residual_m=residual,
+                     X_query=X_query)
+
+
+def fix_covariance(result: PnPResult, xy: np.ndarray, X_map: np.ndarray, X_map_cov: np.ndarray | None,
+                   K: np.ndarray, dist: np.ndarray | None = None,
+                   config: CovarianceConfig | None = None, keyframe_distance_m: float = 0.0) -> np.ndarray:
+    """Published [6,6] covariance of a successful pose (model in ``covariance.py``).
+
+    Args:
+        result: a successful :class:`PnPResult` from :func:`solve_pnp` or :func:`solve_pose_rgbd`
+            (RGB-D when ``result.X_query`` is set: 3D-3D propagation with the query depth noise).
+        xy: [N,2] query pixels as given to the solver (distorted if ``dist``).
+        X_map: [N,3] map points; X_map_cov: optional [N,3,3] their map-frame covariances (m^2).
+        K: [3,3] query intrinsics; dist: optional distortion.
+        keyframe_distance_m: distance from the pose to the nearest map keyframe (model-error term).
+    Returns:
+        [6,6] float64, ROS order (x, y, z, rot_x, rot_y, rot_z), m^2 / rad^2, map axes.
+    """
+    cfg = config or CovarianceConfig()
+    inl = np.asarray(result.inliers, bool)
+    C_map = None if X_map_cov is None else np.asarray(X_map_cov, dtype=np.float64)[inl]
+    X_map = np.asarray(X_map, dtype=np.float64).reshape(-1, 3)[inl]
+    if result.X_query is not None:
+        X_cam = result.X_query[inl]
+        prop = rigid_covariance(result.T_map_cam, X_cam, X_map, depth_point_covariance(X_cam, K, cfg), C_map)
+        return published_covariance(prop, cfg.model_rgbd, keyframe_distance_m)
+    xy_u = undistort_points(K, dist, np.asarray(xy, dtype=np.float64).reshape(-1, 2)[inl])
+    prop = pnp_covariance(result.T_map_cam, K, xy_u, X_map, C_map, cfg)
+    return published_covariance(prop, cfg.model_pnp, keyframe_distance_m)

@@ -157,14 +157,3 @@ def camera_to_base(T_map_cam: np.ndarray, cov_cam: np.ndarray | None, T_base_cam
 def base_to_camera(T_map_base: np.ndarray, T_base_cam: np.ndarray) -> np.ndarray:
     """[4,4] camera-to-map pose of the optical camera from a base pose (e.g. an /initialpose)."""
     return T_map_base @ T_base_cam
-
-
-def apply_covariance_floor(cov: np.ndarray, min_std_m: float = 0.01, min_std_rad: float = 0.005
-                           ) -> np.ndarray:
-    """Covariance with its diagonal raised to at least the given standard deviations (why: a
-    Gauss-Newton covariance on thousands of inliers is over-confident for downstream fusion)."""
-    out = np.array(cov, dtype=np.float64, copy=True)
-    idx = np.arange(6)
-    floor = np.array([min_std_m] * 3 + [min_std_rad] * 3) ** 2
-    out[idx, idx] = np.maximum(out[idx, idx], floor)
-    return out

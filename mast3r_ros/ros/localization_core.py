@@ -29,7 +29,7 @@ from mast3r_ros.localization.pose import PnPConfig
 from mast3r_ros.localization.retrieval import RetrievalConfig
 from mast3r_ros.localization.rgbd import RgbdCalibration
 from mast3r_ros.localization.state import GateConfig, LocState
-from mast3r_ros.ros.frames import Frame, FrameError, apply_covariance_floor, camera_to_base, check_frame
+from mast3r_ros.ros.frames import Frame, FrameError, camera_to_base, check_frame
 from mast3r_ros.ros.params import LocalizationParams
 from mast3r_ros.ros.single_frame_dataset import SingleFrameDataset
 
@@ -193,8 +193,8 @@ class LocalizationCore:
         st.timings, st.message, st.median_reproj_px = dict(r.timings), r.error, r.median_reproj_px
         if not r.ok:
             return Output(st)
-        cov = apply_covariance_floor(r.covariance) if r.covariance is not None else None
-        T_map_base, cov_base = camera_to_base(r.T_map_cam, cov, T_base_cam)
+        # the localizer's calibrated covariance model (covariance.py), published as it is
+        T_map_base, cov_base = camera_to_base(r.T_map_cam, r.covariance, T_base_cam)
         T_map_odom = None if T_odom_base is None else T_map_base @ invert(T_odom_base)
         return Output(st, T_map_base, cov_base, T_map_odom, r.T_map_cam)
 
