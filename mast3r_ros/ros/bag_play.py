@@ -40,6 +40,9 @@ class PlayConfig:
     wait_for: Sequence[str] = ()          # before starting, wait until each has a subscriber
     wait_timeout_s: float = 30.0
     start_delay_s: float = 0.0            # extra pause before the first message
+    # After --wait-for: the graph shows a subscriber before the DDS match is complete on both sides, and a
+    # best-effort sample sent in between is lost (the README recipe lost its first 2 of 15 frames so).
+    match_settle_s: float = 1.0
     clock: bool = False                   # also publish /clock (rosgraph_msgs/Clock) at bag time
     clock_hz: float = 40.0                # /clock rate, steady between messages (ros2 bag play's default)
     # How long to wait at the end for reliable subscribers to acknowledge every message. A sample
@@ -184,7 +187,7 @@ def play_bag(path: str | Path, cfg: PlayConfig = PlayConfig(), log=print) -> dic
             clock = _SteadyClock(node, cfg.clock_hz, cfg.rate) if cfg.clock else None
             waitable = {**pubs, "/clock": clock.pub} if clock is not None else pubs
             _wait_for_subscribers(node, waitable, cfg.wait_for, cfg.wait_timeout_s, context)
-            start = time.monotonic() + cfg.start_delay_s
+            start = time.monotonic() + cfg.start_delay_s + (cfg.match_settle_s if cfg.wait_for else 0.0)
             log(f"play: {path}: {len(pubs)} topics, rate {cfg.rate:g}")
             first_ns = None
             for conn, ns, raw in reader.messages(connections=conns):
