@@ -1,7 +1,12 @@
 """Run a node on a multi-threaded executor and shut it down cleanly on Ctrl-C / SIGTERM."""
 from __future__ import annotations
 
+import fcntl
+import os
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -12,6 +17,7 @@ def run_node(node_cls, argv: list[str], name: str, startup_errors: tuple[type[Ba
     """Create ``node_cls()`` and spin it. Start-up errors (bad parameter, missing map) are
     printed with their reason and give exit code 2; a signal gives a clean exit 0."""
     rclpy.init(args=argv)  # installs SIGINT/SIGTERM handlers that shut the context down
+    started = time.monotonic()
     try:
         node = node_cls()
     except startup_errors as exc:
@@ -21,6 +27,12 @@ def run_node(node_cls, argv: list[str], name: str, startup_errors: tuple[type[Ba
     except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C while loading the map / warming up
         rclpy.try_shutdown()
         return 0
+    twin, lock = refuse_twin(node, started)
+    if twin:
+        print(f"{name}: error: {twin}", file=sys.stderr, flush=True)
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return 2
     executor = MultiThreadedExecutor(num_threads=num_threads)
     executor.add_node(node)
     try:
@@ -31,4 +43,41 @@ def run_node(node_cls, argv: list[str], name: str, startup_errors: tuple[type[Ba
         executor.shutdown(timeout_sec=2.0)
         node.destroy_node()
         rclpy.try_shutdown()
+        lock.close()  # releases the node's name
     return 0
+
+
+def refuse_twin(node, started: float, discovery_s: float = 2.0):
+    """('' or why this node must not run, the held name lock). Two nodes of one fully qualified name in one
+    ROS domain would both answer every service and publish every pose twice: the one started second
+    refuses. On one machine an exclusive lock per (domain, name) decides at once (released by the OS when
+    the process ends, however it ends); nodes on other machines are looked for in the ROS graph until
+    ``started + discovery_s`` (best effort: discovery may be slower than that)."""
+    fq_name = node.get_fully_qualified_name()
+    twin = (f"a node named {fq_name} is already running in ROS domain {os.environ.get('ROS_DOMAIN_ID', '0')}; "
+            "stop it or start this one in another namespace (--namespace / namespace:=)")
+    lock = _name_lock(fq_name)
+    if lock is None:
+        return twin, None
+    while True:
+        same = [ns for n, ns in node.get_node_names_and_namespaces() if f"{ns.rstrip('/')}/{n}" == fq_name]
+        if len(same) > 1:
+            lock.close()
+            return twin, None
+        if time.monotonic() >= started + discovery_s:
+            return "", lock
+        time.sleep(0.1)
+
+
+def _name_lock(fq_name: str):
+    """The open lock file of (ROS_DOMAIN_ID, ``fq_name``) on this machine, or None when another process holds it."""
+    folder = Path(tempfile.gettempdir()) / f"mast3r_ros-{os.getuid()}" / "node_names"
+    folder.mkdir(parents=True, exist_ok=True)
+    key = f"domain{os.environ.get('ROS_DOMAIN_ID', '0')}{fq_name}".replace("/", "_")
+    handle = open(folder / f"{key}.lock", "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
