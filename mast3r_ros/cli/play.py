@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     parser.add_argument("--topics", nargs="+", default=None, help="only these topics")
     parser.add_argument("--wait-for", nargs="+", default=[], metavar="TOPIC",
-                        help="start only once each of these topics has a subscriber (then 1 s for the DDS match to settle)")
+                        help="start only once each of these topics has a subscriber "
+                             "(then 1 s for the DDS match to settle)")
     parser.add_argument("--wait-timeout", type=float, default=30.0, help="seconds to wait for subscribers")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to pause before the first message")
     parser.add_argument("--clock", nargs="?", type=float, const=40.0, default=None, metavar="HZ",
