@@ -31,3 +31,18 @@ def cache_dir() -> Path:
         path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mast3r_ros"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def config_file(name: str) -> Path:
+    """``config/<name>`` from the installed package share (colcon workspace) or from this checkout."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:
+        return REPO_ROOT / "config" / name
+    try:
+        share = Path(get_package_share_directory("mast3r_ros")) / "config" / name
+        if share.is_file():
+            return share
+    except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset (plain venv)
+        pass
+    return REPO_ROOT / "config" / name

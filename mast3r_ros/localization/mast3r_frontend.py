@@ -81,14 +81,10 @@ def network_pointmap_from_depth(K: np.ndarray, depth: np.ndarray, tf: ImageTrans
     the original intrinsics, so the 3D point is exact for that original pixel.
     """
     wn, hn = tf.network_wh
-    xn, yn = np.meshgrid(np.arange(wn), np.arange(hn))
-    xy = tf.network_to_original(np.stack([xn.ravel(), yn.ravel()], 1))
-    H, W = depth.shape
-    xi = np.clip(np.rint(xy[:, 0]).astype(np.int64), 0, W - 1)
-    yi = np.clip(np.rint(xy[:, 1]).astype(np.int64), 0, H - 1)
-    z = depth[yi, xi].astype(np.float64)
+    xy = tf.nearest_original_pixels()
+    z = depth[xy[:, 1], xy[:, 0]].astype(np.float64)
     z[~(np.isfinite(z) & (z > 0))] = np.nan
-    X = backproject_depth(K, np.stack([xi, yi], 1).astype(np.float64), z)
+    X = backproject_depth(K, xy.astype(np.float64), z)
     return X.reshape(hn, wn, 3).astype(np.float32)
 
 

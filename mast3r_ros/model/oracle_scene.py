@@ -190,12 +190,8 @@ class OracleSource:
             depth = self.calib.depth_in_colour(depth, K, self.dataset.image_size)
             K, T = self.calib.colour_K(K), self.calib.colour_pose(T)
         wn, hn = tf.network_wh
-        xn, yn = np.meshgrid(np.arange(wn), np.arange(hn))
-        xy = tf.network_to_original(np.stack([xn.ravel(), yn.ravel()], 1))
-        H, W = depth.shape
-        xi = np.clip(np.rint(xy[:, 0]).astype(np.int64), 0, W - 1)
-        yi = np.clip(np.rint(xy[:, 1]).astype(np.int64), 0, H - 1)
-        z = depth[yi, xi].reshape(hn, wn).astype(np.float32)
+        xy = tf.nearest_original_pixels()
+        z = depth[xy[:, 1], xy[:, 0]].reshape(hn, wn).astype(np.float32)
         measured = np.isfinite(z) & (z > 0)
         if not measured.any():
             raise OracleError(f"oracle model: frame {index} has no valid depth")

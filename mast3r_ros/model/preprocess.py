@@ -44,6 +44,14 @@ class ImageTransform:
         xy = np.asarray(xy, dtype=np.float64)
         return (xy + np.array(self.crop_xy0) + 0.5) * self.scale_xy - 0.5
 
+    def nearest_original_pixels(self) -> np.ndarray:
+        """[Hn*Wn, 2] int64 original pixel (x, y) nearest each network pixel centre, row-major over the
+        network image (index ``y * Wn + x``), clipped to the original image."""
+        wn, hn = self.network_wh
+        xn, yn = np.meshgrid(np.arange(wn), np.arange(hn))
+        xy = np.rint(self.network_to_original(np.stack([xn.ravel(), yn.ravel()], 1))).astype(np.int64)
+        return np.clip(xy, 0, np.array(self.original_wh) - 1)
+
     def original_to_network(self, xy: np.ndarray) -> np.ndarray:
         xy = np.asarray(xy, dtype=np.float64)
         return (xy + 0.5) / self.scale_xy - 0.5 - np.array(self.crop_xy0)

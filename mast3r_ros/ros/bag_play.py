@@ -25,7 +25,7 @@ from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
-from mast3r_ros.paths import REPO_ROOT
+from mast3r_ros.paths import config_file
 from mast3r_ros.ros.bag import message_class
 from mast3r_ros.ros.conversions import ns_to_stamp
 
@@ -58,18 +58,7 @@ PROFILE_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"  # Fast DDS 2.x (Jazzy); 3.x also
 
 def large_data_profile() -> Path:
     """config/fastdds_large_data.xml from the installed package share (workspace) or this checkout."""
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        try:
-            share = Path(get_package_share_directory("mast3r_ros")) / "config" / PROFILE_NAME
-            if share.is_file():
-                return share
-        except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset (plain venv)
-            pass
-    except ImportError:
-        pass
-    return REPO_ROOT / "config" / PROFILE_NAME
+    return config_file(PROFILE_NAME)
 
 
 def use_large_data_profile(environ=os.environ) -> str:

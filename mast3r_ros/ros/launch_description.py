@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mast3r_ros.paths import REPO_ROOT
+from mast3r_ros.paths import config_file
 
 PACKAGE = "mast3r_ros"
 MODES = ("localization", "mapping")
@@ -108,18 +108,7 @@ def _as_bool(name: str, v: str | bool) -> bool:
 
 def default_params_file(mode: str) -> Path:
     """``config/<mode>.yaml`` from the installed package share (workspace) or this checkout."""
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        try:
-            share = Path(get_package_share_directory(PACKAGE)) / "config" / f"{mode}.yaml"
-            if share.is_file():
-                return share
-        except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset (plain venv)
-            pass
-    except ImportError:
-        pass
-    return REPO_ROOT / "config" / f"{mode}.yaml"
+    return config_file(f"{mode}.yaml")
 
 
 def describe(args: dict[str, str]) -> list[NodeSpec]:
