@@ -26,11 +26,12 @@ from mast3r_ros.ros.live_client import LiveClient, ros_env, unique_domain_id  # 
 TRIES, PARALLEL = 20, 10
 
 
-def _node_cmd(map_dir: Path) -> list[str]:
+def _node_cmd(map_dir: Path, namespace: str) -> list[str]:
     exe = Path(sys.executable).parent / "localization_node"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mast3r_ros.ros.localization_node"]
     return cmd + ["--ros-args", "--params-file", str(REPO_ROOT / "config" / "localization.yaml"),
-                  "-r", "__ns:=/mast3r", "-r", "image:=/camera/image_raw", "-r", "camera_info:=/camera/camera_info",
+                  "-r", f"__ns:=/{namespace}", "-r", "image:=/camera/image_raw",
+                  "-r", "camera_info:=/camera/camera_info",
                   "-p", f"map_path:={map_dir}"]
 
 
@@ -49,7 +50,9 @@ def test_sigint_at_random_moments_exits_cleanly(data_dir, tmp_path):
             procs, start = [], [None] * PARALLEL
             for i in range(PARALLEL):
                 log = open(tmp_path / f"node{round_}_{i}.log", "wb")
-                procs.append((subprocess.Popen(_node_cmd(tmp_path / "map"), env=ros_env(domain), stdout=log,
+                # one namespace each: a second node of one name in one domain refuses to start
+                cmd = _node_cmd(tmp_path / "map", f"mast3r{i}")
+                procs.append((subprocess.Popen(cmd, env=ros_env(domain), stdout=log,
                                                stderr=subprocess.STDOUT, start_new_session=True),
                               delays[i], tmp_path / f"node{round_}_{i}.log"))
             k = 0

@@ -30,6 +30,7 @@ from mast3r_ros.msg import LocalizationStatus
 from mast3r_ros.ros.conversions import make_header
 from mast3r_ros.ros.conversions_geometry import path, pose_array, xyz_rgb_to_pointcloud2
 from mast3r_ros.ros.decode import decode_frame
+from mast3r_ros.ros.frames import check_frame
 from mast3r_ros.ros.localization_core import Output, Status
 from mast3r_ros.ros.mapping_core import MappingCore, MappingOutput
 from mast3r_ros.ros.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, guarded
@@ -84,6 +85,7 @@ class MappingNode(Node):
         p = self.params
         try:
             frame = decode_frame(stamp_ns, msgs, t_received)
+            check_frame(frame, None)  # named even while odometry is awaited (the core checks the stamp order)
         except ValueError as exc:
             return self._report(MappingOutput(Status(stamp_ns, "", "INIT", error=True,
                                                      message=f"bad input: {exc}")))

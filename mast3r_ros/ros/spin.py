@@ -27,7 +27,12 @@ def run_node(node_cls, argv: list[str], name: str, startup_errors: tuple[type[Ba
     except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C while loading the map / warming up
         rclpy.try_shutdown()
         return 0
-    twin, lock = refuse_twin(node, started)
+    try:
+        twin, lock = refuse_twin(node, started)
+    except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C while looking for a twin
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return 0
     if twin:
         print(f"{name}: error: {twin}", file=sys.stderr, flush=True)
         node.destroy_node()
@@ -64,7 +69,7 @@ def refuse_twin(node, started: float, discovery_s: float = 2.0):
         if len(same) > 1:
             lock.close()
             return twin, None
-        if time.monotonic() >= started + discovery_s:
+        if time.monotonic() >= started + discovery_s or not rclpy.ok():
             return "", lock
         time.sleep(0.1)
 
