@@ -139,9 +139,7 @@ class LocalizationNode(Node):
         wait = p.tf_timeout if self._have_cam_tf else max(p.tf_timeout, FIRST_TF_WAIT_S)
         T_base_cam, why = self.tf.lookup(p.base_frame, frame.frame_id, stamp_ns, wait)
         self._have_cam_tf = self._have_cam_tf or T_base_cam is not None
-        T_odom_base, note = self.odom.T_odom_base(
-            lambda: self.tf.lookup(p.odom_frame, p.base_frame, stamp_ns, p.tf_timeout), time.monotonic(),
-            lambda: self.tf.lookup(p.odom_frame, p.base_frame, 0, 0.0)[0] is not None)
+        T_odom_base, note = self.tf.odom_to_base(self.odom, p, stamp_ns)
         if note and self.odom.identity:
             self.get_logger().warn(note)
         out = self.core.process(frame, T_base_cam, T_odom_base, decode_s)

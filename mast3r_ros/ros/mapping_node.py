@@ -90,9 +90,7 @@ class MappingNode(Node):
             return self._report(MappingOutput(Status(stamp_ns, "", "INIT", error=True,
                                                      message=f"bad input: {exc}")))
         # camera-only rig: odom->base is our own identity, so it is no odometry (no gating, no prior)
-        T_odom_base, why = self.odom.T_odom_base(
-            lambda: self.tf.lookup(p.odom_frame, p.base_frame, stamp_ns, p.tf_timeout), time.monotonic(),
-            lambda: self.tf.lookup(p.odom_frame, p.base_frame, 0, 0.0)[0] is not None)
+        T_odom_base, why = self.tf.odom_to_base(self.odom, p, stamp_ns)
         if why and self.odom.identity:
             self.get_logger().warn(why)
         T_base_cam, why2 = self.tf.lookup(p.base_frame, frame.frame_id, stamp_ns, p.tf_timeout)

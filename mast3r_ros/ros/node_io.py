@@ -236,6 +236,13 @@ class TfIO:
                     return None, f"TF {target} -> {source}: {exc}"
             time.sleep(0.005)
 
+    def odom_to_base(self, odom, p, stamp_ns: int) -> tuple[np.ndarray | None, str]:
+        """([4,4] T_odom_base or None, note) at the image stamp under the ``publish_odom_tf`` policy of
+        ``odom`` (tf_tree.OdomSource); ``p`` gives the frames and ``tf_timeout``."""
+        return odom.T_odom_base(
+            lambda: self.lookup(p.odom_frame, p.base_frame, stamp_ns, p.tf_timeout), time.monotonic(),
+            lambda: self.lookup(p.odom_frame, p.base_frame, 0, 0.0)[0] is not None)
+
     def _lookup(self, target, source, stamp_ns):
         if self.buffer is None:
             return self.tree.lookup(target, source, stamp_ns)
