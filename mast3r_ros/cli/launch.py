@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
     parser.add_argument("--use-sim-time", action="store_true")
     parser.add_argument("--rviz", action="store_true", help="also start rviz2 (needs a ROS install)")
+    parser.add_argument("--lifecycle", action="store_true",
+                        help="managed (lifecycle) node: starts unconfigured; configure/activate it over "
+                             "<node>/change_state (nav2 lifecycle_manager)")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
                         help="extra node parameter (repeatable), passed as --ros-args -p")
 
@@ -86,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
                           "base_frame": args.base_frame, "publish_odom_tf": args.publish_odom_tf,
                           "qos_image": args.qos_image, "log_level": args.log_level,
                           "use_sim_time": "true" if args.use_sim_time else "false",
-                          "rviz": "true" if args.rviz else "false"})
+                          "rviz": "true" if args.rviz else "false",
+                          "lifecycle": "true" if args.lifecycle else "false"})
     except ValueError as exc:
         print(f"launch: error: {exc}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from pathlib import Path
 from mast3r_ros.paths import config_file
 
 PACKAGE = "mast3r_ros"
+LIFECYCLE_FLAG = "--lifecycle"  # the nodes' own argument (mast3r_ros.ros.spin.run_node reads it)
 MODES = ("localization", "mapping")
 EXECUTABLES = {"localization": "localization_node", "mapping": "mapping_node"}
 
@@ -34,10 +35,12 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("qos_image", "", "override qos_image (best_effort | reliable)"),
     ("log_level", "info", "node log level (debug | info | warn | error | fatal)"),
     ("use_sim_time", "false", "use /clock (bag playback)"),
+    ("lifecycle", "false", "run the node as a managed (lifecycle) node: it starts unconfigured, "
+                           "for nav2's lifecycle_manager"),
     ("rviz", "false", "also start rviz2 with config/mast3r.rviz"),
 )
 DEFAULTS = {name: default for name, default, _ in LAUNCH_ARGUMENTS}
-_BOOL_ARGS = ("publish_tf", "use_sim_time", "rviz")
+_BOOL_ARGS = ("publish_tf", "use_sim_time", "rviz", "lifecycle")
 _FRAME_ARGS = ("frontend", "map_frame", "odom_frame", "base_frame", "publish_odom_tf", "qos_image")
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
@@ -139,6 +142,7 @@ def describe(args: dict[str, str]) -> list[NodeSpec]:
         raise ValueError(f"log_level must be one of {list(LOG_LEVELS)}, got {a['log_level']!r}")
     params_file = Path(a["params_file"]) if a["params_file"] else default_params_file(mode)
     node = NodeSpec(EXECUTABLES[mode], EXECUTABLES[mode], str(a["namespace"]).strip("/"),
+                    arguments=[LIFECYCLE_FLAG] if _as_bool("lifecycle", a["lifecycle"]) else [],
                     parameters=[str(params_file), overrides],
                     remappings=[("image", a["image_topic"]), ("camera_info", a["camera_info_topic"]),
                                 ("depth", a["depth_topic"])], log_level=level)

@@ -21,7 +21,6 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 
@@ -31,6 +30,7 @@ from mast3r_ros.ros.conversions_geometry import pose_to_T, pose_with_covariance_
 from mast3r_ros.ros.decode import decode_frame
 from mast3r_ros.ros.frames import FrameError
 from mast3r_ros.ros.localization_core import LocalizationCore, Output
+from mast3r_ros.ros.managed import ManagedNode, PlainNode, Stages
 from mast3r_ros.ros.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, guarded, rate_hz
 from mast3r_ros.ros.node_params import declare_and_read, install_validator
 from mast3r_ros.ros.outputs import pose_message, status_message, tf_transforms
@@ -46,12 +46,36 @@ FIRST_TF_WAIT_S = 1.0         # base->camera wait until it has been found once
 MIN_HINT_RADIUS_M = 0.25      # /initialpose: 3 sigma of its covariance, at least this
 
 
-class LocalizationNode(Node):
-    def __init__(self, **kwargs):
-        super().__init__("localization_node", **kwargs)
+class LocalizationBody(Stages):
+    """The node's body; :class:`LocalizationNode` (plain) and :class:`LocalizationLifecycleNode`
+    (managed, ``--lifecycle``) run it (see :mod:`mast3r_ros.ros.managed`)."""
+
+    NODE_NAME = "localization_node"
+
+    def _setup(self) -> None:
+        self.params: LocalizationParams | None = None  # None while unconfigured
+        self.core: LocalizationCore | None = None
+        self.diag: Diagnostics | None = None
+        self.camera: CameraInput | None = None
+        self._active = False                       # outputs are published only while True
+        self._pub_lock = threading.Lock()          # worker thread and sync rejections both publish
+        self._rate_lock = threading.Lock()
+        self._T_map_odom: np.ndarray | None = None
+        install_validator(self, lambda: self.params, self._apply_params)
+
+    def _configure(self) -> None:
+        """Parameters, front-end (model) and map; raises on a bad parameter or map."""
         self.params = declare_and_read(self, LocalizationParams)
         self.core = LocalizationCore(self.params)  # loads map_path; raises on a bad map
         self._warmup()
+
+    def _release(self) -> None:
+        if self.core is not None:
+            self.core.close()
+        self.core = self.params = None
+
+    def _activate(self) -> None:
+        """Publishers, subscriptions, TF, timers and services; the loaded map on cloud_map."""
         self.sensor_group = MutuallyExclusiveCallbackGroup()
         self.service_group = ReentrantCallbackGroup()
         self.tf_group = MutuallyExclusiveCallbackGroup()
@@ -59,12 +83,10 @@ class LocalizationNode(Node):
         self.status_pub = self.create_publisher(LocalizationStatus, "status", RELIABLE)
         self.cloud_pub = self.create_publisher(PointCloud2, "cloud_map", LATCHED)
         self.tf = TfIO(self, self.tf_group)
-        self._T_map_odom: np.ndarray | None = None
+        self._T_map_odom = None
         self._processed: list[float] = []
         self._last_latency = float("nan")
         self._dropped_reported = 0
-        self._rate_lock = threading.Lock()
-        self._pub_lock = threading.Lock()  # worker thread and sync rejections both publish
         self._last_processed_t = 0.0
         self.odom = OdomSource(self.params.publish_odom_tf)
         self._own_initialposes: set[int] = set()   # stamps of fixes we put on /initialpose ourselves
@@ -79,8 +101,8 @@ class LocalizationNode(Node):
                                  guarded(self, "/initialpose", self._on_initialpose), RELIABLE,
                                  callback_group=self.service_group)
         self.initialpose_pub = self.create_publisher(PoseWithCovarianceStamped, "/initialpose", RELIABLE)
-        install_validator(self, lambda: self.params, self._apply_params)
         self._make_services()
+        self._active = True
         topics = ", ".join(self.camera.topic_names.values())
         self._publish_map_cloud()
         if self.core.num_keyframes:
@@ -89,6 +111,15 @@ class LocalizationNode(Node):
         else:
             self.get_logger().warn(f"ready, waiting for a map (set map_path or call the "
                                    f"{self.resolve_service_name('load_map')} service); listening on {topics}")
+
+    def _deactivate(self) -> None:
+        """No output from here on (a frame in flight is dropped); the worker stops; no map->odom."""
+        with self._pub_lock:
+            self._active = False
+            self._T_map_odom = None
+        if self.camera is not None:
+            self.camera.stop()
+        self.camera = self.diag = None
 
     # ---------------------------------------------------------------- start-up
     def _warmup(self) -> None:
@@ -168,7 +199,8 @@ class LocalizationNode(Node):
     # ---------------------------------------------------------------- outputs
     def _publish(self, out: Output) -> None:
         with self._pub_lock:
-            self._publish_locked(out)
+            if self._active:
+                self._publish_locked(out)
 
     def _publish_locked(self, out: Output) -> None:
         st, p = out.status, self.params
@@ -349,10 +381,12 @@ class LocalizationNode(Node):
         self.get_logger().info(f"/initialpose accepted: prior of the next frame, search radius {radius:.2f} m"
                                + (f", {max_deg:.0f} deg" if max_deg else ""))
 
-    def destroy_node(self) -> None:
-        self.camera.stop()
-        self.core.close()
-        super().destroy_node()
+class LocalizationNode(LocalizationBody, PlainNode):
+    """Plain node (default): configured and activated at start-up; a bad parameter or map stops it."""
+
+
+class LocalizationLifecycleNode(LocalizationBody, ManagedNode):
+    """Managed node (``--lifecycle``): configure, activate, deactivate, cleanup, shutdown as nav2 expects."""
 
 
 def stamp_ns_of(msg) -> int:
@@ -361,7 +395,7 @@ def stamp_ns_of(msg) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     return run_node(LocalizationNode, argv if argv is not None else sys.argv, "localization_node",
-                    (ParamError, ValueError, OSError))
+                    (ParamError, ValueError, OSError), managed_cls=LocalizationLifecycleNode)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseArray
 from nav_msgs.msg import Path
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 
@@ -32,6 +31,7 @@ from mast3r_ros.ros.conversions_geometry import path, pose_array, xyz_rgb_to_poi
 from mast3r_ros.ros.decode import decode_frame
 from mast3r_ros.ros.frames import check_frame
 from mast3r_ros.ros.localization_core import Output, Status
+from mast3r_ros.ros.managed import ManagedNode, PlainNode, Stages
 from mast3r_ros.ros.mapping_core import MappingCore, MappingOutput
 from mast3r_ros.ros.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, guarded
 from mast3r_ros.ros.node_params import declare_and_read, install_validator
@@ -42,11 +42,35 @@ from mast3r_ros.ros.tf_tree import OdomSource
 from mast3r_ros.srv import LoadMap, SaveMap
 
 
-class MappingNode(Node):
-    def __init__(self, **kwargs):
-        super().__init__("mapping_node", **kwargs)
+class MappingBody(Stages):
+    """The node's body; :class:`MappingNode` (plain) and :class:`MappingLifecycleNode` (managed,
+    ``--lifecycle``) run it (see :mod:`mast3r_ros.ros.managed`)."""
+
+    NODE_NAME = "mapping_node"
+
+    def _setup(self) -> None:
+        self.params: MappingParams | None = None  # None while unconfigured
+        self.core: MappingCore | None = None
+        self.diag: Diagnostics | None = None
+        self.camera: CameraInput | None = None
+        self._active = False                      # outputs are published only while True
+        self._pub_lock = threading.Lock()
+        self._map_lock = threading.Lock()
+        self._T_map_odom: np.ndarray | None = None
+        install_validator(self, lambda: self.params, self._apply_params)
+
+    def _configure(self) -> None:
+        """Parameters and the mapper (its background optimiser); raises on a bad parameter."""
         self.params = declare_and_read(self, MappingParams)
         self.core = MappingCore(self.params)
+
+    def _release(self) -> None:
+        if self.core is not None:
+            self.core.close()
+        self.core = self.params = None
+
+    def _activate(self) -> None:
+        """Publishers, subscriptions, TF, timers and services; the map so far is republished."""
         self.service_group = ReentrantCallbackGroup()
         self.tf_group = MutuallyExclusiveCallbackGroup()
         self.cloud_pub = self.create_publisher(PointCloud2, "cloud_map", LATCHED)
@@ -54,8 +78,7 @@ class MappingNode(Node):
         self.path_pub = self.create_publisher(Path, "trajectory", LATCHED)
         self.status_pub = self.create_publisher(LocalizationStatus, "status", RELIABLE)
         self.tf = TfIO(self, self.tf_group)
-        self._T_map_odom: np.ndarray | None = None
-        self._pub_lock = threading.Lock()
+        self._T_map_odom = None
         self._dropped_reported = 0
         self.odom = OdomSource(self.params.publish_odom_tf)
         self.diag = Diagnostics(self, "mapping", self._diag_values, self.tf_group, self._diag_summary)
@@ -63,19 +86,28 @@ class MappingNode(Node):
                                   MutuallyExclusiveCallbackGroup(), on_reset=self._on_stamp_reset)
         self.create_timer(1.0 / self.params.tf_publish_rate, guarded(self, "TF timer", self._publish_tf),
                           callback_group=self.tf_group)
-        self._published_passes = 0
-        self._map_lock = threading.Lock()
+        # a map kept through deactivate is republished by the next timer (the latched topics are new)
+        self._published_passes = -1 if self.core.num_keyframes else 0
         self.create_timer(0.5, guarded(self, "map publication", self._publish_after_pass),
                           callback_group=MutuallyExclusiveCallbackGroup())
-        install_validator(self, lambda: self.params, self._apply_params)
         g = self.service_group
         for typ, name, fn in ((Trigger, "optimize", self._srv_optimize), (SaveMap, "save_map", self._srv_save_map),
                               (LoadMap, "load_map", self._srv_load_map), (Trigger, "reset", self._srv_reset),
                               (Trigger, "pause", lambda q, r: self._srv_pause(r, True)),
                               (Trigger, "resume", lambda q, r: self._srv_pause(r, False))):
             self.create_service(typ, name, guarded(self, f"service {name}", fn), callback_group=g)
+        self._active = True
         self.get_logger().info(f"ready: mapping with the classical RGB-D front-end; listening on "
                                f"{', '.join(self.camera.topic_names.values())}")
+
+    def _deactivate(self) -> None:
+        """No output from here on (a frame in flight is dropped); frames stop; the map is kept."""
+        with self._pub_lock, self._map_lock:
+            self._active = False
+            self._T_map_odom = None
+        if self.camera is not None:
+            self.camera.stop()
+        self.camera = self.diag = None
 
     def _apply_params(self, new: MappingParams) -> None:
         self.params = self.core.params = new  # only dynamic (frame/TF) parameters can change
@@ -119,6 +151,8 @@ class MappingNode(Node):
 
     def _report(self, out: MappingOutput) -> None:
         with self._pub_lock:
+            if not self._active:
+                return
             st = out.status
             if out.T_map_odom is not None:
                 self._T_map_odom = out.T_map_odom
@@ -133,6 +167,8 @@ class MappingNode(Node):
     def _publish_map(self) -> None:
         """Latched cloud, keyframe poses and trajectory (keyframe camera poses in the map frame)."""
         with self._map_lock:
+            if not self._active:
+                return
             passes = self.core.passes
             T, stamps = self.core.keyframe_poses()
             now = self.get_clock().now().nanoseconds
@@ -142,9 +178,9 @@ class MappingNode(Node):
             self.kf_pub.publish(pose_array(list(T), header))
             self.path_pub.publish(path(list(T), [int(s) for s in stamps], header))
             self._published_passes = passes
-        T_map_odom = self.core.T_map_odom()
-        if T_map_odom is not None:
-            self._T_map_odom = T_map_odom
+            T_map_odom = self.core.T_map_odom()
+            if T_map_odom is not None:
+                self._T_map_odom = T_map_odom
 
     def _publish_after_pass(self) -> None:
         """Republish the map when an optimisation pass (background or service) has been merged."""
@@ -233,15 +269,17 @@ class MappingNode(Node):
         resp.success, resp.message = True, "paused" if pause else "resumed"
         return resp
 
-    def destroy_node(self) -> None:
-        self.camera.stop()
-        self.core.close()
-        super().destroy_node()
+class MappingNode(MappingBody, PlainNode):
+    """Plain node (default): configured and activated at start-up; a bad parameter stops it."""
+
+
+class MappingLifecycleNode(MappingBody, ManagedNode):
+    """Managed node (``--lifecycle``): configure, activate, deactivate, cleanup, shutdown as nav2 expects."""
 
 
 def main(argv: list[str] | None = None) -> int:
     return run_node(MappingNode, argv if argv is not None else sys.argv, "mapping_node",
-                    (ParamError, ValueError, OSError))
+                    (ParamError, ValueError, OSError), managed_cls=MappingLifecycleNode)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ def descriptor(f: dataclasses.Field) -> ParameterDescriptor:
 
 
 def declare_and_read(node, cls: type[P]) -> P:
-    """Declare every schema field on ``node`` and return the validated values.
+    """Declare every schema field on ``node`` (those not declared yet: a managed node configures
+    again after cleanup) and return the validated values.
 
     Raises:
         ParamError: a value is refused (the message names the parameter and the reason).
@@ -42,7 +43,8 @@ def declare_and_read(node, cls: type[P]) -> P:
     values = {}
     for f in dataclasses.fields(cls):
         try:
-            node.declare_parameter(f.name, f.default, descriptor(f))
+            if not node.has_parameter(f.name):
+                node.declare_parameter(f.name, f.default, descriptor(f))
         except Exception as exc:  # rclpy's InvalidParameterValue/TypeException: name the parameter
             raise ParamError(f"parameter {f.name}: {exc}") from None
         values[f.name] = node.get_parameter(f.name).value
@@ -50,10 +52,13 @@ def declare_and_read(node, cls: type[P]) -> P:
 
 
 def install_validator(node, get: Callable[[], P], apply: Callable[[P], None]) -> None:
-    """Validate run-time changes against the schema; ``apply`` receives the new params."""
+    """Validate run-time changes against the schema; ``apply`` receives the new params. While ``get()``
+    is None (a managed node not configured yet) changes are taken as they are: configure validates them."""
 
     def on_set(parameters) -> SetParametersResult:
         current = get()
+        if current is None:
+            return SetParametersResult(successful=True)
         names = set(current.specs())
         changes = {p.name: p.value for p in parameters if p.name in names}
         if not changes:

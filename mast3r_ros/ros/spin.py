@@ -10,12 +10,19 @@ from pathlib import Path
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.utilities import remove_ros_args
+
+from mast3r_ros.ros.launch_description import LIFECYCLE_FLAG
 
 
 def run_node(node_cls, argv: list[str], name: str, startup_errors: tuple[type[BaseException], ...],
-             num_threads: int = 4) -> int:
-    """Create ``node_cls()`` and spin it. Start-up errors (bad parameter, missing map) are
-    printed with their reason and give exit code 2; a signal gives a clean exit 0."""
+             num_threads: int = 4, managed_cls=None) -> int:
+    """Create ``node_cls()`` (``managed_cls()`` when ``argv`` has ``--lifecycle`` before any
+    ``--ros-args``) and spin it. Start-up errors (bad parameter, missing map) are printed with their
+    reason and give exit code 2; a signal gives a clean exit 0. A managed node starts unconfigured:
+    its errors come as FAILUREs of its transitions."""
+    if managed_cls is not None and LIFECYCLE_FLAG in remove_ros_args(argv)[1:]:
+        node_cls = managed_cls
     rclpy.init(args=argv)  # installs SIGINT/SIGTERM handlers that shut the context down
     started = time.monotonic()
     try:
