@@ -6,8 +6,8 @@ services (lifecycle_msgs), frames from `mast3r-ros play` of a `make-bag` bag.
 Asserted: unconfigured at start, with no frame subscription and no pose publisher; after configure +
 activate poses (stamps = played image stamps, frame map) and mapping statuses arrive; deactivate while the
 bag plays: no subscription, no publisher, and no pose or status after it; cleanup returns to unconfigured;
-configure works again after cleanup; shutdown from inactive and unconfigured; a bad map at configure
-gives FAILURE with a one-line reason and the node stays alive, unconfigured.
+configure + activate after cleanup gives poses again; shutdown from active, inactive and unconfigured; a
+bad map at configure gives FAILURE with a one-line reason and the node stays alive, unconfigured.
 """
 from __future__ import annotations
 
@@ -176,13 +176,25 @@ def test_lifecycle_transitions_localization_and_mapping(map_and_bag, tmp_path):
         print(f"\nlifecycle: {len(poses)} poses, {after_deactivate[1]} statuses, "
               f"{after_deactivate[2]} mapping statuses of {len(images)} played frames before deactivate")
 
-        # cleanup -> unconfigured; configure again after cleanup; shutdown from inactive / unconfigured
+        stop_process_tree(play, signal.SIGKILL, 5.0)
+
+        # cleanup -> unconfigured; configure again after cleanup; activate again: poses again
         for node in (LOC, MAP):
             assert _change(client, node, Transition.TRANSITION_CLEANUP)
             assert _state(client, node) == "unconfigured"
-        assert _change(client, LOC, Transition.TRANSITION_CONFIGURE) and _state(client, LOC) == "inactive"
-        assert _change(client, LOC, Transition.TRANSITION_INACTIVE_SHUTDOWN)
-        assert _change(client, MAP, Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
+        for node in (LOC, MAP):
+            assert _change(client, node, Transition.TRANSITION_CONFIGURE) and _state(client, node) == "inactive"
+        assert _change(client, LOC, Transition.TRANSITION_ACTIVATE) and _state(client, LOC) == "active"
+        play = _play(bag, domain, logs["play"])
+        assert client.wait_for(lambda: counts()[0] > after_deactivate[0], 60.0), tail("loc")
+        stop_process_tree(play, signal.SIGKILL, 5.0)
+        poses = client.messages("pose")
+        assert all(p.header.frame_id == "map" and stamp_to_ns(p.header.stamp) in images for p in poses)
+        assert counts()[2] == after_deactivate[2]  # mapping stayed inactive: nothing from it
+
+        # shutdown from active, inactive and (above) unconfigured: finalized, the processes live on
+        assert _change(client, LOC, Transition.TRANSITION_ACTIVE_SHUTDOWN)
+        assert _change(client, MAP, Transition.TRANSITION_INACTIVE_SHUTDOWN)
         assert _state(client, LOC) == "finalized" and _state(client, MAP) == "finalized"
         assert all(p.poll() is None for p in procs.values())
     finally:
