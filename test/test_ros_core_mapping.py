@@ -16,6 +16,7 @@ from mast3r_ros.geometry.transforms import invert, pose_errors
 from mast3r_ros.localization.datasets import open_dataset
 from mast3r_ros.localization.map_store import KeyframeMap
 from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.mapping.incremental import IncrementalMapper
 from mast3r_ros.ros.frames import Frame
 from mast3r_ros.ros.localization_core import LocalizationCore
 from mast3r_ros.ros.mapping_core import MappingCore
@@ -259,23 +260,38 @@ def test_cloud_is_in_the_map_frame_and_bounded(seven):
         core.close()
 
 
-def test_close_stops_waiting_for_a_long_global_pass(seven):
-    # a pass of 2 x 150 iterations takes seconds; close() comes 0.2 s into it
-    core = MappingCore(_params(kf_min_translation=0.05, optimize_every_n_keyframes=0, niter1=150,
-                               niter2=150), background=False)
+class HeldPassMapper(IncrementalMapper):
+    """The real mapper, except that each optimisation pass waits for ``release`` once it has begun."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.pass_begun, self.release = threading.Event(), threading.Event()
+
+    def optimize(self, mode: str = "global", wait: bool = True) -> bool:
+        self.pass_begun.set()
+        self.release.wait()
+        return super().optimize(mode, wait)
+
+
+def test_close_stops_waiting_for_a_global_pass_in_flight(seven):
+    core = MappingCore(_params(kf_min_translation=0.05, optimize_every_n_keyframes=0), background=False,
+                       mapper_factory=HeldPassMapper)
     for i in (0, 14):
         core.process(_frame(seven, i), _odom(seven, i))
     assert core.num_keyframes == 2
-    result = {}
+    mapper, result = core.mapper, {}
     t = threading.Thread(target=lambda: result.setdefault("r", core.optimize()))
     t.start()
-    time.sleep(0.2)
-    core.close()  # what the node does on SIGTERM
-    t.join(30)
+    assert mapper.pass_begun.wait(60)  # the service's global pass is running (held there)
+    core.close()  # what the node does on SIGTERM, while the pass cannot finish
+    t.join(60)
     assert not t.is_alive() and result["r"][0] == "shutting down"
-    for other in threading.enumerate():  # let the abandoned pass end before the interpreter does
+    assert mapper.snapshot().version == 0  # close did not wait for the pass
+    mapper.release.set()
+    for other in threading.enumerate():  # the abandoned pass ends on its own, harmlessly
         if other.name == "mast3r-optimize":
             other.join(120)
+    assert mapper.snapshot().version == 1
 
 
 @pytest.mark.parametrize("changes,reason", [
