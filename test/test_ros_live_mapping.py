@@ -179,7 +179,7 @@ def test_live_mapping_optimize_save_and_latched_cloud(data_dir, tmp_path):
     print(f"mapping live: {len(ids)} keyframes, ATE {100 * ate:.1f} cm ({100 * unaligned:.1f} cm unaligned), "
           f"median rotation {rot:.2f} deg; "
           f"SIGTERM exit in {took:.1f} s")
-    assert ate <= 0.03 and rot < 3.0
+    assert ate <= 0.015 and rot < 0.65  # measured 1.2 cm / 0.53 deg (3 runs; after the global pass)
 
 
 def _diag(client: LiveClient, key: str) -> int:
