@@ -62,10 +62,11 @@ def test_coarse_to_fine_recovers_shift(images):
     assert net.calls[0] == ((1, 3, 384, 512), (1, 3, 384, 512))
     assert len(net.calls) >= 2 and all(c[0][1:] == (3, 384, 512) for c in net.calls[1:])
     assert xy_q.dtype == np.int64 and xy_q.shape == xy_r.shape and conf.shape == (len(xy_q),)
-    assert len(xy_q) > 2000          # several crop pairs at full resolution, far more than the coarse pass
-    # full-resolution correspondences: ref pixel = q pixel - shift, exactly
+    assert len(xy_q) >= 4000         # measured 4072: crop pairs at full resolution, far more than the coarse pass
+    # full-resolution correspondences: ref pixel = q pixel - shift, exactly; measured 99.34 % (the other
+    # 27 are wrong matches of the stand-in descriptor, none of them within 1 px)
     exact = (xy_q - xy_r == SHIFT).all(axis=1)
-    assert exact.mean() >= 0.98
+    assert exact.mean() >= 0.99
     flat = xy_q[:, 1] * 640 + xy_q[:, 0]
     assert np.all(np.diff(flat) >= 0)
     assert len(np.unique(np.c_[xy_q, xy_r], axis=0)) == len(xy_q)
@@ -78,11 +79,12 @@ def test_small_images_fall_back_to_coarse(images):
     xy_q, xy_r, _ = coarse_to_fine_match(img_q, img_ref, net, CoarseToFineConfig(matching=MatchingConfig(subsample=8)))
     assert len(net.calls) == 1 and net.calls[0][0] == (1, 3, 384, 512)   # 400x300 -> 512x384 (enlarged)
     overlap = (xy_q[:, 0] >= SHIFT[0]) & (xy_q[:, 1] >= SHIFT[1])       # q pixels visible in ref
-    assert overlap.mean() > 0.8 and len(xy_q) > 1000
-    # resampled by 1.28 and mapped back: mostly within 2 px of the true correspondence, without bias
+    assert overlap.mean() > 0.95 and len(xy_q) >= 6000  # measured 95.5 % of 6048
+    # resampled by 1.28 and mapped back: mostly within 2 px of the true correspondence (measured 91.99 %),
+    # without bias (median error measured 0 px on both axes)
     err = (xy_q - xy_r - SHIFT)[overlap]
-    assert np.mean((np.abs(err) <= 2).all(axis=1)) >= 0.9
-    assert np.all(np.abs(np.median(err, axis=0)) <= 0.5)
+    assert np.mean((np.abs(err) <= 2).all(axis=1)) >= 0.915
+    assert np.all(np.median(err, axis=0) == 0)
 
 
 def test_pixel_mapping_convention():
@@ -99,7 +101,9 @@ def test_normalisation_and_resize():
     img = np.arange(24 * 32 * 3, dtype=np.int64).reshape(24, 32, 3).astype(np.uint8)
     t = normalize_rgb([img])
     assert t.shape == (1, 3, 24, 32)
-    np.testing.assert_allclose(t[0, :, 5, 7].numpy(), (img[5, 7] / 255.0 - 0.5) / 0.5, atol=1e-6)
+    # the official transforms in float32 (ToTensor: / 255, Normalize: (x - 0.5) / 0.5), bit for bit
+    f32 = np.float32
+    np.testing.assert_array_equal(t[0].permute(1, 2, 0).numpy(), (img.astype(f32) / f32(255) - f32(0.5)) / f32(0.5))
     assert resize_rgb(img, (12, 16)).shape == (12, 16, 3)
     assert resize_rgb(img, (24, 32)) is img
 

@@ -75,7 +75,7 @@ def test_output_sorted_unique(torch_case_a, frm):
 
 
 def test_case_a_homography_property(torch_case_a, frm):
-    assert within_px(*torch_case_a, frm["homography_1to2"]) >= 0.98
+    assert within_px(*torch_case_a, frm["homography_1to2"]) >= 0.999  # measured 0.99902 (3056 / 3059)
 
 
 def subset_of_c(frm, step, key="c"):
@@ -99,12 +99,12 @@ def test_case_c_explicit_init(maps, frm, backend):
     # returned xy1 are start points (not where the round trip landed)
     starts = set(zip(x.tolist(), y.tolist()))
     assert all((int(a), int(b)) in starts for a, b in xy1)
-    assert within_px(xy1, xy2, frm["homography_1to2"]) >= 0.98
+    assert within_px(xy1, xy2, frm["homography_1to2"]) >= 0.982  # measured 0.98211 (5215 / 5310)
 
 
 @pytest.mark.parametrize("backend", ["torch", "auto"])
-@pytest.mark.parametrize("case,tol", [("d", 0), ("e", 5)])
-def test_symmetric(maps, frm, case, tol, backend):
+@pytest.mark.parametrize("case,tol,on_homography", [("d", 0, 0.999), ("e", 5, 0.991)])
+def test_symmetric(maps, frm, case, tol, on_homography, backend):
     xy1, xy2, conf = match_symmetric(*maps, frm["conf1"], frm["conf2"], subsample=8, pixel_tol=tol,
                                      config=MatchingConfig(backend=backend))
     assert_same_matches(xy1, xy2, frm[f"{case}_xy1"], frm[f"{case}_xy2"])
@@ -114,7 +114,8 @@ def test_symmetric(maps, frm, case, tol, backend):
     c2 = frm["conf2"].astype(np.float32)[xy2[:, 1], xy2[:, 0]]
     np.testing.assert_array_equal(conf, np.minimum(c1, c2))
     np.testing.assert_array_equal(conf, frm[f"{case}_conf"])
-    assert within_px(xy1, xy2, frm["homography_1to2"]) >= 0.98
+    # within 2 px of the true homography, measured: d 0.99934 (6052 / 6056), e 0.99186 (5606 / 5652)
+    assert within_px(xy1, xy2, frm["homography_1to2"]) >= on_homography
 
 
 def test_case_a_faiss(maps, frm):

@@ -16,10 +16,11 @@ OUTPUT_KEYS = ["pts3d", "conf", "desc", "desc_conf"]
 
 
 # Worst relative errors measured against the fixtures (torch CPU, 2 threads; all pairs, views and
-# decoder layers): per-token error / token norm 9.7e-7 (encoder), 6.1e-7 (decoder); pts3d error / point
-# norm 7.8e-6; descriptor error / descriptor norm 1.9e-6; conf 2.3e-6, desc_conf 1.3e-6 element-wise.
-# The tolerances sit just above; the README's "1e-5 relative" is the pts3d one.
-TOKEN_RTOL = 2e-6
+# decoder layers): per-token error / token norm 9.7e-7 (encoder), 8.7e-7 (decoder layers of pair0), 6.1e-7
+# (last decoder layer); pts3d error / point norm 7.8e-6; descriptor error / descriptor norm 1.9e-6; conf
+# 2.3e-6, desc_conf 1.3e-6 element-wise. The tolerances sit just above; the README's "1e-5 relative" is
+# the pts3d one.
+TOKEN_RTOL = 1.2e-6
 OUTPUT_RTOL = {"pts3d": 1e-5, "desc": 3e-6, "conf": 3e-6, "desc_conf": 2e-6}
 VECTOR_KEYS = {"pts3d", "desc", "tokens"}
 

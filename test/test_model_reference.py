@@ -7,6 +7,12 @@ import torch
 from mast3r_ros.model import Mast3rConfig, Mast3rModel, Mast3rNet
 
 from . import reference_forward as ref
+from .test_model_fixture import relative_error
+
+# Worst relative errors measured over both cases, both views, 1 and 2 threads (torch CPU): pts3d error /
+# point norm 2.2e-5 (a few points near the origin), descriptor error / norm 1.7e-6, conf 1.3e-6 and
+# desc_conf 7.1e-7 element-wise. Only float32 rounding differs (fused vs plain operations).
+RTOL = {"pts3d": 3e-5, "desc": 2e-6, "conf": 1.6e-6, "desc_conf": 1e-6}
 
 
 def _random_net(cfg: Mast3rConfig, seed: int) -> Mast3rNet:
@@ -40,5 +46,5 @@ def test_network_equals_reference_forward(cfg, hw1, hw2):
         for key in ("pts3d", "conf", "desc", "desc_conf"):
             a, b = ours[view][key], theirs[view][key]
             assert a.shape == b.shape, key
-            excess = ((a - b).abs() - 1e-4 * (1 + b.abs())).max()
-            assert excess <= 0, f"view{view + 1} {key}: excess {excess:.3g}"
+            err = relative_error(a.numpy(), b.numpy(), vectors=key in ("pts3d", "desc")).max()
+            assert err <= RTOL[key], f"view{view + 1} {key}: relative error {err:.3g} > {RTOL[key]:g}"

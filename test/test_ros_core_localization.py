@@ -49,7 +49,8 @@ def test_localizes_base_pose_and_map_to_odom(seven):
         assert np.all(np.linalg.eigvalsh(out.covariance) > 0)
         errs.append(pose_errors(cal.dataset_pose(out.T_map_cam), f.T_world_cam))
         assert set(out.status.timings) >= {"features", "retrieval", "matching", "pnp", "total", "decode"}
-    assert np.median([e[0] for e in errs]) < 0.05 and np.median([e[1] for e in errs]) < 2.0
+    # measured: median 0.53 cm / 0.149 deg (5 frames)
+    assert np.median([e[0] for e in errs]) < 0.006 and np.median([e[1] for e in errs]) < 0.17
     core.close()
 
 
@@ -115,7 +116,7 @@ def test_localize_hint_and_set_reference(seven):
     out = core.process(_frame(ds, cal, q), np.eye(4), np.eye(4))
     assert out.status.localized and out.status.kf_ids == [1]
     te, re = pose_errors(cal.dataset_pose(out.T_map_cam), q.T_world_cam)
-    assert te < 0.05 and re < 2.0
+    assert te < 0.005 and re < 0.13  # measured 0.40 cm / 0.115 deg (from the one reference)
     core.close()
 
 
@@ -130,10 +131,12 @@ def test_offline_replay_writes_what_the_node_would_publish(seven, tmp_path):
 
     ds, cal, mp = seven
     bag, out = tmp_path / "in", tmp_path / "out"
-    assert main(["make-bag", "--dataset", str(ds.root), "--frames", "3:60:12", "--out", str(bag)]) == 0
+    # the README's calibration throughout: the bag carries the colour camera the map uses (camera_info
+    # K, ground truth of the colour camera), the node registers the raw depth with the same calibration
+    assert main(["make-bag", "--dataset", str(ds.root), "--frames", "3:60:12", "--rgbd-calib", "7scenes",
+                 "--out", str(bag)]) == 0
     args = ["replay", "--bag", str(bag), "--map", str(mp), "--out", str(out),
-            "-p", "use_camera_info_intrinsics:=false", "-p", "subscribe_depth:=true",
-            "-p", "rgbd_calibration:=7scenes"]
+            "-p", "subscribe_depth:=true", "-p", "rgbd_calibration:=7scenes"]
     assert main(args) == 0
     assert main(args[:6] + [str(tmp_path / "again")] + args[7:]) == 0
 
@@ -169,8 +172,9 @@ def test_offline_replay_writes_what_the_node_would_publish(seven, tmp_path):
         M[:3, 3] = [p.position.x, p.position.y, p.position.z]
         return M
 
-    errs = [pose_errors(cal.dataset_pose(T(m.pose.pose) @ T_BODY_OPTICAL), T(gt[stamp(m)])) for _, m in poses]
-    assert np.median([e[0] for e in errs]) < 0.05 and np.median([e[1] for e in errs]) < 2.0
+    errs = [pose_errors(T(m.pose.pose) @ T_BODY_OPTICAL, T(gt[stamp(m)])) for _, m in poses]
+    # measured: median 0.39 cm / 0.109 deg (5 frames)
+    assert np.median([e[0] for e in errs]) < 0.0045 and np.median([e[1] for e in errs]) < 0.125
     again = read(tmp_path / "again")["/mast3r/localization_pose"]
     assert [list(m.pose.covariance) for _, m in again] == [list(m.pose.covariance) for _, m in poses]
 
@@ -184,7 +188,7 @@ def test_pose_never_depends_on_odometry(seven):
         assert out.status.localized and not out.status.error, out.status.message
         assert out.T_map_base is not None and out.T_map_odom is None
         te, _ = pose_errors(cal.dataset_pose(out.T_map_base @ T_BASE_CAM), f.T_world_cam)
-        assert te < 0.05
+        assert te < 0.008  # measured 0.69, 0.34, 0.23, 0.53 cm
     core.close()
 
 

@@ -68,6 +68,10 @@ def test_initialpose_before_during_after_frames(data_dir, tmp_path):
                 return answers()[0]
         raise AssertionError("no status:\n" + log.read_text()[-3000:])
 
+    def logged(text, n=1):
+        """Wait until the node has logged ``text`` n times (it logs once the prior is in place)."""
+        assert client.wait_for(lambda: log.read_text().count(text) >= n, 30.0), log.read_text()[-3000:]
+
     try:
         assert client.wait_for_service(Trigger, "reset", 60), log.read_text()[-3000:]
         assert client.wait_for(lambda: client.node.count_subscribers("/initialpose") > 0, 20.0)
@@ -81,28 +85,30 @@ def test_initialpose_before_during_after_frames(data_dir, tmp_path):
         wrong = T_map_base(frames[0]).copy()
         wrong[0, 3] += 3.0
         client.pub_initialpose.publish(initialpose(wrong, 0.05))
-        time.sleep(0.5)
+        logged("/initialpose refused")
+        logged("/initialpose accepted", 1)
         st = send(frames[0])
         assert not st.pose_published and "jump" in st.message, st.message
         # during frames: the true pose is the prior of the next frame, which is localized
         client.pub_initialpose.publish(initialpose(T_map_base(frames[1]), 0.3))
-        time.sleep(0.3)
+        logged("/initialpose accepted", 2)
         st = send(frames[1])
         assert st.pose_published, st.message
         poses_before = len(client.messages("pose"))
         for i, f in enumerate(frames[2:8]):   # more priors while frames stream
             if i % 2 == 0:
                 client.pub_initialpose.publish(initialpose(T_map_base(f), 0.3))
+                logged("/initialpose accepted", 3 + i // 2)
             send(f)
         assert len(client.messages("pose")) >= poses_before + 4
         # after frames: still accepted, the node lives on and answers services
         client.pub_initialpose.publish(initialpose(T_map_base(frames[8]), 0.3))
-        time.sleep(1.0)
+        logged("/initialpose accepted", 6)
         assert client.call(Trigger, "reset", Trigger.Request()).success
         assert send(frames[8]).pose_published
         text = log.read_text()
         assert "/initialpose refused: /initialpose frame_id 'odom' is not the map frame 'map'" in text
-        assert text.count("/initialpose accepted") >= 4, text[-3000:]
+        assert text.count("/initialpose accepted") == 6, text[-3000:]  # every prior in the map frame
         assert "Traceback" not in text and "failed:" not in text
     finally:
         client.close()

@@ -123,7 +123,7 @@ def test_live_localization_services_and_sigterm(live, scene):
     for name in ("localize", "reset", "set_reference", "load_map"):
         assert name in answers, f"service {name} did not answer"
     resp, took = answers["localize"]
-    assert resp.success and resp.pose.header.frame_id == "map" and took < 10.0
+    assert resp.success and resp.pose.header.frame_id == "map" and took < 10.0  # measured 0.3-1.1 s
     assert stamp_to_ns(resp.pose.header.stamp) in stamps
     assert answers["reset"].success and answers["set_reference"].success, answers["set_reference"].message
     assert answers["load_map"].success and answers["load_map"].num_keyframes == 10
@@ -145,7 +145,9 @@ def test_live_localization_services_and_sigterm(live, scene):
     print(f"\nlive: {len(status)} statuses, {len(poses)} poses of {len(stamps)} frames; median "
           f"{100 * te:.1f} cm / {re:.2f} deg; latency median "
           f"{np.median([s.latency for s in status]) * 1000:.0f} ms")
-    assert te < 0.05 and re < 2.0
+    # which frames are processed depends on the machine's speed: the bound sits just above the worst
+    # single frame measured (1.02 cm / 0.243 deg over frames 3..57; medians measured 0.5 cm / 0.15 deg)
+    assert te < 0.011 and re < 0.27
     # newest-frame policy: the newest frame is always answered; frames dropped while busy are
     # counted in the statuses, never more than were sent (how many: the machine's speed, not asserted)
     answered = {stamp_to_ns(s.header.stamp) for s in status}

@@ -60,8 +60,7 @@ def test_live_mapping_optimize_save_and_latched_cloud(data_dir, tmp_path):
     K = cal.colour_K(ds.K)
     domain = unique_domain_id()
     proc = start_launch("mapping", domain, [
-        "--map", str(tmp_path / "saved"), "-p", "rgbd_calibration:=7scenes",
-        "-p", "kf_min_translation:=0.10", "-p", "kf_min_rotation_deg:=10.0"], tmp_path / "launch.log")
+        "--map", str(tmp_path / "saved"), "-p", "rgbd_calibration:=7scenes"], tmp_path / "launch.log")
     client = LiveClient(domain, reliable_images=True)
     late = None
     srv_client = late = None
@@ -72,12 +71,16 @@ def test_live_mapping_optimize_save_and_latched_cloud(data_dir, tmp_path):
         client.publish_static_tf("base_link", CAM, T_BASE_CAM)
         frames = list(ds.frames("0:90:6"))
 
-        # a bad frame (depth of another size): status + diagnostic error, the node keeps running
-        stamp = time.time_ns()
-        client.publish_tf("odom", "base_link", stamp, np.eye(4))
-        client.publish_frame(stamp, ds.load_rgb(frames[0]), K, CAM, depth=ds.load_depth(frames[0])[::2, ::2])
-        assert client.wait_for(lambda: any(m.header.stamp.sec and "depth" in m.message
-                                           for m in client.messages("status")), 10.0)
+        # a bad frame (depth of another size): status + diagnostic error, the node keeps running;
+        # resent (new stamp) until answered: the first may go out before DDS has matched the topics
+        for _ in range(15):
+            stamp = time.time_ns()
+            client.publish_tf("odom", "base_link", stamp, np.eye(4))
+            client.publish_frame(stamp, ds.load_rgb(frames[0]), K, CAM, depth=ds.load_depth(frames[0])[::2, ::2])
+            if client.wait_for(lambda: any(m.header.stamp.sec and "depth" in m.message
+                                           for m in client.messages("status")), 2.0):
+                break
+        assert any(m.header.stamp.sec and "depth" in m.message for m in client.messages("status"))
         assert client.wait_for(lambda: any(st.level == DiagnosticStatus.ERROR and "depth" in st.message
                                            for d in client.messages("diagnostics") for st in d.status), 5.0)
 
@@ -176,7 +179,7 @@ def test_live_mapping_optimize_save_and_latched_cloud(data_dir, tmp_path):
     print(f"mapping live: {len(ids)} keyframes, ATE {100 * ate:.1f} cm ({100 * unaligned:.1f} cm unaligned), "
           f"median rotation {rot:.2f} deg; "
           f"SIGTERM exit in {took:.1f} s")
-    assert ate <= 0.03 and rot < 3.0
+    assert ate <= 0.015 and rot < 0.65  # measured 1.2 cm / 0.53 deg (3 runs; after the global pass)
 
 
 def _diag(client: LiveClient, key: str) -> int:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -77,15 +78,19 @@ def incremental_config(p: MappingParams) -> IncrementalConfig:
 
 
 class MappingCore:
-    """See the module docstring. ``background=False`` keeps every pass in the caller (tests)."""
+    """See the module docstring. ``background=False`` keeps every pass in the caller (tests).
+    ``mapper_factory`` builds the engine from its configuration (a subclass of IncrementalMapper lets
+    a test hold a pass at a known point)."""
 
-    def __init__(self, params: MappingParams, background: bool = True):
+    def __init__(self, params: MappingParams, background: bool = True,
+                 mapper_factory: Callable[[IncrementalConfig], IncrementalMapper] = IncrementalMapper):
         if params.frontend != "classical":
             raise ValueError("the mapping node supports the classical RGB-D front-end (frontend: classical)")
         if not params.subscribe_depth:
             raise ValueError("the mapping node needs depth (subscribe_depth: true)")
         self.params = params
         self.background = background
+        self._mapper_factory = mapper_factory
         self.calib = RgbdCalibration.load(params.rgbd_calibration) if params.rgbd_calibration else None
         self._lock = threading.RLock()
         self._work = Path(tempfile.mkdtemp(prefix="mast3r_mapping_"))
@@ -95,7 +100,7 @@ class MappingCore:
         self._new_mapper()
 
     def _new_mapper(self) -> None:
-        self.mapper = IncrementalMapper(incremental_config(self.params))
+        self.mapper = self._mapper_factory(incremental_config(self.params))
         if self.background:
             self.mapper.start()
         # what the mapper does not know: the odometry pose of each keyframe this core added
