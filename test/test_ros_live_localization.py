@@ -167,3 +167,42 @@ def test_live_localization_services_and_sigterm(live, scene):
     took, left = stop_process_tree(proc, signal.SIGTERM, 10.0)
     assert not left and took < 10.0, f"still alive after SIGTERM: {left}"
     print(f"live: all processes exited {took:.2f} s after SIGTERM")
+
+
+def _map_odom_arrivals(client) -> list[float]:
+    """Monotonic arrival times of every map->odom transform received on /tf."""
+    with client.lock:
+        return [t for t, m in client.received["tf"] for tr in m.transforms
+                if tr.header.frame_id == "map" and tr.child_frame_id == "odom"]
+
+
+def _send_until_map_odom(client, ds, cal, frames) -> float:
+    """Publish frames until map->odom is broadcast after a fix (with publish_odom_tf auto the identity
+    odom->base comes after its 2 s grace, so the first fixes may have no map->odom); returns the
+    monotonic time of that fix."""
+    deadline = time.monotonic() + 60.0
+    while time.monotonic() < deadline:
+        for f in frames:
+            if _send_until_status(client, ds, cal, f, time.time_ns()).pose_published:
+                t_fix = time.monotonic()
+                if client.wait_for(lambda: any(t > t_fix for t in _map_odom_arrivals(client)), 1.0):
+                    return t_fix
+    raise AssertionError("no map->odom after any fix in 60 s")
+
+
+def test_map_to_odom_stops_on_load_map_until_the_next_fix(live, scene):
+    """Issue #13 item 7: the old map->odom is wrong in a new map, so after `load_map` the node
+    broadcasts none (rather than the stale one at 20 Hz) until a frame is localized in the new map."""
+    client, _, log = live
+    ds, cal, mp = scene
+    frames = ds.frames("3:60:6")
+    t_fix = _send_until_map_odom(client, ds, cal, frames)
+    assert client.wait_for(lambda: sum(t > t_fix for t in _map_odom_arrivals(client)) >= 5, 10.0), \
+        "map->odom is not broadcast steadily after a fix:\n" + log.read_text()[-2000:]
+    assert client.call(LoadMap, "load_map", LoadMap.Request(map_dir=str(mp))).success
+    t_loaded = time.monotonic()
+    time.sleep(2.5)  # no frame is sent: nothing can localize in the new map meanwhile
+    # one transform published before the swap may still be in flight; none after that (was 20 Hz)
+    late = [t - t_loaded for t in _map_odom_arrivals(client) if t > t_loaded + 0.5]
+    assert not late, f"{len(late)} map->odom broadcast after load_map without a new fix"
+    _send_until_map_odom(client, ds, cal, frames)  # the first fix in the new map brings it back
