@@ -43,9 +43,9 @@ from mast3r_ros.localization.covariance import (
 from mast3r_ros.localization.datasets import open_dataset
 from mast3r_ros.localization.frontend import make_frontend
 from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
-from mast3r_ros.localization.map_store import KeyframeMap
-from mast3r_ros.localization.mapbuild import build_map
 from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.map import KeyframeMap
+from mast3r_ros.map.build import build_map
 from mast3r_ros.paths import shared_dir
 
 LEVELS = (0.50, 0.90, 0.95, 0.99)

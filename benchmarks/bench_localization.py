@@ -31,12 +31,12 @@ from mast3r_ros.localization.datasets import open_dataset
 from mast3r_ros.localization.evaluation import localize_frames, summarize
 from mast3r_ros.localization.frontend import QueryFrame, make_frontend
 from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
-from mast3r_ros.localization.map_store import KeyframeMap
-from mast3r_ros.localization.mapbuild import build_map
 from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEnd, Mast3rFrontEndConfig
 from mast3r_ros.localization.pose import PnPConfig, solve_pnp
 from mast3r_ros.localization.retrieval import RetrievalConfig
 from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.map import KeyframeMap
+from mast3r_ros.map.build import build_map
 from mast3r_ros.model import RELEASED, InferenceConfig, Mast3rModel, load_network, preprocess_array, random_network
 from mast3r_ros.model.precision import cpu_flags
 from mast3r_ros.paths import shared_dir

@@ -11,8 +11,8 @@ import pytest
 from mast3r_ros.cli import main
 from mast3r_ros.geometry.transforms import pose_errors
 from mast3r_ros.localization.datasets import open_dataset
-from mast3r_ros.localization.map_store import KeyframeMap
 from mast3r_ros.localization.tum import read_tum
+from mast3r_ros.map import KeyframeMap
 
 
 def test_map_build_then_localize(data_dir, tmp_path, capsys):

@@ -16,7 +16,7 @@ import yaml
 
 from mast3r_ros.cli import main
 from mast3r_ros.localization.datasets import DatasetError, open_dataset
-from mast3r_ros.localization.map_store import KeyframeMap, MapError
+from mast3r_ros.map import KeyframeMap, MapError
 from mast3r_ros.model.preprocess import preprocess_file, to_network_tensor
 
 FRAMES = (0, 6, 12, 18, 24)

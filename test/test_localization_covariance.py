@@ -207,9 +207,9 @@ def test_temporal_split_published_covariance_is_calibrated(data_dir, tmp_path):
     from mast3r_ros.localization.datasets import open_dataset
     from mast3r_ros.localization.frontend import make_frontend
     from mast3r_ros.localization.localizer import Localizer
-    from mast3r_ros.localization.map_store import KeyframeMap
-    from mast3r_ros.localization.mapbuild import build_map
     from mast3r_ros.localization.rgbd import RgbdCalibration
+    from mast3r_ros.map import KeyframeMap
+    from mast3r_ros.map.build import build_map
 
     ds = open_dataset(data_dir / "7scenes_redkitchen")
     cal = RgbdCalibration.load("7scenes")

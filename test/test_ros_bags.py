@@ -169,9 +169,9 @@ def test_rgbd_calib_bag_carries_the_colour_camera_of_the_map(scene: Path, tmp_pa
     colour camera's pose, which is what the map's keyframes store."""
     from mast3r_ros.localization.datasets import open_dataset
     from mast3r_ros.localization.frontend import make_frontend
-    from mast3r_ros.localization.map_store import KeyframeMap
-    from mast3r_ros.localization.mapbuild import build_map
     from mast3r_ros.localization.rgbd import RgbdCalibration
+    from mast3r_ros.map import KeyframeMap
+    from mast3r_ros.map.build import build_map
 
     cal = RgbdCalibration.load("7scenes")
     out = tmp_path / "bag"

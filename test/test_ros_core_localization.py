@@ -10,8 +10,8 @@ import pytest
 from mast3r_ros.geometry.transforms import make_T, pose_errors, rotation_exp
 from mast3r_ros.localization.datasets import open_dataset
 from mast3r_ros.localization.frontend import make_frontend
-from mast3r_ros.localization.mapbuild import build_map
 from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.map.build import build_map
 from mast3r_ros.ros.frames import Frame
 from mast3r_ros.ros.localization_core import LocalizationCore
 from mast3r_ros.ros.params import LocalizationParams

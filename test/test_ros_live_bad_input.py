@@ -16,8 +16,8 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from mast3r_ros.localization.datasets import open_dataset  # noqa: E402
 from mast3r_ros.localization.frontend import make_frontend  # noqa: E402
-from mast3r_ros.localization.mapbuild import build_map  # noqa: E402
 from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
+from mast3r_ros.map.build import build_map  # noqa: E402
 from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.conversions_geometry import T_to_pose  # noqa: E402
 from mast3r_ros.ros.live_client import (  # noqa: E402

@@ -24,8 +24,8 @@ from std_srvs.srv import Trigger  # noqa: E402
 from mast3r_ros.geometry.alignment import umeyama  # noqa: E402
 from mast3r_ros.geometry.transforms import pose_errors, with_nearest_rotation  # noqa: E402
 from mast3r_ros.localization.datasets import open_dataset  # noqa: E402
-from mast3r_ros.localization.map_store import KeyframeMap  # noqa: E402
 from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
+from mast3r_ros.map import KeyframeMap  # noqa: E402
 from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.conversions_geometry import (  # noqa: E402
     pointcloud2_to_xyz_rgb,

@@ -48,8 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mast3r_ros.localization.datasets import open_dataset, parse_frame_spec
-    from mast3r_ros.localization.map_store import KeyframeMap
-    from mast3r_ros.localization.mapbuild import build_map
+    from mast3r_ros.map import KeyframeMap
+    from mast3r_ros.map.build import build_map
 
     start = time.perf_counter()
     if args.json:
@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
 def _is_partial(out: str) -> bool:
     from pathlib import Path
 
-    from mast3r_ros.data.map_format import MapError, read_meta
-    from mast3r_ros.localization.map_check import PARTIAL_KEY
+    from mast3r_ros.map.format import MapError, read_meta
+    from mast3r_ros.map.keys import PARTIAL_KEY
 
     try:
         return PARTIAL_KEY in read_meta(Path(out))[0].extra

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from mast3r_ros.data.image_files import open_image
-from mast3r_ros.data.map_format import rigid_problem
+from mast3r_ros.geometry.transforms import rigid_problem
 from mast3r_ros.localization.tum import tum_to_T
 
 INTRINSICS_FILE = "camera-intrinsics.txt"

@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from mast3r_ros.localization.map_store import Keyframe
+from mast3r_ros.map import Keyframe
 
 
 class FrontEndError(ValueError):

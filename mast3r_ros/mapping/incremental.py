@@ -385,7 +385,7 @@ class IncrementalMapper:
         """Write the keyframes (current poses, K, depth, SIFT arrays) as a map directory the
         localizer opens (classical front-end, retrieval index, ``trajectory_tum.txt``,
         ``cloud.ply``). Raises MappingError when there is no keyframe yet."""
-        from mast3r_ros.mapping.map_io import write_mapper_map
+        from mast3r_ros.map.mapper_io import write_mapper_map
 
         snap = self.snapshot(cloud=True)
         with self._lock:  # a keyframe dropped since the snapshot is left out with its pose
@@ -399,7 +399,7 @@ class IncrementalMapper:
         vocabulary) and continue mapping from it; returns the number of keyframes. The map frame
         becomes the loaded map's. New frames are tracked against the last loaded keyframe, else
         relocalised against the most similar ones. Raises MappingError (nothing changed then)."""
-        from mast3r_ros.mapping.map_io import read_mapper_keyframes
+        from mast3r_ros.map.mapper_io import read_mapper_keyframes
 
         loaded, vocab = read_mapper_keyframes(path)
         kfs = {i: _KF(i, k.stamp, k.image, k.K, k.depth, k.arrays, k.T_map_cam, None)
