@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mast3r_ros.localization.datasets import open_dataset
+from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.localization.frontend import FrontEndError, QueryFrame
 from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
 from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEnd, Mast3rFrontEndConfig, network_pointmap_from_depth

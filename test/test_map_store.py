@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-from mast3r_ros.data.atomic_io import file_sha256
-from mast3r_ros.localization.datasets import open_dataset
-from mast3r_ros.localization.tum import read_tum
+from mast3r_ros.datasets.readers import open_dataset
+from mast3r_ros.datasets.tum import read_tum
+from mast3r_ros.files.atomic_io import file_sha256
 from mast3r_ros.map import (
     FORMAT_VERSION,
     Keyframe,

@@ -58,7 +58,7 @@ def frontend_from_args(name: str, checkpoint: str | None, oracle=None):
 
 def calibration_from_arg(preset_or_path: str | None):
     """RGB-D calibration from a preset name ('7scenes') or YAML path; None when not given."""
-    from mast3r_ros.localization.rgbd import RgbdCalibration
+    from mast3r_ros.datasets.calibration import RgbdCalibration
 
     return RgbdCalibration.load(preset_or_path) if preset_or_path else None
 

@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mast3r_ros.localization.datasets import open_dataset, parse_frame_spec
+    from mast3r_ros.datasets.readers import open_dataset, parse_frame_spec
     from mast3r_ros.map import KeyframeMap
     from mast3r_ros.map.build import build_map
 
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 cfg.alignment.gamma1 = args.gamma1
             summary = optimize_map(args.out, cfg, progress=sys.stderr.isatty())
             if args.json:
-                from mast3r_ros.data.atomic_io import atomic_write_bytes
+                from mast3r_ros.files.atomic_io import atomic_write_bytes
 
                 atomic_write_bytes(args.json, json.dumps(summary, indent=1).encode("utf-8"))
             print(f"map build: optimised {summary['n_keyframes']} keyframes, {summary['pairs_ok']}/"

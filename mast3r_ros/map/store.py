@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mast3r_ros.data.atomic_io import atomic_write_bytes, fsync_dir, write_fresh_file
+from mast3r_ros.files.atomic_io import atomic_write_bytes, fsync_dir, write_fresh_file
 from mast3r_ros.geometry.transforms import rigid_problem
 from mast3r_ros.map.check import damage_line, quick_problems
 from mast3r_ros.map.folder import (

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mast3r_ros.localization.tum import write_tum
+from mast3r_ros.datasets.tum import write_tum
 from mast3r_ros.map.folder import map_file
 from mast3r_ros.map.format import MAP_SQLITE, Keyframe, MapError, MapMeta, blob_matrix, load_npy, read_verified
 from mast3r_ros.map.keys import RESERVED_NAMES

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mast3r_ros.localization.tum import write_tum
+from mast3r_ros.datasets.tum import write_tum
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.map.keys import CLASSICAL_ARRAYS, RETRIEVAL_DESC, RETRIEVAL_IDS
 from mast3r_ros.mapping.outputs import CloudConfig, clean_point_cloud, write_ply

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mast3r_ros.datasets.calibration import RgbdCalibration
+from mast3r_ros.datasets.single_frame import SingleFrameDataset
 from mast3r_ros.geometry.transforms import invert
 from mast3r_ros.localization.frontend import FrontEnd, make_frontend
 from mast3r_ros.localization.localizer import LocalizationResult, Localizer, LocalizerConfig
 from mast3r_ros.localization.pose import PnPConfig
 from mast3r_ros.localization.retrieval import RetrievalConfig
-from mast3r_ros.localization.rgbd import RgbdCalibration
 from mast3r_ros.localization.state import GateConfig, LocState
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.map.build import build_map
@@ -31,7 +32,6 @@ from mast3r_ros.map.folder import copy_map
 from mast3r_ros.map.format import MapError
 from mast3r_ros.ros.frames import Frame, FrameError, camera_to_base, check_frame
 from mast3r_ros.ros.params import LocalizationParams
-from mast3r_ros.ros.single_frame_dataset import SingleFrameDataset
 
 
 @dataclass
