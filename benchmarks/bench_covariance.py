@@ -42,7 +42,7 @@ from mast3r_ros.localization.covariance import (
     nearest_keyframe_distance,
     pose_error,
 )
-from mast3r_ros.localization.frontend import make_frontend
+from mast3r_ros.localization.frontends import make_frontend
 from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.map.build import build_map

@@ -30,9 +30,9 @@ from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.geometry.transforms import transform_points
 from mast3r_ros.localization.evaluation import localize_frames, summarize
-from mast3r_ros.localization.frontend import QueryFrame, make_frontend
+from mast3r_ros.localization.frontends import QueryFrame, make_frontend
+from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd, Mast3rFrontEndConfig
 from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
-from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEnd, Mast3rFrontEndConfig
 from mast3r_ros.localization.pose import PnPConfig, solve_pnp
 from mast3r_ros.localization.retrieval import RetrievalConfig
 from mast3r_ros.map import KeyframeMap

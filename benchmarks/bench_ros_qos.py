@@ -25,7 +25,7 @@ from std_srvs.srv import Trigger
 
 from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.datasets.readers import open_dataset
-from mast3r_ros.localization.frontend import make_frontend
+from mast3r_ros.localization.frontends import make_frontend
 from mast3r_ros.map.build import build_map
 from mast3r_ros.paths import shared_dir
 from mast3r_ros.ros.bag import DatasetBagConfig, dataset_messages, write_bag

@@ -206,7 +206,7 @@ def test_temporal_split_published_covariance_is_calibrated(data_dir, tmp_path):
     from mast3r_ros.datasets.calibration import RgbdCalibration
     from mast3r_ros.datasets.readers import open_dataset
     from mast3r_ros.localization.covariance import fraction_inside, pose_error
-    from mast3r_ros.localization.frontend import make_frontend
+    from mast3r_ros.localization.frontends import make_frontend
     from mast3r_ros.localization.localizer import Localizer
     from mast3r_ros.map import KeyframeMap
     from mast3r_ros.map.build import build_map

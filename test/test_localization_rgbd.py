@@ -7,7 +7,7 @@ import pytest
 from mast3r_ros.datasets.calibration import PRESETS, RgbdCalibration
 from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.geometry.transforms import make_T, pose_errors, rotation_exp
-from mast3r_ros.localization.frontend import make_frontend
+from mast3r_ros.localization.frontends import make_frontend
 from mast3r_ros.localization.localizer import Localizer
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.map.build import build_map

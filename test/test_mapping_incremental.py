@@ -14,7 +14,7 @@ from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.geometry.alignment import umeyama
 from mast3r_ros.geometry.transforms import invert, rotation_error_deg
-from mast3r_ros.localization.frontend import make_frontend
+from mast3r_ros.localization.frontends import make_frontend
 from mast3r_ros.localization.localizer import Localizer
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.mapping.incremental import IncrementalConfig, IncrementalMapper

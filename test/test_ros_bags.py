@@ -169,7 +169,7 @@ def test_rgbd_calib_bag_carries_the_colour_camera_of_the_map(scene: Path, tmp_pa
     colour camera's pose, which is what the map's keyframes store."""
     from mast3r_ros.datasets.calibration import RgbdCalibration
     from mast3r_ros.datasets.readers import open_dataset
-    from mast3r_ros.localization.frontend import make_frontend
+    from mast3r_ros.localization.frontends import make_frontend
     from mast3r_ros.map import KeyframeMap
     from mast3r_ros.map.build import build_map
 

@@ -19,7 +19,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from mast3r_ros.datasets.calibration import RgbdCalibration  # noqa: E402
 from mast3r_ros.datasets.readers import open_dataset  # noqa: E402
 from mast3r_ros.geometry.transforms import with_nearest_rotation  # noqa: E402
-from mast3r_ros.localization.frontend import make_frontend  # noqa: E402
+from mast3r_ros.localization.frontends import make_frontend  # noqa: E402
 from mast3r_ros.map.build import build_map  # noqa: E402
 from mast3r_ros.ros.conversions import make_header, stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.conversions_geometry import T_BODY_OPTICAL, T_to_pose  # noqa: E402

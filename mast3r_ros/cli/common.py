@@ -43,12 +43,12 @@ def model_label(name: str, checkpoint: str | None, oracle=None) -> str:
 def frontend_from_args(name: str, checkpoint: str | None, oracle=None):
     """Front-end by name; the mast3r one gets its checkpoint (a local file, never downloaded) or the
     oracle model."""
-    from mast3r_ros.localization.frontend import make_frontend
+    from mast3r_ros.localization.frontends import make_frontend
 
     if oracle is not None and name != "mast3r":
         raise ValueError("--oracle-model stands in for the MASt3R network: use it with --frontend mast3r")
     if name == "mast3r":
-        from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEnd, Mast3rFrontEndConfig
+        from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd, Mast3rFrontEndConfig
 
         if oracle is not None:
             return Mast3rFrontEnd(Mast3rFrontEndConfig(), model=oracle)

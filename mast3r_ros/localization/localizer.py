@@ -17,7 +17,7 @@ import numpy as np
 
 from mast3r_ros.geometry.camera import check_intrinsics
 from mast3r_ros.localization.covariance import CovarianceConfig, nearest_keyframe_distance
-from mast3r_ros.localization.frontend import Correspondences, FrontEnd, QueryFrame
+from mast3r_ros.localization.frontends import Correspondences, FrontEnd, QueryFrame
 from mast3r_ros.localization.pose import PnPConfig, fix_covariance, solve_pnp, solve_pose_rgbd
 from mast3r_ros.localization.retrieval import RetrievalConfig, Retriever
 from mast3r_ros.localization.state import GateConfig, LocState, StateMachine, check_gates

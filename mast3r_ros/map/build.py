@@ -8,7 +8,7 @@ import numpy as np
 
 from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.datasets.readers import FrameSpec, RgbdDataset
-from mast3r_ros.localization.frontend import FrontEnd, FrontEndError
+from mast3r_ros.localization.frontends import FrontEnd, FrontEndError
 from mast3r_ros.map.format import Keyframe, MapMeta
 from mast3r_ros.map.keys import RETRIEVAL_DESC, RETRIEVAL_IDS
 from mast3r_ros.map.store import KeyframeMap

@@ -19,7 +19,7 @@ RETRIEVAL_DESC = "retrieval_desc"
 CLASSICAL_ARRAYS = ("sift_xy", "sift_desc", "sift_X")
 CLASSICAL_VOCAB = "classical_vocab"
 
-# MASt3R front-end. Keyframe arrays (see localization.mast3r_frontend); global: the checkpoint's sha256 bytes.
+# MASt3R front-end. Keyframe arrays (see localization.frontends.mast3r); global: the checkpoint's sha256 bytes.
 MAST3R_ARRAYS = ("mast3r_tokens", "mast3r_tf", "mast3r_global", "mast3r_X")
 MAST3R_CHECKPOINT = "mast3r_checkpoint"
 

@@ -42,7 +42,7 @@ import numpy as np
 from mast3r_ros.geometry.alignment import ransac_rigid
 from mast3r_ros.geometry.camera import backproject_depth
 from mast3r_ros.geometry.transforms import invert, rotation_error_deg
-from mast3r_ros.localization.classical import ClassicalConfig, ClassicalFrontEnd
+from mast3r_ros.localization.frontends.classical import ClassicalConfig, ClassicalFrontEnd
 from mast3r_ros.mapping.pairs import classical_pair
 from mast3r_ros.mapping.problem import PairCheckConfig
 from mast3r_ros.mapping.sparse_ga import AlignmentConfig, sparse_global_alignment

@@ -95,7 +95,7 @@ class LocalizationNode(Node):
         """One dummy query through the front-end, so the first real frame is not slow."""
         if not self.params.warmup:
             return
-        from mast3r_ros.localization.frontend import QueryFrame
+        from mast3r_ros.localization.frontends import QueryFrame
 
         rng = np.random.default_rng(0)
         img = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)

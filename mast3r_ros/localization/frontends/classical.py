@@ -20,7 +20,7 @@ import numpy as np
 from mast3r_ros.geometry.camera import backproject_depth, check_intrinsics, sample_depth_robust
 from mast3r_ros.geometry.transforms import transform_points
 from mast3r_ros.localization.covariance import depth_point_covariance, rotate_covariance
-from mast3r_ros.localization.frontend import Correspondences, FrontEndError, QueryFrame
+from mast3r_ros.localization.frontends.base import Correspondences, FrontEndError, QueryFrame
 from mast3r_ros.localization.retrieval import fit_vocabulary, vlad
 from mast3r_ros.map import Keyframe
 from mast3r_ros.map.keys import CLASSICAL_ARRAYS, CLASSICAL_VOCAB
@@ -100,7 +100,7 @@ def mutual_ratio_match(q: np.ndarray, k: np.ndarray, ratio: float, mutual: bool
 
 
 class ClassicalFrontEnd:
-    """SIFT + depth front-end implementing :class:`~mast3r_ros.localization.frontend.FrontEnd`."""
+    """SIFT + depth front-end implementing :class:`~mast3r_ros.localization.frontends.base.FrontEnd`."""
 
     name = "classical"
     needs_depth = True

@@ -27,7 +27,7 @@ import torch
 from mast3r_ros.geometry.camera import backproject_depth, check_intrinsics
 from mast3r_ros.geometry.transforms import transform_points
 from mast3r_ros.localization.covariance import depth_point_covariance, pointmap_covariance, rotate_covariance
-from mast3r_ros.localization.frontend import Correspondences, FrontEndError, QueryFrame
+from mast3r_ros.localization.frontends.base import Correspondences, FrontEndError, QueryFrame
 from mast3r_ros.map import Keyframe
 from mast3r_ros.map.keys import MAST3R_ARRAYS, MAST3R_CHECKPOINT
 from mast3r_ros.matching import MatchingConfig, fast_reciprocal_nn
@@ -87,7 +87,7 @@ def network_pointmap_from_depth(K: np.ndarray, depth: np.ndarray, tf: ImageTrans
 
 
 class Mast3rFrontEnd:
-    """MASt3R implementation of :class:`~mast3r_ros.localization.frontend.FrontEnd`."""
+    """MASt3R implementation of :class:`~mast3r_ros.localization.frontends.base.FrontEnd`."""
 
     name = "mast3r"
     needs_depth = False
