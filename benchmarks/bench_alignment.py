@@ -33,9 +33,9 @@ def run_one(dataset: str, n: int, niter: int, stride: int, window: int, threads:
     """Align n keyframes (every frame of the 334-frame copy, from 0) and measure it."""
     import torch
 
+    from mast3r_ros.datasets.readers import open_dataset
     from mast3r_ros.geometry.alignment import umeyama
     from mast3r_ros.geometry.transforms import invert, pose_errors
-    from mast3r_ros.localization.datasets import open_dataset
     from mast3r_ros.mapping.oracle import OracleConfig, oracle_scene
     from mast3r_ros.mapping.sparse_ga import AlignmentConfig, sparse_global_alignment
 

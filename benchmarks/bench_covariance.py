@@ -33,6 +33,8 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.stats import chi2
 
+from mast3r_ros.datasets.calibration import RgbdCalibration
+from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.localization.covariance import (
     CovarianceConfig,
     ModelError,
@@ -40,12 +42,10 @@ from mast3r_ros.localization.covariance import (
     nearest_keyframe_distance,
     pose_error,
 )
-from mast3r_ros.localization.datasets import open_dataset
-from mast3r_ros.localization.frontend import make_frontend
+from mast3r_ros.localization.frontends import make_frontend
 from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
-from mast3r_ros.localization.map_store import KeyframeMap
-from mast3r_ros.localization.mapbuild import build_map
-from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.map import KeyframeMap
+from mast3r_ros.map.build import build_map
 from mast3r_ros.paths import shared_dir
 
 LEVELS = (0.50, 0.90, 0.95, 0.99)

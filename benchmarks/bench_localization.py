@@ -26,17 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mast3r_ros.datasets.calibration import RgbdCalibration
+from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.geometry.transforms import transform_points
-from mast3r_ros.localization.datasets import open_dataset
 from mast3r_ros.localization.evaluation import localize_frames, summarize
-from mast3r_ros.localization.frontend import QueryFrame, make_frontend
+from mast3r_ros.localization.frontends import QueryFrame, make_frontend
+from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd, Mast3rFrontEndConfig
 from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
-from mast3r_ros.localization.map_store import KeyframeMap
-from mast3r_ros.localization.mapbuild import build_map
-from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEnd, Mast3rFrontEndConfig
 from mast3r_ros.localization.pose import PnPConfig, solve_pnp
 from mast3r_ros.localization.retrieval import RetrievalConfig
-from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.map import KeyframeMap
+from mast3r_ros.map.build import build_map
 from mast3r_ros.model import RELEASED, InferenceConfig, Mast3rModel, load_network, preprocess_array, random_network
 from mast3r_ros.model.precision import cpu_flags
 from mast3r_ros.paths import shared_dir
@@ -48,7 +48,7 @@ def _default_dataset() -> tuple[str, str, str]:
     seven = shared_dir() / "data" / "7scenes_redkitchen"
     if seven.exists():
         return str(seven), "0:598", "600:1000"
-    from mast3r_ros.data.synthetic_room import default_demo_dataset, load_sequence_info
+    from mast3r_ros.datasets.synthetic_room import default_demo_dataset, load_sequence_info
 
     root = default_demo_dataset()
     info = load_sequence_info(root)

@@ -23,7 +23,7 @@ from scipy.spatial import KDTree
 
 from mast3r_ros.matching import MatchingConfig, build_index, fast_reciprocal_nn, match_symmetric
 from mast3r_ros.matching.frm import frm_flat, grid_points, merge_pairs, to_xy
-from mast3r_ros.matching.nn_backends import CachedNN
+from mast3r_ros.matching.index import CachedNN
 from mast3r_ros.model.precision import cpu_flags
 from mast3r_ros.paths import shared_dir
 

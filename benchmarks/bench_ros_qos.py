@@ -23,10 +23,10 @@ from pathlib import Path
 
 from std_srvs.srv import Trigger
 
-from mast3r_ros.localization.datasets import open_dataset
-from mast3r_ros.localization.frontend import make_frontend
-from mast3r_ros.localization.mapbuild import build_map
-from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.datasets.calibration import RgbdCalibration
+from mast3r_ros.datasets.readers import open_dataset
+from mast3r_ros.localization.frontends import make_frontend
+from mast3r_ros.map.build import build_map
 from mast3r_ros.paths import shared_dir
 from mast3r_ros.ros.bag import DatasetBagConfig, dataset_messages, write_bag
 from mast3r_ros.ros.live_client import LiveClient, ros_env, start_launch, stop_process_tree, unique_domain_id

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from mast3r_ros.cli import main
+from mast3r_ros.datasets.readers import open_dataset
+from mast3r_ros.datasets.tum import read_tum
 from mast3r_ros.geometry.transforms import pose_errors
-from mast3r_ros.localization.datasets import open_dataset
-from mast3r_ros.localization.map_store import KeyframeMap
-from mast3r_ros.localization.tum import read_tum
+from mast3r_ros.map import KeyframeMap
 
 
 def test_map_build_then_localize(data_dir, tmp_path, capsys):

@@ -10,11 +10,11 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from mast3r_ros.cli import main
+from mast3r_ros.datasets.calibration import RgbdCalibration
+from mast3r_ros.datasets.readers import open_dataset
+from mast3r_ros.datasets.tum import read_tum, write_tum
 from mast3r_ros.geometry.alignment import umeyama
-from mast3r_ros.localization.datasets import open_dataset
-from mast3r_ros.localization.map_store import KeyframeMap, MapMeta
-from mast3r_ros.localization.rgbd import RgbdCalibration
-from mast3r_ros.localization.tum import read_tum, write_tum
+from mast3r_ros.map import KeyframeMap, MapMeta
 from mast3r_ros.mapping.outputs import read_ply
 from mast3r_ros.mapping.pipeline import CHAIN_TUM, optimize_map
 from mast3r_ros.mapping.types import MappingError

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mast3r_ros"
-CORE = ["model", "matching", "geometry", "localization", "mapping", "data"]
+CORE = ["model", "matching", "geometry", "localization", "mapping", "map", "datasets", "files"]
 
 
 def test_importing_the_core_loads_no_ros_module():

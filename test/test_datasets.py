@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from mast3r_ros.localization.datasets import (
+from mast3r_ros.datasets.readers import (
     DatasetError,
     FrameSpec,
     SevenScenesDataset,
@@ -17,7 +17,7 @@ from mast3r_ros.localization.datasets import (
     open_dataset,
     parse_frame_spec,
 )
-from mast3r_ros.localization.tum import T_to_tum_line, read_tum, tum_to_T, write_tum
+from mast3r_ros.datasets.tum import T_to_tum_line, read_tum, tum_to_T, write_tum
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import yaml
 
-from mast3r_ros.localization.datasets import DatasetError, open_dataset
-from mast3r_ros.localization.map_check import check_map
-from mast3r_ros.localization.map_store import Keyframe, KeyframeMap, MapError, MapMeta
+from mast3r_ros.datasets.readers import DatasetError, open_dataset
+from mast3r_ros.map import Keyframe, KeyframeMap, MapError, MapMeta
+from mast3r_ros.map.check import check_map
 from mast3r_ros.model import CheckpointError, ConfigError, Mast3rConfig, Mast3rNet
 from mast3r_ros.model.checkpoint import WEIGHT_DTYPES, read_checkpoint
 from mast3r_ros.model.config import MAX_PARAMETERS, config_from_constructor

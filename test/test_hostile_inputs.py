@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from mast3r_ros.cli import main
-from mast3r_ros.localization.datasets import DatasetError, open_dataset
-from mast3r_ros.localization.map_store import KeyframeMap, MapError
+from mast3r_ros.datasets.readers import DatasetError, open_dataset
+from mast3r_ros.map import KeyframeMap, MapError
 from mast3r_ros.model.preprocess import preprocess_file, to_network_tensor
 
 FRAMES = (0, 6, 12, 18, 24)
@@ -232,7 +232,7 @@ def test_bag_data_files_must_stay_inside_the_bag(tmp_path, capsys, rel):
 
 
 def test_a_real_bag_passes_the_bag_check(tmp_path, capsys, scene_dir):
-    from mast3r_ros.data.bag_check import check_bag_folder
+    from mast3r_ros.files.bag_check import check_bag_folder
 
     ds = _copy_frames(scene_dir, tmp_path / "ds", (0, 6))
     assert main(["make-bag", "--dataset", str(ds), "--frames", "0:7", "--out", str(tmp_path / "bag")]) == 0

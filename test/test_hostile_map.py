@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mast3r_ros.localization.map_store import Keyframe, KeyframeMap, MapError, MapMeta
+from mast3r_ros.map import Keyframe, KeyframeMap, MapError, MapMeta
 
 
 def _kf(k: int) -> Keyframe:
@@ -168,7 +168,7 @@ def test_damaged_pose_blob_is_a_map_error(map_dir: Path):
 
 
 def test_copy_map_refuses_itself_a_subfolder_and_user_files(map_dir: Path, tmp_path: Path):
-    from mast3r_ros.data.map_files import copy_map
+    from mast3r_ros.map.folder import copy_map
 
     with pytest.raises(MapError, match="inside the map folder"):
         copy_map(map_dir, map_dir / "keyframes" / "copy")

@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mast3r_ros.localization.datasets import open_dataset
+from mast3r_ros.datasets.calibration import RgbdCalibration
+from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.localization.evaluation import localize_frames, summarize
-from mast3r_ros.localization.frontend import make_frontend
+from mast3r_ros.localization.frontends import make_frontend
 from mast3r_ros.localization.localizer import Localizer
-from mast3r_ros.localization.map_store import KeyframeMap
-from mast3r_ros.localization.mapbuild import build_map
-from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.map import KeyframeMap
+from mast3r_ros.map.build import build_map
 
 
 @pytest.mark.slow

@@ -6,13 +6,13 @@ import shutil
 import numpy as np
 import pytest
 
+from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.geometry.transforms import pose_errors
-from mast3r_ros.localization.datasets import open_dataset
 from mast3r_ros.localization.evaluation import localize_frames
-from mast3r_ros.localization.frontend import FrontEndError, make_frontend
+from mast3r_ros.localization.frontends import FrontEndError, make_frontend
 from mast3r_ros.localization.localizer import Localizer
-from mast3r_ros.localization.map_store import KeyframeMap
-from mast3r_ros.localization.mapbuild import build_map
+from mast3r_ros.map import KeyframeMap
+from mast3r_ros.map.build import build_map
 
 
 @pytest.fixture(scope="module")

@@ -203,13 +203,13 @@ def test_temporal_split_published_covariance_is_calibrated(data_dir, tmp_path):
     """Reduced acceptance on real data: 7-Scenes temporal split (map 0:598, queries 600:1000:12),
     README calibration, classical front-end, shipped covariance defaults (their model error was
     calibrated on the interleaved + reverse splits, see ``benchmarks/bench_covariance.py``)."""
+    from mast3r_ros.datasets.calibration import RgbdCalibration
+    from mast3r_ros.datasets.readers import open_dataset
     from mast3r_ros.localization.covariance import fraction_inside, pose_error
-    from mast3r_ros.localization.datasets import open_dataset
-    from mast3r_ros.localization.frontend import make_frontend
+    from mast3r_ros.localization.frontends import make_frontend
     from mast3r_ros.localization.localizer import Localizer
-    from mast3r_ros.localization.map_store import KeyframeMap
-    from mast3r_ros.localization.mapbuild import build_map
-    from mast3r_ros.localization.rgbd import RgbdCalibration
+    from mast3r_ros.map import KeyframeMap
+    from mast3r_ros.map.build import build_map
 
     ds = open_dataset(data_dir / "7scenes_redkitchen")
     cal = RgbdCalibration.load("7scenes")

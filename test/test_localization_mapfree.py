@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.geometry.camera import depth_to_pointmap, project_points
 from mast3r_ros.geometry.transforms import compose, invert, pose_errors, transform_points
-from mast3r_ros.localization.datasets import open_dataset
 from mast3r_ros.localization.mapfree import MapFreeConfig, sample_pointmap, solve_mapfree
 
 PAIRS = [(300, 330), (600, 618)]

@@ -8,13 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mast3r_ros.localization.datasets import open_dataset
-from mast3r_ros.localization.frontend import FrontEndError, QueryFrame
+from mast3r_ros.datasets.readers import open_dataset
+from mast3r_ros.localization.frontends import FrontEndError, QueryFrame
+from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd, Mast3rFrontEndConfig, network_pointmap_from_depth
 from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
-from mast3r_ros.localization.map_store import Keyframe, KeyframeMap
-from mast3r_ros.localization.mapbuild import build_map
-from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEnd, Mast3rFrontEndConfig, network_pointmap_from_depth
 from mast3r_ros.localization.retrieval import RetrievalConfig
+from mast3r_ros.map import Keyframe, KeyframeMap
+from mast3r_ros.map.build import build_map
 from mast3r_ros.model import Mast3rModel, preprocess_array
 from mast3r_ros.model.inference import HEADS
 

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from mast3r_ros.cli import main as cli_main
-from mast3r_ros.localization.datasets import open_dataset
+from mast3r_ros.datasets.readers import open_dataset
+from mast3r_ros.datasets.tum import read_tum
 from mast3r_ros.localization.evaluation import localize_frames
+from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd, Mast3rFrontEndConfig
 from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
-from mast3r_ros.localization.map_store import Keyframe, KeyframeMap, MapMeta
-from mast3r_ros.localization.mapbuild import build_map, write_index
-from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEnd, Mast3rFrontEndConfig
 from mast3r_ros.localization.retrieval import RetrievalConfig
-from mast3r_ros.localization.tum import read_tum
+from mast3r_ros.map import Keyframe, KeyframeMap, MapMeta
+from mast3r_ros.map.build import build_map, write_index
 from mast3r_ros.model.oracle import OracleModel
 
 MAP, QUERIES = "0:300:30", "330:346:15"  # 10 keyframes; queries 330 and 345 (3-4.5 s after the last one)

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mast3r_ros.datasets.calibration import PRESETS, RgbdCalibration
+from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.geometry.transforms import make_T, pose_errors, rotation_exp
-from mast3r_ros.localization.datasets import open_dataset
-from mast3r_ros.localization.frontend import make_frontend
+from mast3r_ros.localization.frontends import make_frontend
 from mast3r_ros.localization.localizer import Localizer
-from mast3r_ros.localization.map_store import KeyframeMap
-from mast3r_ros.localization.mapbuild import build_map
-from mast3r_ros.localization.rgbd import PRESETS, RgbdCalibration
+from mast3r_ros.map import KeyframeMap
+from mast3r_ros.map.build import build_map
 
 SEVEN_SCENES = PRESETS["7scenes"]
 

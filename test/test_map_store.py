@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 import yaml
 
-from mast3r_ros.localization.datasets import open_dataset
-from mast3r_ros.localization.map_store import (
+from mast3r_ros.datasets.readers import open_dataset
+from mast3r_ros.datasets.tum import read_tum
+from mast3r_ros.files.atomic_io import file_sha256
+from mast3r_ros.map import (
     FORMAT_VERSION,
     Keyframe,
     KeyframeMap,
     MapError,
     MapMeta,
-    file_sha256,
 )
-from mast3r_ros.localization.tum import read_tum
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
 
@@ -217,7 +217,7 @@ def test_real_7scenes_keyframe_roundtrip(data_dir: Path, tmp_path: Path):
 _WRITER = textwrap.dedent("""
     import sys
     import numpy as np
-    from mast3r_ros.localization.map_store import Keyframe, KeyframeMap
+    from mast3r_ros.map import Keyframe, KeyframeMap
 
     kmap = KeyframeMap.open(sys.argv[1])
     start = int(sys.argv[2])

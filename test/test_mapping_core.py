@@ -8,9 +8,9 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.geometry.camera import depth_to_pointmap
-from mast3r_ros.localization.datasets import open_dataset
-from mast3r_ros.localization.map_store import Keyframe, KeyframeMap, MapError, MapMeta
+from mast3r_ros.map import Keyframe, KeyframeMap, MapError, MapMeta
 from mast3r_ros.mapping.canonical import estimate_focal, fuse_view
 from mast3r_ros.mapping.kinematic import (
     TREE_MODES,

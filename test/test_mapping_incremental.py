@@ -10,13 +10,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from mast3r_ros.datasets.calibration import RgbdCalibration
+from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.geometry.alignment import umeyama
 from mast3r_ros.geometry.transforms import invert, rotation_error_deg
-from mast3r_ros.localization.datasets import open_dataset
-from mast3r_ros.localization.frontend import make_frontend
+from mast3r_ros.localization.frontends import make_frontend
 from mast3r_ros.localization.localizer import Localizer
-from mast3r_ros.localization.map_store import KeyframeMap
-from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.map import KeyframeMap
 from mast3r_ros.mapping.incremental import IncrementalConfig, IncrementalMapper
 from mast3r_ros.mapping.types import MappingError
 
@@ -136,7 +136,7 @@ def test_load_continues_a_saved_map_and_relocalizes(frames, tmp_path):
 
     m2 = IncrementalMapper(replace(cfg, kf_min_translation=0.02))  # frames 0-10 span only 5 cm
     m2.add_frame(*frames[0][:3], stamp=frames[0][4])  # a map of its own, kept on refusals
-    from mast3r_ros.localization.map_store import MapMeta
+    from mast3r_ros.map import MapMeta
     KeyframeMap.create(tmp_path / "other", MapMeta(frontend="mast3r")).close()
     for bad, why in ((tmp_path / "nope", "cannot load map"), (tmp_path / "other", "front-end")):
         with pytest.raises(MappingError, match=why):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.geometry.transforms import invert, pose_errors
-from mast3r_ros.localization.datasets import open_dataset
 from mast3r_ros.mapping.oracle import OracleConfig, oracle_scene
 from mast3r_ros.mapping.sparse_ga import AlignmentConfig, sparse_global_alignment
 

@@ -7,7 +7,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from mast3r_ros.matching import MatchingConfig, build_index, fast_reciprocal_nn, match_symmetric
-from mast3r_ros.matching.nn_backends import TorchBlockedIndex
+from mast3r_ros.matching.index import TorchBlockedIndex
 from mast3r_ros.matching.symmetric import uniform_thinning
 
 BACKENDS = ["torch", "torch-pruned", "faiss"]
@@ -122,7 +122,7 @@ def test_nn_backends_exact_and_tie_rule(backend):
 
 
 def test_auto_backend_is_exact_pruned_on_cpu():
-    from mast3r_ros.matching.nn_backends import resolve_backend
+    from mast3r_ros.matching.index import resolve_backend
     assert resolve_backend("auto", torch.device("cpu")) == "torch-pruned"
     assert resolve_backend("auto", torch.device("cuda")) == "torch"
     with pytest.raises(ValueError, match="hw"):
@@ -228,7 +228,7 @@ def test_cuda_unavailable_is_a_clear_error(pair):
 @pytest.mark.parametrize("H,W", [(16, 24), (37, 29), (5, 3)])
 def test_tile_permutation_covers_map_in_blocks(H, W):
     """Every pixel is in some tile; each fine tile is a clamped 4x4 block, each coarse tile its 2x2 fine tiles."""
-    from mast3r_ros.matching.pruned import tile_permutation
+    from mast3r_ros.matching.index.pruned import tile_permutation
     perm = tile_permutation(H, W).numpy()
     assert set(perm.ravel()) == set(range(H * W))
     ty, tx = -(-H // 8), -(-W // 8)

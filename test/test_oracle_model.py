@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.geometry.transforms import rotation_log
-from mast3r_ros.localization.datasets import open_dataset
 from mast3r_ros.model import preprocess_array
 from mast3r_ros.model.oracle import OracleModel, OracleNoise
 from mast3r_ros.model.oracle_scene import OracleError, OracleSource

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mast3r_ros.cli import main as cli_main
-from mast3r_ros.localization.tum import read_tum
+from mast3r_ros.datasets.tum import read_tum
 
 REF, QUERIES = 0, "9:13:3"  # frames 9 and 12 (~1 cm from frame 0, rotated); wide baselines: README
 

@@ -167,11 +167,11 @@ def test_rgbd_calib_bag_carries_the_colour_camera_of_the_map(scene: Path, tmp_pa
     """`make-bag --rgbd-calib 7scenes` and `map build --rgbd-calib 7scenes` describe the same camera:
     camera_info = the calibration's colour K (not the dataset's depth-camera K), ground truth = the
     colour camera's pose, which is what the map's keyframes store."""
-    from mast3r_ros.localization.datasets import open_dataset
-    from mast3r_ros.localization.frontend import make_frontend
-    from mast3r_ros.localization.map_store import KeyframeMap
-    from mast3r_ros.localization.mapbuild import build_map
-    from mast3r_ros.localization.rgbd import RgbdCalibration
+    from mast3r_ros.datasets.calibration import RgbdCalibration
+    from mast3r_ros.datasets.readers import open_dataset
+    from mast3r_ros.localization.frontends import make_frontend
+    from mast3r_ros.map import KeyframeMap
+    from mast3r_ros.map.build import build_map
 
     cal = RgbdCalibration.load("7scenes")
     out = tmp_path / "bag"

@@ -25,10 +25,10 @@ pytest.importorskip("mast3r_ros.msg")
 
 from std_srvs.srv import Trigger  # noqa: E402
 
-from mast3r_ros.localization.datasets import open_dataset  # noqa: E402
-from mast3r_ros.localization.frontend import make_frontend  # noqa: E402
-from mast3r_ros.localization.mapbuild import build_map  # noqa: E402
-from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
+from mast3r_ros.datasets.calibration import RgbdCalibration  # noqa: E402
+from mast3r_ros.datasets.readers import open_dataset  # noqa: E402
+from mast3r_ros.localization.frontends import make_frontend  # noqa: E402
+from mast3r_ros.map.build import build_map  # noqa: E402
 from mast3r_ros.paths import REPO_ROOT  # noqa: E402
 from mast3r_ros.ros.bag import read_bag  # noqa: E402
 from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402

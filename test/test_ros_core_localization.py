@@ -7,11 +7,11 @@ import threading
 import numpy as np
 import pytest
 
+from mast3r_ros.datasets.calibration import RgbdCalibration
+from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.geometry.transforms import make_T, pose_errors, rotation_exp
-from mast3r_ros.localization.datasets import open_dataset
-from mast3r_ros.localization.frontend import make_frontend
-from mast3r_ros.localization.mapbuild import build_map
-from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.localization.frontends import make_frontend
+from mast3r_ros.map.build import build_map
 from mast3r_ros.ros.frames import Frame
 from mast3r_ros.ros.localization_core import LocalizationCore
 from mast3r_ros.ros.params import LocalizationParams

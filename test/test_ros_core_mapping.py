@@ -10,12 +10,12 @@ import time
 import numpy as np
 import pytest
 
+from mast3r_ros.datasets.calibration import RgbdCalibration
+from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.geometry.alignment import umeyama
 from mast3r_ros.geometry.camera import depth_to_pointmap
 from mast3r_ros.geometry.transforms import invert, pose_errors
-from mast3r_ros.localization.datasets import open_dataset
-from mast3r_ros.localization.map_store import KeyframeMap
-from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.map import KeyframeMap
 from mast3r_ros.mapping.incremental import IncrementalMapper
 from mast3r_ros.ros.frames import Frame
 from mast3r_ros.ros.localization_core import LocalizationCore

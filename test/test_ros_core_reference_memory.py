@@ -5,8 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from mast3r_ros.localization.datasets import open_dataset
-from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.datasets.calibration import RgbdCalibration
+from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.ros.localization_core import LocalizationCore
 from mast3r_ros.ros.params import LocalizationParams
 

@@ -27,10 +27,10 @@ pytest.importorskip("rclpy.lifecycle")
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 
-from mast3r_ros.localization.datasets import open_dataset  # noqa: E402
-from mast3r_ros.localization.frontend import make_frontend  # noqa: E402
-from mast3r_ros.localization.mapbuild import build_map  # noqa: E402
-from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
+from mast3r_ros.datasets.calibration import RgbdCalibration  # noqa: E402
+from mast3r_ros.datasets.readers import open_dataset  # noqa: E402
+from mast3r_ros.localization.frontends import make_frontend  # noqa: E402
+from mast3r_ros.map.build import build_map  # noqa: E402
 from mast3r_ros.msg import LocalizationStatus  # noqa: E402
 from mast3r_ros.ros.bag import read_bag  # noqa: E402
 from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402

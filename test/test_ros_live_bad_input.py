@@ -14,10 +14,10 @@ pytest.importorskip("mast3r_ros.msg")
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from mast3r_ros.localization.datasets import open_dataset  # noqa: E402
-from mast3r_ros.localization.frontend import make_frontend  # noqa: E402
-from mast3r_ros.localization.mapbuild import build_map  # noqa: E402
-from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
+from mast3r_ros.datasets.calibration import RgbdCalibration  # noqa: E402
+from mast3r_ros.datasets.readers import open_dataset  # noqa: E402
+from mast3r_ros.localization.frontends import make_frontend  # noqa: E402
+from mast3r_ros.map.build import build_map  # noqa: E402
 from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.conversions_geometry import T_to_pose  # noqa: E402
 from mast3r_ros.ros.live_client import (  # noqa: E402

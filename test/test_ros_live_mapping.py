@@ -21,11 +21,11 @@ from geometry_msgs.msg import PoseArray  # noqa: E402
 from sensor_msgs.msg import PointCloud2  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
+from mast3r_ros.datasets.calibration import RgbdCalibration  # noqa: E402
+from mast3r_ros.datasets.readers import open_dataset  # noqa: E402
 from mast3r_ros.geometry.alignment import umeyama  # noqa: E402
 from mast3r_ros.geometry.transforms import pose_errors, with_nearest_rotation  # noqa: E402
-from mast3r_ros.localization.datasets import open_dataset  # noqa: E402
-from mast3r_ros.localization.map_store import KeyframeMap  # noqa: E402
-from mast3r_ros.localization.rgbd import RgbdCalibration  # noqa: E402
+from mast3r_ros.map import KeyframeMap  # noqa: E402
 from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.conversions_geometry import (  # noqa: E402
     pointcloud2_to_xyz_rgb,

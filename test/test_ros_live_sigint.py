@@ -16,9 +16,9 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("mast3r_ros.msg")
 
-from mast3r_ros.localization.datasets import open_dataset  # noqa: E402
-from mast3r_ros.localization.frontend import make_frontend  # noqa: E402
-from mast3r_ros.localization.mapbuild import build_map  # noqa: E402
+from mast3r_ros.datasets.readers import open_dataset  # noqa: E402
+from mast3r_ros.localization.frontends import make_frontend  # noqa: E402
+from mast3r_ros.map.build import build_map  # noqa: E402
 from mast3r_ros.paths import REPO_ROOT  # noqa: E402
 from mast3r_ros.ros.conversions_geometry import T_BODY_OPTICAL  # noqa: E402
 from mast3r_ros.ros.live_client import LiveClient, ros_env, unique_domain_id  # noqa: E402

@@ -10,15 +10,15 @@ import cv2
 import numpy as np
 import pytest
 
-from mast3r_ros.data import (
+from mast3r_ros.datasets import (
     SyntheticRoomConfig,
     default_demo_dataset,
     load_sequence_info,
     render_synthetic_sequence,
 )
-from mast3r_ros.data.raycast import raycast
-from mast3r_ros.data.synthetic_room import RoomRenderer, trajectories
-from mast3r_ros.localization.datasets import SevenScenesDataset, open_dataset
+from mast3r_ros.datasets.raycast import raycast
+from mast3r_ros.datasets.readers import SevenScenesDataset, open_dataset
+from mast3r_ros.datasets.synthetic_room import RoomRenderer, trajectories
 
 TINY = SyntheticRoomConfig(seed=3, width=160, height=120, fx=131.25, fy=131.25, cx=79.5, cy=59.5,
                            n_map=2, n_query=1, query_start=5, texture_res_m=0.02)
@@ -178,7 +178,7 @@ def test_render_is_deterministic_and_readable(tmp_path: Path):
 
 def test_default_demo_dataset_replaces_a_stale_render(tmp_path: Path, monkeypatch):
     """A cached render made with another config/renderer version is re-rendered, atomically."""
-    import mast3r_ros.data.synthetic_room as sr
+    import mast3r_ros.datasets.synthetic_room as sr
 
     monkeypatch.setattr(sr, "demo_config", lambda: TINY)  # keep the test fast
     stale = tmp_path / sr.DEMO_NAME

@@ -43,12 +43,12 @@ def model_label(name: str, checkpoint: str | None, oracle=None) -> str:
 def frontend_from_args(name: str, checkpoint: str | None, oracle=None):
     """Front-end by name; the mast3r one gets its checkpoint (a local file, never downloaded) or the
     oracle model."""
-    from mast3r_ros.localization.frontend import make_frontend
+    from mast3r_ros.localization.frontends import make_frontend
 
     if oracle is not None and name != "mast3r":
         raise ValueError("--oracle-model stands in for the MASt3R network: use it with --frontend mast3r")
     if name == "mast3r":
-        from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEnd, Mast3rFrontEndConfig
+        from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd, Mast3rFrontEndConfig
 
         if oracle is not None:
             return Mast3rFrontEnd(Mast3rFrontEndConfig(), model=oracle)
@@ -58,7 +58,7 @@ def frontend_from_args(name: str, checkpoint: str | None, oracle=None):
 
 def calibration_from_arg(preset_or_path: str | None):
     """RGB-D calibration from a preset name ('7scenes') or YAML path; None when not given."""
-    from mast3r_ros.localization.rgbd import RgbdCalibration
+    from mast3r_ros.datasets.calibration import RgbdCalibration
 
     return RgbdCalibration.load(preset_or_path) if preset_or_path else None
 

@@ -48,7 +48,7 @@ def _resolve_dataset(args) -> tuple[str, str, str]:
         if not (args.map_frames and args.query_frames):
             raise ValueError("--map-frames and --query-frames are required with --dataset")
         return args.dataset, args.map_frames, args.query_frames
-    from mast3r_ros.data.synthetic_room import default_demo_dataset, load_sequence_info
+    from mast3r_ros.datasets.synthetic_room import default_demo_dataset, load_sequence_info
 
     root = default_demo_dataset()
     info = load_sequence_info(root)
@@ -58,7 +58,7 @@ def _resolve_dataset(args) -> tuple[str, str, str]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mast3r_ros.localization.datasets import open_dataset, parse_frame_spec
+    from mast3r_ros.datasets.readers import open_dataset, parse_frame_spec
     from mast3r_ros.localization.evaluation import evaluate, plot_trajectories, summary_table, write_report
     from mast3r_ros.localization.localizer import LocalizerConfig
     from mast3r_ros.localization.pose import PnPConfig

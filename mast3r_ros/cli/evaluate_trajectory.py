@@ -33,10 +33,10 @@ def _ground_truth(path: str) -> tuple[np.ndarray, np.ndarray]:
     """(timestamps [N], T_world_cam [N,4,4]) from a TUM file or a dataset folder."""
     from pathlib import Path
 
-    from mast3r_ros.localization.tum import read_tum
+    from mast3r_ros.datasets.tum import read_tum
 
     if Path(path).is_dir():
-        from mast3r_ros.localization.datasets import open_dataset
+        from mast3r_ros.datasets.readers import open_dataset
 
         frames = [f for f in open_dataset(path).frames() if f.T_world_cam is not None]
         return np.array([f.timestamp for f in frames]), np.stack([f.T_world_cam for f in frames])
@@ -99,7 +99,8 @@ def plot_aligned(gt_xyz: np.ndarray, est_xyz: np.ndarray, path: str, title: str)
 
 def run(args: argparse.Namespace) -> int:
     from mast3r_ros.cli.common import output_file
-    from mast3r_ros.localization.tum import atomic_write_bytes, read_tum
+    from mast3r_ros.datasets.tum import read_tum
+    from mast3r_ros.files.atomic_io import atomic_write_bytes
 
     for flag in ("json", "plot"):
         if getattr(args, flag):
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         gt = _ground_truth(args.gt)
         stamps, T = read_tum(args.est)
         if args.rgbd_calib:
-            from mast3r_ros.localization.rgbd import RgbdCalibration
+            from mast3r_ros.datasets.calibration import RgbdCalibration
 
             cal = RgbdCalibration.load(args.rgbd_calib)
             T = np.stack([cal.dataset_pose(P) for P in T]) if len(T) else T

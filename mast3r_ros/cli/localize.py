@@ -43,13 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from mast3r_ros.localization.datasets import open_dataset, parse_frame_spec
+    from mast3r_ros.datasets.calibration import RgbdCalibration
+    from mast3r_ros.datasets.readers import open_dataset, parse_frame_spec
+    from mast3r_ros.datasets.tum import write_tum
     from mast3r_ros.localization.evaluation import localize_frames
     from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
-    from mast3r_ros.localization.map_store import KeyframeMap
     from mast3r_ros.localization.pose import PnPConfig
-    from mast3r_ros.localization.rgbd import RgbdCalibration
-    from mast3r_ros.localization.tum import write_tum
+    from mast3r_ros.map import KeyframeMap
 
     out = output_file(args.out, "--out")
     spec = parse_frame_spec(args.frames)
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 def refuse_damaged(kmap) -> None:
     """ValueError listing the damage of a map (missing/corrupt files, NaN poses or descriptors): a
     damaged map is reported, never localized against."""
-    from mast3r_ros.localization.map_check import check_map, damage_line
+    from mast3r_ros.map.check import check_map, damage_line
 
     problems = check_map(kmap)
     if problems:

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mast3r_ros.cli.common import calibration_from_arg
-    from mast3r_ros.localization.datasets import DatasetError, open_dataset
+    from mast3r_ros.datasets.readers import DatasetError, open_dataset
     from mast3r_ros.ros.bag import DatasetBagConfig, dataset_messages, write_bag
 
     if not args.fps > 0:

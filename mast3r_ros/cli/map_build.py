@@ -47,9 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mast3r_ros.localization.datasets import open_dataset, parse_frame_spec
-    from mast3r_ros.localization.map_store import KeyframeMap
-    from mast3r_ros.localization.mapbuild import build_map
+    from mast3r_ros.datasets.readers import open_dataset, parse_frame_spec
+    from mast3r_ros.map import KeyframeMap
+    from mast3r_ros.map.build import build_map
 
     start = time.perf_counter()
     if args.json:
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 cfg.alignment.gamma1 = args.gamma1
             summary = optimize_map(args.out, cfg, progress=sys.stderr.isatty())
             if args.json:
-                from mast3r_ros.data.atomic_io import atomic_write_bytes
+                from mast3r_ros.files.atomic_io import atomic_write_bytes
 
                 atomic_write_bytes(args.json, json.dumps(summary, indent=1).encode("utf-8"))
             print(f"map build: optimised {summary['n_keyframes']} keyframes, {summary['pairs_ok']}/"
@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
 def _is_partial(out: str) -> bool:
     from pathlib import Path
 
-    from mast3r_ros.data.map_format import MapError, read_meta
-    from mast3r_ros.localization.map_check import PARTIAL_KEY
+    from mast3r_ros.map.format import MapError, read_meta
+    from mast3r_ros.map.keys import PARTIAL_KEY
 
     try:
         return PARTIAL_KEY in read_meta(Path(out))[0].extra

@@ -13,8 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mast3r_ros.localization.map_check import check_map
-    from mast3r_ros.localization.map_store import KeyframeMap
+    from mast3r_ros.map import KeyframeMap
+    from mast3r_ros.map.check import check_map
 
     with KeyframeMap.open(args.map, check=False) as kmap:  # errors: one line from the CLI front-end
         problems = check_map(kmap)

@@ -77,10 +77,10 @@ def _solver(args, dataset, frames, calib):
 def run_dataset(args) -> dict:
     import numpy as np
 
+    from mast3r_ros.datasets.calibration import RgbdCalibration
+    from mast3r_ros.datasets.readers import open_dataset
     from mast3r_ros.geometry.transforms import pose_errors
-    from mast3r_ros.localization.datasets import open_dataset
     from mast3r_ros.localization.mapfree import MapFreeQuery
-    from mast3r_ros.localization.rgbd import RgbdCalibration
 
     if args.reference_frame is None or not args.query_frames:
         raise ValueError("the dataset form needs --reference-frame I and --query-frames SPEC")
@@ -144,7 +144,7 @@ def _report(args, label: str, records: list[dict]) -> dict:
 def run_files(args) -> tuple[list, str]:
     import numpy as np
 
-    from mast3r_ros.localization.datasets import read_intrinsics, read_pose_matrix
+    from mast3r_ros.datasets.readers import read_intrinsics, read_pose_matrix
     from mast3r_ros.localization.mapfree import MapFreeQuery
 
     if not (args.reference and args.reference_pose and args.intrinsics and args.queries):
@@ -161,7 +161,7 @@ def run_files(args) -> tuple[list, str]:
                  else _read_depth_png(args.reference_depth))
     dataset = None
     if args.dataset:
-        from mast3r_ros.localization.datasets import open_dataset
+        from mast3r_ros.datasets.readers import open_dataset
 
         dataset = open_dataset(args.dataset)
     solve, label = _solver(args, dataset, None, None)
@@ -191,8 +191,8 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from mast3r_ros.data.atomic_io import atomic_write_bytes
-    from mast3r_ros.localization.tum import write_tum
+    from mast3r_ros.datasets.tum import write_tum
+    from mast3r_ros.files.atomic_io import atomic_write_bytes
 
     dataset_form = args.reference_frame is not None or args.query_frames is not None
     try:

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mast3r_ros.data.bag_check import check_bag_folder
+    from mast3r_ros.files.bag_check import check_bag_folder
     from mast3r_ros.ros.params import ParamError
     from mast3r_ros.ros.replay import ReplayTopics, load_replay_params, replay_bag
 

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mast3r_ros.datasets.calibration import RgbdCalibration
+from mast3r_ros.datasets.readers import RgbdDataset
+from mast3r_ros.files.atomic_io import atomic_write_bytes
 from mast3r_ros.geometry.transforms import pose_errors
-from mast3r_ros.localization.datasets import RgbdDataset
-from mast3r_ros.localization.frontend import FrontEnd
+from mast3r_ros.localization.frontends import FrontEnd
 from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
-from mast3r_ros.localization.map_store import KeyframeMap
-from mast3r_ros.localization.mapbuild import build_map
-from mast3r_ros.localization.rgbd import RgbdCalibration
-from mast3r_ros.localization.tum import atomic_write_bytes
+from mast3r_ros.map import KeyframeMap
+from mast3r_ros.map.build import build_map
 
 RECALL_THRESHOLDS = ((0.05, 5.0), (0.25, 2.0))
 

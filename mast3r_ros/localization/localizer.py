@@ -17,13 +17,12 @@ import numpy as np
 
 from mast3r_ros.geometry.camera import check_intrinsics
 from mast3r_ros.localization.covariance import CovarianceConfig, nearest_keyframe_distance
-from mast3r_ros.localization.frontend import Correspondences, FrontEnd, QueryFrame
-from mast3r_ros.localization.map_store import Keyframe, KeyframeMap
+from mast3r_ros.localization.frontends import Correspondences, FrontEnd, QueryFrame
 from mast3r_ros.localization.pose import PnPConfig, fix_covariance, solve_pnp, solve_pose_rgbd
 from mast3r_ros.localization.retrieval import RetrievalConfig, Retriever
 from mast3r_ros.localization.state import GateConfig, LocState, StateMachine, check_gates
-
-RETRIEVAL_DESC, RETRIEVAL_IDS = "retrieval_desc", "retrieval_ids"
+from mast3r_ros.map import Keyframe, KeyframeMap
+from mast3r_ros.map.keys import RETRIEVAL_DESC, RETRIEVAL_IDS
 
 
 @dataclass

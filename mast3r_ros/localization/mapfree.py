@@ -182,7 +182,7 @@ def relocalize_mast3r(model, ref_image: np.ndarray, K_ref: np.ndarray, T_map_ref
     from the swapped pair. Everything is solved in network pixels (K scaled to the network
     image), which gives the same pose as original pixels.
     """
-    from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEndConfig
+    from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEndConfig
     from mast3r_ros.matching import MatchingConfig, fast_reciprocal_nn
     from mast3r_ros.model import preprocess_array
 
@@ -219,7 +219,7 @@ def relocalize_classical(ref_image: np.ndarray, K_ref: np.ndarray, ref_depth: np
     """Map-free pose of ``query`` from one posed RGB-D reference: SIFT (RootSIFT, ratio + mutual)
     matches, the reference's sensor depth as its metric pointmap ([H,W] float32 m, 0 = none)."""
     from mast3r_ros.geometry.camera import depth_to_pointmap
-    from mast3r_ros.localization.classical import ClassicalConfig, detect_sift, mutual_ratio_match, root_sift
+    from mast3r_ros.localization.frontends.classical import ClassicalConfig, detect_sift, mutual_ratio_match, root_sift
 
     ccfg = classical or ClassicalConfig()
     if ref_depth is None:

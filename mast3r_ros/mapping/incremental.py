@@ -42,7 +42,7 @@ import numpy as np
 from mast3r_ros.geometry.alignment import ransac_rigid
 from mast3r_ros.geometry.camera import backproject_depth
 from mast3r_ros.geometry.transforms import invert, rotation_error_deg
-from mast3r_ros.localization.classical import ClassicalConfig, ClassicalFrontEnd
+from mast3r_ros.localization.frontends.classical import ClassicalConfig, ClassicalFrontEnd
 from mast3r_ros.mapping.pairs import classical_pair
 from mast3r_ros.mapping.problem import PairCheckConfig
 from mast3r_ros.mapping.sparse_ga import AlignmentConfig, sparse_global_alignment
@@ -385,7 +385,7 @@ class IncrementalMapper:
         """Write the keyframes (current poses, K, depth, SIFT arrays) as a map directory the
         localizer opens (classical front-end, retrieval index, ``trajectory_tum.txt``,
         ``cloud.ply``). Raises MappingError when there is no keyframe yet."""
-        from mast3r_ros.mapping.map_io import write_mapper_map
+        from mast3r_ros.map.mapper_io import write_mapper_map
 
         snap = self.snapshot(cloud=True)
         with self._lock:  # a keyframe dropped since the snapshot is left out with its pose
@@ -399,7 +399,7 @@ class IncrementalMapper:
         vocabulary) and continue mapping from it; returns the number of keyframes. The map frame
         becomes the loaded map's. New frames are tracked against the last loaded keyframe, else
         relocalised against the most similar ones. Raises MappingError (nothing changed then)."""
-        from mast3r_ros.mapping.map_io import read_mapper_keyframes
+        from mast3r_ros.map.mapper_io import read_mapper_keyframes
 
         loaded, vocab = read_mapper_keyframes(path)
         kfs = {i: _KF(i, k.stamp, k.image, k.K, k.depth, k.arrays, k.T_map_cam, None)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mast3r_ros.datasets.readers import RgbdDataset
 from mast3r_ros.geometry.camera import depth_to_pointmap, project_points, register_depth
 from mast3r_ros.geometry.transforms import invert, transform_points
-from mast3r_ros.localization.datasets import RgbdDataset
 from mast3r_ros.mapping.types import PairData, ViewData
 
 

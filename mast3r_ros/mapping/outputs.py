@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mast3r_ros.data.atomic_io import atomic_write_bytes
+from mast3r_ros.files.atomic_io import atomic_write_bytes
 from mast3r_ros.geometry.camera import backproject_depth, project_points
 from mast3r_ros.geometry.transforms import invert, transform_points
 from mast3r_ros.mapping.types import AlignmentResult

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mast3r_ros.localization.classical import mutual_ratio_match, root_sift
+from mast3r_ros.localization.frontends.classical import mutual_ratio_match, root_sift
 from mast3r_ros.mapping.types import PairData
 
 

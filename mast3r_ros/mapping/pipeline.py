@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mast3r_ros.localization.localizer import RETRIEVAL_DESC, RETRIEVAL_IDS
-from mast3r_ros.localization.map_store import KeyframeMap
-from mast3r_ros.localization.tum import write_tum
+from mast3r_ros.datasets.tum import write_tum
+from mast3r_ros.map import KeyframeMap
+from mast3r_ros.map.keys import CLASSICAL_ARRAYS, RETRIEVAL_DESC, RETRIEVAL_IDS
 from mast3r_ros.mapping.outputs import CloudConfig, clean_point_cloud, write_ply
 from mast3r_ros.mapping.pairs import PairSelectionConfig, classical_pair, select_pairs
 from mast3r_ros.mapping.problem import PairCheckConfig
@@ -82,7 +82,7 @@ def optimize_map(path: str | Path, config: MapOptimizeConfig | None = None, prog
                                f"{kmap.meta.frontend!r} front-end (build PairData from MASt3R pairs and call "
                                "sparse_global_alignment directly)")
         ids = kmap.keyframe_ids()
-        kfs = [kmap.get_keyframe(i, arrays=["sift_xy", "sift_desc", "sift_X"]) for i in ids]
+        kfs = [kmap.get_keyframe(i, arrays=list(CLASSICAL_ARRAYS)) for i in ids]
         if any(k.depth is None for k in kfs):
             raise MappingError("map optimisation needs keyframe depth: build the map with --store-depth")
         views = [ViewData(size=(k.image.shape[1], k.image.shape[0]), image=k.image, K=k.K, depth=k.depth,

@@ -15,7 +15,7 @@ from .coarse_to_fine import CoarseToFineConfig, coarse_to_fine_match
 from .config import MatchingConfig
 from .crops import crop_slice, select_crop_pairs, working_resolution
 from .frm import fast_reciprocal_nn
-from .nn_backends import build_index
+from .index import build_index
 from .symmetric import match_symmetric
 
 __all__ = ["MatchingConfig", "CoarseToFineConfig", "fast_reciprocal_nn", "match_symmetric",

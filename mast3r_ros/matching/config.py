@@ -28,7 +28,7 @@ class MatchingConfig:
                  (explicit start points or pixel_tol > 0), as the official implementation.
     backend:     'torch' (blocked matmul + argmax, CPU/CUDA), 'torch-pruned' (exact tile-bound branch and
                  bound, CPU), 'faiss' (IndexFlatIP) or 'auto' (fastest available: 'torch-pruned' on CPU,
-                 'torch' on CUDA; see nn_backends.resolve_backend). All exact, same tie rule.
+                 'torch' on CUDA; see index.resolve_backend). All exact, same tie rule.
     device:      'cpu' or 'cuda[:k]' for the nearest-neighbour searches; CUDA is never required.
     fp16:        CUDA only: half-precision scores (faster, NOT bit-identical to float32 results).
     border:      symmetric extraction: drop matches closer than ``border`` pixels to an image edge

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .config import ArrayLike, MatchingConfig, as_desc_map, check_device, check_same_dim
-from .nn_backends import CachedNN, build_index
+from .index import CachedNN, build_index
 
 InitXY = tuple[ArrayLike, ArrayLike] | np.ndarray | torch.Tensor | None
 

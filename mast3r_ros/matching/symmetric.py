@@ -19,7 +19,7 @@ import numpy as np
 
 from .config import ArrayLike, MatchingConfig, as_conf_map, as_desc_map, check_device, check_same_dim
 from .frm import frm_flat, grid_points, merge_pairs, to_xy
-from .nn_backends import CachedNN, build_index
+from .index import CachedNN, build_index
 
 
 def match_symmetric(desc1: ArrayLike, desc2: ArrayLike, conf1: ArrayLike, conf2: ArrayLike,

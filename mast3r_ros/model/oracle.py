@@ -123,7 +123,7 @@ class OracleModel:
         """Open (or take) a dataset, register ``frames`` (None = all) and return the model."""
         dataset = path_or_dataset
         if not hasattr(dataset, "frames"):
-            from mast3r_ros.localization.datasets import open_dataset
+            from mast3r_ros.datasets.readers import open_dataset
 
             dataset = open_dataset(path_or_dataset)
         return cls(OracleSource(dataset, frames, calib, image_size), noise)
@@ -132,7 +132,7 @@ class OracleModel:
     def checkpoint_sha256(self) -> str:
         """Stands for the checkpoint hash a map records: encodings made by an oracle of the same
         dataset (and calibration) are interchangeable, whatever the noise."""
-        from mast3r_ros.localization.rgbd import RgbdCalibration
+        from mast3r_ros.datasets.calibration import RgbdCalibration
 
         calib = (self.source.calib or RgbdCalibration()).to_dict()  # no calibration = the identity one
         text = f"oracle model:{Path(self.source.dataset.root).resolve()}:{json.dumps(calib, sort_keys=True)}"

@@ -108,9 +108,9 @@ class OracleSource:
     """Registered frames of an RGB-D dataset (see module doc).
 
     Args:
-        dataset: an opened :class:`~mast3r_ros.localization.datasets.RgbdDataset` with poses.
+        dataset: an opened :class:`~mast3r_ros.datasets.readers.RgbdDataset` with poses.
         register: frames whose pixels are registered (see :meth:`register`); None = all.
-        calib: optional :class:`~mast3r_ros.localization.rgbd.RgbdCalibration`.
+        calib: optional :class:`~mast3r_ros.datasets.calibration.RgbdCalibration`.
         image_size: long side of the network image (as the front-end's ``image_size``).
         cache_frames: frames whose geometry is kept in memory (LRU).
     """

@@ -19,7 +19,7 @@ import PIL.Image
 import PIL.ImageOps
 import torch
 
-from mast3r_ros.data.image_files import check_pixels, open_image, to_rgb8
+from mast3r_ros.datasets.image_files import check_pixels, open_image, to_rgb8
 
 PATCH = 16
 MAX_LONG_SIDE = 4096  # network image long side (pixels); released models use 512

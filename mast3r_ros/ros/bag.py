@@ -30,8 +30,8 @@ from pathlib import Path
 
 from rclpy.serialization import deserialize_message, serialize_message
 
-from mast3r_ros.localization.datasets import FrameSpec, RgbdDataset, TumRgbdDataset
-from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.datasets.calibration import RgbdCalibration
+from mast3r_ros.datasets.readers import FrameSpec, RgbdDataset, TumRgbdDataset
 from mast3r_ros.paths import REPO_ROOT
 from mast3r_ros.ros.conversions import (
     CameraIntrinsics,

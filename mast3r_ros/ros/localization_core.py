@@ -18,20 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-from mast3r_ros.data.map_files import copy_map
-from mast3r_ros.data.map_format import MapError
+from mast3r_ros.datasets.calibration import RgbdCalibration
+from mast3r_ros.datasets.single_frame import SingleFrameDataset
 from mast3r_ros.geometry.transforms import invert
-from mast3r_ros.localization.frontend import FrontEnd, make_frontend
+from mast3r_ros.localization.frontends import FrontEnd, make_frontend
 from mast3r_ros.localization.localizer import LocalizationResult, Localizer, LocalizerConfig
-from mast3r_ros.localization.map_store import KeyframeMap
-from mast3r_ros.localization.mapbuild import build_map
 from mast3r_ros.localization.pose import PnPConfig
 from mast3r_ros.localization.retrieval import RetrievalConfig
-from mast3r_ros.localization.rgbd import RgbdCalibration
 from mast3r_ros.localization.state import GateConfig, LocState
+from mast3r_ros.map import KeyframeMap
+from mast3r_ros.map.build import build_map
+from mast3r_ros.map.folder import copy_map
+from mast3r_ros.map.format import MapError
 from mast3r_ros.ros.frames import Frame, FrameError, camera_to_base, check_frame
 from mast3r_ros.ros.params import LocalizationParams
-from mast3r_ros.ros.single_frame_dataset import SingleFrameDataset
 
 
 @dataclass
@@ -101,7 +101,7 @@ def localizer_config(p: LocalizationParams) -> LocalizerConfig:
 def frontend_for(p: LocalizationParams) -> FrontEnd:
     """The configured front-end (the mast3r one loads its checkpoint here)."""
     if p.frontend == "mast3r":
-        from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEndConfig
+        from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEndConfig
 
         return make_frontend("mast3r", Mast3rFrontEndConfig(
             checkpoint=p.checkpoint, device=p.device, amp_dtype=p.amp_dtype or None,

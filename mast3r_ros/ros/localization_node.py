@@ -25,7 +25,7 @@ from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 
 from mast3r_ros.msg import LocalizationStatus
-from mast3r_ros.ros.conversions import make_header
+from mast3r_ros.ros.conversions import make_header, stamp_to_ns
 from mast3r_ros.ros.conversions_geometry import pose_to_T, pose_with_covariance_stamped, xyz_rgb_to_pointcloud2
 from mast3r_ros.ros.decode import decode_frame
 from mast3r_ros.ros.frames import FrameError
@@ -126,7 +126,7 @@ class LocalizationBody(Stages):
         """One dummy query through the front-end, so the first real frame is not slow."""
         if not self.params.warmup:
             return
-        from mast3r_ros.localization.frontend import QueryFrame
+        from mast3r_ros.localization.frontends import QueryFrame
 
         rng = np.random.default_rng(0)
         img = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
@@ -363,7 +363,7 @@ class LocalizationBody(Stages):
     def _on_initialpose(self, msg) -> None:
         """AMCL-like: at any time, in the map frame; the prior of the next frame, its covariance
         (3 sigma of x/y, and of yaw) the search region."""
-        if stamp_ns_of(msg) in self._own_initialposes:
+        if stamp_to_ns(msg.header.stamp) in self._own_initialposes:
             return  # our own fix (publish_initialpose), not a user's prior
         try:
             T_map_base = self._pose_in_map(msg.header, msg.pose.pose, "/initialpose")
@@ -381,16 +381,13 @@ class LocalizationBody(Stages):
         self.get_logger().info(f"/initialpose accepted: prior of the next frame, search radius {radius:.2f} m"
                                + (f", {max_deg:.0f} deg" if max_deg else ""))
 
+
 class LocalizationNode(LocalizationBody, PlainNode):
     """Plain node (default): configured and activated at start-up; a bad parameter or map stops it."""
 
 
 class LocalizationLifecycleNode(LocalizationBody, ManagedNode):
     """Managed node (``--lifecycle``): configure, activate, deactivate, cleanup, shutdown as nav2 expects."""
-
-
-def stamp_ns_of(msg) -> int:
-    return int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from mast3r_ros.geometry.camera import backproject_depth
-from mast3r_ros.localization.map_store import KeyframeMap
+from mast3r_ros.map import KeyframeMap
 
 
 def map_cloud(kmap: KeyframeMap, max_points: int = 100_000) -> tuple[np.ndarray, np.ndarray]:

@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.geometry.transforms import invert, pose_errors
-from mast3r_ros.localization.rgbd import RgbdCalibration
 from mast3r_ros.mapping.incremental import IncrementalConfig, IncrementalMapper
 from mast3r_ros.mapping.types import MappingError
 from mast3r_ros.ros.frames import Frame, FrameError, check_frame

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.ros.frames import Frame, FrameError
 
 

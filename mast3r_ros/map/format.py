@@ -1,6 +1,6 @@
 """On-disk format of a keyframe map (version 1): types, SQLite schema, ``map.yaml`` metadata,
 keyframe validation/encoding and sha256-verified reads. The transactional store that uses them
-is :mod:`mast3r_ros.localization.map_store` (which re-exports the public names).
+is :mod:`mast3r_ros.map.store`; the array names are in :mod:`mast3r_ros.map.keys`.
 
 Conventions: ``T_map_cam`` is [4,4] float64 camera-to-map, camera = OpenCV optical frame (x right,
 y down, z forward), metres; ``K`` is [3,3] float64 pixels, pixel-centre convention.
@@ -18,12 +18,11 @@ import cv2
 import numpy as np
 import yaml
 
+from mast3r_ros.geometry.transforms import rigid_problem
+from mast3r_ros.map.keys import RESERVED_NAMES
+
 FORMAT_VERSION = 1
 MAP_YAML, MAP_SQLITE, LOCK_FILE = "map.yaml", "map.sqlite", "map.lock"
-RESERVED_NAMES = ("image", "depth")
-# |R^T R - I| and |det R - 1| of a pose: 7-Scenes redkitchen ground truth reaches 3.8e-4 / 5.4e-4 (all 1000
-# poses); 1e-2 leaves room for other real ground truth while a scaled rotation (det 8; 1.03 for 1 %) is refused.
-ROTATION_TOL = 1e-2
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 SCHEMA = """
 CREATE TABLE keyframes (id INTEGER PRIMARY KEY, frame_index INTEGER NOT NULL, timestamp REAL NOT NULL,
@@ -121,22 +120,6 @@ def read_meta(path: Path) -> tuple[MapMeta, dict]:
     meta = MapMeta(frontend=doc["frontend"], checkpoint_sha256=sha,
                    image_size=tuple(size) if size else None, format_version=FORMAT_VERSION, extra=dict(extra))
     return meta, doc
-
-
-def rigid_problem(T: np.ndarray) -> str:
-    """'' when ``T`` [4,4] is a finite rigid transform (rotation orthonormal within ROTATION_TOL, last row
-    0 0 0 1), else what is wrong with it."""
-    T = np.asarray(T, np.float64)
-    if T.shape != (4, 4) or not np.all(np.isfinite(T)):
-        return "is not a finite 4x4 matrix"
-    R = T[:3, :3]
-    err = float(np.abs(R.T @ R - np.eye(3)).max())
-    det = float(np.linalg.det(R))
-    if err > ROTATION_TOL or abs(det - 1.0) > ROTATION_TOL:
-        return f"has a rotation that is not rigid (det {det:.3g}, |R^T R - I| {err:.2g})"
-    if np.abs(T[3] - (0, 0, 0, 1)).max() > 1e-9:
-        return f"has last row {T[3].tolist()}, not [0, 0, 0, 1]"
-    return ""
 
 
 def validate_keyframe(kf: Keyframe, image_size: tuple[int, int] | None) -> tuple[int, int]:

@@ -21,9 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mast3r_ros.data.image_files import open_image
-from mast3r_ros.data.map_format import rigid_problem
-from mast3r_ros.localization.tum import tum_to_T
+from mast3r_ros.datasets.image_files import open_image
+from mast3r_ros.datasets.tum import tum_to_T
+from mast3r_ros.geometry.transforms import rigid_problem
 
 INTRINSICS_FILE = "camera-intrinsics.txt"
 _SEVEN_SCENES_COLOR = re.compile(r"^frame-(\d+)\.color\.(jpg|jpeg|png)$")

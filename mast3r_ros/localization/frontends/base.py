@@ -1,7 +1,7 @@
 """The front-end interface: (query image, keyframe) -> 2D-3D correspondences with confidences.
 
 Two implementations plug in here: the classical RGB-D front-end (SIFT + sensor depth,
-``classical.py``) and the MASt3R front-end (dense matching + predicted pointmaps, later).
+``classical.py``) and the MASt3R front-end (dense matching + predicted pointmaps, ``mast3r.py``).
 The localizer only talks to the :class:`FrontEnd` protocol, so both share retrieval, PnP,
 covariance and the state machine.
 """
@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from mast3r_ros.localization.map_store import Keyframe
+from mast3r_ros.map import Keyframe
 
 
 class FrontEndError(ValueError):
@@ -118,24 +118,3 @@ class FrontEnd(Protocol):
 
     def match(self, query: QueryFrame, keyframe: Keyframe) -> Correspondences:
         """2D-3D correspondences between the query and one keyframe (X in the map frame)."""
-
-
-def make_frontend(name: str, config: Any = None) -> FrontEnd:
-    """Build a front-end by name.
-
-    Args:
-        name: 'classical' (config: ``ClassicalConfig``) or 'mast3r' (config:
-            ``Mast3rFrontEndConfig``, which must name a checkpoint).
-    Raises:
-        FrontEndError: unknown name, or the mast3r front-end without a checkpoint.
-    """
-    key = name.strip().lower()
-    if key == "classical":
-        from mast3r_ros.localization.classical import ClassicalConfig, ClassicalFrontEnd
-
-        return ClassicalFrontEnd(config if config is not None else ClassicalConfig())
-    if key == "mast3r":
-        from mast3r_ros.localization.mast3r_frontend import Mast3rFrontEnd, Mast3rFrontEndConfig
-
-        return Mast3rFrontEnd(config if config is not None else Mast3rFrontEndConfig())
-    raise FrontEndError(f"unknown front-end {name!r}; choose 'classical' or 'mast3r'")

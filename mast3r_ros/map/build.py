@@ -6,11 +6,12 @@ from typing import Iterable
 
 import numpy as np
 
-from mast3r_ros.localization.datasets import FrameSpec, RgbdDataset
-from mast3r_ros.localization.frontend import FrontEnd, FrontEndError
-from mast3r_ros.localization.localizer import RETRIEVAL_DESC, RETRIEVAL_IDS
-from mast3r_ros.localization.map_store import Keyframe, KeyframeMap, MapMeta
-from mast3r_ros.localization.rgbd import RgbdCalibration
+from mast3r_ros.datasets.calibration import RgbdCalibration
+from mast3r_ros.datasets.readers import FrameSpec, RgbdDataset
+from mast3r_ros.localization.frontends import FrontEnd, FrontEndError
+from mast3r_ros.map.format import Keyframe, MapMeta
+from mast3r_ros.map.keys import RETRIEVAL_DESC, RETRIEVAL_IDS
+from mast3r_ros.map.store import KeyframeMap
 
 
 def build_map(dataset: RgbdDataset, spec: FrameSpec | str, frontend: FrontEnd, out: str | Path,

@@ -20,12 +20,10 @@ import numpy as np
 from mast3r_ros.geometry.camera import backproject_depth, check_intrinsics, sample_depth_robust
 from mast3r_ros.geometry.transforms import transform_points
 from mast3r_ros.localization.covariance import depth_point_covariance, rotate_covariance
-from mast3r_ros.localization.frontend import Correspondences, FrontEndError, QueryFrame
-from mast3r_ros.localization.map_store import Keyframe
+from mast3r_ros.localization.frontends.base import Correspondences, FrontEndError, QueryFrame
 from mast3r_ros.localization.retrieval import fit_vocabulary, vlad
-
-VOCAB_NAME = "classical_vocab"
-ARRAY_NAMES = ("sift_xy", "sift_desc", "sift_X")
+from mast3r_ros.map import Keyframe
+from mast3r_ros.map.keys import CLASSICAL_ARRAYS, CLASSICAL_VOCAB
 
 
 @dataclass
@@ -102,12 +100,12 @@ def mutual_ratio_match(q: np.ndarray, k: np.ndarray, ratio: float, mutual: bool
 
 
 class ClassicalFrontEnd:
-    """SIFT + depth front-end implementing :class:`~mast3r_ros.localization.frontend.FrontEnd`."""
+    """SIFT + depth front-end implementing :class:`~mast3r_ros.localization.frontends.base.FrontEnd`."""
 
     name = "classical"
     needs_depth = True
-    array_names = ARRAY_NAMES
-    global_names = (VOCAB_NAME,)
+    array_names = CLASSICAL_ARRAYS
+    global_names = (CLASSICAL_VOCAB,)
 
     def __init__(self, config: ClassicalConfig | None = None):
         self.config = config or ClassicalConfig()
@@ -135,12 +133,12 @@ class ClassicalFrontEnd:
             raise FrontEndError("no SIFT features in any keyframe; cannot build retrieval vocabulary")
         vocab = fit_vocabulary(np.concatenate(descs), self.config.vocab_words)
         self._vocab = vocab
-        return {VOCAB_NAME: vocab}
+        return {CLASSICAL_VOCAB: vocab}
 
     def load_global(self, arrays: dict[str, np.ndarray]) -> None:
-        vocab = arrays.get(VOCAB_NAME)
+        vocab = arrays.get(CLASSICAL_VOCAB)
         if vocab is None:
-            raise FrontEndError(f"map has no '{VOCAB_NAME}' global array (built with another front-end?)")
+            raise FrontEndError(f"map has no '{CLASSICAL_VOCAB}' global array (built with another front-end?)")
         self._vocab = np.asarray(vocab, dtype=np.float32)
 
     @property
@@ -183,7 +181,7 @@ class ClassicalFrontEnd:
         its sensor-depth covariance (``covariance.depth_point_covariance``, default noise model).
         """
         arr = keyframe.arrays
-        missing = [n for n in ARRAY_NAMES if n not in arr]
+        missing = [n for n in CLASSICAL_ARRAYS if n not in arr]
         if missing:
             raise FrontEndError(f"keyframe {keyframe.id} lacks classical arrays {missing}")
         q_xy, q_desc = self._query_features(query)

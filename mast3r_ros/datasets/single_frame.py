@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mast3r_ros.localization.datasets import Frame, RgbdDataset
+from mast3r_ros.datasets.readers import Frame, RgbdDataset
 
 
 class SingleFrameDataset(RgbdDataset):

@@ -1,4 +1,5 @@
-"""Exact maximum-inner-product nearest-neighbour search over one descriptor map.
+"""Exact maximum-inner-product nearest-neighbour search over one descriptor map: the index protocol, the
+torch blocked and faiss backends, and the memoised query (:class:`CachedNN`).
 
 A backend answers: for each query descriptor q (float32 [D]), which database row x (flat pixel index
 y * W + x of the database map) maximises the dot product q . x, and with which score.
@@ -28,8 +29,6 @@ from typing import Protocol
 
 import numpy as np
 import torch
-
-from .config import check_device
 
 try:  # faiss is a declared dependency, but keep the torch backend usable without it
     import faiss  # type: ignore
@@ -140,45 +139,6 @@ class FaissIndex:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         d, i = self.index.search(np.ascontiguousarray(queries.float().cpu().numpy()), 1)
         return i[:, 0].astype(np.int64), d[:, 0].astype(np.float32)
-
-
-def resolve_backend(backend: str, device: torch.device, dense_map: bool = True) -> str:
-    """'auto' -> the fastest exact backend available for ``device``.
-
-    On CPU the order by speed is 'torch-pruned' (tile bounds, pruned.py) < 'torch' (blocked brute
-    force) < 'faiss' (IndexFlatIP keeps a heap per query and re-blocks its BLAS calls); measure it
-    with benchmarks/bench_matching.py. The pruned search also issues far fewer OpenMP regions, which
-    matters on a loaded machine. On CUDA the blocked matmul is used (no extra package,
-    GPU matmul is cheap, branch-and-bound does not pay there).
-    """
-    if backend == "auto":
-        return "torch-pruned" if device.type == "cpu" and dense_map else "torch"
-    if backend not in ("torch", "torch-pruned", "faiss"):
-        raise ValueError(f"unknown backend {backend!r}; expected 'auto', 'torch', 'torch-pruned' or 'faiss'")
-    return backend
-
-
-def build_index(db: torch.Tensor, backend: str = "auto", device: str | torch.device = "cpu",
-                fp16: bool = False, hw: tuple[int, int] | None = None) -> NNIndex:
-    """Build an exact MIPS index over ``db`` (float32 [M, D]; rows = flat pixel indices y*W+x).
-
-    hw: (H, W) of the map when ``db`` is a dense map (needed by 'torch-pruned', which uses its tiles).
-    """
-    dev = check_device(device)
-    name = resolve_backend(backend, dev, dense_map=hw is not None and not fp16)
-    db = db.to(dev)
-    if name == "torch-pruned":
-        if dev.type != "cpu" or fp16:
-            raise ValueError("backend='torch-pruned' is CPU float32 only; use 'torch' on CUDA")
-        if hw is None or hw[0] * hw[1] != db.shape[0]:
-            raise ValueError(f"backend='torch-pruned' needs the map size hw=(H, W) with H*W = {db.shape[0]}")
-        from .pruned import TorchPrunedIndex  # local import: pruned builds on this module
-        return TorchPrunedIndex(db.reshape(hw[0], hw[1], -1))
-    if name == "torch":
-        return TorchBlockedIndex(db, fp16=fp16)
-    if fp16:
-        raise ValueError("fp16 is only available with backend='torch'")
-    return FaissIndex(db)
 
 
 class CachedNN:

@@ -27,13 +27,11 @@ import torch
 from mast3r_ros.geometry.camera import backproject_depth, check_intrinsics
 from mast3r_ros.geometry.transforms import transform_points
 from mast3r_ros.localization.covariance import depth_point_covariance, pointmap_covariance, rotate_covariance
-from mast3r_ros.localization.frontend import Correspondences, FrontEndError, QueryFrame
-from mast3r_ros.localization.map_store import Keyframe
+from mast3r_ros.localization.frontends.base import Correspondences, FrontEndError, QueryFrame
+from mast3r_ros.map import Keyframe
+from mast3r_ros.map.keys import MAST3R_ARRAYS, MAST3R_CHECKPOINT
 from mast3r_ros.matching import MatchingConfig, fast_reciprocal_nn
 from mast3r_ros.model import Encoding, ImageTransform, InferenceConfig, Mast3rModel, file_sha256, preprocess_array
-
-ARRAY_NAMES = ("mast3r_tokens", "mast3r_tf", "mast3r_global", "mast3r_X")
-CHECKPOINT_GLOBAL = "mast3r_checkpoint"
 
 
 @dataclass
@@ -89,12 +87,12 @@ def network_pointmap_from_depth(K: np.ndarray, depth: np.ndarray, tf: ImageTrans
 
 
 class Mast3rFrontEnd:
-    """MASt3R implementation of :class:`~mast3r_ros.localization.frontend.FrontEnd`."""
+    """MASt3R implementation of :class:`~mast3r_ros.localization.frontends.base.FrontEnd`."""
 
     name = "mast3r"
     needs_depth = False
-    array_names = ARRAY_NAMES
-    global_names = (CHECKPOINT_GLOBAL,)
+    array_names = MAST3R_ARRAYS
+    global_names = (MAST3R_CHECKPOINT,)
 
     def __init__(self, config: Mast3rFrontEndConfig, model: Mast3rModel | None = None):
         self.config = config
@@ -133,10 +131,10 @@ class Mast3rFrontEnd:
         return arrays
 
     def fit_global(self, keyframe_arrays: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        return {CHECKPOINT_GLOBAL: np.frombuffer(bytes.fromhex(self.checkpoint_sha256), np.uint8).copy()}
+        return {MAST3R_CHECKPOINT: np.frombuffer(bytes.fromhex(self.checkpoint_sha256), np.uint8).copy()}
 
     def load_global(self, arrays: dict[str, np.ndarray]) -> None:
-        stored = arrays.get(CHECKPOINT_GLOBAL)
+        stored = arrays.get(MAST3R_CHECKPOINT)
         if stored is None:
             raise FrontEndError("map has no MASt3R checkpoint record (built with another front-end?)")
         if bytes(np.asarray(stored, np.uint8)).hex() != self.checkpoint_sha256:
@@ -161,7 +159,7 @@ class Mast3rFrontEnd:
 
     def _keyframe_encoding(self, keyframe: Keyframe) -> tuple[Encoding, ImageTransform]:
         arr = keyframe.arrays
-        missing = [n for n in ARRAY_NAMES if n not in arr]
+        missing = [n for n in MAST3R_ARRAYS if n not in arr]
         if missing:
             raise FrontEndError(f"keyframe {keyframe.id} lacks MASt3R arrays {missing}")
         tf = _transform_from_array(arr["mast3r_tf"])

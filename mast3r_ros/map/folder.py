@@ -18,7 +18,7 @@ import socket
 import sys
 from pathlib import Path
 
-from mast3r_ros.data.map_format import LOCK_FILE, MAP_SQLITE, MAP_YAML, MapError
+from mast3r_ros.map.format import LOCK_FILE, MAP_SQLITE, MAP_YAML, MapError
 
 # Files the store (and the map writers around it) put at the top of a map folder.
 OWNED_TOP_FILES = frozenset({MAP_YAML, MAP_SQLITE, f"{MAP_SQLITE}-journal", LOCK_FILE, "trajectory_tum.txt",

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from mast3r_ros.data.atomic_io import atomic_write_bytes  # re-exported: other modules import it from here
+from mast3r_ros.files.atomic_io import atomic_write_bytes
 
-__all__ = ["T_to_tum_line", "tum_to_T", "read_tum", "write_tum", "atomic_write_bytes"]
+__all__ = ["T_to_tum_line", "tum_to_T", "read_tum", "write_tum"]
 
 
 def T_to_tum_line(timestamp: float, T: np.ndarray) -> str:

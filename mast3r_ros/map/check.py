@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mast3r_ros.data.map_files import map_file
-from mast3r_ros.data.map_format import MAP_SQLITE, MapError, read_verified, rigid_problem
+from mast3r_ros.geometry.transforms import rigid_problem
+from mast3r_ros.map.folder import map_file
+from mast3r_ros.map.format import MAP_SQLITE, MapError, read_verified
+from mast3r_ros.map.keys import PARTIAL_KEY
 
-PARTIAL_KEY = "incomplete"  # map.yaml extra key set while `map build` runs, removed when it finishes
 MAX_LISTED = 3
 # Arrays that must be finite: descriptors, vocabularies, retrieval index. Others may hold NaN on purpose
 # (e.g. sift_X: NaN = keypoint without depth).

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .nn_backends import TorchBlockedIndex
+from mast3r_ros.matching.index.backends import TorchBlockedIndex
 
 FINE, COARSE = 4, 8
 

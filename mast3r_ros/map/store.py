@@ -6,7 +6,7 @@ Layout of a map directory::
     map.sqlite                    keyframes (pose, K, size) + arrays/globals (file name, sha256)
     keyframes/000012/image.png    keyframe RGB image
     keyframes/000012/depth.npy    [H,W] float32 metres (0 = invalid), optional
-    keyframes/000012/<name>.npy   front-end arrays (sift_kp, sift_desc, global_desc, mast3r_enc ...)
+    keyframes/000012/<name>.npy   front-end arrays (names in mast3r_ros.map.keys)
     globals/<name>.npy            map-level arrays (retrieval index, ...)
 
 Why it is crash-safe: a file referenced by a committed SQLite row is never modified. Every
@@ -15,9 +15,10 @@ references it committed in one SQLite transaction (rollback journal => all-or-no
 process killed at any point leaves, at worst, unreferenced files, which are deleted when a
 writer next takes the map (its first write, or ``open(writer=True)``); opening to read deletes
 nothing. Replacing an array writes a new file name and deletes the old file after the commit.
+The read-only queries are in :mod:`mast3r_ros.map.store_read`; this module creates, opens and writes.
 
 Hostile or careless folders: file names read from the database are used only when they have the
-shape the store writes and resolve inside the map (:func:`~mast3r_ros.data.map_files.map_file`);
+shape the store writes and resolve inside the map (:func:`~mast3r_ros.map.folder.map_file`);
 the store deletes only entries of its own shapes; one writer at a time holds ``map.lock`` (a second
 one is refused at once, naming the holder).
 
@@ -33,12 +34,13 @@ import sqlite3
 import threading
 from pathlib import Path
 
-import cv2
 import numpy as np
 import yaml
 
-from mast3r_ros.data.atomic_io import atomic_write_bytes, file_sha256, fsync_dir, write_fresh_file
-from mast3r_ros.data.map_files import (
+from mast3r_ros.files.atomic_io import atomic_write_bytes, fsync_dir, write_fresh_file
+from mast3r_ros.geometry.transforms import rigid_problem
+from mast3r_ros.map.check import damage_line, quick_problems
+from mast3r_ros.map.folder import (
     WriterLock,
     check_replaceable,
     collect_garbage,
@@ -46,33 +48,26 @@ from mast3r_ros.data.map_files import (
     map_file,
     remove_map_folder,
 )
-from mast3r_ros.data.map_format import (
+from mast3r_ros.map.format import (
     FORMAT_VERSION,
     MAP_SQLITE,
     MAP_YAML,
-    RESERVED_NAMES,
     SCHEMA,
     Keyframe,
     MapError,
     MapMeta,
-    blob_matrix,
     check_name,
     encode_keyframe,
-    load_npy,
     meta_to_yaml,
     npy_bytes,
     read_meta,
-    read_verified,
-    rigid_problem,
     validate_keyframe,
 )
-from mast3r_ros.localization.map_check import PARTIAL_KEY, damage_line, quick_problems
-from mast3r_ros.localization.tum import write_tum
-
-__all__ = ["FORMAT_VERSION", "Keyframe", "KeyframeMap", "MapError", "MapMeta", "file_sha256"]
+from mast3r_ros.map.keys import PARTIAL_KEY, RESERVED_NAMES
+from mast3r_ros.map.store_read import KeyframeMapReader
 
 
-class KeyframeMap:
+class KeyframeMap(KeyframeMapReader):
     """A keyframe map directory (see module docstring). Use :meth:`create` or :meth:`open`."""
 
     def __init__(self, path: Path, meta: MapMeta, _token: object = None, _writer: WriterLock | None = None):
@@ -148,7 +143,7 @@ class KeyframeMap:
         Reading deletes nothing. The first write takes the writer lock (MapError when another writer
         holds it) and clears what a killed writer left; ``writer=True`` does both at once.
         ``check``: refuse a damaged map (partial build, missing files or rows, non-finite or non-rigid
-        poses: :func:`~mast3r_ros.localization.map_check.quick_problems`) with one MapError listing it."""
+        poses: :func:`~mast3r_ros.map.check.quick_problems`) with one MapError listing it."""
         path = Path(path)
         if not path.is_dir():
             raise MapError(f"map directory {path} does not exist")
@@ -229,11 +224,6 @@ class KeyframeMap:
             raise
         return out
 
-    def _require_db(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise MapError(f"map {self.path} is closed")
-        return self._db
-
     def _collect_garbage(self) -> None:
         """Delete the store's own files/dirs that no committed row references (left by a killed writer)."""
         db = self._require_db()
@@ -287,70 +277,6 @@ class KeyframeMap:
                 raise
         return ids
 
-    def keyframe_ids(self) -> list[int]:
-        """Ids of all committed keyframes, ascending."""
-        with self._lock:
-            return [i for (i,) in self._require_db().execute("SELECT id FROM keyframes ORDER BY id")]
-
-    def __len__(self) -> int:
-        return len(self.keyframe_ids())
-
-    def array_names(self, kf_id: int) -> list[str]:
-        """Names of the front-end arrays stored for a keyframe (excludes 'image' and 'depth')."""
-        self._row(kf_id)
-        with self._lock:
-            rows = self._require_db().execute("SELECT name FROM arrays WHERE kf_id=? ORDER BY name", (kf_id,))
-            return [n for (n,) in rows if n not in RESERVED_NAMES]
-
-    def _row(self, kf_id: int) -> tuple:
-        with self._lock:
-            row = self._require_db().execute(
-                "SELECT frame_index, timestamp, T_map_cam, K FROM keyframes WHERE id=?", (int(kf_id),)
-            ).fetchone()
-        if row is None:
-            raise MapError(f"map {self.path}: no keyframe with id {kf_id}")
-        return row
-
-    def _file_entry(self, kf_id: int, name: str) -> tuple[str, str] | None:
-        with self._lock:
-            return self._require_db().execute(
-                "SELECT file, sha256 FROM arrays WHERE kf_id=? AND name=?", (int(kf_id), name)).fetchone()
-
-    def get_keyframe(self, kf_id: int, load_image: bool = True, arrays: list[str] | None = None,
-                     load_depth: bool = True) -> Keyframe:
-        """Load a keyframe. Only the front-end arrays named in ``arrays`` are loaded (None = none;
-        list them with :meth:`array_names`). ``image`` is None when ``load_image`` is False and
-        ``depth`` None when not stored or ``load_depth`` is False."""
-        frame_index, ts, T_blob, K_blob = self._row(kf_id)
-        image = None
-        if load_image:
-            entry = self._file_entry(kf_id, "image")
-            if entry is None:
-                raise MapError(f"map {self.path}: keyframe {kf_id} has no image row")
-            path = self._kf_file(kf_id, "image", entry[0])
-            bgr = cv2.imdecode(np.frombuffer(read_verified(path, entry[1]), np.uint8), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise MapError(f"map file {path} is not a decodable PNG")
-            image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        depth_entry = self._file_entry(kf_id, "depth") if load_depth else None
-        depth = load_npy(self._kf_file(kf_id, "depth", depth_entry[0]), depth_entry[1]) if depth_entry else None
-        return Keyframe(
-            id=int(kf_id), frame_index=int(frame_index), timestamp=float(ts), image=image,
-            K=blob_matrix(K_blob, 3, f"{self.path / MAP_SQLITE} keyframe {kf_id} K"),
-            T_map_cam=blob_matrix(T_blob, 4, f"{self.path / MAP_SQLITE} keyframe {kf_id} T_map_cam"), depth=depth,
-            arrays={n: self.get_array(kf_id, n) for n in (arrays or [])})
-
-    def _kf_file(self, kf_id: int, name: str, file: object) -> Path:
-        return map_file(self.path, f"keyframes/{int(kf_id):06d}", file, f"keyframe {kf_id} array {name!r}")
-
-    def get_array(self, kf_id: int, name: str) -> np.ndarray:
-        """Load one named array of a keyframe (sha256-verified)."""
-        entry = self._file_entry(kf_id, name)
-        if entry is None:
-            self._row(kf_id)
-            raise MapError(f"map {self.path}: keyframe {kf_id} has no array {name!r}")
-        return load_npy(self._kf_file(kf_id, name, entry[0]), entry[1])
-
     def put_array(self, kf_id: int, name: str, arr: np.ndarray) -> None:
         """Add or replace a named array of an existing keyframe (atomic; old file removed after commit)."""
         check_name(name)
@@ -387,19 +313,7 @@ class KeyframeMap:
             atomic_write_bytes(self.path / MAP_YAML, yaml.safe_dump(meta_to_yaml(meta), sort_keys=False).encode())
             self.meta = meta
 
-    # ---------------------------------------------------------------- poses, globals, export
-    def poses(self) -> dict[int, np.ndarray]:
-        """id -> T_map_cam [4,4] float64 (camera-to-map, metres), read from SQLite only."""
-        with self._lock:
-            rows = self._require_db().execute("SELECT id, T_map_cam FROM keyframes ORDER BY id").fetchall()
-        return {i: blob_matrix(b, 4, f"{self.path / MAP_SQLITE} keyframe {i} T_map_cam") for i, b in rows}
-
-    def timestamps(self) -> dict[int, float]:
-        """id -> timestamp (seconds)."""
-        with self._lock:
-            rows = self._require_db().execute("SELECT id, timestamp FROM keyframes ORDER BY id")
-            return dict(rows.fetchall())
-
+    # ---------------------------------------------------------------- poses, globals
     def update_poses(self, poses: dict[int, np.ndarray],
                      intrinsics: dict[int, np.ndarray] | None = None) -> None:
         """Replace T_map_cam (and optionally K [3,3]) of the given keyframes in one transaction
@@ -430,35 +344,6 @@ class KeyframeMap:
         check_name(name)
         self._put("globals", "globals", "name=?", (name,),
                   "INSERT OR REPLACE INTO globals VALUES (?,?,?)", (name,), name, arr)
-
-    def get_global(self, name: str) -> np.ndarray | None:
-        """A map-level array, or None when it was never stored."""
-        with self._lock:
-            entry = self._require_db().execute(
-                "SELECT file, sha256 FROM globals WHERE name=?", (name,)).fetchone()
-        if entry is None:
-            return None
-        return load_npy(map_file(self.path, "globals", entry[0], f"global array {name!r}"), entry[1])
-
-    def verify(self) -> None:
-        """Check every referenced file's sha256; MapError naming the first bad file."""
-        with self._lock:
-            db = self._require_db()
-            entries = [(self._kf_file(k, n, f), s)
-                       for k, n, f, s in db.execute("SELECT kf_id, name, file, sha256 FROM arrays")]
-            entries += [(map_file(self.path, "globals", f, f"global array {n!r}"), s)
-                        for n, f, s in db.execute("SELECT name, file, sha256 FROM globals")]
-        for path, sha in entries:
-            read_verified(path, sha)
-
-    def write_trajectory_tum(self, path: str | Path | None = None) -> Path:
-        """Write keyframe poses T_map_cam as TUM lines, ordered by timestamp; default
-        ``<map>/trajectory_tum.txt``."""
-        poses, stamps = self.poses(), self.timestamps()
-        order = sorted(poses, key=lambda i: (stamps[i], i))
-        T = np.stack([poses[i] for i in order]) if order else np.zeros((0, 4, 4))
-        return write_tum(Path(path) if path else self.path / "trajectory_tum.txt",
-                         np.array([stamps[i] for i in order]), T)
 
 
 _PRIVATE = object()

@@ -7,7 +7,7 @@ a hand-held-like camera: a mapping pass (a loop around the room centre, looking 
 query pass (a different but overlapping loop, ~20 cm further out, lower, with other yaw/roll and
 small jitter). Depth and poses are exact (depth quantised to mm when written).
 
-Output folder (7-Scenes layout, opened by :func:`mast3r_ros.localization.datasets.open_dataset`)::
+Output folder (7-Scenes layout, opened by :func:`mast3r_ros.datasets.readers.open_dataset`)::
 
     camera-intrinsics.txt              3x3 K: fx = fy = 525, cx = 319.5, cy = 239.5 (pixel-centre
                                        convention: integer (u, v) is the pixel centre)
@@ -33,8 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mast3r_ros.data.raycast import Box, face_normal, face_size_m, face_texel_points, raycast, sample_face
-from mast3r_ros.data.textures import make_texture
+from mast3r_ros.datasets.raycast import Box, face_normal, face_size_m, face_texel_points, raycast, sample_face
+from mast3r_ros.datasets.textures import make_texture
 
 DEMO_NAME = "synthetic_room_v1"
 RENDER_VERSION = 1  # bump whenever the rendered pixels/depth/poses of a config change

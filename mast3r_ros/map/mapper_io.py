@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mast3r_ros.data.map_format import MapError
-from mast3r_ros.localization.classical import VOCAB_NAME
+from mast3r_ros.map.format import Keyframe, MapError, MapMeta
+from mast3r_ros.map.keys import CLASSICAL_ARRAYS, CLASSICAL_VOCAB
+from mast3r_ros.map.store import KeyframeMap
 from mast3r_ros.mapping.types import MappingError
-
-SIFT_ARRAYS = ("sift_xy", "sift_desc", "sift_X")
 
 
 @dataclass
@@ -39,8 +38,6 @@ def read_mapper_keyframes(path: str | Path) -> tuple[list[LoadedKeyframe], np.nd
     Raises:
         MappingError: not a map, another front-end, a keyframe without depth or SIFT arrays.
     """
-    from mast3r_ros.localization.map_store import KeyframeMap
-
     try:
         with KeyframeMap.open(path) as kmap:
             if kmap.meta.frontend != "classical":
@@ -48,14 +45,14 @@ def read_mapper_keyframes(path: str | Path) -> tuple[list[LoadedKeyframe], np.nd
                                    f"{kmap.meta.frontend!r} front-end")
             out = []
             for kf_id in kmap.keyframe_ids():
-                kf = kmap.get_keyframe(kf_id, arrays=list(SIFT_ARRAYS))  # MapError names a missing array
+                kf = kmap.get_keyframe(kf_id, arrays=list(CLASSICAL_ARRAYS))  # MapError names a missing array
                 if kf.depth is None:
                     raise MappingError(f"{path}: keyframe {kf_id} has no depth (build the map with "
                                        "--store-depth, or save it from the mapping node)")
                 out.append(LoadedKeyframe(float(kf.timestamp), kf.image, np.asarray(kf.K, np.float64),
                                           np.asarray(kf.depth, np.float32),
                                           np.asarray(kf.T_map_cam, np.float64), kf.arrays))
-            vocab = kmap.get_global(VOCAB_NAME)
+            vocab = kmap.get_global(CLASSICAL_VOCAB)
     except (MapError, OSError) as exc:
         raise MappingError(f"cannot load map {path}: {exc}") from None
     if not out:
@@ -74,8 +71,7 @@ def write_mapper_map(path: str | Path, frontend, keyframes: list, cloud_xyz: np.
         cloud_xyz / cloud_rgb: [P,3] float32 map-frame points (m) / [P,3] uint8 colours.
         passes: optimisation passes merged so far (recorded in map.yaml).
     """
-    from mast3r_ros.localization.map_store import Keyframe, KeyframeMap, MapMeta
-    from mast3r_ros.localization.mapbuild import write_index
+    from mast3r_ros.map.build import write_index
     from mast3r_ros.mapping.outputs import write_ply
 
     first = keyframes[0][0]
