@@ -193,6 +193,22 @@ def rate_hz(stamps: deque, window_s: float = 5.0) -> float:
     return (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
 
 
+# The image stamp counts as on the node's clock when it lies this far behind or ahead of it (s).
+STAMP_AGE_MAX_S = 60.0
+STAMP_AHEAD_MAX_S = 1.0
+
+
+def stamp_latency_s(now_ns: int, stamp_ns: int) -> float:
+    """Published ``latency``: the node clock's now minus the image stamp (s), NaN when the stamp is
+    not on the node's clock (a bag stamped from 0 or recorded earlier, played without ``--clock`` and
+    ``use_sim_time``: the difference is the bag's age, not a latency). No stamp: 0."""
+    if not stamp_ns:
+        return 0.0
+    age_ns = now_ns - stamp_ns
+    on_clock = -STAMP_AHEAD_MAX_S * 1e9 <= age_ns <= STAMP_AGE_MAX_S * 1e9
+    return age_ns * 1e-9 if on_clock else float("nan")
+
+
 class TfIO:
     """TF lookups (tf2_ros buffer, or our TfTree fed from /tf and /tf_static) and TF publishing."""
 
