@@ -40,6 +40,7 @@ from mast3r_ros.ros.live_client import (
     LiveClient,
     child_pids,
     ros_env,
+    rss_mib,
     start_launch,
     stop_process_tree,
     unique_domain_id,
@@ -124,7 +125,8 @@ class Freezer:
 
 
 def run_row(tmp: Path, node_args: list[str], player_env: dict[str, str], stall_s: float, every_s: float):
-    """Start a node, play the bag once; (images played, play s, counter deltas, stalls) or None."""
+    """Start a node, play the bag once; (images played, play s, counter deltas, stalls, node RSS MiB after)
+    or None."""
     domain = unique_domain_id()
     proc = start_launch("localization", domain, ["--map", str(tmp / "map"), *node_args], tmp / "launch.log")
     client = LiveClient(domain)
@@ -134,12 +136,13 @@ def run_row(tmp: Path, node_args: list[str], player_env: dict[str, str], stall_s
             return None
         before = node_counts(client)
         t0 = time.monotonic()
-        with Freezer(node_pid(proc.pid), stall_s, every_s) as freezer:
+        pid = node_pid(proc.pid)
+        with Freezer(pid, stall_s, every_s) as freezer:
             played, _ = play(tmp / "bag", domain, player_env)
         took = time.monotonic() - t0
         time.sleep(2.5)  # two diagnostics periods, so the counters include the last frames
         after = node_counts(client)
-        return played, took, {k: after[k] - before[k] for k in KEYS}, freezer.count
+        return played, took, {k: after[k] - before[k] for k in KEYS}, freezer.count, rss_mib(pid)
     finally:
         client.close()
         stop_process_tree(proc, signal.SIGTERM, 10.0)
@@ -179,11 +182,11 @@ def main() -> int:
     print(f"\nCPU: {cpu}, {os.cpu_count()} cores, AMX {'yes' if amx else 'no'}, torch default threads "
           f"{torch.get_num_threads()} (the node's); node: shipped defaults (qos_image best_effort) unless said")
     print(f"| case | images played | play s | freezes | images at sync | % | camera_info at sync | "
-          f"images missing (stamp gaps) | synced |\n|{'---|' * 9}")
-    for name, played, took, d, stalls in rows:
+          f"images missing (stamp gaps) | synced | node RSS MiB after |\n|{'---|' * 10}")
+    for name, played, took, d, stalls, rss in rows:
         print(f"| {name} | {played} | {took:.1f} | {stalls} | {d['image_received']} | "
               f"{100.0 * d['image_received'] / max(played, 1):.1f} | {d['camera_info_received']} | "
-              f"{d['image_missing']} | {d['synced']} |")
+              f"{d['image_missing']} | {d['synced']} | {rss:.0f} |")
     return 0
 
 
