@@ -72,11 +72,16 @@ def test_played_30hz_frames_reach_sync_with_defaults(data_dir, tmp_path):
         vals = _node_input(client)
         print(f"\nnode input after play: {vals}")
         images, infos = int(vals["image_received"]), int(vals["camera_info_received"])
-        # measured on the loaded 2-core machine: 200 of 200 images and infos (stock transports: 77 of 200)
+        # measured on the loaded 2-core machine: 200 of 200 images and infos (stock transports: 77 of 200);
+        # once 188 of 200 in a full-suite run, when images had a DDS history of 10 (an executor stall of
+        # ~0.7 s): now sync_queue_size (60), see benchmarks/bench_ros_qos.py --stall
         assert images >= 0.95 * N_FRAMES and infos >= 0.95 * N_FRAMES
         # the gap counter agrees with the count: whatever was lost shows as missing stamps
         assert images + int(vals["image_missing"]) >= N_FRAMES - 1
         assert int(vals["synced"]) >= 0.95 * N_FRAMES
+        # make-bag stamps start at 0 and play runs without --clock: the stamps are not on the node's
+        # clock, so there is no latency to report (it said 1.8e9 s, the bag's age, before)
+        assert vals["latency_s"] == "nan"
     finally:
         client.close()
         _, left = stop_process_tree(proc, signal.SIGTERM, 10.0)

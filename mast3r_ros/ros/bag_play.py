@@ -40,8 +40,10 @@ class PlayConfig:
     wait_for: Sequence[str] = ()          # before starting, wait until each has a subscriber
     wait_timeout_s: float = 30.0
     start_delay_s: float = 0.0            # extra pause before the first message
-    # After --wait-for: the graph shows a subscriber before the DDS match is complete on both sides, and a
-    # best-effort sample sent in between is lost (the README recipe lost its first 2 of 15 frames so).
+    # After --wait-for: Publisher.get_subscription_count() is the *writer's* DDS match count (rmw_fastrtps:
+    # on_publication_matched), and --wait-for already waits for it. The reader matches our writer on its
+    # own, a moment later, and drops samples from writers it has not matched yet; no rclpy API shows the
+    # reader's side, so this fixed pause remains (the README recipe lost its first 2 of 15 frames without).
     match_settle_s: float = 1.0
     clock: bool = False                   # also publish /clock (rosgraph_msgs/Clock) at bag time
     clock_hz: float = 40.0                # /clock rate, steady between messages (ros2 bag play's default)

@@ -31,7 +31,8 @@ from mast3r_ros.ros.decode import decode_frame
 from mast3r_ros.ros.frames import FrameError
 from mast3r_ros.ros.localization_core import LocalizationCore, Output
 from mast3r_ros.ros.managed import ManagedNode, PlainNode, Stages
-from mast3r_ros.ros.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, guarded, rate_hz
+from mast3r_ros.ros.node_io import (LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, guarded, rate_hz,
+                                    stamp_latency_s)
 from mast3r_ros.ros.node_params import declare_and_read, install_validator
 from mast3r_ros.ros.outputs import pose_message, status_message, tf_transforms
 from mast3r_ros.ros.params import LocalizationParams, ParamError
@@ -205,7 +206,7 @@ class LocalizationBody(Stages):
     def _publish_locked(self, out: Output) -> None:
         st, p = out.status, self.params
         now_ns = self.get_clock().now().nanoseconds
-        latency = (now_ns - st.stamp_ns) * 1e-9 if st.stamp_ns else 0.0
+        latency = stamp_latency_s(now_ns, st.stamp_ns)
         if self._note and not st.error:
             st.message, self._note = (f"{self._note}; {st.message}" if st.message else self._note), ""
         if out.T_map_base is not None and out.map_generation == self.core.map_generation:

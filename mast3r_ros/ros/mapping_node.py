@@ -33,7 +33,7 @@ from mast3r_ros.ros.frames import check_frame
 from mast3r_ros.ros.localization_core import Output, Status
 from mast3r_ros.ros.managed import ManagedNode, PlainNode, Stages
 from mast3r_ros.ros.mapping_core import MappingCore, MappingOutput
-from mast3r_ros.ros.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, guarded
+from mast3r_ros.ros.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, guarded, stamp_latency_s
 from mast3r_ros.ros.node_params import declare_and_read, install_validator
 from mast3r_ros.ros.outputs import status_message, tf_transforms
 from mast3r_ros.ros.params import MappingParams, ParamError
@@ -156,7 +156,7 @@ class MappingBody(Stages):
             st = out.status
             if out.T_map_odom is not None:
                 self._T_map_odom = out.T_map_odom
-            latency = (self.get_clock().now().nanoseconds - st.stamp_ns) * 1e-9 if st.stamp_ns else 0.0
+            latency = stamp_latency_s(self.get_clock().now().nanoseconds, st.stamp_ns)
             dropped = self.camera.worker.queue.dropped
             new, self._dropped_reported = dropped - self._dropped_reported, dropped
             self.status_pub.publish(status_message(Output(st), self.params.map_frame, latency, new))

@@ -107,10 +107,12 @@ class CameraInput:
         self.received: deque[float] = deque(maxlen=300)
         self.last_synced = time.monotonic()
         reliable = params.qos_image == "reliable"
-        # camera_info is tiny: keep as many as the sync does, so a moment of executor starvation
-        # (the worker holding the GIL) drops whole frames, never just the calibration of one
-        qos = {"image": image_qos(reliable, 10), "depth": image_qos(reliable, 10),
-               "camera_info": image_qos(reliable, max(5, params.sync_queue_size))}
+        # Every topic's DDS history holds as many messages as the sync keeps: while the executor
+        # cannot take messages (another thread holds the GIL, the process is starved), a reader keeps
+        # only the newest ``depth`` and loses older ones unseen. Images at depth 10 lost 12 frames of a
+        # 30 Hz bag in one ~0.7 s stall while camera_info (depth 30) lost none; benchmarks/bench_ros_qos.py
+        # --gil-stall measures it. Memory is taken only while a backlog exists.
+        qos = {k: image_qos(reliable, max(10, params.sync_queue_size)) for k in keys}
         types = {"image": Image, "camera_info": CameraInfo, "depth": Image}
         # One mutually exclusive group per topic: callbacks of one topic run one at a time, in
         # arrival order (the sync relies on that), topics run side by side. Partners first: the
@@ -189,6 +191,22 @@ def rate_hz(stamps: deque, window_s: float = 5.0) -> float:
     now = time.monotonic()
     recent = [t for t in stamps if now - t <= window_s]
     return (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+
+
+# The image stamp counts as on the node's clock when it lies this far behind or ahead of it (s).
+STAMP_AGE_MAX_S = 60.0
+STAMP_AHEAD_MAX_S = 1.0
+
+
+def stamp_latency_s(now_ns: int, stamp_ns: int) -> float:
+    """Published ``latency``: the node clock's now minus the image stamp (s), NaN when the stamp is
+    not on the node's clock (a bag stamped from 0 or recorded earlier, played without ``--clock`` and
+    ``use_sim_time``: the difference is the bag's age, not a latency). No stamp: 0."""
+    if not stamp_ns:
+        return 0.0
+    age_ns = now_ns - stamp_ns
+    on_clock = -STAMP_AHEAD_MAX_S * 1e9 <= age_ns <= STAMP_AGE_MAX_S * 1e9
+    return age_ns * 1e-9 if on_clock else float("nan")
 
 
 class TfIO:

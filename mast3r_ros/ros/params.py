@@ -59,7 +59,8 @@ class NodeParams:
                                   "('7scenes') or a YAML file")
     approx_sync_max_interval: float = param(0.02, "largest stamp difference within a synced set (s)",
                                             min=0.0, max=10.0)
-    sync_queue_size: int = param(30, "messages kept per input topic while synchronising", min=1, max=1000)
+    sync_queue_size: int = param(60, "messages kept per input topic (DDS history, min 10, and sync queue): "
+                                 "frames survive an executor stall this long (2 s at 30 Hz)", min=1, max=1000)
     frame_queue_size: int = param(1, "synced frames waiting for the worker (1 = newest only)", min=1, max=100)
     max_rate_hz: float = param(0.0, "process at most this many frames per second (0 = no limit)",
                                min=0.0, max=1000.0, dynamic=True)

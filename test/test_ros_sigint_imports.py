@@ -1,0 +1,67 @@
+"""Ctrl-C while a node's console script is still importing (rclpy, numpy, OpenCV: ~1.1 s for the
+localization node, more for mapping, before its first log line) exits quietly: code 0, no traceback
+(issue 13; it printed a KeyboardInterrupt traceback and died by SIGINT). The command is the one pip's console script
+runs for the entry point declared in pyproject.toml, so the declared entry point is tested, not an
+installed script that may predate it. Ctrl-C after start-up: test_ros_live_sigint.py."""
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+import tomllib
+
+pytest.importorskip("rclpy")
+
+from mast3r_ros.paths import REPO_ROOT  # noqa: E402
+from mast3r_ros.ros.live_client import ros_env, unique_domain_id  # noqa: E402
+
+RCLPY_LINE = re.compile(r"^import time:.*\|\s+rclpy(\.|$)")  # rclpy or a submodule imported (any nesting)
+
+
+def _entry_point(name: str) -> tuple[str, str]:
+    module, func = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"][name].split(":")
+    return module, func
+
+
+def _console_script(name: str) -> list[str]:
+    module, func = _entry_point(name)
+    return [sys.executable, "-c", f"import sys; from {module} import {func}; sys.exit({func}())"]
+
+
+def _console_script_module(name: str) -> str:
+    """The node module the entry point imports (mast3r_ros.ros.<name>)."""
+    return f"mast3r_ros.ros.{name}"
+
+
+@pytest.mark.parametrize("name", ["localization_node", "mapping_node"])
+def test_sigint_during_imports_exits_quietly(name):
+    # -X importtime prints a line as each module finishes importing: SIGINT right after an rclpy
+    # line lands while the node module is still importing, on a fast or a loaded machine alike
+    cmd = _console_script(name)
+    proc = subprocess.Popen([cmd[0], "-X", "importtime", *cmd[1:]], env=ros_env(unique_domain_id()),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    watchdog = threading.Timer(60.0, proc.kill)  # a node that started anyway must not hang the test
+    watchdog.start()
+    try:
+        seen = []
+        for raw in proc.stdout:
+            seen.append(raw.decode(errors="replace"))
+            if RCLPY_LINE.search(seen[-1]):
+                proc.send_signal(signal.SIGINT)
+                break
+        out = "".join(seen) + proc.communicate(timeout=60)[0].decode(errors="replace")
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    module = f" {_console_script_module(name)}"
+    assert any(RCLPY_LINE.search(line) for line in seen), f"no rclpy import seen\n{out[-3000:]}"
+    assert not any(line.rstrip().endswith(module) for line in seen), "SIGINT came after the imports"
+    messages = "\n".join(line for line in out.splitlines() if not line.startswith("import time:"))
+    assert "Traceback" not in messages and "KeyboardInterrupt" not in messages, messages
+    assert proc.returncode == 0, messages
