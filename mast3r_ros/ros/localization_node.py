@@ -31,8 +31,7 @@ from mast3r_ros.ros.decode import decode_frame
 from mast3r_ros.ros.frames import FrameError
 from mast3r_ros.ros.localization_core import LocalizationCore, Output
 from mast3r_ros.ros.managed import ManagedNode, PlainNode, Stages
-from mast3r_ros.ros.node_io import (LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, guarded, rate_hz,
-                                    stamp_latency_s)
+from mast3r_ros.ros.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, guarded, rate_hz, stamp_latency_s
 from mast3r_ros.ros.node_params import declare_and_read, install_validator
 from mast3r_ros.ros.outputs import pose_message, status_message, tf_transforms
 from mast3r_ros.ros.params import LocalizationParams, ParamError
