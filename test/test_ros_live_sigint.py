@@ -1,7 +1,7 @@
 """Ctrl-C exits cleanly: 20 SIGINTs at random moments from the node's first log line on (map load
 and warm-up, waiting, processing frames), each process exits with code 0 and no traceback or
-RCLError. Shipped defaults. (Ctrl-C during the Python imports, before the first line, is Python's
-KeyboardInterrupt in the console script, outside the node.)"""
+RCLError. Shipped defaults. (Ctrl-C during the Python imports, before the first line:
+`test_ros_sigint_imports.py`.)"""
 from __future__ import annotations
 
 import random
