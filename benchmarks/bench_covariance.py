@@ -52,7 +52,7 @@ LEVELS = (0.50, 0.90, 0.95, 0.99)
 MODES = ("rgbd", "rgb")
 SPLITS = {"temporal": ("0:598", "600:1000"), "interleaved": ("0:1000:6", "3:1000:6"),
           "reverse": ("402:1000", "0:400")}  # temporal split mirrored: earlier frames against a later map
-OLD_FLOOR = (0.01, 0.005)  # ros/frames.py apply_covariance_floor: what was published before
+OLD_FLOOR = (0.01, 0.005)  # ros/core/frames.py apply_covariance_floor: what was published before
 
 
 def localize_split(dataset, calib: RgbdCalibration, map_spec: str, query_spec: str) -> dict:

@@ -24,17 +24,17 @@ from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.localization.frontends import make_frontend
 from mast3r_ros.map.build import build_map
 from mast3r_ros.paths import shared_dir
-from mast3r_ros.ros.flood import flood
-from mast3r_ros.ros.frames import Frame
-from mast3r_ros.ros.live_client import (
+from mast3r_ros.ros.core.frames import Frame
+from mast3r_ros.ros.core.localization_core import LocalizationCore
+from mast3r_ros.ros.core.params import LocalizationParams
+from mast3r_ros.ros.testing.flood import flood
+from mast3r_ros.ros.testing.live_client import (
     LiveClient,
     child_pids,
     start_launch,
     stop_process_tree,
     unique_domain_id,
 )
-from mast3r_ros.ros.localization_core import LocalizationCore
-from mast3r_ros.ros.params import LocalizationParams
 
 CAM = "camera_optical"
 

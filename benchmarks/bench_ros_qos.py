@@ -35,8 +35,8 @@ from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.localization.frontends import make_frontend
 from mast3r_ros.map.build import build_map
 from mast3r_ros.paths import shared_dir
-from mast3r_ros.ros.bag import DatasetBagConfig, dataset_messages, write_bag
-from mast3r_ros.ros.live_client import (
+from mast3r_ros.ros.bag.bag_io import DatasetBagConfig, dataset_messages, write_bag
+from mast3r_ros.ros.testing.live_client import (
     LiveClient,
     child_pids,
     ros_env,

@@ -1,7 +1,7 @@
 """ros2 launch mast3r_ros mast3r.launch.py mode:=localization|mapping map:=DIR ...
 
 Thin on purpose: the node list and parameters come from
-``mast3r_ros.ros.launch_description.describe`` (tested without ``launch``, and shared with
+``mast3r_ros.ros.nodes.launch_description.describe`` (tested without ``launch``, and shared with
 ``mast3r-ros launch``). Arguments: see ``LAUNCH_ARGUMENTS`` there (or ``ros2 launch ... -s``).
 """
 from launch import LaunchDescription
@@ -9,7 +9,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from mast3r_ros.ros.launch_description import LAUNCH_ARGUMENTS, describe
+from mast3r_ros.ros.nodes.launch_description import LAUNCH_ARGUMENTS, describe
 
 
 def _nodes(context, *args, **kwargs):

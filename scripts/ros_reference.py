@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate the README's "ROS reference" block: parameters, topics, services, QoS, TF tree.
 
-Parameters come from the node parameter dataclasses (mast3r_ros/ros/params.py). Topics, services
+Parameters come from the node parameter dataclasses (mast3r_ros/ros/core/params.py). Topics, services
 and QoS are read from the ROS graph of the two nodes started with the shipped defaults
 (`mast3r-ros launch MODE`, namespace mast3r, no map): what the nodes really create, with the QoS of
 every endpoint. So the block cannot drift from the code; test/test_ros_reference_doc.py checks that
@@ -55,7 +55,7 @@ def param_rows(cls, names) -> list[str]:
 
 
 def parameters_section() -> list[str]:
-    from mast3r_ros.ros.params import LocalizationParams, MappingParams, NodeParams
+    from mast3r_ros.ros.core.params import LocalizationParams, MappingParams, NodeParams
 
     common = [f.name for f in dataclasses.fields(NodeParams)]
     head = ["| name | type | default | range | dynamic | meaning |", "|---|---|---|---|---|---|"]
@@ -99,7 +99,7 @@ def read_graph(timeout_s: float = 120.0) -> dict[str, dict]:
     """Start both nodes with the shipped defaults and read their endpoints from the ROS graph."""
     import rclpy
 
-    from mast3r_ros.ros.live_client import start_launch, stop_process_tree, unique_domain_id
+    from mast3r_ros.ros.testing.live_client import start_launch, stop_process_tree, unique_domain_id
 
     domain = unique_domain_id()
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,7 +150,7 @@ def graph_section(graph: dict[str, dict]) -> list[str]:
 
 
 def tf_section() -> list[str]:
-    from mast3r_ros.ros.params import NodeParams
+    from mast3r_ros.ros.core.params import NodeParams
 
     d = NodeParams()
     return ["#### TF tree", "", "```text",

@@ -22,7 +22,7 @@ from rosbags.rosbag2 import Reader
 from scipy.spatial.transform import Rotation
 
 from mast3r_ros.cli import main as cli_main
-from mast3r_ros.ros.bag import read_bag, typestore
+from mast3r_ros.ros.bag.bag_io import read_bag, typestore
 
 HERE = Path(__file__).resolve().parent
 FRAMES = "0:30:3"  # 7-Scenes redkitchen keeps every 3rd frame: 0, 3, ..., 27 -> 10 frames

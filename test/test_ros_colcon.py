@@ -30,9 +30,9 @@ from mast3r_ros.datasets.readers import open_dataset  # noqa: E402
 from mast3r_ros.localization.frontends import make_frontend  # noqa: E402
 from mast3r_ros.map.build import build_map  # noqa: E402
 from mast3r_ros.paths import REPO_ROOT  # noqa: E402
-from mast3r_ros.ros.bag import read_bag  # noqa: E402
-from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
-from mast3r_ros.ros.live_client import LiveClient, pid_alive, unique_domain_id, user_environ  # noqa: E402
+from mast3r_ros.ros.bag.bag_io import read_bag  # noqa: E402
+from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
+from mast3r_ros.ros.testing.live_client import LiveClient, pid_alive, unique_domain_id, user_environ  # noqa: E402
 
 N_FRAMES = 100  # 7-Scenes 0:300 keeps every 3rd frame; --fps 90 stamps them at 30 Hz
 
@@ -108,7 +108,7 @@ def test_colcon_build_and_installed_node_gets_played_frames(data_dir, tmp_path):
               "msg/LocalizationStatus.msg", "package.xml"):
         assert (share / f).is_file(), f
     assert (site / "mast3r_ros" / "msg" / "_localization_status.py").is_file()
-    assert (site / "mast3r_ros" / "ros" / "localization_node.py").is_file()
+    assert (site / "mast3r_ros" / "ros" / "nodes" / "localization_node.py").is_file()
 
     domain, ros_home = unique_domain_id(), tmp_path / "ros_home"
     env = _sourced_env(ws, domain, ros_home)

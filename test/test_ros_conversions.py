@@ -1,4 +1,4 @@
-"""Message <-> numpy conversions (mast3r_ros.ros.conversions*), checked against independent oracles:
+"""Message <-> numpy conversions (mast3r_ros.ros.compat.conversions*), checked against independent oracles:
 hand-built wire bytes, OpenCV's own codecs, the REP-103 camera rotation written as roll/pitch/yaw,
 known quaternions, and a CDR round trip of every message we build."""
 from __future__ import annotations
@@ -17,8 +17,8 @@ from rclpy.serialization import deserialize_message, serialize_message
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 
-from mast3r_ros.ros import conversions as cv
-from mast3r_ros.ros import conversions_geometry as cg
+from mast3r_ros.ros.compat import conversions as cv
+from mast3r_ros.ros.compat import conversions_geometry as cg
 
 RNG = np.random.default_rng(7)
 

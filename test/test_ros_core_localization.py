@@ -12,9 +12,9 @@ from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.geometry.transforms import make_T, pose_errors, rotation_exp
 from mast3r_ros.localization.frontends import make_frontend
 from mast3r_ros.map.build import build_map
-from mast3r_ros.ros.frames import Frame
-from mast3r_ros.ros.localization_core import LocalizationCore
-from mast3r_ros.ros.params import LocalizationParams
+from mast3r_ros.ros.core.frames import Frame
+from mast3r_ros.ros.core.localization_core import LocalizationCore
+from mast3r_ros.ros.core.params import LocalizationParams
 
 # camera optical frame in base_link: 0.2 m forward, 0.3 m up, optical axes (z fwd, x right, y down)
 T_BASE_CAM = make_T(np.array([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]]), np.array([0.2, 0.0, 0.3]))
@@ -126,8 +126,8 @@ def test_offline_replay_writes_what_the_node_would_publish(seven, tmp_path):
     from rosbags.rosbag2 import Reader
 
     from mast3r_ros.cli import main
-    from mast3r_ros.ros.bag import typestore
-    from mast3r_ros.ros.conversions_geometry import T_BODY_OPTICAL
+    from mast3r_ros.ros.bag.bag_io import typestore
+    from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL
 
     ds, cal, mp = seven
     bag, out = tmp_path / "in", tmp_path / "out"

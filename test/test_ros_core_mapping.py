@@ -17,10 +17,10 @@ from mast3r_ros.geometry.camera import depth_to_pointmap
 from mast3r_ros.geometry.transforms import invert, pose_errors
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.mapping.incremental import IncrementalMapper
-from mast3r_ros.ros.frames import Frame
-from mast3r_ros.ros.localization_core import LocalizationCore
-from mast3r_ros.ros.mapping_core import MappingCore
-from mast3r_ros.ros.params import LocalizationParams, MappingParams, ParamError
+from mast3r_ros.ros.core.frames import Frame
+from mast3r_ros.ros.core.localization_core import LocalizationCore
+from mast3r_ros.ros.core.mapping_core import MappingCore
+from mast3r_ros.ros.core.params import LocalizationParams, MappingParams, ParamError
 
 pytest.importorskip("mast3r_ros.mapping.incremental")
 

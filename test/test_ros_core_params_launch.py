@@ -6,13 +6,13 @@ import dataclasses
 import pytest
 
 from mast3r_ros.paths import REPO_ROOT
-from mast3r_ros.ros.launch_description import DEFAULTS, LAUNCH_ARGUMENTS, describe
-from mast3r_ros.ros.params import (
+from mast3r_ros.ros.core.params import (
     LocalizationParams,
     MappingParams,
     ParamError,
     load_params_file,
 )
+from mast3r_ros.ros.nodes.launch_description import DEFAULTS, LAUNCH_ARGUMENTS, describe
 
 
 def test_config_files_hold_every_parameter_with_its_default():

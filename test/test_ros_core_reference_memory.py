@@ -7,8 +7,8 @@ from pathlib import Path
 
 from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.datasets.readers import open_dataset
-from mast3r_ros.ros.localization_core import LocalizationCore
-from mast3r_ros.ros.params import LocalizationParams
+from mast3r_ros.ros.core.localization_core import LocalizationCore
+from mast3r_ros.ros.core.params import LocalizationParams
 
 
 def _rss_mb() -> float:

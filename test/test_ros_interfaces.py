@@ -132,7 +132,7 @@ def test_type_hash_matches_an_independent_computation(type_name):
     import json
     import sys
 
-    from mast3r_ros.ros.bag import typestore
+    from mast3r_ros.ros.bag.bag_io import typestore
 
     pkg, _, name = type_name.split("/")
     generated = Path(sys.prefix) / "share" / pkg / "msg" / f"{name}.json"

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from mast3r_ros.ros.node_io import STAMP_AGE_MAX_S, STAMP_AHEAD_MAX_S, stamp_latency_s  # noqa: E402
+from mast3r_ros.ros.nodes.node_io import STAMP_AGE_MAX_S, STAMP_AHEAD_MAX_S, stamp_latency_s  # noqa: E402
 
 NOW = 1_764_600_000 * 10**9  # a wall-clock now, ns
 

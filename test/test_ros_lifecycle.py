@@ -32,16 +32,16 @@ from mast3r_ros.datasets.readers import open_dataset  # noqa: E402
 from mast3r_ros.localization.frontends import make_frontend  # noqa: E402
 from mast3r_ros.map.build import build_map  # noqa: E402
 from mast3r_ros.msg import LocalizationStatus  # noqa: E402
-from mast3r_ros.ros.bag import read_bag  # noqa: E402
-from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
-from mast3r_ros.ros.live_client import (  # noqa: E402
+from mast3r_ros.ros.bag.bag_io import read_bag  # noqa: E402
+from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
+from mast3r_ros.ros.nodes.node_io import RELIABLE  # noqa: E402
+from mast3r_ros.ros.testing.live_client import (  # noqa: E402
     LiveClient,
     ros_env,
     start_launch,
     stop_process_tree,
     unique_domain_id,
 )
-from mast3r_ros.ros.node_io import RELIABLE  # noqa: E402
 
 LOC = "/mast3r/localization_node"
 MAP = "/mapping/mapping_node"
@@ -208,7 +208,7 @@ def test_lifecycle_transitions_localization_and_mapping(map_and_bag, tmp_path):
 
 
 def test_launch_argument_selects_the_managed_node():
-    from mast3r_ros.ros.launch_description import LIFECYCLE_FLAG, describe
+    from mast3r_ros.ros.nodes.launch_description import LIFECYCLE_FLAG, describe
 
     assert describe({"mode": "localization"})[0].arguments == []  # default: the plain node, as before
     for mode in ("localization", "mapping"):

@@ -25,9 +25,9 @@ from mast3r_ros.datasets.calibration import RgbdCalibration  # noqa: E402
 from mast3r_ros.datasets.readers import open_dataset  # noqa: E402
 from mast3r_ros.localization.frontends import make_frontend  # noqa: E402
 from mast3r_ros.map.build import build_map  # noqa: E402
-from mast3r_ros.ros.bag_play import PROFILE_ENV, large_data_profile  # noqa: E402
-from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
-from mast3r_ros.ros.live_client import (  # noqa: E402
+from mast3r_ros.ros.bag.bag_play import PROFILE_ENV, large_data_profile  # noqa: E402
+from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
+from mast3r_ros.ros.testing.live_client import (  # noqa: E402
     LiveClient,
     child_pids,
     ros_env,

@@ -21,9 +21,9 @@ from mast3r_ros.datasets.readers import open_dataset  # noqa: E402
 from mast3r_ros.geometry.transforms import with_nearest_rotation  # noqa: E402
 from mast3r_ros.localization.frontends import make_frontend  # noqa: E402
 from mast3r_ros.map.build import build_map  # noqa: E402
-from mast3r_ros.ros.conversions import make_header, stamp_to_ns  # noqa: E402
-from mast3r_ros.ros.conversions_geometry import T_BODY_OPTICAL, T_to_pose  # noqa: E402
-from mast3r_ros.ros.live_client import LiveClient, start_launch, stop_process_tree, unique_domain_id  # noqa: E402
+from mast3r_ros.ros.compat.conversions import make_header, stamp_to_ns  # noqa: E402
+from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL, T_to_pose  # noqa: E402
+from mast3r_ros.ros.testing.live_client import LiveClient, start_launch, stop_process_tree, unique_domain_id  # noqa: E402
 
 CAM = "camera_optical_frame"
 
@@ -119,7 +119,7 @@ def test_initialpose_before_during_after_frames(data_dir, tmp_path):
 def test_accepted_fixes_seed_other_localizers_on_initialpose(data_dir, tmp_path):
     """publish_initialpose:=true (README): each published pose also goes out on /initialpose, and
     the node does not take its own fixes as priors."""
-    from mast3r_ros.ros.node_io import RELIABLE
+    from mast3r_ros.ros.nodes.node_io import RELIABLE
 
     ds = open_dataset(data_dir / "7scenes_redkitchen")
     cal = RgbdCalibration.load("7scenes")

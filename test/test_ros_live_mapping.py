@@ -26,19 +26,19 @@ from mast3r_ros.datasets.readers import open_dataset  # noqa: E402
 from mast3r_ros.geometry.alignment import umeyama  # noqa: E402
 from mast3r_ros.geometry.transforms import pose_errors, with_nearest_rotation  # noqa: E402
 from mast3r_ros.map import KeyframeMap  # noqa: E402
-from mast3r_ros.ros.conversions import stamp_to_ns  # noqa: E402
-from mast3r_ros.ros.conversions_geometry import (  # noqa: E402
+from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
+from mast3r_ros.ros.compat.conversions_geometry import (  # noqa: E402
     pointcloud2_to_xyz_rgb,
     pose_to_T,
     tf_message_to_dict,
 )
-from mast3r_ros.ros.live_client import (  # noqa: E402
+from mast3r_ros.ros.nodes.node_io import LATCHED  # noqa: E402
+from mast3r_ros.ros.testing.live_client import (  # noqa: E402
     LiveClient,
     start_launch,
     stop_process_tree,
     unique_domain_id,
 )
-from mast3r_ros.ros.node_io import LATCHED  # noqa: E402
 from mast3r_ros.srv import LoadMap, SaveMap  # noqa: E402
 
 CAM = "camera_optical"

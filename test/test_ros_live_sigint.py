@@ -20,15 +20,15 @@ from mast3r_ros.datasets.readers import open_dataset  # noqa: E402
 from mast3r_ros.localization.frontends import make_frontend  # noqa: E402
 from mast3r_ros.map.build import build_map  # noqa: E402
 from mast3r_ros.paths import REPO_ROOT  # noqa: E402
-from mast3r_ros.ros.conversions_geometry import T_BODY_OPTICAL  # noqa: E402
-from mast3r_ros.ros.live_client import LiveClient, ros_env, unique_domain_id  # noqa: E402
+from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL  # noqa: E402
+from mast3r_ros.ros.testing.live_client import LiveClient, ros_env, unique_domain_id  # noqa: E402
 
 TRIES, PARALLEL = 20, 10
 
 
 def _node_cmd(map_dir: Path, namespace: str) -> list[str]:
     exe = Path(sys.executable).parent / "localization_node"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mast3r_ros.ros.localization_node"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mast3r_ros.ros.nodes.localization_node"]
     return cmd + ["--ros-args", "--params-file", str(REPO_ROOT / "config" / "localization.yaml"),
                   "-r", f"__ns:=/{namespace}", "-r", "image:=/camera/image_raw",
                   "-r", "camera_info:=/camera/camera_info",

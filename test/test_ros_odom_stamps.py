@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mast3r_ros.ros.frames import FUTURE_LIMIT_S, JUMP_CONFIRM, JUMP_LIMIT_S, StampGuard
-from mast3r_ros.ros.params import LocalizationParams, MappingParams, ParamError
-from mast3r_ros.ros.tf_tree import ODOM_GRACE_S, OdomSource
+from mast3r_ros.ros.compat.tf_tree import ODOM_GRACE_S, OdomSource
+from mast3r_ros.ros.core.frames import FUTURE_LIMIT_S, JUMP_CONFIRM, JUMP_LIMIT_S, StampGuard
+from mast3r_ros.ros.core.params import LocalizationParams, MappingParams, ParamError
 
 S = 10**9
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mast3r_ros.ros.sync import ApproximateSync, TopicCounter
+from mast3r_ros.ros.compat.sync import ApproximateSync, TopicCounter
 
 PERIOD_NS = 33_333_333  # 30 Hz
 

@@ -1,7 +1,7 @@
 """`mast3r-ros launch MODE`: start the node process(es) of ``mast3r.launch.py`` from this venv.
 
 Why: ``ros2 launch`` is not installable as a wheel. The node list comes from the same tested
-function as the launch file (:func:`mast3r_ros.ros.launch_description.describe`). Children run
+function as the launch file (:func:`mast3r_ros.ros.nodes.launch_description.describe`). Children run
 in their own sessions, so Ctrl-C / SIGTERM reach this process only; it forwards SIGINT (rclpy's
 clean shutdown), waits, then escalates to SIGTERM and SIGKILL so nothing is left running.
 The nodes get the Fast DDS large-data profile, as `mast3r-ros play` does (their latched cloud_map
@@ -57,7 +57,7 @@ def _command(spec) -> list[str] | None:
     if found:
         return [found]
     if spec.package == "mast3r_ros":  # editable checkout without console scripts
-        return [sys.executable, "-m", f"mast3r_ros.ros.{spec.executable}"]
+        return [sys.executable, "-m", f"mast3r_ros.ros.nodes.{spec.executable}"]
     return None
 
 
@@ -78,8 +78,8 @@ def _stop(procs: list[subprocess.Popen], grace_s: float = STOP_GRACE_S) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mast3r_ros.ros.bag_play import use_large_data_profile
-    from mast3r_ros.ros.launch_description import describe
+    from mast3r_ros.ros.bag.bag_play import use_large_data_profile
+    from mast3r_ros.ros.nodes.launch_description import describe
 
     try:
         specs = describe({"mode": args.mode, "map": args.map, "params_file": args.params,

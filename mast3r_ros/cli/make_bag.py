@@ -1,5 +1,5 @@
 """`mast3r-ros make-bag`: write frames of a posed RGB-D dataset as a rosbag2 (no ROS install needed
-beyond the rclpy wheels; see mast3r_ros.ros.bag for the topics)."""
+beyond the rclpy wheels; see mast3r_ros.ros.bag.bag_io for the topics)."""
 from __future__ import annotations
 
 import argparse
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mast3r_ros.cli.common import calibration_from_arg
     from mast3r_ros.datasets.readers import DatasetError, open_dataset
-    from mast3r_ros.ros.bag import DatasetBagConfig, dataset_messages, write_bag
+    from mast3r_ros.ros.bag.bag_io import DatasetBagConfig, dataset_messages, write_bag
 
     if not args.fps > 0:
         print(f"make-bag: error: --fps must be > 0, got {args.fps}", file=sys.stderr)

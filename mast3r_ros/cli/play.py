@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mast3r_ros.files.bag_check import check_bag_folder
-    from mast3r_ros.ros.bag_play import PlayConfig, play_bag, use_large_data_profile
+    from mast3r_ros.ros.bag.bag_play import PlayConfig, play_bag, use_large_data_profile
 
     # Before rclpy creates the participant: 640x480 images need the larger shared-memory segment.
     print(f"play: {use_large_data_profile()}", flush=True)

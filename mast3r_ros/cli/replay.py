@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mast3r_ros.files.bag_check import check_bag_folder
-    from mast3r_ros.ros.params import ParamError
-    from mast3r_ros.ros.replay import ReplayTopics, load_replay_params, replay_bag
+    from mast3r_ros.ros.bag.replay import ReplayTopics, load_replay_params, replay_bag
+    from mast3r_ros.ros.core.params import ParamError
 
     try:
         check_bag_folder(args.bag)

@@ -4,7 +4,7 @@ Parameterisation (documented because ROS leaves it implicit): the camera pose ``
 perturbed as ``p' = p + dp`` (camera centre in the map frame, metres) and ``R' = exp([dtheta]_x) R``
 (small rotations about the *map-frame* x, y, z axes, radians); the state is
 ``(x, y, z, rot_x, rot_y, rot_z) = (dp, dtheta)``. The ROS layer moves it to the robot base
-(``ros/frames.py: camera_to_base``) with the same parameterisation.
+(``ros/core/frames.py: camera_to_base``) with the same parameterisation.
 
 The published covariance is the sum of two terms (see :class:`CovarianceConfig`):
 

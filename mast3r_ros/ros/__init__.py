@@ -1,15 +1,17 @@
-"""ROS 2 adapter: the only sub-package that may import rclpy.
+"""ROS 2 adapter: the only sub-package that may import rclpy, split by role.
 
-Modules (import them directly; this package imports nothing so that `import mast3r_ros.ros`
-stays cheap and works without rclpy):
+Sub-packages (import their modules directly; this package imports nothing so that
+`import mast3r_ros.ros` stays cheap and works without rclpy):
 
-* ``conversions``: Image / CompressedImage / CameraInfo <-> numpy and ``CameraIntrinsics``
-  (no cv_bridge), stamps and headers.
-* ``conversions_geometry``: poses, covariance, PoseArray, Path, TF, PointCloud2; optical vs body
-  frame (REP 103).
-* ``bag``, ``bag_play``: rosbag2 files with ``rosbags`` (dataset bags, reading) and DDS playback.
-* nodes and their ROS-free cores: ``localization_node``, ``mapping_node`` and their helpers.
+* ``nodes``: the two nodes (``localization_node``, ``mapping_node``) and their shared rclpy wiring.
+* ``core``: the nodes' ROS-free cores (frames in, poses/maps/status out) and parameter schemas.
+* ``compat``: stand-ins for ROS packages without wheels (cv_bridge conversions, message_filters
+  sync, tf2 buffer).
+* ``bag``: rosbag2 files with ``rosbags``: dataset bags, DDS playback, offline replay.
+* ``testing``: DDS client and flood helpers for live tests, benchmarks and scripts.
 
 The generated interfaces are ``mast3r_ros.msg`` and ``mast3r_ros.srv`` (see README, "ROS 2: two
 installs").
 """
+
+__all__ = ["bag", "compat", "core", "nodes", "testing"]

@@ -12,7 +12,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.utilities import remove_ros_args
 
-from mast3r_ros.ros.launch_description import LIFECYCLE_FLAG
+from mast3r_ros.ros.nodes.launch_description import LIFECYCLE_FLAG
 
 
 def run_node(node_cls, argv: list[str], name: str, startup_errors: tuple[type[BaseException], ...],

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mast3r_ros.ros.conversions import stamp_to_ns
-from mast3r_ros.ros.live_client import LiveClient, rss_mib
+from mast3r_ros.ros.compat.conversions import stamp_to_ns
+from mast3r_ros.ros.testing.live_client import LiveClient, rss_mib
 
 
 @dataclass

@@ -1,17 +1,17 @@
 """What the localization node publishes for one frame, as rclpy messages (live node and replay).
 
 Poses are of ``base_frame`` in ``map_frame`` with the image stamp; TF is map->odom (plus identity
-odom->base for camera-only rigs) from :class:`~mast3r_ros.ros.localization_core.Output`.
+odom->base for camera-only rigs) from :class:`~mast3r_ros.ros.core.localization_core.Output`.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from mast3r_ros.msg import LocalizationStatus
-from mast3r_ros.ros.conversions import make_header
-from mast3r_ros.ros.conversions_geometry import pose_with_covariance_stamped, tf_message, transform_stamped
-from mast3r_ros.ros.localization_core import Output
-from mast3r_ros.ros.params import LocalizationParams
+from mast3r_ros.ros.compat.conversions import make_header
+from mast3r_ros.ros.compat.conversions_geometry import pose_with_covariance_stamped, tf_message, transform_stamped
+from mast3r_ros.ros.core.localization_core import Output
+from mast3r_ros.ros.core.params import LocalizationParams
 
 STATES = {"INIT": LocalizationStatus.STATE_INIT, "TRACKING": LocalizationStatus.STATE_TRACKING,
           "LOST": LocalizationStatus.STATE_LOST, "RELOCALIZING": LocalizationStatus.STATE_RELOCALIZING}

@@ -18,12 +18,12 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
-from mast3r_ros.ros.conversions import stamp_to_ns
-from mast3r_ros.ros.conversions_geometry import transform_to_T
-from mast3r_ros.ros.frame_queue import FrameWorker
-from mast3r_ros.ros.frames import StampGuard
-from mast3r_ros.ros.sync import ApproximateSync
-from mast3r_ros.ros.tf_tree import TfLookupError, TfTree
+from mast3r_ros.ros.compat.conversions import stamp_to_ns
+from mast3r_ros.ros.compat.conversions_geometry import transform_to_T
+from mast3r_ros.ros.compat.sync import ApproximateSync
+from mast3r_ros.ros.compat.tf_tree import TfLookupError, TfTree
+from mast3r_ros.ros.core.frame_queue import FrameWorker
+from mast3r_ros.ros.core.frames import StampGuard
 
 try:  # the real tf2_ros where installed (a ROS 2 workspace); our TfTree otherwise
     import tf2_ros  # type: ignore

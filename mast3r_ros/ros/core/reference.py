@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from mast3r_ros.datasets.calibration import RgbdCalibration
-from mast3r_ros.ros.frames import Frame, FrameError
+from mast3r_ros.ros.core.frames import Frame, FrameError
 
 
 def read_depth_file(path: Path) -> np.ndarray:

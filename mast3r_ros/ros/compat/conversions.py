@@ -2,7 +2,7 @@
 
 Reading is duck-typed on ROS field names, so rclpy messages and rosbags dataclasses both work;
 writing builds rclpy messages. Poses, TF, paths and point clouds are in
-:mod:`mast3r_ros.ros.conversions_geometry`.
+:mod:`mast3r_ros.ros.compat.conversions_geometry`.
 
 Arrays at this boundary:
 

@@ -44,9 +44,9 @@ from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.geometry.transforms import invert, pose_errors
 from mast3r_ros.mapping.incremental import IncrementalConfig, IncrementalMapper
 from mast3r_ros.mapping.types import MappingError
-from mast3r_ros.ros.frames import Frame, FrameError, check_frame
-from mast3r_ros.ros.localization_core import Status, copy_map_folder
-from mast3r_ros.ros.params import MappingParams
+from mast3r_ros.ros.core.frames import Frame, FrameError, check_frame
+from mast3r_ros.ros.core.localization_core import Status, copy_map_folder
+from mast3r_ros.ros.core.params import MappingParams
 
 NEVER = 10 ** 9  # optimize_every_n_keyframes = 0: background passes off (service only)
 

@@ -10,7 +10,7 @@ from typing import Callable, TypeVar
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 
-from mast3r_ros.ros.params import NodeParams, ParamError
+from mast3r_ros.ros.core.params import NodeParams, ParamError
 
 P = TypeVar("P", bound=NodeParams)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from mast3r_ros.paths import config_file
 
 PACKAGE = "mast3r_ros"
-LIFECYCLE_FLAG = "--lifecycle"  # the nodes' own argument (mast3r_ros.ros.spin.run_node reads it)
+LIFECYCLE_FLAG = "--lifecycle"  # the nodes' own argument (mast3r_ros.ros.nodes.spin.run_node reads it)
 MODES = ("localization", "mapping")
 EXECUTABLES = {"localization": "localization_node", "mapping": "mapping_node"}
 

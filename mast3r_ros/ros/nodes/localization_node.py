@@ -6,9 +6,9 @@ Topics (relative, default namespace ``mast3r``): subscribes ``image``, ``camera_
 (LocalizationStatus), ``cloud_map`` (the loaded map as PointCloud2, map frame, latched),
 ``/diagnostics`` and map->odom on ``/tf``. Services: ``localize``,
 ``set_reference``, ``load_map``, ``save_map``, ``reset``, ``pause``, ``resume``.
-Every callback is :func:`~mast3r_ros.ros.node_io.guarded`: an exception is logged, reported on
+Every callback is :func:`~mast3r_ros.ros.nodes.node_io.guarded`: an exception is logged, reported on
 ``/diagnostics`` as ERROR and the node goes on.
-The work happens in :class:`~mast3r_ros.ros.localization_core.LocalizationCore` on a worker
+The work happens in :class:`~mast3r_ros.ros.core.localization_core.LocalizationCore` on a worker
 thread; services run in their own callback group, so they answer while a frame is processed.
 """
 from __future__ import annotations
@@ -25,19 +25,28 @@ from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 
 from mast3r_ros.msg import LocalizationStatus
-from mast3r_ros.ros.conversions import make_header, stamp_to_ns
-from mast3r_ros.ros.conversions_geometry import pose_to_T, pose_with_covariance_stamped, xyz_rgb_to_pointcloud2
-from mast3r_ros.ros.decode import decode_frame
-from mast3r_ros.ros.frames import FrameError
-from mast3r_ros.ros.localization_core import LocalizationCore, Output
-from mast3r_ros.ros.managed import ManagedNode, PlainNode, Stages
-from mast3r_ros.ros.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, guarded, rate_hz, stamp_latency_s
-from mast3r_ros.ros.node_params import declare_and_read, install_validator
-from mast3r_ros.ros.outputs import pose_message, status_message, tf_transforms
-from mast3r_ros.ros.params import LocalizationParams, ParamError
-from mast3r_ros.ros.reference import reference_inputs
-from mast3r_ros.ros.spin import run_node
-from mast3r_ros.ros.tf_tree import OdomSource
+from mast3r_ros.ros.compat.conversions import make_header, stamp_to_ns
+from mast3r_ros.ros.compat.conversions_geometry import pose_to_T, pose_with_covariance_stamped, xyz_rgb_to_pointcloud2
+from mast3r_ros.ros.compat.decode import decode_frame
+from mast3r_ros.ros.compat.tf_tree import OdomSource
+from mast3r_ros.ros.core.frames import FrameError
+from mast3r_ros.ros.core.localization_core import LocalizationCore, Output
+from mast3r_ros.ros.core.params import LocalizationParams, ParamError
+from mast3r_ros.ros.core.reference import reference_inputs
+from mast3r_ros.ros.nodes.managed import ManagedNode, PlainNode, Stages
+from mast3r_ros.ros.nodes.node_io import (
+    LATCHED,
+    RELIABLE,
+    CameraInput,
+    Diagnostics,
+    TfIO,
+    guarded,
+    rate_hz,
+    stamp_latency_s,
+)
+from mast3r_ros.ros.nodes.node_params import declare_and_read, install_validator
+from mast3r_ros.ros.nodes.outputs import pose_message, status_message, tf_transforms
+from mast3r_ros.ros.nodes.spin import run_node
 from mast3r_ros.srv import LoadMap, Localize, SaveMap, SetReference
 
 LOCALIZE_WAIT_S = 5.0
@@ -48,7 +57,7 @@ MIN_HINT_RADIUS_M = 0.25      # /initialpose: 3 sigma of its covariance, at leas
 
 class LocalizationBody(Stages):
     """The node's body; :class:`LocalizationNode` (plain) and :class:`LocalizationLifecycleNode`
-    (managed, ``--lifecycle``) run it (see :mod:`mast3r_ros.ros.managed`)."""
+    (managed, ``--lifecycle``) run it (see :mod:`mast3r_ros.ros.nodes.managed`)."""
 
     NODE_NAME = "localization_node"
 
@@ -189,7 +198,7 @@ class LocalizationBody(Stages):
         self.get_logger().warn(reason)
 
     def _report_bad(self, stamp_ns: int, frame_id: str, message: str) -> None:
-        from mast3r_ros.ros.localization_core import Status
+        from mast3r_ros.ros.core.localization_core import Status
 
         self._publish(Output(Status(stamp_ns, frame_id, self.core.state(), error=True, message=message)))
 

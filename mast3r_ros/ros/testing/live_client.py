@@ -24,15 +24,15 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from mast3r_ros.msg import LocalizationStatus
-from mast3r_ros.ros.bag_play import PROFILE_ENV, use_large_data_profile
-from mast3r_ros.ros.conversions import (
+from mast3r_ros.ros.bag.bag_play import PROFILE_ENV, use_large_data_profile
+from mast3r_ros.ros.compat.conversions import (
     CameraIntrinsics,
     intrinsics_to_camera_info,
     make_header,
     rgb_to_image,
 )
-from mast3r_ros.ros.conversions_geometry import tf_message, transform_stamped
-from mast3r_ros.ros.node_io import LATCHED, LATCHED_TF, RELIABLE, image_qos
+from mast3r_ros.ros.compat.conversions_geometry import tf_message, transform_stamped
+from mast3r_ros.ros.nodes.node_io import LATCHED, LATCHED_TF, RELIABLE, image_qos
 
 try:
     from tf2_msgs.msg import TFMessage

@@ -26,8 +26,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.signals import SignalHandlerOptions
 
 from mast3r_ros.paths import config_file
-from mast3r_ros.ros.bag import message_class
-from mast3r_ros.ros.conversions import ns_to_stamp
+from mast3r_ros.ros.bag.bag_io import message_class
+from mast3r_ros.ros.compat.conversions import ns_to_stamp
 
 LATCHED_TOPICS = ("/tf_static",)
 _SLEEP_SLICE_S = 0.05  # longest uninterrupted sleep, so Ctrl-C / SIGTERM are handled promptly

@@ -37,7 +37,7 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
-from mast3r_ros.ros.conversions import ConversionError, make_header, payload_bytes, stamp_to_ns
+from mast3r_ros.ros.compat.conversions import ConversionError, make_header, payload_bytes, stamp_to_ns
 
 R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 T_BODY_OPTICAL = np.eye(4)

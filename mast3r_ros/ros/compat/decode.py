@@ -1,4 +1,4 @@
-"""Synchronised messages -> :class:`~mast3r_ros.ros.frames.Frame` (shared by the nodes and replay).
+"""Synchronised messages -> :class:`~mast3r_ros.ros.core.frames.Frame` (shared by the nodes and replay).
 
 Raises ``ConversionError`` / ``FrameError`` naming the problem (encoding, step, sizes, all-NaN
 depth), so the caller reports it and goes on with the next frame.
@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from mast3r_ros.ros.conversions import (
+from mast3r_ros.ros.compat.conversions import (
     camera_info_to_intrinsics,
     image_to_depth_m,
     image_to_numpy,
     image_to_rgb,
 )
-from mast3r_ros.ros.frames import Frame, FrameError
+from mast3r_ros.ros.core.frames import Frame, FrameError
 
 
 def decode_frame(stamp_ns: int, msgs: dict, t_received: float = 0.0) -> Frame:

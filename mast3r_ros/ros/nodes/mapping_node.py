@@ -6,7 +6,7 @@ odometry through TF (odom -> base -> camera optical frame) for keyframe gating. 
 (PoseArray) and ``trajectory`` (Path), both latched, ``status``, ``/diagnostics`` and map->odom on
 ``/tf``. Services: ``optimize`` (a global pass now; waits), ``save_map``, ``load_map`` (continue
 mapping from a saved map), ``reset``, ``pause``, ``resume``. The work is in
-:class:`~mast3r_ros.ros.mapping_core.MappingCore` (an incremental mapper that re-optimises in the
+:class:`~mast3r_ros.ros.core.mapping_core.MappingCore` (an incremental mapper that re-optimises in the
 background); a timer republishes keyframe poses, trajectory and cloud
 after each optimisation pass. Services run in their own callback group, so they answer while
 frames are processed.
@@ -26,25 +26,25 @@ from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 
 from mast3r_ros.msg import LocalizationStatus
-from mast3r_ros.ros.conversions import make_header
-from mast3r_ros.ros.conversions_geometry import path, pose_array, xyz_rgb_to_pointcloud2
-from mast3r_ros.ros.decode import decode_frame
-from mast3r_ros.ros.frames import check_frame
-from mast3r_ros.ros.localization_core import Output, Status
-from mast3r_ros.ros.managed import ManagedNode, PlainNode, Stages
-from mast3r_ros.ros.mapping_core import MappingCore, MappingOutput
-from mast3r_ros.ros.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, guarded, stamp_latency_s
-from mast3r_ros.ros.node_params import declare_and_read, install_validator
-from mast3r_ros.ros.outputs import status_message, tf_transforms
-from mast3r_ros.ros.params import MappingParams, ParamError
-from mast3r_ros.ros.spin import run_node
-from mast3r_ros.ros.tf_tree import OdomSource
+from mast3r_ros.ros.compat.conversions import make_header
+from mast3r_ros.ros.compat.conversions_geometry import path, pose_array, xyz_rgb_to_pointcloud2
+from mast3r_ros.ros.compat.decode import decode_frame
+from mast3r_ros.ros.compat.tf_tree import OdomSource
+from mast3r_ros.ros.core.frames import check_frame
+from mast3r_ros.ros.core.localization_core import Output, Status
+from mast3r_ros.ros.core.mapping_core import MappingCore, MappingOutput
+from mast3r_ros.ros.core.params import MappingParams, ParamError
+from mast3r_ros.ros.nodes.managed import ManagedNode, PlainNode, Stages
+from mast3r_ros.ros.nodes.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, guarded, stamp_latency_s
+from mast3r_ros.ros.nodes.node_params import declare_and_read, install_validator
+from mast3r_ros.ros.nodes.outputs import status_message, tf_transforms
+from mast3r_ros.ros.nodes.spin import run_node
 from mast3r_ros.srv import LoadMap, SaveMap
 
 
 class MappingBody(Stages):
     """The node's body; :class:`MappingNode` (plain) and :class:`MappingLifecycleNode` (managed,
-    ``--lifecycle``) run it (see :mod:`mast3r_ros.ros.managed`)."""
+    ``--lifecycle``) run it (see :mod:`mast3r_ros.ros.nodes.managed`)."""
 
     NODE_NAME = "mapping_node"
 

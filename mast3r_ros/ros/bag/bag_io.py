@@ -33,14 +33,14 @@ from rclpy.serialization import deserialize_message, serialize_message
 from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.datasets.readers import FrameSpec, RgbdDataset, TumRgbdDataset
 from mast3r_ros.paths import REPO_ROOT
-from mast3r_ros.ros.conversions import (
+from mast3r_ros.ros.compat.conversions import (
     CameraIntrinsics,
     depth_m_to_image,
     intrinsics_to_camera_info,
     make_header,
     rgb_to_image,
 )
-from mast3r_ros.ros.conversions_geometry import T_BODY_OPTICAL, pose_stamped, tf_message, transform_stamped
+from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL, pose_stamped, tf_message, transform_stamped
 
 STORAGES = ("mcap", "sqlite3")
 

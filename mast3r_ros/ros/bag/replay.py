@@ -16,17 +16,17 @@ from pathlib import Path
 
 import yaml
 
-from mast3r_ros.ros.bag import read_bag, write_bag
-from mast3r_ros.ros.conversions import stamp_to_ns
-from mast3r_ros.ros.conversions_geometry import transform_to_T
-from mast3r_ros.ros.decode import decode_frame
-from mast3r_ros.ros.frames import FrameError, StampGuard
-from mast3r_ros.ros.launch_description import default_params_file
-from mast3r_ros.ros.localization_core import LocalizationCore, Output, Status
-from mast3r_ros.ros.outputs import pose_message, status_message, tf_msg
-from mast3r_ros.ros.params import LocalizationParams, ParamError, load_params_file
-from mast3r_ros.ros.sync import ApproximateSync
-from mast3r_ros.ros.tf_tree import OdomSource, TfLookupError, TfTree
+from mast3r_ros.ros.bag.bag_io import read_bag, write_bag
+from mast3r_ros.ros.compat.conversions import stamp_to_ns
+from mast3r_ros.ros.compat.conversions_geometry import transform_to_T
+from mast3r_ros.ros.compat.decode import decode_frame
+from mast3r_ros.ros.compat.sync import ApproximateSync
+from mast3r_ros.ros.compat.tf_tree import OdomSource, TfLookupError, TfTree
+from mast3r_ros.ros.core.frames import FrameError, StampGuard
+from mast3r_ros.ros.core.localization_core import LocalizationCore, Output, Status
+from mast3r_ros.ros.core.params import LocalizationParams, ParamError, load_params_file
+from mast3r_ros.ros.nodes.launch_description import default_params_file
+from mast3r_ros.ros.nodes.outputs import pose_message, status_message, tf_msg
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ def _run(module: str) -> int:
 
 
 def localization_node() -> int:
-    return _run("mast3r_ros.ros.localization_node")
+    return _run("mast3r_ros.ros.nodes.localization_node")
 
 
 def mapping_node() -> int:
-    return _run("mast3r_ros.ros.mapping_node")
+    return _run("mast3r_ros.ros.nodes.mapping_node")

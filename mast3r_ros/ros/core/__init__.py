@@ -1,0 +1,16 @@
+"""mast3r_ros.ros.core: the nodes' ROS-free cores (numpy and dataclasses in and out; never rclpy or messages).
+
+Modules
+-------
+* :mod:`~mast3r_ros.ros.core.localization_core` - frames in, poses/status/TF out, service actions.
+* :mod:`~mast3r_ros.ros.core.mapping_core` - odometry-gated RGB-D keyframes into the incremental mapper.
+* :mod:`~mast3r_ros.ros.core.params` - node parameter schemas (ROS parameters, YAML, CLI).
+* :mod:`~mast3r_ros.ros.core.frames` - decoded input frames, their validation, camera <-> base poses.
+* :mod:`~mast3r_ros.ros.core.frame_queue` - newest-frame bounded queue and its worker thread.
+* :mod:`~mast3r_ros.ros.core.reference` - inputs of the ``set_reference`` service.
+* :mod:`~mast3r_ros.ros.core.map_cloud` - the loaded map as a coloured point cloud.
+
+Import the modules by path; this package imports nothing so that it stays cheap.
+"""
+
+__all__ = ["frame_queue", "frames", "localization_core", "map_cloud", "mapping_core", "params", "reference"]
