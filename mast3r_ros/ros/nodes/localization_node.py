@@ -30,6 +30,7 @@ from mast3r_ros.ros.compat.conversions_geometry import pose_to_T, pose_with_cova
 from mast3r_ros.ros.compat.decode import decode_frame
 from mast3r_ros.ros.compat.tf_tree import OdomSource
 from mast3r_ros.ros.core.frames import FrameError
+from mast3r_ros.ros.core.initial_pose import DEFAULT_HINT_RADIUS_M, prior_search_region
 from mast3r_ros.ros.core.localization_core import LocalizationCore, Output
 from mast3r_ros.ros.core.params import LocalizationParams, ParamError
 from mast3r_ros.ros.core.reference import reference_inputs
@@ -50,9 +51,7 @@ from mast3r_ros.ros.nodes.spin import run_node
 from mast3r_ros.srv import LoadMap, Localize, SaveMap, SetReference
 
 LOCALIZE_WAIT_S = 5.0
-DEFAULT_HINT_RADIUS_M = 1.0
 FIRST_TF_WAIT_S = 1.0         # base->camera wait until it has been found once
-MIN_HINT_RADIUS_M = 0.25      # /initialpose: 3 sigma of its covariance, at least this
 
 
 class LocalizationBody(Stages):
@@ -370,22 +369,15 @@ class LocalizationBody(Stages):
         return resp
 
     def _on_initialpose(self, msg) -> None:
-        """AMCL-like: at any time, in the map frame; the prior of the next frame, its covariance
-        (3 sigma of x/y, and of yaw) the search region."""
+        """AMCL-like: at any time, in the map frame; the next frame's prior (:func:`prior_search_region`)."""
         if stamp_to_ns(msg.header.stamp) in self._own_initialposes:
             return  # our own fix (publish_initialpose), not a user's prior
         try:
             T_map_base = self._pose_in_map(msg.header, msg.pose.pose, "/initialpose")
-            cov = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
-            if not np.all(np.isfinite(cov)):
-                raise FrameError("/initialpose covariance is not finite")
+            radius, max_deg = prior_search_region(msg.pose.covariance)
         except (FrameError, ValueError) as exc:
             self.get_logger().warn(f"/initialpose refused: {exc}")
             return
-        sigma_xy = float(np.sqrt(max(cov[0, 0], cov[1, 1], 0.0)))
-        radius = max(MIN_HINT_RADIUS_M, 3.0 * sigma_xy) if sigma_xy > 0 else DEFAULT_HINT_RADIUS_M
-        sigma_yaw = float(np.sqrt(max(cov[5, 5], 0.0)))
-        max_deg = min(180.0, max(5.0, float(np.degrees(3.0 * sigma_yaw)))) if sigma_yaw > 0 else None
         self.core.request_localize(None, radius, T_map_base_hint=T_map_base, max_jump_deg=max_deg)
         self.get_logger().info(f"/initialpose accepted: prior of the next frame, search radius {radius:.2f} m"
                                + (f", {max_deg:.0f} deg" if max_deg else ""))
