@@ -27,6 +27,7 @@ from mast3r_ros.localization.frontends import make_frontend  # noqa: E402
 from mast3r_ros.map.build import build_map  # noqa: E402
 from mast3r_ros.ros.bag.bag_play import PROFILE_ENV, large_data_profile  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
+from mast3r_ros.ros.core.params import LocalizationParams  # noqa: E402
 from mast3r_ros.ros.testing.live_client import (  # noqa: E402
     LiveClient,
     child_pids,
@@ -92,6 +93,7 @@ def test_flood_keeps_newest_no_backlog_memory_flat(data_dir, tmp_path):
         _play(tmp_path / "warm", domain, node_pid, warm_rss)        # DDS matching, first-frame caches
         client.wait_for(lambda: len(client.messages("status")) > 0, 20.0)
         rss = [rss_mib(node_pid)]
+        private = [rss_mib(node_pid, "RssAnon")]
         with client.lock:
             seen_before = len(client.received["status"])
         ended = _play(tmp_path / "flood", domain, node_pid, rss)
@@ -99,6 +101,7 @@ def test_flood_keeps_newest_no_backlog_memory_flat(data_dir, tmp_path):
         client.wait_for(lambda: any(stamp_to_ns(m.header.stamp) == last for m in client.messages("status")), 20.0)
         time.sleep(1.0)  # a status that would still come after the newest one would show now
         rss.append(rss_mib(node_pid))
+        private.append(rss_mib(node_pid, "RssAnon"))
         with client.lock:
             recv = [(t, m) for t, m in client.received["status"][seen_before:]
                     if stamp_to_ns(m.header.stamp) in set(stamps)]
@@ -115,7 +118,8 @@ def test_flood_keeps_newest_no_backlog_memory_flat(data_dir, tmp_path):
     print(f"\nflood: {len(stamps)} played, {len(done)} processed, {dropped} dropped, {len(rejected)} rejected; "
           f"processing median {np.median(processing):.3f} s; latency first/last third "
           f"{np.median(lat[:len(lat) // 3]):.2f}/{np.median(lat[-(len(lat) // 3):]):.2f} s (+ constant); "
-          f"RSS {rss[0]:.0f} -> {rss[-1]:.0f} MiB (max {max(rss):.0f})")
+          f"RSS {rss[0]:.0f} -> {rss[-1]:.0f} MiB (max {max(rss):.0f}), "
+          f"private {private[0]:.0f} -> {private[1]:.0f} MiB")
     # every frame is accounted for: processed, dropped by the newest-frame queue, or rejected
     # (measured on the shared 2-core machine: 0 rejected, 170/170 and, with two `yes` loops, 169/170)
     assert len(done) + dropped + len(rejected) >= 0.95 * len(stamps)
@@ -130,6 +134,11 @@ def test_flood_keeps_newest_no_backlog_memory_flat(data_dir, tmp_path):
     # latency does not grow (a FIFO behind a slower worker grows by the input rate x processing time)
     third = max(len(lat) // 3, 1)
     assert np.median(lat[-third:]) - np.median(lat[:third]) < 2 * max(processing) + 0.5
-    # memory flat: measured growth 5 MiB, 28 MiB with two `yes` loops (a FIFO backlog of 640x480
-    # frames would hold 0.9 MiB per queued frame)
-    assert rss[-1] - rss[0] < 40
+    # memory flat: private memory (RssAnon) grows by at most what the design holds -- the input's DDS
+    # history of sync_queue_size frames (60 x 0.88 MiB 640x480 rgb8) -- plus 10 MiB; a FIFO backlog of
+    # this flood would hold 170 x 0.88 = 150 MiB. Measured: +8 and +9 MiB (during a suite run under two
+    # `yes` loops). VmRSS also counts the touched pages of the player's 32 MiB shared-memory segment
+    # (bounded by its size, not by a backlog): it grew +40 MiB once under two `yes` loops (split not
+    # recorded), so it is printed, not asserted.
+    capacity_mib = LocalizationParams().sync_queue_size * 640 * 480 * 3 / 2**20
+    assert private[1] - private[0] < capacity_mib + 10

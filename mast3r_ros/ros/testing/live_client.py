@@ -209,11 +209,13 @@ def child_pids(pid: int) -> list[int]:
     return out
 
 
-def rss_mib(pid: int) -> float:
-    """Resident set size of a process in MiB (Linux /proc), NaN when it is gone."""
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of a process in MiB (Linux /proc/PID/status), NaN when it is gone. ``field``:
+    ``VmRSS`` (all), ``RssAnon`` (private memory: what a backlog grows), ``RssShmem`` (touched pages of
+    shared memory, e.g. the Fast DDS segments mapped from other processes, bounded by their size)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass
