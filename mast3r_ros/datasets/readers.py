@@ -94,14 +94,20 @@ class Frame:
     T_world_cam: np.ndarray | None   # [4,4] float64 camera-to-world, OpenCV optical frame, metres
 
 
+def _read_matrix(path: Path, n: int, what: str) -> np.ndarray:
+    """A whitespace-separated n x n text matrix -> [n,n] float64; DatasetError naming the ``what`` file."""
+    try:
+        M = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read {what} file {path}: {exc}") from None
+    if M.shape != (n, n):
+        raise DatasetError(f"{what} file {path} must hold a {n}x{n} matrix, got shape {M.shape}")
+    return M
+
+
 def read_intrinsics(path: Path) -> np.ndarray:
     """Read a whitespace-separated 3x3 K file -> [3,3] float64 pixels; DatasetError if malformed."""
-    try:
-        K = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read intrinsics file {path}: {exc}") from None
-    if K.shape != (3, 3):
-        raise DatasetError(f"intrinsics file {path} must hold a 3x3 matrix, got shape {K.shape}")
+    K = _read_matrix(path, 3, "intrinsics")
     if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
         raise DatasetError(f"intrinsics file {path} has non-finite or non-positive focal lengths")
     return K
@@ -116,12 +122,7 @@ def _check_K(K, source: str) -> np.ndarray:
 
 def read_pose_matrix(path: Path) -> np.ndarray | None:
     """Read a 4x4 camera-to-world text matrix; None when it holds non-finite values (no GT)."""
-    try:
-        T = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read pose file {path}: {exc}") from None
-    if T.shape != (4, 4):
-        raise DatasetError(f"pose file {path} must hold a 4x4 matrix, got shape {T.shape}")
+    T = _read_matrix(path, 4, "pose")
     if not np.all(np.isfinite(T)):
         return None
     why = rigid_problem(T)
