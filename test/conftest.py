@@ -55,3 +55,18 @@ def tiny_checkpoint(fixtures_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_io(fixtures_dir: Path):
     return np.load(fixtures_dir / "mast3r_tiny_io.npz", allow_pickle=False)
+
+
+@pytest.fixture(scope="session")
+def kitchen_map(data_dir: Path, tmp_path_factory) -> Path:
+    """The temporal split's map, built once per session and only read by its users: 7-Scenes
+    redkitchen frames 0:598 (200 keyframes), classical front-end, the ``7scenes`` rig calibration."""
+    from mast3r_ros.datasets.calibration import RgbdCalibration
+    from mast3r_ros.datasets.readers import open_dataset
+    from mast3r_ros.localization.frontends import make_frontend
+    from mast3r_ros.map.build import build_map
+
+    out = tmp_path_factory.mktemp("kitchen") / "map"
+    build_map(open_dataset(data_dir / "7scenes_redkitchen"), "0:598", make_frontend("classical"), out,
+              calib=RgbdCalibration.load("7scenes"))
+    return out

@@ -15,15 +15,13 @@ from mast3r_ros.localization.evaluation import localize_frames, summarize
 from mast3r_ros.localization.frontends import make_frontend
 from mast3r_ros.localization.localizer import Localizer
 from mast3r_ros.map import KeyframeMap
-from mast3r_ros.map.build import build_map
 
 
 @pytest.mark.slow
-def test_temporal_split_classical_meets_acceptance(data_dir, tmp_path):
+def test_temporal_split_classical_meets_acceptance(data_dir, kitchen_map):
     ds = open_dataset(data_dir / "7scenes_redkitchen")
     cal = RgbdCalibration.load("7scenes")
-    build_map(ds, "0:598", make_frontend("classical"), tmp_path / "map", calib=cal)
-    with KeyframeMap.open(tmp_path / "map") as kmap:
+    with KeyframeMap.open(kitchen_map) as kmap:
         assert len(kmap) == 200
         rgbd = localize_frames(Localizer(kmap, make_frontend("classical")), ds, "600:1000:9",
                                calib=cal, use_depth=True)

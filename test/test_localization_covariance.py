@@ -199,7 +199,7 @@ def test_shipped_defaults_cover_chi_square_levels_on_their_own_oracle():
 
 
 @pytest.mark.slow
-def test_temporal_split_published_covariance_is_calibrated(data_dir, tmp_path):
+def test_temporal_split_published_covariance_is_calibrated(data_dir, kitchen_map):
     """Reduced acceptance on real data: 7-Scenes temporal split (map 0:598, queries 600:1000:12),
     README calibration, classical front-end, shipped covariance defaults (their model error was
     calibrated on the interleaved + reverse splits, see ``benchmarks/bench_covariance.py``)."""
@@ -209,14 +209,12 @@ def test_temporal_split_published_covariance_is_calibrated(data_dir, tmp_path):
     from mast3r_ros.localization.frontends import make_frontend
     from mast3r_ros.localization.localizer import Localizer
     from mast3r_ros.map import KeyframeMap
-    from mast3r_ros.map.build import build_map
 
     ds = open_dataset(data_dir / "7scenes_redkitchen")
     cal = RgbdCalibration.load("7scenes")
-    build_map(ds, "0:598", make_frontend("classical"), tmp_path / "map", calib=cal)
     K = cal.colour_K(ds.K)
     frac = {}
-    with KeyframeMap.open(tmp_path / "map") as kmap:
+    with KeyframeMap.open(kitchen_map) as kmap:
         for mode in ("rgbd", "rgb"):
             loc = Localizer(kmap, make_frontend("classical"))
             err, cov, n_inl = [], [], []

@@ -19,6 +19,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -96,6 +97,7 @@ class LiveClient:
         self.lock = threading.Lock()
         self._closed = threading.Event()
         self.received: dict[str, list] = defaultdict(list)
+        self._matched: dict[str, int] = defaultdict(int)  # publishers our reader has matched, per key
         self._sub(PoseWithCovarianceStamped, f"{ns}/localization_pose", LATCHED, "pose")
         self._sub(LocalizationStatus, f"{ns}/status", RELIABLE, "status")
         self._sub(DiagnosticArray, "/diagnostics", RELIABLE, "diagnostics")
@@ -120,7 +122,21 @@ class LiveClient:
         def cb(msg):
             with self.lock:
                 self.received[key].append((time.monotonic(), msg))
-        self.node.create_subscription(typ, topic, cb, qos)
+
+        def matched(status):
+            with self.lock:
+                self._matched[key] = status.current_count
+        self.node.create_subscription(typ, topic, cb, qos,
+                                      event_callbacks=SubscriptionEventCallbacks(matched=matched))
+
+    def wait_matched(self, keys: tuple[str, ...] = ("status", "pose"), timeout: float = 90.0) -> bool:
+        """Wait until our reader of each key has matched a publisher (the *reader's* side of the DDS
+        match, from its matched event). A sample sent before that is not delivered, reliable or not:
+        a listener (rviz, a test) must be connected before frames flow to see every answer."""
+        def ready():
+            with self.lock:
+                return all(self._matched[k] > 0 for k in keys)
+        return self.wait_for(ready, timeout)
 
     def messages(self, key: str) -> list:
         with self.lock:
@@ -245,11 +261,18 @@ def start_launch(mode: str, domain_id: int, args: list[str], log_path: Path) -> 
 def stop_process_tree(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0
                       ) -> tuple[float, list[int]]:
     """Signal ``proc``; wait for it and its children. Returns (seconds taken, pids still alive);
-    anything still alive after ``timeout`` is SIGKILLed (tests must not leak processes)."""
+    anything still alive after ``timeout`` is SIGKILLed (tests must not leak processes). SIGKILL goes
+    to the children too: a killed parent cannot pass it on."""
     children = child_pids(proc.pid)
     t0 = time.monotonic()
     if proc.poll() is None:
         proc.send_signal(sig)
+    if sig == signal.SIGKILL:
+        for c in children:
+            try:
+                os.kill(c, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
