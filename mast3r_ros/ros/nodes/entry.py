@@ -9,12 +9,30 @@ a handler, so Ctrl-C at any moment exits quietly with code 0, as it does after s
 from __future__ import annotations
 
 import importlib
+import signal
 
 
 def _run(module: str) -> int:
+    interrupted: list[int] = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    # Some library's import code swallows KeyboardInterrupt (a bare ``except``): under load a Ctrl-C
+    # landed there and the node started as if never interrupted. The flag remembers it all the same.
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        return importlib.import_module(module).main()
-    except KeyboardInterrupt:  # before run_node's own handling (imports) or between its steps
+        main = importlib.import_module(module).main
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        return 0
+    try:
+        return main()
+    except KeyboardInterrupt:  # between run_node's steps, before rclpy's own handlers are installed
         return 0
 
 
