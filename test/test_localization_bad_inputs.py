@@ -1,7 +1,9 @@
-"""Bad inputs give LOST / clear errors; nothing escapes ``Localizer.localize``."""
+"""Bad inputs give LOST / clear errors; nothing escapes ``Localizer.localize``; a wrong pose prior is refused
+by its narrowed gates, which clearing the prior gives back as configured."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from mast3r_ros.geometry.transforms import pose_errors
 from mast3r_ros.localization.evaluation import localize_frames
 from mast3r_ros.localization.frontends import FrontEndError, make_frontend
 from mast3r_ros.localization.localizer import Localizer
+from mast3r_ros.localization.state import LocState
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.map.build import build_map
 
@@ -89,6 +92,40 @@ def test_tracking_survives_bad_frames_then_relocalizes(scene, localizer):
     assert states[-1] == "LOST"
     r = localizer.localize(scene.load_rgb(good[2]), scene.K)
     assert r.ok and r.state.value == "TRACKING"
+
+
+def test_pose_prior_narrows_the_gates_and_clearing_restores_the_configured_ones(scene, localizer):
+    """seed_pose_prior: a prior 3 m off with a 0.3 m radius refuses the true pose (jump gate), the
+    true prior accepts it; clear_pose_prior gives back exactly the configured gates and radius, also
+    after set_gates changed them; a None prior relocalizes globally."""
+    configured, radius = localizer.gates, localizer.prior_radius_m
+    f = _frame(scene, 27)
+    img = scene.load_rgb(f)
+    wrong = f.T_world_cam.copy()
+    wrong[:3, 3] += [3.0, 0.0, 0.0]
+    localizer.seed_pose_prior(wrong, 0.3, max_jump_deg=10.0)
+    assert localizer.state.state == LocState.TRACKING and localizer.prior_radius_m == 0.3
+    assert localizer.gates == replace(configured, max_jump_m=0.3, max_jump_deg=10.0)
+    assert localizer.config.gates == configured  # the configured values are not written
+    r = localizer.localize(img, scene.K)
+    assert not r.ok and "jump" in r.error and r.selection == "retrieval", r.error
+    localizer.seed_pose_prior(f.T_world_cam, 0.3)  # max_jump_deg None: the configured rotation gate
+    assert localizer.gates == replace(configured, max_jump_m=0.3)
+    r = localizer.localize(img, scene.K)
+    assert r.ok and r.state == LocState.TRACKING and r.selection == "retrieval", r.error
+    localizer.clear_pose_prior()
+    assert localizer.gates == configured and localizer.prior_radius_m == radius
+    assert localizer.state.state == LocState.TRACKING  # clearing keeps the tracking state
+    stricter = replace(configured, min_inliers=25, max_jump_m=0.2, max_jump_deg=5.0)
+    localizer.set_gates(stricter)
+    assert localizer.gates == stricter
+    localizer.seed_pose_prior(f.T_world_cam, 1.0, max_jump_deg=20.0)
+    localizer.clear_pose_prior()
+    assert localizer.gates == stricter and localizer.prior_radius_m == radius
+    localizer.seed_pose_prior(None, 1.0)
+    assert localizer.state.state == LocState.LOST and localizer.state.prior() is None
+    r = localizer.localize(img, scene.K)
+    assert r.ok and r.selection == "retrieval", r.error
 
 
 def test_map_build_without_depth_is_a_clear_error(scene, tmp_path):

@@ -17,7 +17,7 @@ from mast3r_ros.geometry.camera import depth_to_pointmap
 from mast3r_ros.geometry.transforms import invert, pose_errors
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.mapping.incremental import IncrementalMapper
-from mast3r_ros.ros.core.frames import Frame
+from mast3r_ros.ros.core.frames import Frame, FrameError
 from mast3r_ros.ros.core.localization_core import LocalizationCore
 from mast3r_ros.ros.core.mapping_core import MappingCore
 from mast3r_ros.ros.core.params import LocalizationParams, MappingParams, ParamError
@@ -180,6 +180,35 @@ def test_bad_input_is_reported_and_the_next_frame_is_processed(seven):
         core.reset()
         assert core.num_keyframes == 0 and core.T_map_odom() is None
         assert core.process(_frame(seven, 3, stamp_ns=good.stamp_ns - 1), np.eye(4)).keyframe_added
+    finally:
+        core.close()
+
+
+def test_frame_checked_once_on_the_node_path(seven):
+    """The node checks each frame once with MappingCore.check: the same message as an unchecked
+    process gives, the depth cleaned in a new frame (the caller's untouched); process(checked=True)
+    still refuses a stamp going backwards and a frame without depth, and maps checked frames."""
+    bad = _frame(seven, 0)
+    bad.image = bad.image[..., 0]
+    with pytest.raises(FrameError, match="image must be") as refused:
+        MappingCore.check(bad)
+    core = MappingCore(_params(optimize_every_n_keyframes=0), background=False)
+    try:
+        assert core.process(bad, np.eye(4)).status.message == str(refused.value)
+        raw = _frame(seven, 0)
+        raw.depth = raw.depth.copy()
+        raw.depth[:10] = np.nan
+        checked = MappingCore.check(raw)
+        assert np.isnan(raw.depth[:10]).all() and (checked.depth[:10] == 0).all()
+        assert np.array_equal(checked.depth[10:], raw.depth[10:]) and checked.image is raw.image
+        assert core.process(checked, _odom(seven, 0), checked=True).keyframe_added
+        back = MappingCore.check(_frame(seven, 3, stamp_ns=raw.stamp_ns - 1))
+        out = core.process(back, _odom(seven, 3), checked=True)
+        assert out.status.error and "backwards" in out.status.message, out.status.message
+        out = core.process(MappingCore.check(_frame(seven, 6, depth=None)), _odom(seven, 6), checked=True)
+        assert out.status.error and "no depth image" in out.status.message, out.status.message
+        out = core.process(MappingCore.check(_frame(seven, 20)), _odom(seven, 20), checked=True)
+        assert out.keyframe_added and core.num_keyframes == 2, out.status.message
     finally:
         core.close()
 

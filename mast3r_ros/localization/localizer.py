@@ -2,16 +2,16 @@
 
 Pipeline per query: keyframe selection (while tracking: the ``tracking_k`` keyframes nearest the
 pose prior; otherwise, or after :meth:`Localizer.request_retrieval`: global-descriptor retrieval of
-the top-k) -> front-end matching against those keyframes (in one batch when the front-end has
-``match_many``) -> one PnP + RANSAC + refinement
-on all 2D-3D matches -> covariance -> acceptance gates -> state machine. ``localize`` never
+the top-k, gated around the prior when there is one) -> front-end matching against those keyframes
+(in one batch when the front-end has ``match_many``) -> one PnP + RANSAC + refinement on all 2D-3D
+matches -> covariance -> acceptance gates -> state machine. ``localize`` never
 raises: bad inputs and failures come back as a result with ``T_map_cam=None`` and ``error``.
 """
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -85,7 +85,7 @@ class Localizer:
     """
 
     def __init__(self, kmap: KeyframeMap, frontend: FrontEnd, config: LocalizerConfig | None = None):
-        self.config = config or LocalizerConfig()
+        self.config = config or LocalizerConfig()  # never written: set_gates replaces it
         self.map = kmap
         self.frontend = frontend
         if kmap.meta.frontend != frontend.name:
@@ -96,15 +96,66 @@ class Localizer:
         if ids is None or desc is None:
             raise ValueError(f"map {kmap.path} has no retrieval index; rebuild it with `map build`")
         poses = kmap.poses()
+        # working copies: a seeded prior narrows them, clear_pose_prior() restores them from self.config
         self.retriever = Retriever(ids.tolist(), desc, np.stack([poses[int(i)] for i in ids]),
-                                   self.config.retrieval)
-        self.state = StateMachine(self.config.gates)
+                                   replace(self.config.retrieval))
+        self.state = StateMachine(replace(self.config.gates))
         self._cache: OrderedDict[int, Keyframe] = OrderedDict()
         self._retrieve_next = False
 
     def request_retrieval(self) -> None:
         """Select the next query's keyframes by retrieval even while tracking (a localize request)."""
         self._retrieve_next = True
+
+    # ---------------------------------------------------------------- priors and gates
+    def seed_pose_prior(self, T_map_cam: np.ndarray | None, radius_m: float,
+                        max_jump_deg: float | None = None) -> None:
+        """Localize the next queries near a pose prior (e.g. /initialpose), or globally.
+
+        Forgets the tracking state. With a prior: TRACKING from ``T_map_cam``, the next query's
+        keyframes come from descriptor retrieval among those within ``radius_m`` of it, and its pose
+        is accepted only within ``radius_m`` / ``max_jump_deg`` of it (the tracking gates, the others
+        as configured). The narrowed gates stay until :meth:`clear_pose_prior` (or the next seed).
+
+        Args:
+            T_map_cam: [4,4] float64 camera (OpenCV optical) to map pose prior, metres; None =
+                no prior: LOST, the next query is relocalized globally.
+            radius_m: search radius around the prior (metres): keyframe camera centres and the
+                accepted pose's translation from the prior.
+            max_jump_deg: rotation allowed from the prior (degrees); None = the configured
+                ``gates.max_jump_deg``.
+        """
+        self.state.seed(None if T_map_cam is None else np.asarray(T_map_cam, dtype=np.float64))
+        if T_map_cam is None:
+            self.clear_pose_prior()
+            return
+        self.request_retrieval()  # keyframes by retrieval within the radius, not only the one nearest the prior
+        self.retriever.config = replace(self.config.retrieval, prior_max_dist_m=float(radius_m))
+        deg = self.config.gates.max_jump_deg if max_jump_deg is None else float(max_jump_deg)
+        self.state.config = replace(self.config.gates, max_jump_m=float(radius_m), max_jump_deg=deg)
+
+    def clear_pose_prior(self) -> None:
+        """Back to the configured retrieval radius and gates (``self.config``, as last set by
+        :meth:`set_gates`) after a :meth:`seed_pose_prior`; the tracking state is kept."""
+        self.retriever.config = replace(self.config.retrieval)
+        self.state.config = replace(self.config.gates)
+
+    def set_gates(self, gates: GateConfig) -> None:
+        """Change the acceptance gates at run time (from the next query on); they become the
+        configured gates that :meth:`clear_pose_prior` returns to (they also replace a seeded prior's
+        narrowed ones). ``gates`` is copied."""
+        self.config = replace(self.config, gates=replace(gates))
+        self.state.config = replace(gates)
+
+    @property
+    def gates(self) -> GateConfig:
+        """A copy of the gates in use (the configured ones, or narrowed by a seeded prior)."""
+        return replace(self.state.config)
+
+    @property
+    def prior_radius_m(self) -> float | None:
+        """Retrieval radius around the pose prior in use (metres; None = no distance gate)."""
+        return self.retriever.config.prior_max_dist_m
 
     def localize(self, image: np.ndarray, K: np.ndarray, depth: np.ndarray | None = None,
                  stamp: float = 0.0, dist: np.ndarray | None = None) -> LocalizationResult:
@@ -173,7 +224,7 @@ class Localizer:
                                  nearest_keyframe_distance(pnp.T_map_cam, self.retriever.T))
         timings["pnp"] = time.perf_counter() - t
 
-        reason = pnp.message or check_gates(self.config.gates, len(corr), pnp.n_inliers, med,
+        reason = pnp.message or check_gates(self.state.config, len(corr), pnp.n_inliers, med,
                                             pnp.T_map_cam, prior, med3d)
         state, T = self.state.update(None if reason else pnp.T_map_cam)
         if T is None and not reason:

@@ -117,3 +117,12 @@ class StateMachine:
 
     def reset(self) -> None:
         self.__init__(self.config)
+
+    def seed(self, T_map_cam: np.ndarray | None) -> None:
+        """Start over from an external pose prior: TRACKING from ``T_map_cam`` ([4,4] float64
+        camera-to-map, metres), or LOST (None: the next query relocalizes globally)."""
+        self.reset()
+        if T_map_cam is None:
+            self.state = LocState.LOST
+        else:
+            self.state, self.last_pose = LocState.TRACKING, T_map_cam

@@ -28,7 +28,8 @@ neighbours fixed) after every ``optimize_every_n_keyframes`` keyframes, and a gl
 (everything but the first keyframe free) every ``global_every`` keyframes. Memory is bounded by
 ``max_keyframes``: beyond it, the most redundant old keyframe (closest to another) is dropped.
 Thread safety: all public methods may be called from any thread; the worker optimises a copy and
-merges the result, re-anchoring keyframes added in the meantime.
+merges the result, re-anchoring keyframes added in the meantime (the pass and the worker:
+``incremental_pass.py``).
 """
 from __future__ import annotations
 
@@ -43,10 +44,11 @@ from mast3r_ros.geometry.alignment import ransac_rigid
 from mast3r_ros.geometry.camera import backproject_depth
 from mast3r_ros.geometry.transforms import invert, rotation_error_deg
 from mast3r_ros.localization.frontends.classical import ClassicalConfig, ClassicalFrontEnd
+from mast3r_ros.mapping.incremental_pass import PassWorker, align_keyframes
 from mast3r_ros.mapping.pairs import classical_pair
 from mast3r_ros.mapping.problem import PairCheckConfig
-from mast3r_ros.mapping.sparse_ga import AlignmentConfig, sparse_global_alignment
-from mast3r_ros.mapping.types import MappingError, ViewData
+from mast3r_ros.mapping.sparse_ga import AlignmentConfig
+from mast3r_ros.mapping.types import MappingError
 
 
 def _fast_alignment() -> AlignmentConfig:
@@ -124,10 +126,7 @@ class IncrementalMapper:
         self._pairs: dict[tuple[int, int], object] = {}
         self._next_id, self._since_opt, self._version = 0, 0, 0
         self._lock = threading.RLock()
-        self._wake = threading.Condition(self._lock)
-        self._pending: str | None = None
-        self._worker: threading.Thread | None = None
-        self._stop = False
+        self._worker = PassWorker(self._run_pass)  # background passes (start / stop)
         self._last_T_odom: np.ndarray | None = None
         self._ref_id: int | None = None  # keyframe new frames are tracked against (None: newest)
         self._desc_cache: dict[int, np.ndarray] = {}  # keyframe id -> VLAD descriptor under _desc_vocab
@@ -242,7 +241,7 @@ class IncrementalMapper:
             n_new = self._since_opt
         if n_new % max(cfg.optimize_every_n_keyframes, 1) == 0 and len(self._kfs) >= 2:
             mode = "global" if (kid % max(cfg.global_every, 1) == 0) else "window"
-            self.optimize(mode, wait=self._worker is None)
+            self.optimize(mode, wait=not self._worker.running)
         return FrameResult(True, kid, T, why, n_inl, overlap)
 
     def _new_pairs(self, kf: _KF, kfs: dict) -> dict:
@@ -278,45 +277,24 @@ class IncrementalMapper:
         returns whether it succeeded; otherwise the request goes to the worker (coalesced)."""
         if mode not in ("global", "window"):
             raise ValueError(f"mode must be 'global' or 'window', got {mode!r}")
-        if not wait and self._worker is not None:
-            with self._lock:
-                self._pending = "global" if "global" in (mode, self._pending) else mode
-                self._wake.notify()
+        if not wait and self._worker.running:
+            self._worker.request(mode)
             return True
         return self._run_pass(mode)
 
     def _run_pass(self, mode: str) -> bool:
-        cfg = self.config
         with self._lock:  # copy what the pass needs; keyframes may arrive meanwhile
-            ids = sorted(self._kfs)
-            kfs = {k: self._kfs[k] for k in ids}
+            kfs = dict(self._kfs)
             pairs = dict(self._pairs)
-            T0 = {k: kfs[k].T.copy() for k in ids}
-        if len(ids) < 2:
-            return False
-        free = set(ids[1:]) if mode == "global" else set(ids[-cfg.window_size:]) - {ids[0]}
-        use = set(free) | {b for a, b in pairs if a in free} | {a for a, b in pairs if b in free}
-        use |= {ids[0]} if mode == "global" else set()
-        order = sorted(use)
-        pos = {k: v for v, k in enumerate(order)}
-        views = [ViewData((kfs[k].image.shape[1], kfs[k].image.shape[0]), kfs[k].image, kfs[k].K,
-                          kfs[k].depth, name=str(k)) for k in order]
-        plist = []
-        for (a, b), p in pairs.items():
-            if a in pos and b in pos and (a in free or b in free):
-                q = type(p)(pos[a], pos[b], p.xy_i, p.xy_j, p.conf)
-                plist.append(q)
-        fixed = np.array([k not in free for k in order])
-        if fixed.all() or not plist:
-            return False
+            T0 = {k: kf.T.copy() for k, kf in kfs.items()}
         try:
-            res = sparse_global_alignment(views, plist, cfg.alignment,
-                                          init_T_world_cam=np.stack([T0[k] for k in order]), fixed=fixed)
+            new = align_keyframes(kfs, T0, pairs, mode, self.config.window_size, self.config.alignment)
         except MappingError as exc:
             self.last_error = str(exc)
             return False
+        if new is None:
+            return False
         with self._lock:
-            new = {k: res.T_world_cam[pos[k]] for k in order}
             for k in sorted(self._kfs):  # merge; re-anchor keyframes added during the pass
                 kf = self._kfs[k]
                 if k in new:
@@ -329,31 +307,11 @@ class IncrementalMapper:
 
     def start(self) -> None:
         """Start the background worker (idempotent)."""
-        with self._lock:
-            if self._worker is not None:
-                return
-            self._stop = False
-            self._worker = threading.Thread(target=self._loop, name="mast3r-mapper", daemon=True)
-            self._worker.start()
+        self._worker.start()
 
     def stop(self) -> None:
         """Stop the worker after its current pass."""
-        with self._lock:
-            w, self._worker = self._worker, None
-            self._stop = True
-            self._wake.notify_all()
-        if w is not None:
-            w.join()
-
-    def _loop(self) -> None:
-        while True:
-            with self._lock:
-                while self._pending is None and not self._stop:
-                    self._wake.wait()
-                if self._stop:
-                    return
-                mode, self._pending = self._pending, None
-            self._run_pass(mode)
+        self._worker.stop()
 
     # ------------------------------------------------------------------ outputs
     def snapshot(self, cloud: bool = False, stride: int = 8, max_points: int | None = None) -> MapSnapshot:

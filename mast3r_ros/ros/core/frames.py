@@ -94,13 +94,27 @@ class StampGuard:
 def check_frame(frame: Frame, last_stamp_ns: int | None) -> np.ndarray | None:
     """Raise :class:`FrameError` naming the problem; return the cleaned depth (NaN -> 0) or None.
 
-    Checks: stamp not older than the previous processed frame, image shape/dtype, camera_info
-    size equal to the image size, finite positive focal lengths, depth size equal to the image
-    size, and at least one valid depth pixel (an all-NaN depth image is a sensor failure).
+    Checks: stamp not older than the previous processed frame (:func:`check_stamp_order`), then
+    the frame's content (:func:`check_frame_content`).
     """
-    if last_stamp_ns is not None and frame.stamp_ns < last_stamp_ns:
-        raise FrameError(f"image stamp went backwards: {frame.stamp_ns / 1e9:.3f} s after "
+    check_stamp_order(frame.stamp_ns, last_stamp_ns)
+    return check_frame_content(frame)
+
+
+def check_stamp_order(stamp_ns: int, last_stamp_ns: int | None) -> None:
+    """Raise :class:`FrameError` when ``stamp_ns`` is older than the previous processed frame's."""
+    if last_stamp_ns is not None and stamp_ns < last_stamp_ns:
+        raise FrameError(f"image stamp went backwards: {stamp_ns / 1e9:.3f} s after "
                          f"{last_stamp_ns / 1e9:.3f} s (call the reset service after a bag loop)")
+
+
+def check_frame_content(frame: Frame) -> np.ndarray | None:
+    """Raise :class:`FrameError` naming the problem; return the cleaned depth (NaN -> 0) or None.
+
+    Checks: image shape/dtype, camera_info size equal to the image size, finite positive focal
+    lengths, principal point inside the image, depth size equal to the image size, and at least
+    one valid depth pixel (an all-NaN depth image is a sensor failure).
+    """
     img = frame.image
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise FrameError(f"image must be [H,W,3] uint8 RGB, got shape {img.shape} dtype {img.dtype}")

@@ -93,9 +93,14 @@ def localizer_config(p: LocalizationParams) -> LocalizerConfig:
         rgbd_pose=p.rgbd_pose,
         retrieval=RetrievalConfig(top_k=p.top_k_keyframes),
         pnp=PnPConfig(solver=p.pnp_solver, max_reproj_px=p.pnp_reprojection_px),
-        gates=GateConfig(min_inliers=p.min_inliers, min_inliers_global=p.min_inliers_global,
-                         max_median_reproj_px=p.max_median_reproj_px, max_jump_m=p.max_jump_m,
-                         max_jump_deg=p.max_jump_deg))
+        gates=gate_config(p))
+
+
+def gate_config(p: LocalizationParams) -> GateConfig:
+    """The acceptance gates the node parameters set (the rest keep GateConfig's defaults)."""
+    return GateConfig(min_inliers=p.min_inliers, min_inliers_global=p.min_inliers_global,
+                      max_median_reproj_px=p.max_median_reproj_px, max_jump_m=p.max_jump_m,
+                      max_jump_deg=p.max_jump_deg)
 
 
 def frontend_for(p: LocalizationParams) -> FrontEnd:
@@ -288,6 +293,13 @@ class LocalizationCore:
     def current_frame(self) -> Frame | None:
         return self.last_frame
 
+    def apply_params(self, new: LocalizationParams) -> None:
+        """Take changed node parameters at run time: the acceptance gates apply from the next frame
+        (the running localizer's, and the next map's); the rest is read where it is used."""
+        self.params = new
+        if self._localizer is not None:
+            self._localizer.set_gates(gate_config(new))
+
     def reset(self) -> None:
         """Forget the tracking state and the stamp history (applied before the next frame)."""
         self._reset_pending = True
@@ -327,13 +339,13 @@ class LocalizationCore:
             h = hints[-1]
             T_map_cam = h.T_map_cam if h.T_map_cam is not None else \
                 (None if h.T_map_base is None else h.T_map_base @ T_base_cam)
-            apply_hint(self._localizer, T_map_cam, h.radius_m, h.max_jump_deg)
+            self._localizer.seed_pose_prior(T_map_cam, h.radius_m, h.max_jump_deg)
         return hints
 
     def _fulfil_hints(self, hints: list[_Hint], out: Output) -> None:
         if not hints:
             return
-        restore_hint(self._localizer, self.params)
+        self._localizer.clear_pose_prior()
         for h in hints:
             h.result = out
             h.done.set()
@@ -354,29 +366,6 @@ def _close_quietly(kmap: KeyframeMap | None) -> None:
             kmap.close()
         except Exception:  # noqa: BLE001 - closing a damaged map must not hide why it was refused
             pass
-
-
-def apply_hint(loc: Localizer, T_map_cam: np.ndarray | None, radius_m: float,
-               max_jump_deg: float | None = None) -> None:
-    """Seed the state machine with a camera pose prior: retrieval gated to ``radius_m`` and the
-    accepted pose within ``radius_m`` / ``max_jump_deg`` of it; or go global (None)."""
-    sm = loc.state
-    sm.reset()
-    if T_map_cam is None:
-        sm.state = LocState.LOST
-        return
-    sm.state, sm.last_pose = LocState.TRACKING, np.asarray(T_map_cam, dtype=np.float64)
-    loc.request_retrieval()  # keyframes by retrieval within the radius, not only the one nearest the hint
-    loc.retriever.config.prior_max_dist_m = radius_m
-    sm.config.max_jump_m = radius_m
-    if max_jump_deg is not None:
-        sm.config.max_jump_deg = max_jump_deg
-
-
-def restore_hint(loc: Localizer, p: LocalizationParams) -> None:
-    loc.retriever.config.prior_max_dist_m = RetrievalConfig().prior_max_dist_m
-    loc.state.config.max_jump_m = p.max_jump_m
-    loc.state.config.max_jump_deg = p.max_jump_deg
 
 
 def copy_map_folder(src: str | Path, dst: str | Path, overwrite: bool = False) -> str:

@@ -44,7 +44,7 @@ from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.geometry.transforms import invert, pose_errors
 from mast3r_ros.mapping.incremental import IncrementalConfig, IncrementalMapper
 from mast3r_ros.mapping.types import MappingError
-from mast3r_ros.ros.core.frames import Frame, FrameError, check_frame
+from mast3r_ros.ros.core.frames import Frame, FrameError, check_frame_content, check_stamp_order
 from mast3r_ros.ros.core.localization_core import Status, copy_map_folder
 from mast3r_ros.ros.core.params import MappingParams
 
@@ -124,20 +124,31 @@ class MappingCore:
         return self.mapper.last_error or ""
 
     # ---------------------------------------------------------------- frames
+    @staticmethod
+    def check(frame: Frame) -> Frame:
+        """The frame with its depth cleaned (NaN, inf, <= 0 -> 0 = no measurement) after the content
+        checks (image, camera_info, depth: :func:`check_frame_content`); raises :class:`FrameError`
+        naming the problem. The stamp order is checked by :meth:`process`. The node checks each frame
+        here as soon as it is decoded (a bad frame is named even while odometry is awaited) and hands
+        the result to ``process(..., checked=True)``."""
+        return replace(frame, depth=check_frame_content(frame))
+
     def process(self, frame: Frame, T_odom_cam: np.ndarray | None,
-                odom_is_real: bool = True) -> MappingOutput:
+                odom_is_real: bool = True, checked: bool = False) -> MappingOutput:
         """Gate and (maybe) add one RGB-D frame. Never raises; problems come back in the status.
 
         ``T_odom_cam`` [4,4]: camera pose in the odom frame at the image stamp (None: TF lookup
         failed). ``odom_is_real=False``: the odom frame is the node's own identity odom->base
-        (camera-only rig), so it neither gates nor serves as the tracking prior.
+        (camera-only rig), so it neither gates nor serves as the tracking prior. ``checked``: the
+        frame comes from :meth:`check` (its content is not checked again).
         """
         with self._lock:
             st = Status(frame.stamp_ns, frame.frame_id, "TRACKING" if len(self.mapper) else "INIT")
             if self.paused:
                 return self._error(st, "paused (call the resume service)")
             try:
-                depth = check_frame(frame, self.last_stamp_ns)
+                check_stamp_order(frame.stamp_ns, self.last_stamp_ns)
+                depth = frame.depth if checked else check_frame_content(frame)
                 if depth is None:
                     raise FrameError("no depth image: the mapping node needs depth")
             except FrameError as exc:

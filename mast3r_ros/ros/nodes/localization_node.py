@@ -155,12 +155,7 @@ class LocalizationBody(Stages):
 
     def _apply_params(self, new: LocalizationParams) -> None:
         self.params = new
-        gates = self.core._localizer.state.config if self.core._localizer else None
-        if gates is not None:
-            gates.min_inliers, gates.min_inliers_global = new.min_inliers, new.min_inliers_global
-            gates.max_median_reproj_px, gates.max_jump_m = new.max_median_reproj_px, new.max_jump_m
-            gates.max_jump_deg = new.max_jump_deg
-        self.core.params = new
+        self.core.apply_params(new)
 
     # ---------------------------------------------------------------- frames (worker thread)
     def _on_frame(self, stamp_ns: int, msgs: dict, t_received: float) -> None:

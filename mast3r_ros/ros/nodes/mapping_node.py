@@ -30,7 +30,6 @@ from mast3r_ros.ros.compat.conversions import make_header
 from mast3r_ros.ros.compat.conversions_geometry import path, pose_array, xyz_rgb_to_pointcloud2
 from mast3r_ros.ros.compat.decode import decode_frame
 from mast3r_ros.ros.compat.tf_tree import OdomSource
-from mast3r_ros.ros.core.frames import check_frame
 from mast3r_ros.ros.core.localization_core import Output, Status
 from mast3r_ros.ros.core.mapping_core import MappingCore, MappingOutput
 from mast3r_ros.ros.core.params import MappingParams, ParamError
@@ -116,8 +115,8 @@ class MappingBody(Stages):
     def _on_frame(self, stamp_ns: int, msgs: dict, t_received: float) -> None:
         p = self.params
         try:
-            frame = decode_frame(stamp_ns, msgs, t_received)
-            check_frame(frame, None)  # named even while odometry is awaited (the core checks the stamp order)
+            # checked once, here: named even while odometry is awaited (the core checks the stamp order)
+            frame = self.core.check(decode_frame(stamp_ns, msgs, t_received))
         except ValueError as exc:
             return self._report(MappingOutput(Status(stamp_ns, "", "INIT", error=True,
                                                      message=f"bad input: {exc}")))
@@ -133,7 +132,7 @@ class MappingBody(Stages):
             st = Status(stamp_ns, frame.frame_id, "TRACKING" if self.core.num_keyframes else "INIT",
                         message=f"waiting for odometry: {why}")
             return self._report(MappingOutput(st))
-        out = self.core.process(frame, T_odom_cam, odom_is_real=not self.odom.identity)
+        out = self.core.process(frame, T_odom_cam, odom_is_real=not self.odom.identity, checked=True)
         if why or why2:
             out.status.message = f"{out.status.message}: {why2 or why}"
         self._report(out)
