@@ -65,3 +65,23 @@ def test_sigint_during_imports_exits_quietly(name):
     messages = "\n".join(line for line in out.splitlines() if not line.startswith("import time:"))
     assert "Traceback" not in messages and "KeyboardInterrupt" not in messages, messages
     assert proc.returncode == 0, messages
+
+
+def test_ctrl_c_swallowed_by_an_import_still_stops_the_node(tmp_path, monkeypatch):
+    """A library whose import catches KeyboardInterrupt (a bare ``except``) must not turn a Ctrl-C into
+    a running node: under load the signal landed in such an import and both nodes started anyway."""
+    from mast3r_ros.ros.nodes.entry import _run
+
+    (tmp_path / "swallowing_node.py").write_text(
+        "import os, signal\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives during this import...\n"
+        "    sum(range(10**6))                    # ...and is raised here, at a bytecode boundary\n"
+        "except BaseException:\n"
+        "    pass                                 # ...and swallowed\n"
+        "def main():\n"
+        "    raise AssertionError('the node started after Ctrl-C')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert _run("swallowing_node") == 0
+    (tmp_path / "plain_node.py").write_text("def main():\n    return 7\n")
+    assert _run("plain_node") == 7  # no Ctrl-C: main runs and its code is returned

@@ -54,7 +54,7 @@ def run_node(node_cls, argv: list[str], name: str, startup_errors: tuple[type[Ba
         pass
     except _rclpy.RCLError:
         # the signal handler shut the context down between the executor's "context ok" check and its
-        # wait-set creation, which then raises "context is not valid" (seen once in 6 random Ctrl-Cs
+        # wait-set creation, which then raises "context is not valid" (seen once in 20 random Ctrl-Cs
         # under two busy loops): a shutdown all the same; any other RCLError is a real one
         if rclpy.ok():
             raise

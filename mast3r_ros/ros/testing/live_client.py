@@ -131,8 +131,8 @@ class LiveClient:
 
     def wait_matched(self, keys: tuple[str, ...] = ("status", "pose"), timeout: float = 90.0) -> bool:
         """Wait until our reader of each key has matched a publisher (the *reader's* side of the DDS
-        match, from its matched event). A sample sent before that is not delivered, reliable or not:
-        a listener (rviz, a test) must be connected before frames flow to see every answer."""
+        match, from its matched event). A sample sent before that may never arrive (CI lost the first
+        two reliable statuses of the README recipe): a listener must be connected before frames flow."""
         def ready():
             with self.lock:
                 return all(self._matched[k] > 0 for k in keys)
