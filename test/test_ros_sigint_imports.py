@@ -85,3 +85,25 @@ def test_ctrl_c_swallowed_by_an_import_still_stops_the_node(tmp_path, monkeypatc
     assert _run("swallowing_node") == 0
     (tmp_path / "plain_node.py").write_text("def main():\n    return 7\n")
     assert _run("plain_node") == 7  # no Ctrl-C: main runs and its code is returned
+
+
+def test_only_failures_after_a_signal_count_as_a_clean_stop():
+    """run_node exits 0 for what a Ctrl-C causes: KeyboardInterrupt, rclpy's shutdown exception, and an
+    RCLError from an rcl call in flight when the signal handler shut the context down (under load: the
+    executor's wait set, refuse_twin's graph query). The same RCLError while the context is up is a real
+    failure, and so is any other exception."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+
+    from mast3r_ros.ros.nodes.spin import stopped_by_signal
+
+    rclpy.init(args=[], domain_id=unique_domain_id())
+    try:
+        assert not stopped_by_signal(_rclpy.RCLError("context is not valid"))
+        assert stopped_by_signal(KeyboardInterrupt()) and stopped_by_signal(ExternalShutdownException())
+        assert not stopped_by_signal(ValueError("bad parameter"))
+    finally:
+        rclpy.try_shutdown()
+    assert stopped_by_signal(_rclpy.RCLError("context is not valid"))
+    assert not stopped_by_signal(RuntimeError("other"))

@@ -28,19 +28,24 @@ def run_node(node_cls, argv: list[str], name: str, startup_errors: tuple[type[Ba
     started = time.monotonic()
     try:
         node = node_cls()
-    except startup_errors as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr, flush=True)
+    except BaseException as exc:  # noqa: BLE001 - sorted below: signal, start-up error, or a real failure
+        by_signal = stopped_by_signal(exc)  # before our own shutdown below
         rclpy.try_shutdown()
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C while loading the map / warming up
-        rclpy.try_shutdown()
-        return 0
+        if by_signal:  # Ctrl-C while loading the map / warming up
+            return 0
+        if isinstance(exc, startup_errors):
+            print(f"{name}: error: {exc}", file=sys.stderr, flush=True)
+            return 2
+        raise
     try:
         twin, lock = refuse_twin(node, started)
-    except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C while looking for a twin
+    except BaseException as exc:  # noqa: BLE001
+        by_signal = stopped_by_signal(exc)
         node.destroy_node()
         rclpy.try_shutdown()
-        return 0
+        if by_signal:  # Ctrl-C while looking for a twin
+            return 0
+        raise
     if twin:
         print(f"{name}: error: {twin}", file=sys.stderr, flush=True)
         node.destroy_node()
@@ -50,13 +55,8 @@ def run_node(node_cls, argv: list[str], name: str, startup_errors: tuple[type[Ba
     executor.add_node(node)
     try:
         executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except _rclpy.RCLError:
-        # the signal handler shut the context down between the executor's "context ok" check and its
-        # wait-set creation, which then raises "context is not valid" (seen once in 20 random Ctrl-Cs
-        # under two busy loops): a shutdown all the same; any other RCLError is a real one
-        if rclpy.ok():
+    except BaseException as exc:  # noqa: BLE001
+        if not stopped_by_signal(exc):
             raise
     finally:
         executor.shutdown(timeout_sec=2.0)
@@ -64,6 +64,16 @@ def run_node(node_cls, argv: list[str], name: str, startup_errors: tuple[type[Ba
         rclpy.try_shutdown()
         lock.close()  # releases the node's name
     return 0
+
+
+def stopped_by_signal(exc: BaseException) -> bool:
+    """Whether ``exc`` is how Ctrl-C / SIGTERM showed up: KeyboardInterrupt, rclpy's shutdown
+    exception, or an RCLError ("context is not valid") from an rcl call that was in flight when the
+    signal handler shut the context down. Under two busy loops such a call failed once in 20 random
+    Ctrl-Cs, in the executor's wait-set creation and, in another run, in refuse_twin's graph query."""
+    if isinstance(exc, (KeyboardInterrupt, ExternalShutdownException)):
+        return True
+    return isinstance(exc, _rclpy.RCLError) and not rclpy.ok()
 
 
 def refuse_twin(node, started: float, discovery_s: float = 2.0):
