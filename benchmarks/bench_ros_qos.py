@@ -12,7 +12,7 @@ else set unless the row says so):
 Counts come from the node's /diagnostics (image_received, camera_info_received, image_missing by
 stamp gaps), as a user would read them.
 
-    .venv/bin/python benchmarks/bench_ros_qos.py --seconds 60 --stall 0.7
+    .venv/bin/python -m benchmarks.bench_ros_qos --seconds 60 --stall 0.7   # from the repository root
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from mast3r_ros.localization.frontends import make_frontend
 from mast3r_ros.map.build import build_map
 from mast3r_ros.paths import shared_dir
 from mast3r_ros.ros.bag.bag_io import DatasetBagConfig, dataset_messages, write_bag
-from mast3r_ros.ros.testing.live_client import (
+from test.live_client import (
     LiveClient,
     child_pids,
     ros_env,

@@ -7,8 +7,10 @@ and QoS are read from the ROS graph of the two nodes started with the shipped de
 every endpoint. So the block cannot drift from the code; test/test_ros_reference_doc.py checks that
 README.md holds exactly this output.
 
-    .venv/bin/python scripts/ros_reference.py --write README.md   # regenerate the README block
-    .venv/bin/python scripts/ros_reference.py                     # print it
+    .venv/bin/python -m scripts.ros_reference --write README.md   # regenerate the README block
+    .venv/bin/python -m scripts.ros_reference                     # print it
+
+Run it from the repository root as a module: it starts the nodes with ``test/live_client.py``'s helpers.
 """
 from __future__ import annotations
 
@@ -99,7 +101,7 @@ def read_graph(timeout_s: float = 120.0) -> dict[str, dict]:
     """Start both nodes with the shipped defaults and read their endpoints from the ROS graph."""
     import rclpy
 
-    from mast3r_ros.ros.testing.live_client import start_launch, stop_process_tree, unique_domain_id
+    from test.live_client import start_launch, stop_process_tree, unique_domain_id
 
     domain = unique_domain_id()
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,7 +16,7 @@ def pytest_configure(config):
     # The live tests' own publisher (LiveClient) loads the Fast DDS large-data profile, as `mast3r-ros
     # play` does; Fast DDS reads it once per process, so before any test creates an rclpy context.
     try:
-        from mast3r_ros.ros.testing.live_client import use_publisher_profile
+        from .live_client import use_publisher_profile
     except ImportError:  # no ROS in this Python: the live tests skip themselves
         return
     use_publisher_profile()

@@ -32,7 +32,8 @@ from mast3r_ros.map.build import build_map  # noqa: E402
 from mast3r_ros.paths import REPO_ROOT  # noqa: E402
 from mast3r_ros.ros.bag.bag_io import read_bag  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
-from mast3r_ros.ros.testing.live_client import LiveClient, pid_alive, unique_domain_id, user_environ  # noqa: E402
+
+from .live_client import LiveClient, pid_alive, unique_domain_id, user_environ  # noqa: E402
 
 N_FRAMES = 100  # 7-Scenes 0:300 keeps every 3rd frame; --fps 90 stamps them at 30 Hz
 

@@ -35,7 +35,8 @@ from mast3r_ros.msg import LocalizationStatus  # noqa: E402
 from mast3r_ros.ros.bag.bag_io import read_bag  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.nodes.node_io import RELIABLE  # noqa: E402
-from mast3r_ros.ros.testing.live_client import (  # noqa: E402
+
+from .live_client import (  # noqa: E402
     LiveClient,
     ros_env,
     start_launch,

@@ -20,7 +20,9 @@ from mast3r_ros.localization.frontends import make_frontend  # noqa: E402
 from mast3r_ros.map.build import build_map  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.compat.conversions_geometry import T_to_pose  # noqa: E402
-from mast3r_ros.ros.testing.live_client import (  # noqa: E402
+from mast3r_ros.srv import LoadMap, Localize, SetReference  # noqa: E402
+
+from .live_client import (  # noqa: E402
     LiveClient,
     camera_info_msg,
     depth_msg,
@@ -29,7 +31,6 @@ from mast3r_ros.ros.testing.live_client import (  # noqa: E402
     stop_process_tree,
     unique_domain_id,
 )
-from mast3r_ros.srv import LoadMap, Localize, SetReference  # noqa: E402
 
 CAM = "camera_optical"
 

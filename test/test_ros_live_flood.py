@@ -28,7 +28,8 @@ from mast3r_ros.map.build import build_map  # noqa: E402
 from mast3r_ros.ros.bag.bag_play import PROFILE_ENV, large_data_profile  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.core.params import LocalizationParams  # noqa: E402
-from mast3r_ros.ros.testing.live_client import (  # noqa: E402
+
+from .live_client import (  # noqa: E402
     LiveClient,
     child_pids,
     ros_env,

@@ -23,7 +23,8 @@ from mast3r_ros.localization.frontends import make_frontend  # noqa: E402
 from mast3r_ros.map.build import build_map  # noqa: E402
 from mast3r_ros.ros.compat.conversions import make_header, stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL, T_to_pose  # noqa: E402
-from mast3r_ros.ros.testing.live_client import LiveClient, start_launch, stop_process_tree, unique_domain_id  # noqa: E402
+
+from .live_client import LiveClient, start_launch, stop_process_tree, unique_domain_id  # noqa: E402
 
 CAM = "camera_optical_frame"
 

@@ -26,8 +26,9 @@ from mast3r_ros.localization.frontends import make_frontend  # noqa: E402
 from mast3r_ros.map.build import build_map  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.compat.conversions_geometry import T_to_pose, pose_to_T  # noqa: E402
-from mast3r_ros.ros.testing.live_client import LiveClient, start_launch, stop_process_tree, unique_domain_id  # noqa: E402
 from mast3r_ros.srv import LoadMap, Localize, SetReference  # noqa: E402
+
+from .live_client import LiveClient, start_launch, stop_process_tree, unique_domain_id  # noqa: E402
 
 CAM = "camera_optical"
 # camera optical frame on the robot: 0.2 m forward, 0.3 m up, looking forward (REP 103 rotation)

@@ -33,13 +33,14 @@ from mast3r_ros.ros.compat.conversions_geometry import (  # noqa: E402
     tf_message_to_dict,
 )
 from mast3r_ros.ros.nodes.node_io import LATCHED  # noqa: E402
-from mast3r_ros.ros.testing.live_client import (  # noqa: E402
+from mast3r_ros.srv import LoadMap, SaveMap  # noqa: E402
+
+from .live_client import (  # noqa: E402
     LiveClient,
     start_launch,
     stop_process_tree,
     unique_domain_id,
 )
-from mast3r_ros.srv import LoadMap, SaveMap  # noqa: E402
 
 CAM = "camera_optical"
 T_BASE_CAM = np.eye(4)

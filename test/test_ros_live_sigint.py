@@ -21,7 +21,8 @@ from mast3r_ros.localization.frontends import make_frontend  # noqa: E402
 from mast3r_ros.map.build import build_map  # noqa: E402
 from mast3r_ros.paths import REPO_ROOT  # noqa: E402
 from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL  # noqa: E402
-from mast3r_ros.ros.testing.live_client import LiveClient, ros_env, unique_domain_id  # noqa: E402
+
+from .live_client import LiveClient, ros_env, unique_domain_id  # noqa: E402
 
 TRIES, PARALLEL = 20, 10
 

@@ -12,7 +12,7 @@ pytest.importorskip("mast3r_ros.msg")
 
 from std_srvs.srv import Trigger  # noqa: E402
 
-from mast3r_ros.ros.testing.live_client import LiveClient, start_launch, stop_process_tree, unique_domain_id  # noqa: E402
+from .live_client import LiveClient, start_launch, stop_process_tree, unique_domain_id  # noqa: E402
 
 
 def _wait_exit(proc, timeout_s: float) -> int | None:

@@ -24,7 +24,8 @@ from mast3r_ros.datasets.calibration import RgbdCalibration  # noqa: E402
 from mast3r_ros.datasets.readers import open_dataset  # noqa: E402
 from mast3r_ros.localization.frontends import make_frontend  # noqa: E402
 from mast3r_ros.map.build import build_map  # noqa: E402
-from mast3r_ros.ros.testing.live_client import (  # noqa: E402
+
+from .live_client import (  # noqa: E402
     LiveClient,
     ros_env,
     start_launch,

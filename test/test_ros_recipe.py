@@ -25,7 +25,8 @@ from mast3r_ros.paths import REPO_ROOT  # noqa: E402
 from mast3r_ros.ros.bag.bag_io import read_bag  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL, pose_to_T  # noqa: E402
-from mast3r_ros.ros.testing.live_client import LiveClient, ros_env, stop_process_tree, unique_domain_id  # noqa: E402
+
+from .live_client import LiveClient, ros_env, stop_process_tree, unique_domain_id  # noqa: E402
 
 MARKER = "<!-- ros-bag-recipe"
 

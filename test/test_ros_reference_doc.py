@@ -1,6 +1,6 @@
 """README's "ROS reference" block is exactly what scripts/ros_reference.py generates from the
 parameter dataclasses and the live ROS graph of both nodes (shipped defaults), so it cannot drift.
-After changing parameters, topics, services or QoS: `.venv/bin/python scripts/ros_reference.py
+After changing parameters, topics, services or QoS: `.venv/bin/python -m scripts.ros_reference
 --write README.md`."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ END = "<!-- ros-reference:end -->"
 
 
 def test_readme_ros_reference_is_generated():
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "ros_reference.py")], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "scripts.ros_reference"], cwd=ROOT,
                          capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]
     generated = out.stdout
@@ -33,4 +33,4 @@ def test_readme_ros_reference_is_generated():
                    "| service | `/mast3r/optimize` |", "#### TF tree"):
         assert needle in generated, needle
     assert in_readme == generated, ("README's ROS reference differs from the code; run "
-                                    "`.venv/bin/python scripts/ros_reference.py --write README.md`")
+                                    "`.venv/bin/python -m scripts.ros_reference --write README.md`")

@@ -17,7 +17,8 @@ import tomllib
 pytest.importorskip("rclpy")
 
 from mast3r_ros.paths import REPO_ROOT  # noqa: E402
-from mast3r_ros.ros.testing.live_client import ros_env, unique_domain_id  # noqa: E402
+
+from .live_client import ros_env, unique_domain_id  # noqa: E402
 
 RCLPY_LINE = re.compile(r"^import time:.*\|\s+rclpy(\.|$)")  # rclpy or a submodule imported (any nesting)
 

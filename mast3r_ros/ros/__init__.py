@@ -8,10 +8,11 @@ Sub-packages (import their modules directly; this package imports nothing so tha
 * ``compat``: stand-ins for ROS packages without wheels (cv_bridge conversions, message_filters
   sync, tf2 buffer).
 * ``bag``: rosbag2 files with ``rosbags``: dataset bags, DDS playback, offline replay.
-* ``testing``: DDS client and flood helpers for live tests, benchmarks and scripts.
+
+The live tests' DDS client is ``test/live_client.py`` (not shipped).
 
 The generated interfaces are ``mast3r_ros.msg`` and ``mast3r_ros.srv`` (see README, "ROS 2: two
 installs").
 """
 
-__all__ = ["bag", "compat", "core", "nodes", "testing"]
+__all__ = ["bag", "compat", "core", "nodes"]

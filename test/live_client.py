@@ -1,5 +1,10 @@
 """A DDS client for live tests and benchmarks: publishes camera frames, records outputs, calls
-services, from its own thread (the node under test runs in another process).
+services, from its own thread (the node under test runs in another process); plus the process helpers
+(per-run DDS domain, ``mast3r-ros launch`` in a child process, stopping a process tree).
+
+Not part of the package: the tests import it as ``.live_client``; ``benchmarks/bench_ros_*.py`` and
+``scripts/ros_reference.py`` as ``test.live_client``, run as modules from the repository root
+(``python -m benchmarks.bench_ros_qos``), where this ``test`` package comes before the standard library's.
 
 Arrays in: ``rgb`` [H,W,3] uint8 RGB, ``K`` [3,3] float64 pixels, ``depth`` [H,W] float32 metres.
 """

@@ -1,0 +1,1 @@
+"""Benchmarks (see README.md here); the ROS ones run as modules: ``python -m benchmarks.bench_ros_qos``."""

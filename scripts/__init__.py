@@ -1,0 +1,1 @@
+"""Developer scripts; ``ros_reference`` runs as a module: ``python -m scripts.ros_reference``."""
