@@ -4,6 +4,7 @@ Modules
 -------
 * :mod:`~mast3r_ros.ros.nodes.localization_node` - ``localization_node``: frames against a keyframe map -> pose, TF.
 * :mod:`~mast3r_ros.ros.nodes.mapping_node` - ``mapping_node``: RGB-D frames + odometry -> keyframe map.
+* :mod:`~mast3r_ros.ros.nodes.base` - what both node bodies share: TF, status, services, pause/resume, ``main``.
 * :mod:`~mast3r_ros.ros.nodes.entry` - console entry points: the node imported inside a Ctrl-C handler.
 * :mod:`~mast3r_ros.ros.nodes.managed` - one node body run plain or as an ``rclpy.lifecycle`` node.
 * :mod:`~mast3r_ros.ros.nodes.spin` - multi-threaded executor, clean shutdown on Ctrl-C / SIGTERM.
@@ -15,5 +16,5 @@ Modules
 Import the modules by path; this package imports nothing so that it stays cheap.
 """
 
-__all__ = ["entry", "launch_description", "localization_node", "managed", "mapping_node", "node_io", "node_params",
-           "outputs", "spin"]
+__all__ = ["base", "entry", "launch_description", "localization_node", "managed", "mapping_node", "node_io",
+           "node_params", "outputs", "spin"]

@@ -20,97 +20,65 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseWithCovarianceStamped
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from sensor_msgs.msg import PointCloud2
-from std_srvs.srv import Trigger
 
-from mast3r_ros.msg import LocalizationStatus
 from mast3r_ros.ros.compat.conversions import make_header, stamp_to_ns
 from mast3r_ros.ros.compat.conversions_geometry import pose_to_T, pose_with_covariance_stamped, xyz_rgb_to_pointcloud2
 from mast3r_ros.ros.compat.decode import decode_frame
-from mast3r_ros.ros.compat.tf_tree import OdomSource
 from mast3r_ros.ros.core.frames import FrameError
 from mast3r_ros.ros.core.initial_pose import DEFAULT_HINT_RADIUS_M, prior_search_region
-from mast3r_ros.ros.core.localization_core import LocalizationCore, Output
-from mast3r_ros.ros.core.params import LocalizationParams, ParamError
+from mast3r_ros.ros.core.localization_core import LocalizationCore, Output, Status
+from mast3r_ros.ros.core.params import LocalizationParams
 from mast3r_ros.ros.core.reference import reference_inputs
-from mast3r_ros.ros.nodes.managed import ManagedNode, PlainNode, Stages
-from mast3r_ros.ros.nodes.node_io import (
-    LATCHED,
-    RELIABLE,
-    CameraInput,
-    Diagnostics,
-    TfIO,
-    guarded,
-    rate_hz,
-    stamp_latency_s,
-)
-from mast3r_ros.ros.nodes.node_params import declare_and_read, install_validator
-from mast3r_ros.ros.nodes.outputs import pose_message, status_message, tf_transforms
-from mast3r_ros.ros.nodes.spin import run_node
-from mast3r_ros.srv import LoadMap, Localize, SaveMap, SetReference
+from mast3r_ros.ros.nodes.base import NodeBody, node_main
+from mast3r_ros.ros.nodes.managed import ManagedNode, PlainNode
+from mast3r_ros.ros.nodes.node_io import LATCHED, RELIABLE, guarded, rate_hz
+from mast3r_ros.ros.nodes.outputs import pose_message
+from mast3r_ros.srv import Localize, SetReference
 
 LOCALIZE_WAIT_S = 5.0
 FIRST_TF_WAIT_S = 1.0         # base->camera wait until it has been found once
 
 
-class LocalizationBody(Stages):
+class LocalizationBody(NodeBody):
     """The node's body; :class:`LocalizationNode` (plain) and :class:`LocalizationLifecycleNode`
     (managed, ``--lifecycle``) run it (see :mod:`mast3r_ros.ros.nodes.managed`)."""
 
     NODE_NAME = "localization_node"
+    PARAMS, CORE, DIAG_NAME = LocalizationParams, LocalizationCore, "localization"
+    RESET_MESSAGE, LOADED_MESSAGE = "tracking state reset", "map loaded"
+    LOAD_FAILED_NOTE = " (the running map is kept)"
 
     def _setup(self) -> None:
-        self.params: LocalizationParams | None = None  # None while unconfigured
-        self.core: LocalizationCore | None = None
-        self.diag: Diagnostics | None = None
-        self.camera: CameraInput | None = None
-        self._active = False                       # outputs are published only while True
-        self._pub_lock = threading.Lock()          # worker thread and sync rejections both publish
+        super()._setup()
         self._rate_lock = threading.Lock()
-        self._T_map_odom: np.ndarray | None = None
-        install_validator(self, lambda: self.params, self._apply_params)
 
     def _configure(self) -> None:
-        """Parameters, front-end (model) and map; raises on a bad parameter or map."""
-        self.params = declare_and_read(self, LocalizationParams)
-        self.core = LocalizationCore(self.params)  # loads map_path; raises on a bad map
+        """Parameters, front-end (model) and map (the core loads map_path; raises on a bad map)."""
+        super()._configure()
         self._warmup()
 
-    def _release(self) -> None:
-        if self.core is not None:
-            self.core.close()
-        self.core = self.params = None
-
-    def _activate(self) -> None:
-        """Publishers, subscriptions, TF, timers and services; the loaded map on cloud_map."""
-        self.sensor_group = MutuallyExclusiveCallbackGroup()
-        self.service_group = ReentrantCallbackGroup()
-        self.tf_group = MutuallyExclusiveCallbackGroup()
+    def _open_outputs(self) -> None:
         self.pose_pub = self.create_publisher(PoseWithCovarianceStamped, "localization_pose", LATCHED)
-        self.status_pub = self.create_publisher(LocalizationStatus, "status", RELIABLE)
         self.cloud_pub = self.create_publisher(PointCloud2, "cloud_map", LATCHED)
-        self.tf = TfIO(self, self.tf_group)
-        self._T_map_odom = None
+        self.initialpose_pub = self.create_publisher(PoseWithCovarianceStamped, "/initialpose", RELIABLE)
         self._processed: list[float] = []
         self._last_latency = float("nan")
-        self._dropped_reported = 0
         self._last_processed_t = 0.0
-        self.odom = OdomSource(self.params.publish_odom_tf)
         self._own_initialposes: set[int] = set()   # stamps of fixes we put on /initialpose ourselves
         self._note = ""                            # said in the next frame's status (stamp reset)
         self._have_cam_tf = False
-        self.diag = Diagnostics(self, "localization", self._diag_values, self.tf_group, self._diag_summary)
-        self.camera = CameraInput(self, self.params, self._on_frame, self._on_reject, self.sensor_group,
-                                  on_reset=self._on_stamp_reset)
-        self.create_timer(1.0 / self.params.tf_publish_rate, guarded(self, "TF timer", self._publish_tf),
-                          callback_group=self.tf_group)
+
+    def _open_inputs(self) -> None:
         self.create_subscription(PoseWithCovarianceStamped, "/initialpose",
                                  guarded(self, "/initialpose", self._on_initialpose), RELIABLE,
                                  callback_group=self.service_group)
-        self.initialpose_pub = self.create_publisher(PoseWithCovarianceStamped, "/initialpose", RELIABLE)
-        self._make_services()
-        self._active = True
+
+    def _own_services(self) -> tuple:
+        return ((Localize, "localize", self._srv_localize), (SetReference, "set_reference", self._srv_set_reference))
+
+    def _ready(self) -> None:
+        """The loaded map on cloud_map; the start-up line."""
         topics = ", ".join(self.camera.topic_names.values())
         self._publish_map_cloud()
         if self.core.num_keyframes:
@@ -119,15 +87,6 @@ class LocalizationBody(Stages):
         else:
             self.get_logger().warn(f"ready, waiting for a map (set map_path or call the "
                                    f"{self.resolve_service_name('load_map')} service); listening on {topics}")
-
-    def _deactivate(self) -> None:
-        """No output from here on (a frame in flight is dropped); the worker stops; no map->odom."""
-        with self._pub_lock:
-            self._active = False
-            self._T_map_odom = None
-        if self.camera is not None:
-            self.camera.stop()
-        self.camera = self.diag = None
 
     # ---------------------------------------------------------------- start-up
     def _warmup(self) -> None:
@@ -142,16 +101,6 @@ class LocalizationBody(Stages):
         t = time.perf_counter()
         self.core.frontend.prepare_query(QueryFrame(img, K))
         self.get_logger().info(f"front-end warmed up in {time.perf_counter() - t:.2f} s")
-
-    def _make_services(self) -> None:
-        g = self.service_group
-        for typ, name, fn in ((Localize, "localize", self._srv_localize),
-                              (SetReference, "set_reference", self._srv_set_reference),
-                              (LoadMap, "load_map", self._srv_load_map), (SaveMap, "save_map", self._srv_save_map),
-                              (Trigger, "reset", self._srv_reset),
-                              (Trigger, "pause", lambda q, r: self._srv_pause(r, True)),
-                              (Trigger, "resume", lambda q, r: self._srv_pause(r, False))):
-            self.create_service(typ, name, guarded(self, f"service {name}", fn), callback_group=g)
 
     def _apply_params(self, new: LocalizationParams) -> None:
         self.params = new
@@ -171,11 +120,8 @@ class LocalizationBody(Stages):
         decode_s = time.perf_counter() - t0
         # base->camera is static on most rigs: the first frame may arrive before /tf_static does
         wait = p.tf_timeout if self._have_cam_tf else max(p.tf_timeout, FIRST_TF_WAIT_S)
-        T_base_cam, why = self.tf.lookup(p.base_frame, frame.frame_id, stamp_ns, wait)
+        T_base_cam, why, T_odom_base, note = self._tf_at(frame.frame_id, stamp_ns, wait)
         self._have_cam_tf = self._have_cam_tf or T_base_cam is not None
-        T_odom_base, note = self.tf.odom_to_base(self.odom, p, stamp_ns)
-        if note and self.odom.identity:
-            self.get_logger().warn(note)
         out = self.core.process(frame, T_base_cam, T_odom_base, decode_s)
         if why:
             out.status.message = f"{out.status.message}: {why}"
@@ -192,23 +138,11 @@ class LocalizationBody(Stages):
         self.get_logger().warn(reason)
 
     def _report_bad(self, stamp_ns: int, frame_id: str, message: str) -> None:
-        from mast3r_ros.ros.core.localization_core import Status
-
         self._publish(Output(Status(stamp_ns, frame_id, self.core.state(), error=True, message=message)))
-
-    def _on_reject(self, stamp_ns: int, reason: str) -> None:
-        self._report_bad(stamp_ns, "", f"unsynchronised input: {reason}")
-
-    # ---------------------------------------------------------------- outputs
-    def _publish(self, out: Output) -> None:
-        with self._pub_lock:
-            if self._active:
-                self._publish_locked(out)
 
     def _publish_locked(self, out: Output) -> None:
         st, p = out.status, self.params
-        now_ns = self.get_clock().now().nanoseconds
-        latency = stamp_latency_s(now_ns, st.stamp_ns)
+        latency = self._latency_s(st.stamp_ns)
         if self._note and not st.error:
             st.message, self._note = (f"{self._note}; {st.message}" if st.message else self._note), ""
         if out.T_map_base is not None and out.map_generation == self.core.map_generation:
@@ -230,21 +164,6 @@ class LocalizationBody(Stages):
         elif self.core.paused or not self.core.num_keyframes:
             self.get_logger().warn(st.message, throttle_duration_sec=10.0)  # waiting: said, not per frame
 
-    def _status_msg(self, out: Output, latency: float) -> LocalizationStatus:
-        dropped = self.camera.worker.queue.dropped
-        new, self._dropped_reported = dropped - self._dropped_reported, dropped
-        return status_message(out, self.params.map_frame, latency, new)
-
-    def _publish_tf(self) -> None:
-        p = self.params
-        T_map_odom = self._T_map_odom
-        if T_map_odom is None:
-            return  # no TF before the first successful localization (AMCL), nor after a map change
-        stamp = self.get_clock().now().nanoseconds + int(p.transform_tolerance * 1e9)
-        msgs = tf_transforms(p, T_map_odom, stamp, self.odom.identity)
-        if msgs:
-            self.tf.send(msgs)
-
     def _diag_values(self) -> dict:
         with self._rate_lock:
             processed = list(self._processed)
@@ -257,18 +176,15 @@ class LocalizationBody(Stages):
 
     def _diag_summary(self) -> tuple[bytes, str]:
         """OK only while tracking with odometry; WARN for no map, paused, no input, INIT/LOST, no odometry."""
-        silent = self.camera.silent_s()
         if not self.core.num_keyframes:
             return DiagnosticStatus.WARN, "waiting for a map (map_path or the load_map service)"
-        if self.core.paused:
-            return DiagnosticStatus.WARN, "paused (call the resume service)"
-        if silent > self.params.no_input_warn_s:
-            return DiagnosticStatus.WARN, (f"no input for {silent:.0f} s on "
-                                           f"{', '.join(self.camera.topic_names.values())}")
+        warning = self._input_warning()
+        if warning:
+            return warning
         state = self.core.state()
         if state != "TRACKING":
             return DiagnosticStatus.WARN, f"state {state}"
-        if self.odom.last_missing or (self.odom.identity and self.odom.mode == "auto"):
+        if self._without_odometry():
             return DiagnosticStatus.WARN, f"tracking without odometry: {self.odom.describe()}"
         return DiagnosticStatus.OK, "tracking"
 
@@ -279,11 +195,6 @@ class LocalizationBody(Stages):
             raise FrameError(f"{what} frame_id {header.frame_id!r} is not the map frame "
                              f"{self.params.map_frame!r}")
         return pose_to_T(pose)
-
-    def _fail(self, resp, message: str):
-        resp.success, resp.message = False, message
-        self.diag.error(message)
-        return resp
 
     def _srv_localize(self, req, resp):
         try:
@@ -321,28 +232,11 @@ class LocalizationBody(Stages):
         resp.success, resp.message = True, "reference set (map-free localization)"
         return resp
 
-    def _srv_load_map(self, req, resp):
-        why = self.core.load_map(req.map_dir) if req.map_dir else "no map_dir given"
-        if why:
-            return self._fail(resp, f"load_map: {why} (the running map is kept)")
-        self._map_changed()
-        resp.success, resp.message, resp.num_keyframes = True, "map loaded", self.core.num_keyframes
-        return resp
-
-    def _srv_save_map(self, req, resp):
-        target = req.map_dir or self.params.map_path
-        why = self.core.save_map(target, req.overwrite) if target else "no map_dir given"
-        if why:
-            return self._fail(resp, f"save_map: {why}")
-        resp.success, resp.message = True, "map saved"
-        resp.map_dir, resp.num_keyframes = str(target), self.core.num_keyframes
-        return resp
+    def _default_map_dir(self) -> str:
+        return self.params.map_path
 
     def _map_changed(self) -> None:
-        """The old map->odom is wrong in the new map: none until the next fix; fresh stamp check."""
-        with self._pub_lock:
-            self._T_map_odom = None
-        self.camera.reset()
+        super()._map_changed()
         self._publish_map_cloud()
 
     def _publish_map_cloud(self) -> None:
@@ -351,17 +245,6 @@ class LocalizationBody(Stages):
         if cloud is not None:
             header = make_header(self.get_clock().now().nanoseconds, self.params.map_frame)
             self.cloud_pub.publish(xyz_rgb_to_pointcloud2(cloud[0], cloud[1], header))
-
-    def _srv_reset(self, req, resp):
-        self.core.reset()
-        self.camera.reset()
-        resp.success, resp.message = True, "tracking state reset"
-        return resp
-
-    def _srv_pause(self, resp, pause: bool):
-        self.core.paused = pause
-        resp.success, resp.message = True, "paused" if pause else "resumed"
-        return resp
 
     def _on_initialpose(self, msg) -> None:
         """AMCL-like: at any time, in the map frame; the next frame's prior (:func:`prior_search_region`)."""
@@ -387,8 +270,7 @@ class LocalizationLifecycleNode(LocalizationBody, ManagedNode):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_node(LocalizationNode, argv if argv is not None else sys.argv, "localization_node",
-                    (ParamError, ValueError, OSError), managed_cls=LocalizationLifecycleNode)
+    return node_main(LocalizationNode, LocalizationLifecycleNode, argv)
 
 
 if __name__ == "__main__":

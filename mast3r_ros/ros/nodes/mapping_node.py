@@ -17,125 +17,84 @@ import sys
 import threading
 import time
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseArray
 from nav_msgs.msg import Path
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 
-from mast3r_ros.msg import LocalizationStatus
 from mast3r_ros.ros.compat.conversions import make_header
 from mast3r_ros.ros.compat.conversions_geometry import path, pose_array, xyz_rgb_to_pointcloud2
 from mast3r_ros.ros.compat.decode import decode_frame
-from mast3r_ros.ros.compat.tf_tree import OdomSource
 from mast3r_ros.ros.core.localization_core import Output, Status
 from mast3r_ros.ros.core.mapping_core import MappingCore, MappingOutput
-from mast3r_ros.ros.core.params import MappingParams, ParamError
-from mast3r_ros.ros.nodes.managed import ManagedNode, PlainNode, Stages
-from mast3r_ros.ros.nodes.node_io import LATCHED, RELIABLE, CameraInput, Diagnostics, TfIO, guarded, stamp_latency_s
-from mast3r_ros.ros.nodes.node_params import declare_and_read, install_validator
-from mast3r_ros.ros.nodes.outputs import status_message, tf_transforms
-from mast3r_ros.ros.nodes.spin import run_node
-from mast3r_ros.srv import LoadMap, SaveMap
+from mast3r_ros.ros.core.params import MappingParams
+from mast3r_ros.ros.nodes.base import NodeBody, node_main
+from mast3r_ros.ros.nodes.managed import ManagedNode, PlainNode
+from mast3r_ros.ros.nodes.node_io import LATCHED, guarded
 
 
-class MappingBody(Stages):
+class MappingBody(NodeBody):
     """The node's body; :class:`MappingNode` (plain) and :class:`MappingLifecycleNode` (managed,
     ``--lifecycle``) run it (see :mod:`mast3r_ros.ros.nodes.managed`)."""
 
     NODE_NAME = "mapping_node"
+    PARAMS, CORE, DIAG_NAME = MappingParams, MappingCore, "mapping"
+    RESET_MESSAGE, LOADED_MESSAGE = "map cleared", "map loaded; mapping continues from it"
+    NO_SAVE_TARGET = "no map_dir given (request or parameter)"
 
     def _setup(self) -> None:
-        self.params: MappingParams | None = None  # None while unconfigured
-        self.core: MappingCore | None = None
-        self.diag: Diagnostics | None = None
-        self.camera: CameraInput | None = None
-        self._active = False                      # outputs are published only while True
-        self._pub_lock = threading.Lock()
-        self._map_lock = threading.Lock()
-        self._T_map_odom: np.ndarray | None = None
-        install_validator(self, lambda: self.params, self._apply_params)
+        super()._setup()
+        self._map_lock = threading.Lock()          # map publication (worker, timer, services)
 
-    def _configure(self) -> None:
-        """Parameters and the mapper (its background optimiser); raises on a bad parameter."""
-        self.params = declare_and_read(self, MappingParams)
-        self.core = MappingCore(self.params)
-
-    def _release(self) -> None:
-        if self.core is not None:
-            self.core.close()
-        self.core = self.params = None
-
-    def _activate(self) -> None:
-        """Publishers, subscriptions, TF, timers and services; the map so far is republished."""
-        self.service_group = ReentrantCallbackGroup()
-        self.tf_group = MutuallyExclusiveCallbackGroup()
+    def _open_outputs(self) -> None:
         self.cloud_pub = self.create_publisher(PointCloud2, "cloud_map", LATCHED)
         self.kf_pub = self.create_publisher(PoseArray, "keyframe_poses", LATCHED)
         self.path_pub = self.create_publisher(Path, "trajectory", LATCHED)
-        self.status_pub = self.create_publisher(LocalizationStatus, "status", RELIABLE)
-        self.tf = TfIO(self, self.tf_group)
-        self._T_map_odom = None
-        self._dropped_reported = 0
-        self.odom = OdomSource(self.params.publish_odom_tf)
-        self.diag = Diagnostics(self, "mapping", self._diag_values, self.tf_group, self._diag_summary)
-        self.camera = CameraInput(self, self.params, self._on_frame, self._on_reject,
-                                  MutuallyExclusiveCallbackGroup(), on_reset=self._on_stamp_reset)
-        self.create_timer(1.0 / self.params.tf_publish_rate, guarded(self, "TF timer", self._publish_tf),
-                          callback_group=self.tf_group)
         # a map kept through deactivate is republished by the next timer (the latched topics are new)
         self._published_passes = -1 if self.core.num_keyframes else 0
+
+    def _open_inputs(self) -> None:
         self.create_timer(0.5, guarded(self, "map publication", self._publish_after_pass),
                           callback_group=MutuallyExclusiveCallbackGroup())
-        g = self.service_group
-        for typ, name, fn in ((Trigger, "optimize", self._srv_optimize), (SaveMap, "save_map", self._srv_save_map),
-                              (LoadMap, "load_map", self._srv_load_map), (Trigger, "reset", self._srv_reset),
-                              (Trigger, "pause", lambda q, r: self._srv_pause(r, True)),
-                              (Trigger, "resume", lambda q, r: self._srv_pause(r, False))):
-            self.create_service(typ, name, guarded(self, f"service {name}", fn), callback_group=g)
-        self._active = True
+
+    def _own_services(self) -> tuple:
+        return ((Trigger, "optimize", self._srv_optimize),)
+
+    def _ready(self) -> None:
         self.get_logger().info(f"ready: mapping with the classical RGB-D front-end; listening on "
                                f"{', '.join(self.camera.topic_names.values())}")
 
     def _deactivate(self) -> None:
-        """No output from here on (a frame in flight is dropped); frames stop; the map is kept."""
-        with self._pub_lock, self._map_lock:
+        """As every node, and no map publication from here on (the map is kept)."""
+        with self._map_lock:
             self._active = False
-            self._T_map_odom = None
-        if self.camera is not None:
-            self.camera.stop()
-        self.camera = self.diag = None
+        super()._deactivate()
 
     def _apply_params(self, new: MappingParams) -> None:
         self.params = self.core.params = new  # only dynamic (frame/TF) parameters can change
 
     # ---------------------------------------------------------------- frames (worker thread)
     def _on_frame(self, stamp_ns: int, msgs: dict, t_received: float) -> None:
-        p = self.params
         try:
             # checked once, here: named even while odometry is awaited (the core checks the stamp order)
             frame = self.core.check(decode_frame(stamp_ns, msgs, t_received))
         except ValueError as exc:
-            return self._report(MappingOutput(Status(stamp_ns, "", "INIT", error=True,
-                                                     message=f"bad input: {exc}")))
+            return self._report_bad(stamp_ns, "", f"bad input: {exc}")
         # camera-only rig: odom->base is our own identity, so it is no odometry (no gating, no prior)
-        T_odom_base, why = self.tf.odom_to_base(self.odom, p, stamp_ns)
-        if why and self.odom.identity:
-            self.get_logger().warn(why)
-        T_base_cam, why2 = self.tf.lookup(p.base_frame, frame.frame_id, stamp_ns, p.tf_timeout)
+        T_base_cam, why2, T_odom_base, why = self._tf_at(frame.frame_id, stamp_ns, self.params.tf_timeout)
         T_odom_cam = None if T_odom_base is None or T_base_cam is None else T_odom_base @ T_base_cam
         if T_odom_base is None and T_base_cam is not None and self.odom.mode == "auto":
             # publish_odom_tf auto, within the grace period (or odometry late for this stamp): a
             # state, not a failure; the frame is not used (a keyframe needs its odometry pose)
             st = Status(stamp_ns, frame.frame_id, "TRACKING" if self.core.num_keyframes else "INIT",
                         message=f"waiting for odometry: {why}")
-            return self._report(MappingOutput(st))
+            return self._publish(MappingOutput(st))
         out = self.core.process(frame, T_odom_cam, odom_is_real=not self.odom.identity, checked=True)
         if why or why2:
             out.status.message = f"{out.status.message}: {why2 or why}"
-        self._report(out)
+        self._publish(out)
         if out.keyframe_added:
             self._publish_map()
 
@@ -144,23 +103,16 @@ class MappingBody(Stages):
         self.core.last_stamp_ns = None
         self.get_logger().warn(reason)
 
-    def _on_reject(self, stamp_ns: int, reason: str) -> None:
-        self._report(MappingOutput(Status(stamp_ns, "", "INIT", error=True,
-                                          message=f"unsynchronised input: {reason}")))
+    def _report_bad(self, stamp_ns: int, frame_id: str, message: str) -> None:
+        self._publish(MappingOutput(Status(stamp_ns, frame_id, "INIT", error=True, message=message)))
 
-    def _report(self, out: MappingOutput) -> None:
-        with self._pub_lock:
-            if not self._active:
-                return
-            st = out.status
-            if out.T_map_odom is not None:
-                self._T_map_odom = out.T_map_odom
-            latency = stamp_latency_s(self.get_clock().now().nanoseconds, st.stamp_ns)
-            dropped = self.camera.worker.queue.dropped
-            new, self._dropped_reported = dropped - self._dropped_reported, dropped
-            self.status_pub.publish(status_message(Output(st), self.params.map_frame, latency, new))
-            if st.error and not self.core.paused:
-                self.diag.error(st.message)
+    def _publish_locked(self, out: MappingOutput) -> None:
+        st = out.status
+        if out.T_map_odom is not None:
+            self._T_map_odom = out.T_map_odom
+        self.status_pub.publish(self._status_msg(Output(st), self._latency_s(st.stamp_ns)))
+        if st.error and not self.core.paused:
+            self.diag.error(st.message)
 
     # ---------------------------------------------------------------- map outputs
     def _publish_map(self) -> None:
@@ -186,27 +138,15 @@ class MappingBody(Stages):
         if self.core.num_keyframes and self.core.passes != self._published_passes:
             self._publish_map()
 
-    def _publish_tf(self) -> None:
-        p = self.params
-        if self._T_map_odom is None:
-            return
-        stamp = self.get_clock().now().nanoseconds + int(p.transform_tolerance * 1e9)
-        msgs = tf_transforms(p, self._T_map_odom, stamp, self.odom.identity)
-        if msgs:
-            self.tf.send(msgs)
-
     def _diag_summary(self) -> tuple[bytes, str]:
         """OK while mapping with odometry; WARN paused, no input, no keyframe yet, no odometry."""
-        silent = self.camera.silent_s()
-        if self.core.paused:
-            return DiagnosticStatus.WARN, "paused (call the resume service)"
-        if silent > self.params.no_input_warn_s:
-            return DiagnosticStatus.WARN, (f"no input for {silent:.0f} s on "
-                                           f"{', '.join(self.camera.topic_names.values())}")
+        warning = self._input_warning()
+        if warning:
+            return warning
         if not self.core.num_keyframes:
             return DiagnosticStatus.WARN, "no keyframe yet (INIT)"
         text = f"{self.core.num_keyframes} keyframes, {self.core.passes} optimisation passes"
-        if self.odom.last_missing or (self.odom.identity and self.odom.mode == "auto"):
+        if self._without_odometry():
             return DiagnosticStatus.WARN, f"mapping without odometry ({self.odom.describe()}): {text}"
         return DiagnosticStatus.OK, text
 
@@ -222,9 +162,7 @@ class MappingBody(Stages):
         t = time.perf_counter()
         why, summary = self.core.optimize()
         if why:
-            resp.success, resp.message = False, f"optimize: {why}"
-            self.diag.error(resp.message)
-            return resp
+            return self._fail(resp, f"optimize: {why}")
         self._publish_map()
         resp.success = True
         took = time.perf_counter() - t
@@ -232,41 +170,14 @@ class MappingBody(Stages):
                         f"{summary['passes']} optimisation passes so far")
         return resp
 
-    def _srv_save_map(self, req, resp):
-        target = req.map_dir or self.params.map_dir
-        why = self.core.save_map(target, req.overwrite) if target else \
-            "no map_dir given (request or parameter)"
-        if why:
-            resp.success, resp.message = False, f"save_map: {why}"
-            self.diag.error(resp.message)
-            return resp
-        resp.success, resp.message, resp.map_dir = True, "map saved", str(target)
-        resp.num_keyframes = self.core.num_keyframes
-        return resp
-
-    def _srv_load_map(self, req, resp):
-        why = self.core.load_map(req.map_dir) if req.map_dir else "no map_dir given"
-        if why:
-            resp.success, resp.message = False, f"load_map: {why}"
-            self.diag.error(resp.message)
-            return resp
-        self._T_map_odom = None  # the map frame changed; known again at the next keyframe
-        self.camera.reset()
-        resp.success, resp.message = True, "map loaded; mapping continues from it"
-        resp.num_keyframes = self.core.num_keyframes
-        return resp
+    def _default_map_dir(self) -> str:
+        return self.params.map_dir
 
     def _srv_reset(self, req, resp):
-        self.core.reset()
-        self.camera.reset()
+        resp = super()._srv_reset(req, resp)
         self._T_map_odom = None
-        resp.success, resp.message = True, "map cleared"
         return resp
 
-    def _srv_pause(self, resp, pause: bool):
-        self.core.paused = pause
-        resp.success, resp.message = True, "paused" if pause else "resumed"
-        return resp
 
 class MappingNode(MappingBody, PlainNode):
     """Plain node (default): configured and activated at start-up; a bad parameter stops it."""
@@ -277,8 +188,7 @@ class MappingLifecycleNode(MappingBody, ManagedNode):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_node(MappingNode, argv if argv is not None else sys.argv, "mapping_node",
-                    (ParamError, ValueError, OSError), managed_cls=MappingLifecycleNode)
+    return node_main(MappingNode, MappingLifecycleNode, argv)
 
 
 if __name__ == "__main__":
