@@ -51,6 +51,9 @@ def param_rows(cls, names) -> list[str]:
         f = specs[n]
         kind = f.type if isinstance(f.type, str) else f.type.__name__
         meaning = f.metadata["help"].replace("|", "\\|")  # a bar would end the table cell
+        if f.metadata.get("core"):  # the core dataclass field it fills, whose default it takes
+            core_cls, path = f.metadata["core"]
+            meaning += f" (`{core_cls.__name__}.{path}`)"
         rows.append(f"| `{n}` | {kind} | {_fmt_default(f.default)} | {_fmt_range(f.metadata)} | "
                     f"{'yes' if f.metadata.get('dynamic') else ''} | {meaning} |")
     return rows
@@ -63,7 +66,9 @@ def parameters_section() -> list[str]:
     head = ["| name | type | default | range | dynamic | meaning |", "|---|---|---|---|---|---|"]
     out = ["#### Parameters", "",
            "Defaults as in `config/localization.yaml` / `config/mapping.yaml`; `dynamic`: may be changed "
-           "with `ros2 param set` while running.", "", "Both nodes:", "", *head, *param_rows(NodeParams, common)]
+           "with `ros2 param set` while running; `(Config.field)`: the core dataclass field the parameter "
+           "fills, whose default it takes (`test_param_defaults.py`).", "", "Both nodes:", "", *head,
+           *param_rows(NodeParams, common)]
     for title, cls in (("`localization_node`", LocalizationParams), ("`mapping_node`", MappingParams)):
         own = [f.name for f in dataclasses.fields(cls) if f.name not in common
                or f.default != NodeParams.__dataclass_fields__[f.name].default]

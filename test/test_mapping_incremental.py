@@ -84,7 +84,9 @@ def test_global_pass_keeps_poses_close_to_ground_truth_and_bounds_keyframes(fram
     assert snap.version == 1 and len(snap.ids) == 8 and snap.ids[0] == 0  # the first keyframe stays
     gt = {round(f[4], 6): f[3] for f in frames}
     T_gt = np.stack([gt[round(s, 6)] for s in snap.stamps])
-    assert _ate(snap.T_map_cam, T_gt) < 0.018  # measured 1.52 cm
+    # measured 1.41 cm with IncrementalConfig's defaults = the mapping node's (1.52 cm with the older
+    # library defaults: overlap 0.6, alignment lr1 0.01 + 2D stage + free depth)
+    assert _ate(snap.T_map_cam, T_gt) < 0.016
     np.testing.assert_allclose(snap.T_map_cam[0], np.eye(4), atol=1e-9)  # map = first keyframe
     assert snap.cloud_xyz.shape[1] == 3 and len(snap.cloud_xyz) == len(snap.cloud_rgb) > 1000
 
@@ -159,5 +161,5 @@ def test_load_continues_a_saved_map_and_relocalizes(frames, tmp_path):
     assert len(m2) > len(saved.ids) and m2.optimize("global", wait=True), m2.last_error
     snap = m2.snapshot()
     by_stamp = {round(f[4], 6): g for f, g in zip(frames, gt)}
-    # measured 1.40 cm
+    # measured 1.56 cm (1.40 cm with the older library alignment: lr1 0.01, 2D stage, free depth)
     assert _ate(snap.T_map_cam, np.stack([by_stamp[round(s, 6)] for s in snap.stamps])) < 0.017

@@ -324,7 +324,8 @@ def test_close_stops_waiting_for_a_global_pass_in_flight(seven):
 
 
 @pytest.mark.parametrize("changes,reason", [
-    ({"frontend": "mast3r", "checkpoint": ""}, "mapping_node supports frontend 'classical'"),
+    ({"frontend": "mast3r"}, "mapping_node supports frontend 'classical'"),
+    ({"checkpoint": "/c.pth"}, "unknown parameter 'checkpoint'"),  # no network in the mapping node
     ({"subscribe_depth": False}, "mapping_node needs depth: subscribe_depth must be true"),
     ({"kf_min_translation": 0.0, "kf_min_rotation_deg": 0.0}, "every frame would be a keyframe"),
     ({"max_keyframes": 1}, "max_keyframes must be >= 2, got 1"),

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,39 +43,11 @@ import numpy as np
 from mast3r_ros.geometry.alignment import ransac_rigid
 from mast3r_ros.geometry.camera import backproject_depth
 from mast3r_ros.geometry.transforms import invert, rotation_error_deg
-from mast3r_ros.localization.frontends.classical import ClassicalConfig, ClassicalFrontEnd
+from mast3r_ros.localization.frontends.classical import ClassicalFrontEnd
+from mast3r_ros.mapping.incremental_config import IncrementalConfig
 from mast3r_ros.mapping.incremental_pass import PassWorker, align_keyframes
 from mast3r_ros.mapping.pairs import classical_pair
-from mast3r_ros.mapping.problem import PairCheckConfig
-from mast3r_ros.mapping.sparse_ga import AlignmentConfig
 from mast3r_ros.mapping.types import MappingError
-
-
-def _fast_alignment() -> AlignmentConfig:
-    # warm-started passes need fewer iterations than a cold start from the kinematic chain;
-    # squared 3D distances after the RANSAC pair check, as for map build (pipeline._default_alignment)
-    return AlignmentConfig(niter1=100, niter2=100, lr1=0.01, lr2=0.005, known_intrinsics=True, gamma1=2.0,
-                           check=PairCheckConfig(matching_conf_thr=None))
-
-
-@dataclass
-class IncrementalConfig:
-    """Incremental mapping parameters (names match the mapping node's ROS parameters)."""
-    kf_min_translation: float = 0.10
-    kf_min_rotation_deg: float = 10.0
-    kf_max_overlap: float = 0.6
-    max_keyframes: int = 200
-    sequential_window: int = 3
-    retrieval_k: int = 3
-    retrieval_max_dist_m: float = 1.5
-    window_size: int = 10
-    optimize_every_n_keyframes: int = 1
-    global_every: int = 10
-    min_inliers: int = 20
-    inlier_m: float = 0.05
-    relocalize_candidates: int = 5
-    alignment: AlignmentConfig = field(default_factory=_fast_alignment)
-    classical: ClassicalConfig = field(default_factory=ClassicalConfig)
 
 
 @dataclass

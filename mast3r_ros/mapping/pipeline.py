@@ -23,9 +23,9 @@ import numpy as np
 from mast3r_ros.datasets.tum import write_tum
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.map.keys import CLASSICAL_ARRAYS, RETRIEVAL_DESC, RETRIEVAL_IDS
+from mast3r_ros.mapping.alignment_config import rgbd_batch
 from mast3r_ros.mapping.outputs import CloudConfig, clean_point_cloud, write_ply
 from mast3r_ros.mapping.pairs import PairSelectionConfig, classical_pair, select_pairs
-from mast3r_ros.mapping.problem import PairCheckConfig
 from mast3r_ros.mapping.sparse_ga import AlignmentConfig, sparse_global_alignment
 from mast3r_ros.mapping.types import MappingError, ViewData
 
@@ -33,36 +33,10 @@ OPT_DEPTH = "opt_depth"
 CHAIN_TUM = "trajectory_chain_tum.txt"
 
 
-def _default_alignment() -> AlignmentConfig:
-    """Alignment for a classical RGB-D map (sensor depth, SIFT matches).
-
-    Why these differ from the paper's defaults (which are for MASt3R pointmaps):
-
-    * rigid depth (``optimize_depth=False``): the depth is a metric sensor measurement, not a
-      network prediction up to per-view scale; freeing the anchors lets the 3D loss bend
-      depth to fit outlier matches (the final stage-1 loss drops but the trajectory gets less
-      consistent);
-    * ``lr1=0.003``: in metres, 0.07 per Adam step on chain-relative poses throws the deep
-      chain of a long keyframe sequence far off;
-    * no 2D stage by default (``niter2=0``): the reprojection loss is only as good as the colour
-      intrinsics and the depth-to-colour registration, which on Kinect-type rigs are nominal
-      (7-Scenes: colour focal 525 assumed, uncalibrated). Turn it on with
-      ``map build --stage2-iters 300`` for calibrated rigs.
-    * squared 3D distances (``gamma1=2``): the pair check's RANSAC already removed the outlier
-      matches (5 cm), so what is left is sensor noise, for which least squares is the
-      maximum-likelihood fit; the paper's sub-quadratic 1.5 (made for network pointmaps with
-      outliers kept) down-weights exactly the well-measured residuals (``map build --gamma1``).
-    The measurements behind these choices are logged in ``benchmarks/README.md``.
-    SIFT confidences are not MASt3R's, so the matching-confidence pair check is off.
-    """
-    return AlignmentConfig(known_intrinsics=True, optimize_depth=False, lr1=0.003, niter2=0, gamma1=2.0,
-                           check=PairCheckConfig(matching_conf_thr=None))
-
-
 @dataclass
 class MapOptimizeConfig:
     """Map optimisation: alignment, pair selection, point cloud, SIFT ratio for pair matches."""
-    alignment: AlignmentConfig = field(default_factory=_default_alignment)
+    alignment: AlignmentConfig = field(default_factory=rgbd_batch)  # why: its docstring
     pairs: PairSelectionConfig = field(default_factory=PairSelectionConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
     ratio: float = 0.85

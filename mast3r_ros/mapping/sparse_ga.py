@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from mast3r_ros.geometry.transforms import invert, nearest_rotation
+from mast3r_ros.mapping.alignment_config import AlignmentConfig
 from mast3r_ros.mapping.kinematic import (
     chain_poses,
     compose_tree,
@@ -33,50 +33,8 @@ from mast3r_ros.mapping.kinematic import (
     rotmat_to_quat,
     spanning_tree,
 )
-from mast3r_ros.mapping.problem import PairCheckConfig, Problem, build_problem
+from mast3r_ros.mapping.problem import Problem, build_problem
 from mast3r_ros.mapping.types import AlignmentResult, MappingError, PairData, ViewData
-
-
-@dataclass
-class AlignmentConfig:
-    """Sparse global alignment options (defaults: the paper's).
-
-    subsample: anchor spacing (px). canonical_mode: 'avg-angle' | 'avg-reldepth'.
-    kinematic_mode: 'mst' | 'hclust-ward' (tree used to initialise / parametrise poses).
-    lr1, niter1, gamma1: stage 1 (3D matching) learning rate, iterations, gamma of the loss
-        ``(d + eps)^gamma`` (d in metres). lr2, niter2, gamma2: stage 2 (2D reprojection, d in px).
-    schedule: 'cosine' | 'linear' decay from lr to lr * lr_end_ratio.
-    known_intrinsics: keep every view's K (required in ViewData). shared_intrinsics: one focal
-        (and principal point) for all views. optimize_pp: also refine principal points.
-    optimize_depth: refine anchor depths and per-view scales (False: rigid pointmaps).
-    fallback_weight: weight of the pointmap regression term of poor pairs.
-    depth_prior: weights (stage 1, stage 2) of ``mean(log anchor correction ^ 2)``. Why: with
-        depths free, both losses are nearly flat along a focal / depth / translation direction
-        for small baselines, and the optimiser drifts along it (logged in benchmarks/README.md);
-        the input depths are measurements and hold it.
-        The two weights differ because stage 1 residuals are metres and stage 2 pixels.
-    dtype: torch dtype name; device: torch device.
-    """
-    subsample: int = 8
-    canonical_mode: str = "avg-angle"
-    kinematic_mode: str = "mst"
-    lr1: float = 0.07
-    niter1: int = 300
-    gamma1: float = 1.5
-    lr2: float = 0.01
-    niter2: int = 300
-    gamma2: float = 0.5
-    schedule: str = "cosine"
-    lr_end_ratio: float = 0.01
-    known_intrinsics: bool = False
-    shared_intrinsics: bool = False
-    optimize_pp: bool = False
-    optimize_depth: bool = True
-    fallback_weight: float = 0.1
-    depth_prior: tuple[float, float] = (10.0, 1000.0)
-    check: PairCheckConfig = field(default_factory=PairCheckConfig)
-    dtype: str = "float32"
-    device: str = "cpu"
 
 
 def learning_rate(it: int, niter: int, lr: float, schedule: str, end_ratio: float) -> float:

@@ -18,8 +18,6 @@ Map global: ``mast3r_checkpoint`` uint8 sha256 of the checkpoint the encodings c
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,35 +26,11 @@ from mast3r_ros.geometry.camera import backproject_depth, check_intrinsics
 from mast3r_ros.geometry.transforms import transform_points
 from mast3r_ros.localization.covariance import depth_point_covariance, pointmap_covariance, rotate_covariance
 from mast3r_ros.localization.frontends.base import Correspondences, FrontEndError, QueryFrame
+from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
 from mast3r_ros.map import Keyframe
 from mast3r_ros.map.keys import MAST3R_ARRAYS, MAST3R_CHECKPOINT
 from mast3r_ros.matching import MatchingConfig, fast_reciprocal_nn
 from mast3r_ros.model import Encoding, ImageTransform, InferenceConfig, Mast3rModel, file_sha256, preprocess_array
-
-
-@dataclass
-class Mast3rFrontEndConfig:
-    """MASt3R front-end parameters.
-
-    checkpoint: local MASt3R .pth (never downloaded).
-    device / amp_dtype: inference device ('cpu', 'cuda') and precision (None/'fp32', 'bf16', 'fp16' on CUDA,
-        or 'auto'; see ``mast3r_ros.model.precision``).
-    image_size: long side of the network image (512 for the released model).
-    subsample: spacing in network pixels of the FRM start points on the keyframe.
-    pixel_tol: FRM round-trip tolerance in network pixels (paper's localization uses 5).
-    min_desc_conf: drop matches whose descriptor confidence (either side) is below this.
-    min_pts_conf: keyframe pointmap confidence threshold when predicted 3D is used.
-    nn_backend: exact NN backend for FRM ('auto', 'torch', 'faiss').
-    """
-    checkpoint: str | Path = ""
-    device: str = "cpu"
-    amp_dtype: str | None = None
-    image_size: int = 512
-    subsample: int = 8
-    pixel_tol: float = 5.0
-    min_desc_conf: float = 0.0
-    min_pts_conf: float = 1.5
-    nn_backend: str = "auto"
 
 
 def _transform_to_array(tf: ImageTransform) -> np.ndarray:

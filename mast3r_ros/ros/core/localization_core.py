@@ -22,6 +22,7 @@ from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.datasets.single_frame import SingleFrameDataset
 from mast3r_ros.geometry.transforms import invert
 from mast3r_ros.localization.frontends import FrontEnd, make_frontend
+from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
 from mast3r_ros.localization.localizer import LocalizationResult, Localizer, LocalizerConfig
 from mast3r_ros.localization.pose import PnPConfig
 from mast3r_ros.localization.retrieval import RetrievalConfig
@@ -103,15 +104,17 @@ def gate_config(p: LocalizationParams) -> GateConfig:
                       max_jump_deg=p.max_jump_deg)
 
 
+def mast3r_frontend_config(p: LocalizationParams) -> Mast3rFrontEndConfig:
+    """The MASt3R front-end's configuration from the node parameters (amp_dtype '' is None)."""
+    return Mast3rFrontEndConfig(checkpoint=p.checkpoint, device=p.device, amp_dtype=p.amp_dtype or None,
+                                image_size=p.image_size, subsample=p.subsample, pixel_tol=p.pixel_tol,
+                                min_desc_conf=p.min_conf)
+
+
 def frontend_for(p: LocalizationParams) -> FrontEnd:
     """The configured front-end (the mast3r one loads its checkpoint here)."""
     if p.frontend == "mast3r":
-        from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEndConfig
-
-        return make_frontend("mast3r", Mast3rFrontEndConfig(
-            checkpoint=p.checkpoint, device=p.device, amp_dtype=p.amp_dtype or None,
-            image_size=p.image_size, subsample=p.subsample, pixel_tol=p.pixel_tol,
-            min_desc_conf=p.min_conf))
+        return make_frontend("mast3r", mast3r_frontend_config(p))
     return make_frontend("classical")
 
 

@@ -42,7 +42,8 @@ import numpy as np
 
 from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.geometry.transforms import invert, pose_errors
-from mast3r_ros.mapping.incremental import IncrementalConfig, IncrementalMapper
+from mast3r_ros.mapping.incremental import IncrementalMapper
+from mast3r_ros.mapping.incremental_config import IncrementalConfig
 from mast3r_ros.mapping.types import MappingError
 from mast3r_ros.ros.core.frames import Frame, FrameError, check_frame_content, check_stamp_order
 from mast3r_ros.ros.core.localization_core import Status, copy_map_folder
@@ -60,11 +61,10 @@ class MappingOutput:
 
 
 def incremental_config(p: MappingParams) -> IncrementalConfig:
-    """The mapper's configuration from the node parameters (names match).
-
-    The alignment defaults (rigid sensor depth, stage 1 only, lr1 0.003) follow
-    ``mapping.pipeline._default_alignment`` for RGB-D maps (the comparison for the mapping node is
-    logged in benchmarks/README.md).
+    """The mapper's configuration from the node parameters (names match, but
+    ``global_every_n_keyframes`` is ``global_every``; a ROS 0 is NEVER). With the parameters' defaults
+    this is ``IncrementalConfig()``: its alignment is the ``rgbd_incremental`` preset
+    (``mapping/alignment_config.py``; the comparison for the mapping node is logged in benchmarks/README.md).
     """
     cfg = IncrementalConfig()
     align = replace(cfg.alignment, lr1=p.lr1, niter1=p.niter1, lr2=p.lr2, niter2=p.niter2,

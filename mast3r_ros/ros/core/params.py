@@ -4,16 +4,27 @@ Every field carries its description and constraints in ``metadata`` so the same 
 the ROS ``ParameterDescriptor`` (node), the validation with a reason for refusal (node on
 ``set_parameters``, ``mast3r-ros launch``, offline replay) and the YAML files in ``config/``.
 Names follow the interface doc (``../shared/docs/ros_interface.md``).
+
+One default per parameter: a parameter that fills a core dataclass field (``core_param``; the hand
+mapping is ``localizer_config`` / ``mast3r_frontend_config`` / ``incremental_config`` in the node
+cores) takes that field's default, so the core dataclass is the only place it is written; only
+what the core has no field for (frames, TF, QoS, queues, rates, files) has its default here.
+``test/test_param_defaults.py`` checks both directions.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
+from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
+from mast3r_ros.localization.localizer import LocalizerConfig
+from mast3r_ros.mapping.incremental_config import IncrementalConfig
 
 P = TypeVar("P", bound="NodeParams")
 
@@ -23,23 +34,41 @@ class ParamError(ValueError):
 
 
 def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-          choices: tuple | None = None, dynamic: bool = False) -> Any:
-    """A schema field: default, description, range/choices, and whether it may change at run time."""
+          choices: tuple | None = None, dynamic: bool = False, core: tuple[type, str] | None = None) -> Any:
+    """A schema field: default, description, range/choices, and whether it may change at run time;
+    ``core``: the (core dataclass, dotted field path) the parameter fills, when there is one."""
     return field(default=default, metadata={"help": help, "min": min, "max": max, "choices": choices,
-                                            "dynamic": dynamic})
+                                            "dynamic": dynamic, "core": core})
+
+
+def core_default(cls: type, path: str) -> Any:
+    """The default of the field ``path`` of the dataclass ``cls``, dotted through nested dataclass
+    fields (a nested field's ``default_factory`` is called): what ``cls()`` holds there."""
+    head, *rest = path.split(".")
+    f = {f.name: f for f in dataclasses.fields(cls)}[head]
+    value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    for name in rest:  # a factory may set fields to other values than their class defaults
+        value = getattr(value, name)
+    return value
+
+
+def _none_as_empty(value: Any) -> Any:
+    return "" if value is None else value  # ROS parameters have no None: '' stands for it
+
+
+def core_param(cls: type, path: str, help: str, *, as_ros: Callable[[Any], Any] | None = None,
+               **kw: Any) -> Any:
+    """A schema field whose default is the core dataclass field's (``as_ros`` converts a value that
+    ROS cannot hold, e.g. None -> '')."""
+    default = core_default(cls, path)
+    return param(as_ros(default) if as_ros else default, help, core=(cls, path), **kw)
 
 
 @dataclass
 class NodeParams:
-    """Parameters shared by both nodes (frames, TF, QoS, input synchronisation, front-end)."""
+    """Parameters shared by both nodes (front-end choice, frames, TF, QoS, input synchronisation)."""
     frontend: str = param("classical", "front-end: 'mast3r' (needs checkpoint) or 'classical' (SIFT)",
                           choices=("classical", "mast3r"))
-    checkpoint: str = param("", "local MASt3R checkpoint .pth (never downloaded); mast3r front-end")
-    device: str = param("cpu", "inference device: cpu, cuda or cuda:N")
-    amp_dtype: str = param("", "autocast dtype: '' / fp32 off; bf16 (CPU or CUDA); fp16 (CUDA); auto: bf16 on "
-                           "CPUs with amx_bf16/avx512_bf16, else fp32", choices=("", "fp32", "auto", "bf16", "fp16"))
-    image_size: int = param(512, "long side of the network image (pixels, multiple of 16)", min=64, max=2048)
-    warmup: bool = param(True, "run one dummy frame through the front-end before reporting ready")
     map_frame: str = param("map", "global frame of the map and of published poses")
     odom_frame: str = param("odom", "odometry frame (map->odom is published)")
     base_frame: str = param("base_link", "robot base frame; base->camera optical comes from TF")
@@ -62,8 +91,6 @@ class NodeParams:
     sync_queue_size: int = param(60, "messages kept per input topic (DDS history, min 10, and sync queue): "
                                  "frames survive an executor stall this long (2 s at 30 Hz)", min=1, max=1000)
     frame_queue_size: int = param(1, "synced frames waiting for the worker (1 = newest only)", min=1, max=100)
-    max_rate_hz: float = param(0.0, "process at most this many frames per second (0 = no limit)",
-                               min=0.0, max=1000.0, dynamic=True)
     no_input_warn_s: float = param(5.0, "warn after this long without synchronised input (s)", min=0.1,
                                    max=3600.0)
 
@@ -114,15 +141,6 @@ class NodeParams:
         frames = [self.map_frame, self.odom_frame, self.base_frame]
         if len(set(frames)) != 3:
             out.append(f"map_frame, odom_frame and base_frame must differ, got {frames}")
-        if self.frontend == "mast3r" and not self.checkpoint:
-            out.append("frontend 'mast3r' needs the checkpoint parameter (a local .pth file)")
-        if self.checkpoint and not Path(self.checkpoint).is_file():
-            out.append(f"checkpoint {self.checkpoint!r} is not a file")
-        if self.image_size % 16:
-            out.append(f"image_size must be a multiple of 16, got {self.image_size}")
-        dev = self.device
-        if not (dev == "cpu" or dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            out.append(f"device must be cpu, cuda or cuda:N, got {dev!r}")
         return out
 
 
@@ -161,30 +179,58 @@ def coerce_value(spec: dataclasses.Field, value: Any) -> tuple[Any, str]:
 
 @dataclass
 class LocalizationParams(NodeParams):
-    """``localization_node`` parameters (acceptance gates map to ``GateConfig`` / ``PnPConfig``)."""
+    """``localization_node`` parameters: the front-end's fill ``Mast3rFrontEndConfig``, the rest
+    ``LocalizerConfig`` (retrieval, PnP, acceptance gates) or the node itself."""
+    checkpoint: str = core_param(Mast3rFrontEndConfig, "checkpoint", "local MASt3R checkpoint .pth (never "
+                                 "downloaded); mast3r front-end")
+    device: str = core_param(Mast3rFrontEndConfig, "device", "inference device: cpu, cuda or cuda:N")
+    amp_dtype: str = core_param(Mast3rFrontEndConfig, "amp_dtype", "autocast dtype: '' / fp32 off; bf16 (CPU or "
+                                "CUDA); fp16 (CUDA); auto: bf16 on CPUs with amx_bf16/avx512_bf16, else fp32",
+                                as_ros=_none_as_empty, choices=("", "fp32", "auto", "bf16", "fp16"))
+    image_size: int = core_param(Mast3rFrontEndConfig, "image_size", "long side of the network image (pixels, "
+                                 "multiple of 16)", min=64, max=2048)
+    warmup: bool = param(True, "run one dummy frame through the front-end before reporting ready")
+    max_rate_hz: float = param(0.0, "process at most this many frames per second (0 = no limit)",
+                               min=0.0, max=1000.0, dynamic=True)
     map_path: str = param("", "map folder to load at start ('' = wait for the load_map service)")
     use_camera_info_intrinsics: bool = param(True, "K from camera_info (else the map keyframes' K)")
-    subsample: int = param(8, "mast3r: FRM start-point spacing (network pixels)", min=1, max=64)
-    pixel_tol: float = param(5.0, "mast3r: FRM round-trip tolerance (network pixels)", min=0.0, max=64.0)
-    min_conf: float = param(0.0, "mast3r: minimum descriptor confidence of a match", min=0.0, max=1e6)
-    top_k_keyframes: int = param(5, "keyframes retrieved per query", min=1, max=100)
-    pnp_solver: str = param("poselib", "PnP back-end", choices=("poselib", "opencv"))
-    pnp_reprojection_px: float = param(8.0, "PnP RANSAC inlier threshold (pixels)", min=0.1, max=100.0)
-    min_inliers: int = param(20, "PnP inliers needed while tracking", min=4, max=100000, dynamic=True)
-    min_inliers_global: int = param(30, "inliers needed without a prior (INIT / LOST)", min=4,
-                                    max=100000, dynamic=True)
-    max_median_reproj_px: float = param(6.0, "gate: median inlier reprojection error (pixels)", min=0.1,
-                                        max=100.0, dynamic=True)
-    max_jump_m: float = param(0.5, "gate: largest jump from the prior while tracking (m)", min=0.0,
-                              max=1000.0, dynamic=True)
-    max_jump_deg: float = param(30.0, "gate: largest rotation jump from the prior (deg)", min=0.0,
-                                max=180.0, dynamic=True)
-    rgbd_pose: bool = param(True, "with depth: pose from 3D-3D matches (falls back to PnP)")
+    subsample: int = core_param(Mast3rFrontEndConfig, "subsample", "mast3r: FRM start-point spacing (network "
+                                "pixels)", min=1, max=64)
+    pixel_tol: float = core_param(Mast3rFrontEndConfig, "pixel_tol", "mast3r: FRM round-trip tolerance (network "
+                                  "pixels)", min=0.0, max=64.0)
+    min_conf: float = core_param(Mast3rFrontEndConfig, "min_desc_conf", "mast3r: minimum descriptor confidence "
+                                 "of a match", min=0.0, max=1e6)
+    top_k_keyframes: int = core_param(LocalizerConfig, "retrieval.top_k", "keyframes retrieved per query", min=1,
+                                      max=100)
+    pnp_solver: str = core_param(LocalizerConfig, "pnp.solver", "PnP back-end", choices=("poselib", "opencv"))
+    pnp_reprojection_px: float = core_param(LocalizerConfig, "pnp.max_reproj_px", "PnP RANSAC inlier threshold "
+                                            "(pixels)", min=0.1, max=100.0)
+    min_inliers: int = core_param(LocalizerConfig, "gates.min_inliers", "PnP inliers needed while tracking",
+                                  min=4, max=100000, dynamic=True)
+    min_inliers_global: int = core_param(LocalizerConfig, "gates.min_inliers_global", "inliers needed without a "
+                                         "prior (INIT / LOST)", min=4, max=100000, dynamic=True)
+    max_median_reproj_px: float = core_param(LocalizerConfig, "gates.max_median_reproj_px", "gate: median inlier "
+                                             "reprojection error (pixels)", min=0.1, max=100.0, dynamic=True)
+    max_jump_m: float = core_param(LocalizerConfig, "gates.max_jump_m", "gate: largest jump from the prior while "
+                                   "tracking (m)", min=0.0, max=1000.0, dynamic=True)
+    max_jump_deg: float = core_param(LocalizerConfig, "gates.max_jump_deg", "gate: largest rotation jump from "
+                                     "the prior (deg)", min=0.0, max=180.0, dynamic=True)
+    rgbd_pose: bool = core_param(LocalizerConfig, "rgbd_pose", "with depth: pose from 3D-3D matches (falls back "
+                                 "to PnP)")
     publish_initialpose: bool = param(False, "also publish each accepted pose on /initialpose (seeds AMCL / "
                                       "robot_localization)", dynamic=True)
 
     def _cross_checks(self) -> list[str]:
         out = super()._cross_checks()
+        if self.frontend == "mast3r" and not self.checkpoint:
+            out.append("frontend 'mast3r' needs the checkpoint parameter (a local .pth file)")
+        if self.checkpoint and not Path(self.checkpoint).is_file():
+            out.append(f"checkpoint {self.checkpoint!r} is not a file")
+        if self.image_size % 16:
+            out.append(f"image_size must be a multiple of 16, got {self.image_size}")
+        dev = self.device
+        if not (dev == "cpu" or dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            out.append(f"device must be cpu, cuda or cuda:N, got {dev!r}")
         if self.map_path and not Path(self.map_path).is_dir():
             out.append(f"map_path {self.map_path!r} is not a folder")
         if self.min_inliers_global < self.min_inliers:
@@ -195,35 +241,44 @@ class LocalizationParams(NodeParams):
 
 @dataclass
 class MappingParams(NodeParams):
-    """``mapping_node`` parameters (keyframe gating, pairing, global alignment, output folder)."""
+    """``mapping_node`` parameters: the mapper's fill ``IncrementalConfig`` (its alignment: the
+    ``rgbd_incremental`` preset), the rest the node itself (depth input, output folder, cloud)."""
     subscribe_depth: bool = param(True, "synchronise a depth image (16UC1 mm or 32FC1 m); required for "
                                   "mapping")
     map_dir: str = param("", "folder the map is saved to (save_map without a path)")
-    kf_min_translation: float = param(0.10, "new keyframe after this much translation (m)", min=0.0,
-                                      max=100.0)
-    kf_min_rotation_deg: float = param(10.0, "new keyframe after this much rotation (deg)", min=0.0,
-                                       max=180.0)
-    kf_max_overlap: float = param(0.3, "new keyframe when the fraction of the frame's depth-backed features "
-                                  "matched to the last keyframe falls below this", min=0.0, max=1.0)
-    max_keyframes: int = param(500, "keyframes kept (beyond it the most redundant old one is dropped)", min=2,
-                               max=100000)
-    sequential_window: int = param(3, "pairs with the previous N keyframes", min=1, max=100)
-    retrieval_k: int = param(5, "extra pairs with the nearest older keyframes (pose prior)", min=0, max=100)
-    window_size: int = param(10, "keyframes free in a windowed pass (their neighbours held fixed)", min=1,
-                             max=10000)
-    lr1: float = param(0.003, "alignment stage 1 (3D) learning rate (warm start)", min=0.0, max=10.0)
-    niter1: int = param(100, "alignment stage 1 iterations per pass", min=0, max=100000)
-    lr2: float = param(0.005, "alignment stage 2 (2D reprojection) learning rate", min=0.0, max=10.0)
-    niter2: int = param(0, "alignment stage 2 iterations per pass (0: off; for calibrated colour "
-                        "intrinsics and depth registration)", min=0, max=100000)
-    optimize_depth: bool = param(False, "refine keyframe depth in the alignment (false: rigid sensor depth)")
-    shared_intrinsics: bool = param(True, "one set of intrinsics for all keyframes")
-    matching_conf_thr: float = param(5.0, "mast3r front-end: matches below this confidence are ignored",
-                                     min=0.0, max=1e6)
-    optimize_every_n_keyframes: int = param(1, "background windowed pass every N new keyframes (0 = only "
-                                            "the optimize service)", min=0, max=100000)
-    global_every_n_keyframes: int = param(10, "background global pass every N keyframes (0 = only the "
-                                          "optimize service)", min=0, max=100000)
+    kf_min_translation: float = core_param(IncrementalConfig, "kf_min_translation", "new keyframe after this "
+                                           "much translation (m)", min=0.0, max=100.0)
+    kf_min_rotation_deg: float = core_param(IncrementalConfig, "kf_min_rotation_deg", "new keyframe after this "
+                                            "much rotation (deg)", min=0.0, max=180.0)
+    kf_max_overlap: float = core_param(IncrementalConfig, "kf_max_overlap", "new keyframe when the fraction of "
+                                       "the frame's depth-backed features matched to the last keyframe falls "
+                                       "below this", min=0.0, max=1.0)
+    max_keyframes: int = core_param(IncrementalConfig, "max_keyframes", "keyframes kept (beyond it the most "
+                                    "redundant old one is dropped)", min=2, max=100000)
+    sequential_window: int = core_param(IncrementalConfig, "sequential_window", "pairs with the previous N "
+                                        "keyframes", min=1, max=100)
+    retrieval_k: int = core_param(IncrementalConfig, "retrieval_k", "extra pairs with the nearest older "
+                                  "keyframes (pose prior)", min=0, max=100)
+    window_size: int = core_param(IncrementalConfig, "window_size", "keyframes free in a windowed pass (their "
+                                  "neighbours held fixed)", min=1, max=10000)
+    lr1: float = core_param(IncrementalConfig, "alignment.lr1", "alignment stage 1 (3D) learning rate (warm "
+                            "start)", min=0.0, max=10.0)
+    niter1: int = core_param(IncrementalConfig, "alignment.niter1", "alignment stage 1 iterations per pass",
+                             min=0, max=100000)
+    lr2: float = core_param(IncrementalConfig, "alignment.lr2", "alignment stage 2 (2D reprojection) learning "
+                            "rate", min=0.0, max=10.0)
+    niter2: int = core_param(IncrementalConfig, "alignment.niter2", "alignment stage 2 iterations per pass (0: "
+                             "off; for calibrated colour intrinsics and depth registration)", min=0, max=100000)
+    optimize_depth: bool = core_param(IncrementalConfig, "alignment.optimize_depth", "refine keyframe depth in "
+                                      "the alignment (false: rigid sensor depth)")
+    shared_intrinsics: bool = core_param(IncrementalConfig, "alignment.shared_intrinsics", "one set of "
+                                         "intrinsics for all keyframes")
+    # a ROS 0 means never (only the optimize service): incremental_config passes NEVER for it
+    optimize_every_n_keyframes: int = core_param(IncrementalConfig, "optimize_every_n_keyframes", "background "
+                                                 "windowed pass every N new keyframes (0 = only the optimize "
+                                                 "service)", min=0, max=100000)
+    global_every_n_keyframes: int = core_param(IncrementalConfig, "global_every", "background global pass every "
+                                               "N keyframes (0 = only the optimize service)", min=0, max=100000)
     cloud_max_points: int = param(200000, "points in the published cloud_map", min=1000, max=10_000_000)
 
     def _cross_checks(self) -> list[str]:
@@ -239,6 +294,18 @@ class MappingParams(NodeParams):
         if self.map_dir and not Path(self.map_dir).parent.is_dir():
             out.append(f"map_dir {self.map_dir!r}: parent folder does not exist")
         return out
+
+
+def params_yaml(cls: type[NodeParams], node_name: str) -> str:
+    """The text of ``config/<mode>.yaml``: every parameter with its default and its description
+    (``test_param_defaults.py`` checks that the shipped files are exactly this)."""
+    def value(v: Any) -> str:
+        return f'"{v}"' if isinstance(v, str) else ("true" if v else "false") if isinstance(v, bool) else repr(v)
+
+    lines = [f"# {node_name} parameters (mast3r_ros)",
+             "# Every parameter with its default; `ros2 param describe` shows ranges.", "/**:", "  ros__parameters:"]
+    lines += [f"    {f.name}: {value(f.default)}  # {f.metadata['help']}" for f in dataclasses.fields(cls)]
+    return "\n".join(lines) + "\n"
 
 
 def load_params_file(path: str | Path, node_name: str) -> dict[str, Any]:

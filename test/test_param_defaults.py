@@ -1,0 +1,133 @@
+"""One default per parameter: a ROS parameter that fills a core dataclass field has that field's
+default (the same object), the node cores' hand mapping (``localizer_config``,
+``mast3r_frontend_config``, ``incremental_config``) sends each such parameter to exactly the field
+its schema names and nothing else there, every declared parameter is read by its node, and the
+shipped ``config/*.yaml`` are the schemas' defaults."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+
+import pytest
+
+from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
+from mast3r_ros.localization.localizer import LocalizerConfig
+from mast3r_ros.mapping.incremental_config import IncrementalConfig
+from mast3r_ros.paths import REPO_ROOT
+from mast3r_ros.ros.core.localization_core import localizer_config, mast3r_frontend_config
+from mast3r_ros.ros.core.mapping_core import NEVER, incremental_config
+from mast3r_ros.ros.core.params import LocalizationParams, MappingParams, ParamError, params_yaml
+
+# what each node builds from its parameters: core dataclass -> builder
+BUILDERS = {LocalizationParams: {LocalizerConfig: localizer_config, Mast3rFrontEndConfig: mast3r_frontend_config},
+            MappingParams: {IncrementalConfig: incremental_config}}
+# sources that read a node's parameters (the node, its core, the shared input/output helpers)
+SOURCES = {LocalizationParams: ("ros/nodes/localization_node.py", "ros/core/localization_core.py"),
+           MappingParams: ("ros/nodes/mapping_node.py", "ros/core/mapping_core.py")}
+SHARED_SOURCES = ("ros/nodes/node_io.py", "ros/nodes/outputs.py", "ros/nodes/managed.py")
+# values a schema refuses to change alone: the mapping node's front-end and depth are fixed
+UNCHANGEABLE = {(MappingParams, "frontend"), (MappingParams, "subscribe_depth"),
+                (LocalizationParams, "frontend")}  # 'mast3r' needs a checkpoint: another parameter
+
+
+def _flatten(obj, prefix: str = "") -> dict:
+    """{dotted field path: value} of a (nested) dataclass instance."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            out.update(_flatten(v, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = v
+    return out
+
+
+def _core_fields(cls):
+    return [f for f in dataclasses.fields(cls) if f.metadata["core"] is not None]
+
+
+@pytest.mark.parametrize("cls", [LocalizationParams, MappingParams])
+def test_core_parameter_default_is_the_core_dataclass_default(cls):
+    fields = _core_fields(cls)
+    assert len(fields) == {LocalizationParams: 16, MappingParams: 15}[cls]
+    for f in fields:
+        core_cls, path = f.metadata["core"]
+        value = functools.reduce(getattr, path.split("."), core_cls())  # what the core holds there
+        if value is None:  # ROS has no None: '' stands for it
+            assert f.default == "", f.name
+        else:
+            assert f.default is value, (f"{cls.__name__}.{f.name} = {f.default!r}, "
+                                        f"{core_cls.__name__}.{path} = {value!r}")
+
+
+def test_node_defaults_build_exactly_the_core_defaults():
+    # the whole dataclasses, including fields no parameter sets: no parameter overrides a core default
+    assert incremental_config(MappingParams()) == IncrementalConfig()
+    assert localizer_config(LocalizationParams()) == LocalizerConfig()
+    assert mast3r_frontend_config(LocalizationParams()) == Mast3rFrontEndConfig()
+
+
+def _other_value(f: dataclasses.Field, tmp_path):
+    """Candidates for a valid value different from the default."""
+    special = {"checkpoint": [str(tmp_path / "c.pth")], "map_path": [str(tmp_path)],
+               "map_dir": [str(tmp_path / "m")], "device": ["cuda:1"], "rgbd_calibration": ["7scenes"]}
+    if f.name in special:
+        return special[f.name]
+    d, meta = f.default, f.metadata
+    if meta["choices"]:
+        return [c for c in meta["choices"] if c != d]
+    if isinstance(d, bool):
+        return [not d]
+    if isinstance(d, int):
+        return [d + 16, d + 1, d - 1]  # image_size: a multiple of 16
+    if isinstance(d, float):
+        return [d + 0.25, d / 2]
+    return [f"{d}_other"]
+
+
+@pytest.mark.parametrize("cls", [LocalizationParams, MappingParams])
+def test_each_parameter_reaches_its_core_field_and_only_it(cls, tmp_path):
+    (tmp_path / "c.pth").write_bytes(b"")
+    base = cls()
+    built = {core: _flatten(build(base)) for core, build in BUILDERS[cls].items()}
+    for f in dataclasses.fields(cls):
+        changed = None
+        for v in _other_value(f, tmp_path):
+            try:
+                changed = base.replace(**{f.name: v})
+                break
+            except ParamError:
+                continue
+        if changed is None:
+            assert (cls, f.name) in UNCHANGEABLE, f"no valid other value for {f.name}"
+            continue
+        diffs = {(core, path) for core, build in BUILDERS[cls].items()
+                 for path, val in _flatten(build(changed)).items() if val != built[core][path]}
+        core = f.metadata["core"]
+        if core is None:  # a node matter: no core field moves
+            assert not diffs, f"{f.name} changes {diffs} but its schema names no core field"
+            continue
+        assert diffs == {core}, f"{f.name} changes {diffs}, its schema says {core}"
+        got = _flatten(BUILDERS[cls][core[0]](changed))[core[1]]
+        assert got == (v or None if f.name == "amp_dtype" else v), (f.name, got, v)
+
+
+def test_zero_passes_means_never():
+    cfg = incremental_config(MappingParams().replace(optimize_every_n_keyframes=0, global_every_n_keyframes=0))
+    assert cfg.optimize_every_n_keyframes == NEVER and cfg.global_every == NEVER
+
+
+@pytest.mark.parametrize("cls", [LocalizationParams, MappingParams])
+def test_every_declared_parameter_is_read_by_its_node(cls):
+    text = "\n".join((REPO_ROOT / "mast3r_ros" / s).read_text(encoding="utf-8")
+                     for s in SOURCES[cls] + SHARED_SOURCES)
+    unread = [f.name for f in dataclasses.fields(cls)
+              if not re.search(rf"\b(?:p|params|new)\.{f.name}\b", text)]
+    assert not unread, f"{cls.__name__} declares parameters its node never reads: {unread}"
+
+
+def test_shipped_yaml_is_the_schema_defaults():
+    for cls, mode in ((LocalizationParams, "localization"), (MappingParams, "mapping")):
+        shipped = (REPO_ROOT / "config" / f"{mode}.yaml").read_text(encoding="utf-8")
+        assert shipped == params_yaml(cls, f"{mode}_node"), f"regenerate config/{mode}.yaml with params_yaml"
