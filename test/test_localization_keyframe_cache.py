@@ -4,8 +4,10 @@ resident keyframes never exceed it, and a token file damaged or removed while th
 one-line error naming the file."""
 from __future__ import annotations
 
+import gc
 import math
 import shutil
+import weakref
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
 from mast3r_ros.localization.retrieval import RetrievalConfig
 from mast3r_ros.map import Keyframe, KeyframeMap
 from mast3r_ros.map.build import build_map
+from mast3r_ros.map.keys import RETRIEVAL_DESC, RETRIEVAL_IDS
 from mast3r_ros.model.oracle import OracleModel
 
 MAP = "0:60:12"  # 5 keyframes (encoder tokens + depth points), ids 1-5 = frames 0, 12, ..., 48
@@ -128,3 +131,35 @@ def test_a_token_file_damaged_while_in_use_is_a_one_line_error_naming_it(kitchen
         loc.state.update(poses[5])
         r = loc.localize(kitchen.load_rgb(frame), kitchen.K)
         assert r.kf_ids == [5] and r.ok, r.error
+
+
+class _CountingFrontEnd(Mast3rFrontEnd):
+    """Counts the keyframe token arrays still alive when the build fits the map-wide arrays."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.tokens: list[weakref.ref] = []
+        self.alive_at_fit: int | None = None
+
+    def prepare_keyframe(self, image, K, depth):
+        arrays = super().prepare_keyframe(image, K, depth)
+        self.tokens.append(weakref.ref(arrays["mast3r_tokens"]))
+        return arrays
+
+    def fit_global(self, keyframe_arrays):
+        gc.collect()
+        self.alive_at_fit = sum(r() is not None for r in self.tokens)
+        return super().fit_global(keyframe_arrays)
+
+
+def test_map_build_does_not_hold_every_keyframes_tokens(kitchen, mapped, tmp_path):
+    _, frontend = mapped
+    counting = _CountingFrontEnd(frontend.config, frontend.model)
+    build_map(kitchen, MAP, counting, tmp_path / "map")
+    # 5 keyframes encoded; only the last one's arrays are still referenced (the build loop's variable);
+    # before, the build kept all 5 keyframes' arrays until the retrieval index was written
+    assert len(counting.tokens) == 5 and counting.alive_at_fit <= 1
+    with KeyframeMap.open(tmp_path / "map") as kmap:  # the index is the same as from the full arrays
+        with KeyframeMap.open(mapped[0]) as ref:
+            for name in (RETRIEVAL_IDS, RETRIEVAL_DESC):
+                assert np.array_equal(kmap.get_global(name), ref.get_global(name))

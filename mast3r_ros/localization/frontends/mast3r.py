@@ -92,6 +92,7 @@ class Mast3rFrontEnd:
     name = "mast3r"
     needs_depth = False
     array_names = MAST3R_ARRAYS
+    index_array_names = ("mast3r_global",)  # a build keeps these, not the tokens, until the index is written
     global_names = (MAST3R_CHECKPOINT,)
 
     def __init__(self, config: Mast3rFrontEndConfig, model: Mast3rModel | None = None):
