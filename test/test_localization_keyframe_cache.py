@@ -70,7 +70,7 @@ def _queries(kitchen) -> list:
 
 
 def _run(kitchen, path, frontend, budget_mb: float):
-    """Localize the queries (global retrieval of 2, then tracking) -> (results, resident counts, loads)."""
+    """Localize the queries, each by retrieval of the top 2 -> (results, resident (count, bytes) per query, reads)."""
     config = LocalizerConfig(retrieval=RetrievalConfig(top_k=2), keyframe_cache_mb=budget_mb)
     results, resident = [], []
     with KeyframeMap.open(path) as kmap:
