@@ -10,7 +10,6 @@ raises: bad inputs and failures come back as a result with ``T_map_cam=None`` an
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 from mast3r_ros.geometry.camera import check_intrinsics
 from mast3r_ros.localization.covariance import CovarianceConfig, nearest_keyframe_distance
 from mast3r_ros.localization.frontends import Correspondences, FrontEnd, QueryFrame
+from mast3r_ros.localization.keyframe_cache import KeyframeCache
 from mast3r_ros.localization.pose import PnPConfig, fix_covariance, solve_pnp, solve_pose_rgbd
 from mast3r_ros.localization.retrieval import RetrievalConfig, Retriever
 from mast3r_ros.localization.state import GateConfig, LocState, StateMachine, check_gates
@@ -27,12 +27,16 @@ from mast3r_ros.map.keys import RETRIEVAL_DESC, RETRIEVAL_IDS
 
 @dataclass
 class LocalizerConfig:
-    """Localizer parameters (one sub-config per stage) and the keyframe cache size.
+    """Localizer parameters (one sub-config per stage) and the keyframe cache's memory budget.
 
     rgbd_pose: when a query depth image is given, estimate the pose from 3D-3D matches (query
         depth vs map points) instead of PnP; falls back to PnP if too few matches have depth.
     rgbd_inlier_m: 3D-3D inlier distance (metres).
     covariance: the published covariance's model (``covariance.py``).
+    keyframe_cache_mb: MiB of keyframe arrays (MASt3R encoder tokens and points, SIFT features) kept
+        in memory between queries, least recently used dropped first (``keyframe_cache.py``); the rest
+        stay in the map folder and are read back when a query needs them (results do not change).
+        512 MiB holds ~90 released-size MASt3R keyframes with depth (5.5 MB each); 0 keeps none.
     """
     rgbd_pose: bool = True
     rgbd_inlier_m: float = 0.05
@@ -40,7 +44,7 @@ class LocalizerConfig:
     pnp: PnPConfig = field(default_factory=PnPConfig)
     gates: GateConfig = field(default_factory=GateConfig)
     covariance: CovarianceConfig = field(default_factory=CovarianceConfig)
-    keyframe_cache: int = 256
+    keyframe_cache_mb: float = 512.0
 
 
 @dataclass
@@ -100,7 +104,10 @@ class Localizer:
         self.retriever = Retriever(ids.tolist(), desc, np.stack([poses[int(i)] for i in ids]),
                                    replace(self.config.retrieval))
         self.state = StateMachine(replace(self.config.gates))
-        self._cache: OrderedDict[int, Keyframe] = OrderedDict()
+        if not self.config.keyframe_cache_mb >= 0:  # also refuses NaN
+            raise ValueError(f"keyframe_cache_mb must be >= 0 MiB, got {self.config.keyframe_cache_mb!r}")
+        # read-only for callers (tests and benchmarks count its loads and resident keyframes)
+        self.keyframe_cache = KeyframeCache(self._load_keyframe, self.config.keyframe_cache_mb * 2**20)
         self._retrieve_next = False
 
     def request_retrieval(self) -> None:
@@ -203,7 +210,7 @@ class Localizer:
         timings["retrieval"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        corr, _ = Correspondences.concat(self._match(query, [self._keyframe(i) for i in kf_ids]))
+        corr, _ = Correspondences.concat(self._match(query, [self.keyframe_cache.get(i) for i in kf_ids]))
         timings["matching"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -239,18 +246,10 @@ class Localizer:
             return match_many(query, keyframes)
         return [self.frontend.match(query, kf) for kf in keyframes]
 
-    def _keyframe(self, kf_id: int) -> Keyframe:
-        """Keyframe with its front-end arrays (no image), LRU-cached."""
-        kf = self._cache.get(kf_id)
-        if kf is None:
-            kf = self.map.get_keyframe(kf_id, load_image=False, arrays=list(self.frontend.array_names),
-                                       load_depth=False)
-            self._cache[kf_id] = kf
-            while len(self._cache) > self.config.keyframe_cache:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(kf_id)
-        return kf
+    def _load_keyframe(self, kf_id: int) -> Keyframe:
+        """Keyframe with its front-end arrays (no image, no depth), read from the map (sha256-verified)."""
+        return self.map.get_keyframe(kf_id, load_image=False, arrays=list(self.frontend.array_names),
+                                     load_depth=False)
 
 
 def _check_image(image) -> np.ndarray:

@@ -42,7 +42,7 @@ def build_map(dataset: RgbdDataset, spec: FrameSpec | str, frontend: FrontEnd, o
     with KeyframeMap.create(out, meta, overwrite=overwrite) as kmap:
         # until the index is written the map is partial: if the build stops, opening it says so
         kmap.set_partial(f"`map build` stopped before finishing ({len(frames)} keyframes planned)")
-        all_arrays = []
+        index_arrays = []  # only what the index needs: a large map's tokens / features are not all held at once
         for frame in _progress(frames, progress, "map build"):
             image = dataset.load_rgb(frame)
             depth = calib.depth_in_colour(dataset.load_depth(frame), dataset.K, dataset.image_size)
@@ -53,15 +53,16 @@ def build_map(dataset: RgbdDataset, spec: FrameSpec | str, frontend: FrontEnd, o
             kmap.add_keyframe(Keyframe(None, frame.index, frame.timestamp, image, K,
                                        calib.colour_pose(frame.T_world_cam),
                                        depth if store_depth else None, arrays))
-            all_arrays.append(arrays)
-        write_index(kmap, frontend, all_arrays)
+            index_arrays.append({n: arrays[n] for n in frontend.index_array_names})
+        write_index(kmap, frontend, index_arrays)
         kmap.set_partial(None)
     return Path(out)
 
 
 def write_index(kmap: KeyframeMap, frontend: FrontEnd, keyframe_arrays: list[dict]) -> None:
     """Finish a map: the front-end's map-wide arrays (e.g. retrieval vocabulary), one retrieval
-    descriptor per keyframe (``keyframe_arrays`` in ``kmap.keyframe_ids()`` order) and
+    descriptor per keyframe (``keyframe_arrays`` in ``kmap.keyframe_ids()`` order, each holding at
+    least the front-end's ``index_array_names``) and
     ``trajectory_tum.txt``; what the localizer needs to open the map."""
     for name, arr in frontend.fit_global(keyframe_arrays).items():
         kmap.put_global(name, arr)

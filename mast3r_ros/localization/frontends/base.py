@@ -95,6 +95,7 @@ class FrontEnd(Protocol):
     name: str                        # stored in the map's meta; must match at localization
     needs_depth: bool                # keyframes need a depth image (classical) or not (mast3r)
     array_names: tuple[str, ...]     # per-keyframe arrays ``match`` reads from the map
+    index_array_names: tuple[str, ...]  # per-keyframe arrays fit_global / keyframe_descriptor read (kept by a build)
     global_names: tuple[str, ...]    # map-level arrays ``load_global`` needs
 
     def prepare_keyframe(self, image: np.ndarray, K: np.ndarray,
@@ -102,7 +103,8 @@ class FrontEnd(Protocol):
         """Per-keyframe arrays to store in the map (features, 3D points in the keyframe camera)."""
 
     def fit_global(self, keyframe_arrays: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        """Map-wide arrays (e.g. a visual vocabulary) computed once at map build."""
+        """Map-wide arrays (e.g. a visual vocabulary) computed once at map build; each dict may hold
+        only the ``index_array_names`` of its keyframe."""
 
     def load_global(self, arrays: dict[str, np.ndarray]) -> None:
         """Install the map-wide arrays returned by ``fit_global`` (from the stored map)."""

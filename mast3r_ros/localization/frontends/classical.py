@@ -105,6 +105,7 @@ class ClassicalFrontEnd:
     name = "classical"
     needs_depth = True
     array_names = CLASSICAL_ARRAYS
+    index_array_names = ("sift_desc",)
     global_names = (CLASSICAL_VOCAB,)
 
     def __init__(self, config: ClassicalConfig | None = None):

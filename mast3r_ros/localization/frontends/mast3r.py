@@ -1,7 +1,8 @@
 """MASt3R front-end: dense descriptor matching with keyframe encodings cached in the map.
 
 Per keyframe (map build) the image is encoded once and the encoder tokens are stored, with the
-keyframe's 3D points at network resolution when it has depth. Per query the image is encoded once;
+keyframe's 3D points at network resolution when it has depth (the localizer reads them back when a query
+needs them, keeping at most ``LocalizerConfig.keyframe_cache_mb`` in memory). Per query the image is encoded once;
 against the selected keyframes (batched) only the decoders and the heads that are needed run:
 descriptors on both sides, and the keyframe's pointmap (view 1 = keyframe, metric, in the keyframe
 camera frame) only when the keyframe has no depth. Matches come from fast reciprocal NN started
@@ -66,6 +67,7 @@ class Mast3rFrontEnd:
     name = "mast3r"
     needs_depth = False
     array_names = MAST3R_ARRAYS
+    index_array_names = ("mast3r_global",)  # a build keeps these, not the tokens, until the index is written
     global_names = (MAST3R_CHECKPOINT,)
 
     def __init__(self, config: Mast3rFrontEndConfig, model: Mast3rModel | None = None):
