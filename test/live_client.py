@@ -38,7 +38,8 @@ from mast3r_ros.ros.compat.conversions import (
     rgb_to_image,
 )
 from mast3r_ros.ros.compat.conversions_geometry import tf_message, transform_stamped
-from mast3r_ros.ros.nodes.node_io import LATCHED, LATCHED_TF, RELIABLE, image_qos
+from mast3r_ros.ros.compat.tf_io import LATCHED_TF
+from mast3r_ros.ros.nodes.node_io import LATCHED, RELIABLE, image_qos
 
 try:
     from tf2_msgs.msg import TFMessage

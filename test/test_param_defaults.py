@@ -1,7 +1,7 @@
 """One default per parameter: a ROS parameter that fills a core dataclass field has that field's
-default (the same object), the node cores' hand mapping (``localizer_config``,
-``mast3r_frontend_config``, ``incremental_config``) sends each such parameter to exactly the field
-its schema names and nothing else there, every declared parameter is read by its node, and the
+default (the same object), the node cores' builders (``localizer_config``,
+``mast3r_frontend_config``, ``incremental_config``: ``params.core_config``) send each such parameter to
+exactly the field its schema names and nothing else there, every declared parameter is read by its node, and the
 shipped ``config/*.yaml`` are the schemas' defaults."""
 from __future__ import annotations
 
@@ -122,8 +122,13 @@ def test_zero_passes_means_never():
 def test_every_declared_parameter_is_read_by_its_node(cls):
     text = "\n".join((REPO_ROOT / "mast3r_ros" / s).read_text(encoding="utf-8")
                      for s in SOURCES[cls] + SHARED_SOURCES)
-    unread = [f.name for f in dataclasses.fields(cls)
-              if not re.search(rf"\b(?:p|params|new)\.{f.name}\b", text)]
+    # a core-backed parameter is read by the builder (params.core_config, through the schema's field
+    # path; test_each_parameter_reaches_its_core_field_and_only_it shows it arrives): the node must call
+    # the builders; every other parameter is read by name
+    unbuilt = [build.__name__ for build in BUILDERS[cls].values() if f"{build.__name__}(" not in text]
+    assert not unbuilt, f"{cls.__name__}: the node never builds {unbuilt}"
+    unread = [f.name for f in dataclasses.fields(cls) if f.metadata["core"] is None
+              and not re.search(rf"\b(?:p|params|new)\.{f.name}\b", text)]
     assert not unread, f"{cls.__name__} declares parameters its node never reads: {unread}"
 
 

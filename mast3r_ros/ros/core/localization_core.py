@@ -24,15 +24,13 @@ from mast3r_ros.geometry.transforms import invert
 from mast3r_ros.localization.frontends import FrontEnd, make_frontend
 from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
 from mast3r_ros.localization.localizer import LocalizationResult, Localizer, LocalizerConfig
-from mast3r_ros.localization.pose import PnPConfig
-from mast3r_ros.localization.retrieval import RetrievalConfig
-from mast3r_ros.localization.state import GateConfig, LocState
+from mast3r_ros.localization.state import LocState
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.map.build import build_map
 from mast3r_ros.map.folder import copy_map
 from mast3r_ros.map.format import MapError
 from mast3r_ros.ros.core.frames import Frame, FrameError, camera_to_base, check_frame
-from mast3r_ros.ros.core.params import LocalizationParams
+from mast3r_ros.ros.core.params import LocalizationParams, core_config
 
 
 @dataclass
@@ -89,26 +87,13 @@ class _Hint:
 
 
 def localizer_config(p: LocalizationParams) -> LocalizerConfig:
-    """Map node parameters onto the localizer's per-stage configs."""
-    return LocalizerConfig(
-        rgbd_pose=p.rgbd_pose,
-        retrieval=RetrievalConfig(top_k=p.top_k_keyframes),
-        pnp=PnPConfig(solver=p.pnp_solver, max_reproj_px=p.pnp_reprojection_px),
-        gates=gate_config(p))
-
-
-def gate_config(p: LocalizationParams) -> GateConfig:
-    """The acceptance gates the node parameters set (the rest keep GateConfig's defaults)."""
-    return GateConfig(min_inliers=p.min_inliers, min_inliers_global=p.min_inliers_global,
-                      max_median_reproj_px=p.max_median_reproj_px, max_jump_m=p.max_jump_m,
-                      max_jump_deg=p.max_jump_deg)
+    """The localizer's per-stage configs from the node parameters (``params.core_config``)."""
+    return core_config(p, LocalizerConfig)
 
 
 def mast3r_frontend_config(p: LocalizationParams) -> Mast3rFrontEndConfig:
-    """The MASt3R front-end's configuration from the node parameters (amp_dtype '' is None)."""
-    return Mast3rFrontEndConfig(checkpoint=p.checkpoint, device=p.device, amp_dtype=p.amp_dtype or None,
-                                image_size=p.image_size, subsample=p.subsample, pixel_tol=p.pixel_tol,
-                                min_desc_conf=p.min_conf)
+    """The MASt3R front-end's configuration from the node parameters (``params.core_config``)."""
+    return core_config(p, Mast3rFrontEndConfig)
 
 
 def frontend_for(p: LocalizationParams) -> FrontEnd:
@@ -301,7 +286,7 @@ class LocalizationCore:
         (the running localizer's, and the next map's); the rest is read where it is used."""
         self.params = new
         if self._localizer is not None:
-            self._localizer.set_gates(gate_config(new))
+            self._localizer.set_gates(localizer_config(new).gates)
 
     def reset(self) -> None:
         """Forget the tracking state and the stamp history (applied before the next frame)."""

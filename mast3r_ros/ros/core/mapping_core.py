@@ -47,9 +47,8 @@ from mast3r_ros.mapping.incremental_config import IncrementalConfig
 from mast3r_ros.mapping.types import MappingError
 from mast3r_ros.ros.core.frames import Frame, FrameError, check_frame_content, check_stamp_order
 from mast3r_ros.ros.core.localization_core import Status, copy_map_folder
-from mast3r_ros.ros.core.params import MappingParams
-
-NEVER = 10 ** 9  # optimize_every_n_keyframes = 0: background passes off (service only)
+from mast3r_ros.ros.core.params import NEVER as NEVER  # what a ROS 0 pass period becomes
+from mast3r_ros.ros.core.params import MappingParams, core_config
 
 
 @dataclass
@@ -61,20 +60,12 @@ class MappingOutput:
 
 
 def incremental_config(p: MappingParams) -> IncrementalConfig:
-    """The mapper's configuration from the node parameters (names match, but
-    ``global_every_n_keyframes`` is ``global_every``; a ROS 0 is NEVER). With the parameters' defaults
-    this is ``IncrementalConfig()``: its alignment is the ``rgbd_incremental`` preset
-    (``mapping/alignment_config.py``; the comparison for the mapping node is logged in benchmarks/README.md).
+    """The mapper's configuration from the node parameters (``params.core_config``; a ROS 0 pass
+    period is NEVER). With the parameters' defaults this is ``IncrementalConfig()``: its alignment is
+    the ``rgbd_incremental`` preset (``mapping/alignment_config.py``; the comparison for the mapping
+    node is logged in benchmarks/README.md).
     """
-    cfg = IncrementalConfig()
-    align = replace(cfg.alignment, lr1=p.lr1, niter1=p.niter1, lr2=p.lr2, niter2=p.niter2,
-                    shared_intrinsics=p.shared_intrinsics, optimize_depth=p.optimize_depth)
-    return replace(cfg, kf_min_translation=p.kf_min_translation, kf_min_rotation_deg=p.kf_min_rotation_deg,
-                   kf_max_overlap=p.kf_max_overlap, max_keyframes=p.max_keyframes,
-                   sequential_window=p.sequential_window, retrieval_k=p.retrieval_k,
-                   window_size=p.window_size,
-                   optimize_every_n_keyframes=p.optimize_every_n_keyframes or NEVER,
-                   global_every=p.global_every_n_keyframes or NEVER, alignment=align)
+    return core_config(p, IncrementalConfig)
 
 
 class MappingCore:

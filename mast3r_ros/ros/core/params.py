@@ -5,11 +5,11 @@ the ROS ``ParameterDescriptor`` (node), the validation with a reason for refusal
 ``set_parameters``, ``mast3r-ros launch``, offline replay) and the YAML files in ``config/``.
 Names follow the interface doc (``../shared/docs/ros_interface.md``).
 
-One default per parameter: a parameter that fills a core dataclass field (``core_param``; the hand
-mapping is ``localizer_config`` / ``mast3r_frontend_config`` / ``incremental_config`` in the node
-cores) takes that field's default, so the core dataclass is the only place it is written; only
-what the core has no field for (frames, TF, QoS, queues, rates, files) has its default here.
-``test/test_param_defaults.py`` checks both directions.
+One default per parameter: a parameter that fills a core dataclass field (``core_param``) takes that
+field's default, so the core dataclass is the only place it is written, and :func:`core_config`
+fills the core dataclass from the field paths the schema records; only what the core has no field
+for (frames, TF, QoS, queues, rates, files) has its default here. ``test/test_param_defaults.py``
+checks both directions.
 """
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ from mast3r_ros.localization.localizer import LocalizerConfig
 from mast3r_ros.mapping.incremental_config import IncrementalConfig
 
 P = TypeVar("P", bound="NodeParams")
+C = TypeVar("C")
+NEVER = 10 ** 9  # a pass period no map reaches: a ROS 0 for the mapper's *_every_n_keyframes (service only)
 
 
 class ParamError(ValueError):
@@ -34,11 +36,13 @@ class ParamError(ValueError):
 
 
 def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-          choices: tuple | None = None, dynamic: bool = False, core: tuple[type, str] | None = None) -> Any:
+          choices: tuple | None = None, dynamic: bool = False, core: tuple[type, str] | None = None,
+          from_ros: Callable[[Any], Any] | None = None) -> Any:
     """A schema field: default, description, range/choices, and whether it may change at run time;
-    ``core``: the (core dataclass, dotted field path) the parameter fills, when there is one."""
+    ``core``: the (core dataclass, dotted field path) the parameter fills, when there is one;
+    ``from_ros``: the core value of a ROS value (None: the same)."""
     return field(default=default, metadata={"help": help, "min": min, "max": max, "choices": choices,
-                                            "dynamic": dynamic, "core": core})
+                                            "dynamic": dynamic, "core": core, "from_ros": from_ros})
 
 
 def core_default(cls: type, path: str) -> Any:
@@ -52,8 +56,34 @@ def core_default(cls: type, path: str) -> Any:
     return value
 
 
+def core_config(params: NodeParams, cls: type[C]) -> C:
+    """``cls()`` with each parameter whose schema names a field of ``cls`` (``core_param``) written to
+    that field (nested dataclasses replaced along the dotted path), its ``from_ros`` applied."""
+    cfg = cls()
+    for f in dataclasses.fields(params):
+        core, from_ros = f.metadata["core"], f.metadata["from_ros"]
+        if core is not None and core[0] is cls:
+            value = getattr(params, f.name)
+            cfg = _with_path(cfg, core[1].split("."), from_ros(value) if from_ros else value)
+    return cfg
+
+
+def _with_path(obj: Any, names: list[str], value: Any) -> Any:
+    """A copy of the dataclass ``obj`` whose field at the path ``names`` is ``value``."""
+    head, *rest = names
+    return dataclasses.replace(obj, **{head: _with_path(getattr(obj, head), rest, value) if rest else value})
+
+
 def _none_as_empty(value: Any) -> Any:
     return "" if value is None else value  # ROS parameters have no None: '' stands for it
+
+
+def _empty_as_none(value: Any) -> Any:
+    return value or None
+
+
+def _zero_as_never(value: int) -> int:
+    return value or NEVER
 
 
 def core_param(cls: type, path: str, help: str, *, as_ros: Callable[[Any], Any] | None = None,
@@ -186,7 +216,8 @@ class LocalizationParams(NodeParams):
     device: str = core_param(Mast3rFrontEndConfig, "device", "inference device: cpu, cuda or cuda:N")
     amp_dtype: str = core_param(Mast3rFrontEndConfig, "amp_dtype", "autocast dtype: '' / fp32 off; bf16 (CPU or "
                                 "CUDA); fp16 (CUDA); auto: bf16 on CPUs with amx_bf16/avx512_bf16, else fp32",
-                                as_ros=_none_as_empty, choices=("", "fp32", "auto", "bf16", "fp16"))
+                                as_ros=_none_as_empty, from_ros=_empty_as_none,
+                                choices=("", "fp32", "auto", "bf16", "fp16"))
     image_size: int = core_param(Mast3rFrontEndConfig, "image_size", "long side of the network image (pixels, "
                                  "multiple of 16)", min=64, max=2048)
     warmup: bool = param(True, "run one dummy frame through the front-end before reporting ready")
@@ -273,12 +304,13 @@ class MappingParams(NodeParams):
                                       "the alignment (false: rigid sensor depth)")
     shared_intrinsics: bool = core_param(IncrementalConfig, "alignment.shared_intrinsics", "one set of "
                                          "intrinsics for all keyframes")
-    # a ROS 0 means never (only the optimize service): incremental_config passes NEVER for it
+    # a ROS 0 means never (only the optimize service): the mapper gets NEVER for it
     optimize_every_n_keyframes: int = core_param(IncrementalConfig, "optimize_every_n_keyframes", "background "
                                                  "windowed pass every N new keyframes (0 = only the optimize "
-                                                 "service)", min=0, max=100000)
+                                                 "service)", min=0, max=100000, from_ros=_zero_as_never)
     global_every_n_keyframes: int = core_param(IncrementalConfig, "global_every", "background global pass every "
-                                               "N keyframes (0 = only the optimize service)", min=0, max=100000)
+                                               "N keyframes (0 = only the optimize service)", min=0, max=100000,
+                                               from_ros=_zero_as_never)
     cloud_max_points: int = param(200000, "points in the published cloud_map", min=1000, max=10_000_000)
 
     def _cross_checks(self) -> list[str]:

@@ -8,7 +8,7 @@ Modules
 * :mod:`~mast3r_ros.ros.nodes.entry` - console entry points: the node imported inside a Ctrl-C handler.
 * :mod:`~mast3r_ros.ros.nodes.managed` - one node body run plain or as an ``rclpy.lifecycle`` node.
 * :mod:`~mast3r_ros.ros.nodes.spin` - multi-threaded executor, clean shutdown on Ctrl-C / SIGTERM.
-* :mod:`~mast3r_ros.ros.nodes.node_io` - QoS, synchronised camera input, TF in/out, diagnostics.
+* :mod:`~mast3r_ros.ros.nodes.node_io` - QoS, callback guarding, synchronised camera input, latency.
 * :mod:`~mast3r_ros.ros.nodes.node_params` - declare/validate ROS parameters from ``ros.core.params``.
 * :mod:`~mast3r_ros.ros.nodes.outputs` - the localization node's messages for one frame (live and replay).
 * :mod:`~mast3r_ros.ros.nodes.launch_description` - the launch node list as plain data (ROS-free).

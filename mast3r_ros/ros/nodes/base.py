@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -20,11 +21,13 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from std_srvs.srv import Trigger
 
 from mast3r_ros.msg import LocalizationStatus
+from mast3r_ros.ros.compat.diagnostics import Diagnostics
+from mast3r_ros.ros.compat.tf_io import TfIO
 from mast3r_ros.ros.compat.tf_tree import OdomSource
 from mast3r_ros.ros.core.localization_core import Output
 from mast3r_ros.ros.core.params import ParamError
 from mast3r_ros.ros.nodes.managed import Stages
-from mast3r_ros.ros.nodes.node_io import RELIABLE, CameraInput, Diagnostics, TfIO, guarded, stamp_latency_s
+from mast3r_ros.ros.nodes.node_io import RELIABLE, CameraInput, guarded, stamp_latency_s
 from mast3r_ros.ros.nodes.node_params import declare_and_read, install_validator
 from mast3r_ros.ros.nodes.outputs import status_message, tf_transforms
 from mast3r_ros.ros.nodes.spin import run_node
@@ -67,12 +70,12 @@ class NodeBody(Stages):
         self.service_group = ReentrantCallbackGroup()
         self.tf_group = MutuallyExclusiveCallbackGroup()
         self.status_pub = self.create_publisher(LocalizationStatus, "status", RELIABLE)
-        self.tf = TfIO(self, self.tf_group)
+        self.tf = TfIO(self, self.tf_group, guarded)
         self.odom = OdomSource(self.params.publish_odom_tf)
         self._T_map_odom = None
         self._dropped_reported = 0
         self._open_outputs()
-        self.diag = Diagnostics(self, self.DIAG_NAME, self._diag_values, self.tf_group, self._diag_summary)
+        self.diag = Diagnostics(self, self.DIAG_NAME, self._diag_values, self.tf_group, guarded, self._diag_summary)
         self.camera = CameraInput(self, self.params, self._on_frame, self._on_reject,
                                   MutuallyExclusiveCallbackGroup(), on_reset=self._on_stamp_reset)
         self.create_timer(1.0 / self.params.tf_publish_rate, guarded(self, "TF timer", self._publish_tf),
@@ -107,11 +110,14 @@ class NodeBody(Stages):
 
     # ---------------------------------------------------------------- frames and outputs
     def _tf_at(self, frame_id: str, stamp_ns: int, camera_wait_s: float):
-        """(T_base_cam, why not, T_odom_base, odometry note) at the image stamp, [4,4] or None; a
-        camera-only rig's own identity odometry is said in the log."""
+        """(T_base_cam, why not, T_odom_base, odometry note) at the image stamp, [4,4] or None;
+        T_odom_base under the ``publish_odom_tf`` policy (tf_tree.OdomSource); a camera-only rig's
+        own identity odometry is said in the log."""
         p = self.params
         T_base_cam, why = self.tf.lookup(p.base_frame, frame_id, stamp_ns, camera_wait_s)
-        T_odom_base, note = self.tf.odom_to_base(self.odom, p, stamp_ns)
+        T_odom_base, note = self.odom.T_odom_base(
+            lambda: self.tf.lookup(p.odom_frame, p.base_frame, stamp_ns, p.tf_timeout), time.monotonic(),
+            lambda: self.tf.lookup(p.odom_frame, p.base_frame, 0, 0.0)[0] is not None)
         if note and self.odom.identity:
             self.get_logger().warn(note)
         return T_base_cam, why, T_odom_base, note

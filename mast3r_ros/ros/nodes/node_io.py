@@ -1,38 +1,24 @@
-"""rclpy plumbing shared by both nodes: QoS, synchronised camera input, TF in/out, diagnostics.
+"""rclpy plumbing shared by both nodes: QoS, callback guarding, synchronised camera input, latency.
 
-Nodes stay thin: they wire these to a ROS-free core. Where a ROS package is missing here
-(tf2_ros, diagnostic_updater, message_filters) our own equivalent is used; tf2_ros is used
-when importable.
+Nodes stay thin: they wire these to a ROS-free core. The stand-ins for ROS packages missing here
+live in ``ros.compat``: the synchroniser (message_filters), TF in/out (tf2_ros) and /diagnostics
+(diagnostic_updater).
 """
 from __future__ import annotations
 
-import threading
 import time
 import traceback
 from collections import deque
 from typing import Callable
 
-import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from mast3r_ros.ros.compat.conversions import stamp_to_ns
-from mast3r_ros.ros.compat.conversions_geometry import transform_to_T
 from mast3r_ros.ros.compat.sync import ApproximateSync
-from mast3r_ros.ros.compat.tf_tree import TfLookupError, TfTree
 from mast3r_ros.ros.core.frame_queue import FrameWorker
 from mast3r_ros.ros.core.frames import StampGuard
-
-try:  # the real tf2_ros where installed (a ROS 2 workspace); our TfTree otherwise
-    import tf2_ros  # type: ignore
-except ImportError:
-    tf2_ros = None
-try:
-    from tf2_msgs.msg import TFMessage
-except ImportError:
-    TFMessage = None
 
 
 def image_qos(reliable: bool, depth: int = 5) -> QoSProfile:
@@ -43,7 +29,6 @@ def image_qos(reliable: bool, depth: int = 5) -> QoSProfile:
 LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RELIABLE = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
-TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def guarded(node, what: str, fn: Callable) -> Callable:
@@ -207,128 +192,3 @@ def stamp_latency_s(now_ns: int, stamp_ns: int) -> float:
     age_ns = now_ns - stamp_ns
     on_clock = -STAMP_AHEAD_MAX_S * 1e9 <= age_ns <= STAMP_AGE_MAX_S * 1e9
     return age_ns * 1e-9 if on_clock else float("nan")
-
-
-class TfIO:
-    """TF lookups (tf2_ros buffer, or our TfTree fed from /tf and /tf_static) and TF publishing."""
-
-    def __init__(self, node, group):
-        self.node = node
-        self.tree = TfTree(cache_s=30.0)
-        if tf2_ros is not None:
-            self.buffer = tf2_ros.Buffer()
-            self.listener = tf2_ros.TransformListener(self.buffer, node)
-            self.broadcaster = tf2_ros.TransformBroadcaster(node)
-            self.pub = None
-        elif TFMessage is not None:
-            self.buffer = None
-            node.create_subscription(TFMessage, "/tf", guarded(node, "/tf", lambda m: self._feed(m, False)),
-                                     TF_QOS, callback_group=group)
-            node.create_subscription(TFMessage, "/tf_static", guarded(node, "/tf_static",
-                                                                      lambda m: self._feed(m, True)),
-                                     LATCHED_TF, callback_group=group)
-            self.pub = node.create_publisher(TFMessage, "/tf", TF_QOS)
-        else:  # only same-frame lookups work; say so once instead of failing to start
-            self.buffer = self.pub = None
-            node.get_logger().error("neither tf2_ros nor tf2_msgs is importable: no TF in or out")
-
-    def _feed(self, msg, static: bool) -> None:
-        for t in msg.transforms:
-            try:
-                self.tree.set_transform(t.header.frame_id, t.child_frame_id, stamp_to_ns(t.header.stamp),
-                                        transform_to_T(t.transform), static)
-            except ValueError:  # a malformed transform from someone else must not stop our lookups
-                continue
-
-    def lookup(self, target: str, source: str, stamp_ns: int,
-               timeout_s: float) -> tuple[np.ndarray | None, str]:
-        """``T_target_source`` at the stamp, waiting up to ``timeout_s``; (None, reason) on failure."""
-        if target == source:
-            return np.eye(4), ""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                return self._lookup(target, source, stamp_ns), ""
-            except (TfLookupError, Exception) as exc:  # tf2 raises its own exception types
-                if time.monotonic() >= deadline:
-                    return None, f"TF {target} -> {source}: {exc}"
-            time.sleep(0.005)
-
-    def odom_to_base(self, odom, p, stamp_ns: int) -> tuple[np.ndarray | None, str]:
-        """([4,4] T_odom_base or None, note) at the image stamp under the ``publish_odom_tf`` policy of
-        ``odom`` (tf_tree.OdomSource); ``p`` gives the frames and ``tf_timeout``."""
-        return odom.T_odom_base(
-            lambda: self.lookup(p.odom_frame, p.base_frame, stamp_ns, p.tf_timeout), time.monotonic(),
-            lambda: self.lookup(p.odom_frame, p.base_frame, 0, 0.0)[0] is not None)
-
-    def _lookup(self, target, source, stamp_ns):
-        if self.buffer is None:
-            return self.tree.lookup(target, source, stamp_ns)
-        from rclpy.time import Time
-
-        t = self.buffer.lookup_transform(target, source, Time(nanoseconds=stamp_ns))
-        return transform_to_T(t.transform)
-
-    def send(self, msgs: list) -> None:
-        """Publish TransformStamped messages on /tf."""
-        if self.pub is not None:
-            self.pub.publish(TFMessage(transforms=msgs))
-        elif tf2_ros is not None:
-            self.broadcaster.sendTransform(msgs)
-
-
-LATCHED_TF = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-class Diagnostics:
-    """/diagnostics publisher (what diagnostic_updater would do): periodic summary + immediate errors.
-
-    Levels are ``DiagnosticStatus.OK/WARN/ERROR`` (bytes in rclpy's generated message).
-    ``summary()`` -> (level, message) gives the periodic level from the node's state; an error
-    reported since the previous periodic message makes that one ERROR too.
-    """
-
-    def __init__(self, node, name: str, values: Callable[[], dict[str, str]], group,
-                 summary: Callable[[], tuple[bytes, str]] | None = None):
-        self.node, self.name, self.values, self.summary = node, name, values, summary
-        self._error_since_publish = ""
-        self.pub = node.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
-        self._lock = threading.Lock()
-        self.level, self.message = DiagnosticStatus.WARN, "starting"
-        self.last_error = ""
-        node.create_timer(1.0, guarded(node, "diagnostics", self.publish_periodic), callback_group=group)
-
-    def set(self, level: bytes, message: str) -> None:
-        with self._lock:
-            self.level, self.message = level, message
-
-    def error(self, message: str) -> None:
-        """Report a problem now (bad input, refused request); the node logs it too."""
-        with self._lock:
-            self.last_error = self._error_since_publish = message
-        self.node.get_logger().error(message)
-        self.publish(DiagnosticStatus.ERROR, message)
-
-    def publish_periodic(self) -> None:
-        with self._lock:
-            err, self._error_since_publish = self._error_since_publish, ""
-        if err:
-            return self.publish(DiagnosticStatus.ERROR, err)
-        if self.summary is not None:
-            level, message = self.summary()
-            return self.publish(level, message)
-        self.publish()
-
-    def publish(self, level: bytes | None = None, message: str | None = None) -> None:
-        with self._lock:
-            level = self.level if level is None else level
-            message = self.message if message is None else message
-            last_error = self.last_error
-        st = DiagnosticStatus(level=level, name=f"{self.node.get_fully_qualified_name()}: {self.name}",
-                              message=message, hardware_id=self.node.get_name())
-        vals = {**self.values(), "last_error": last_error}
-        st.values = [KeyValue(key=k, value=str(v)) for k, v in vals.items()]
-        arr = DiagnosticArray(status=[st])
-        arr.header.stamp = self.node.get_clock().now().to_msg()
-        self.pub.publish(arr)
