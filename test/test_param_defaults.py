@@ -11,13 +11,14 @@ import re
 
 import pytest
 
+from mast3r_ros.config_fields import field_at
 from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
 from mast3r_ros.localization.localizer import LocalizerConfig
 from mast3r_ros.mapping.incremental_config import IncrementalConfig
 from mast3r_ros.paths import REPO_ROOT
 from mast3r_ros.ros.core.localization_core import localizer_config, mast3r_frontend_config
 from mast3r_ros.ros.core.mapping_core import NEVER, incremental_config
-from mast3r_ros.ros.core.params import LocalizationParams, MappingParams, ParamError, params_yaml
+from mast3r_ros.ros.core.params import LocalizationParams, MappingParams, ParamError, param, params_yaml
 
 # what each node builds from its parameters: core dataclass -> builder
 BUILDERS = {LocalizationParams: {LocalizerConfig: localizer_config, Mast3rFrontEndConfig: mast3r_frontend_config},
@@ -136,3 +137,69 @@ def test_shipped_yaml_is_the_schema_defaults():
     for cls, mode in ((LocalizationParams, "localization"), (MappingParams, "mapping")):
         shipped = (REPO_ROOT / "config" / f"{mode}.yaml").read_text(encoding="utf-8")
         assert shipped == params_yaml(cls, f"{mode}_node"), f"regenerate config/{mode}.yaml with params_yaml"
+
+
+# One description per parameter: what ROS adds to a core field's help (the front-end it belongs to, the
+# ROS-only 0) and the ranges it changes (0 = never, which the mapper gets as NEVER); nothing else differs.
+HELP_AFFIXES = {"checkpoint": ("", "; mast3r front-end"), "subsample": ("mast3r: ", ""),
+                "pixel_tol": ("mast3r: ", ""), "min_conf": ("mast3r: ", ""), "lr1": ("", " (warm start)"),
+                "optimize_every_n_keyframes": ("", " (0 = only the optimize service)"),
+                "global_every_n_keyframes": ("", " (0 = only the optimize service)")}
+RANGE_OVERRIDES = {"optimize_every_n_keyframes": {"min": 0, "max": 100000},
+                   "global_every_n_keyframes": {"min": 0, "max": 100000}}
+
+
+def _description_mismatches(cls) -> list[str]:
+    """Every way a core-backed parameter's help/min/max/choices differ from its core field's metadata
+    beyond the affixes and overrides listed above."""
+    out = []
+    for f in _core_fields(cls):
+        core_field, _ = field_at(*f.metadata["core"])
+        core = core_field.metadata
+        if not core.get("help"):
+            out.append(f"{f.name}: core field {f.metadata['core'][1]} has no description")
+            continue
+        prefix, suffix = HELP_AFFIXES.get(f.name, ("", ""))
+        if f.metadata["help"] != prefix + core["help"] + suffix:
+            out.append(f"{f.name}: help {f.metadata['help']!r} is not the core's {core['help']!r}")
+        want = {"min": core["min"], "max": core["max"], **RANGE_OVERRIDES.get(f.name, {})}
+        for key, value in want.items():
+            if f.metadata[key] != value:
+                out.append(f"{f.name}: {key} {f.metadata[key]} is not the core's {value}")
+        choices = core["choices"] and tuple(dict.fromkeys("" if c is None else c for c in core["choices"]))
+        if f.metadata["choices"] != choices:
+            out.append(f"{f.name}: choices {f.metadata['choices']} are not the core's {choices}")
+    return out
+
+
+@pytest.mark.parametrize("cls", [LocalizationParams, MappingParams])
+def test_core_parameter_description_and_range_are_the_core_fields(cls):
+    assert _description_mismatches(cls) == []
+    # written once: no core description is typed again in the ROS schema
+    text = (REPO_ROOT / "mast3r_ros" / "ros" / "core" / "params.py").read_text(encoding="utf-8")
+    again = [f.name for f in _core_fields(cls) if f'"{field_at(*f.metadata["core"])[0].metadata["help"]}' in text]
+    assert not again, f"descriptions written again in params.py: {again}"
+
+
+def test_a_description_written_in_the_ros_layer_is_caught():
+    @dataclasses.dataclass
+    class Drifted(MappingParams):  # the old way: help and range typed again next to the core path
+        retrieval_k: int = param(5, "extra pairs with older keyframes", min=1, max=50,
+                                 core=(IncrementalConfig, "retrieval_k"))
+    found = sorted(" ".join(m.split()[:2]) for m in _description_mismatches(Drifted))
+    assert found == ["retrieval_k: help", "retrieval_k: max", "retrieval_k: min"]
+
+
+@pytest.mark.parametrize("core_cls", [LocalizerConfig, Mast3rFrontEndConfig, IncrementalConfig])
+def test_core_defaults_satisfy_their_own_constraints(core_cls):
+    checked = 0
+    for path in _flatten(core_cls()):
+        f, value = field_at(core_cls, path)
+        meta = f.metadata
+        if "help" not in meta:
+            continue
+        checked += 1
+        assert meta["min"] is None or value >= meta["min"], (path, value)
+        assert meta["max"] is None or value <= meta["max"], (path, value)
+        assert meta["choices"] is None or value in meta["choices"], (path, value)
+    assert checked == {LocalizerConfig: 9, Mast3rFrontEndConfig: 7, IncrementalConfig: 15}[core_cls]

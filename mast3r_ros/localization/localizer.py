@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from mast3r_ros.config_fields import setting
 from mast3r_ros.geometry.camera import check_intrinsics
 from mast3r_ros.localization.covariance import CovarianceConfig, nearest_keyframe_distance
 from mast3r_ros.localization.frontends import Correspondences, FrontEnd, QueryFrame
@@ -38,7 +39,7 @@ class LocalizerConfig:
         stay in the map folder and are read back when a query needs them (results do not change).
         512 MiB holds ~90 released-size MASt3R keyframes with depth (5.5 MB each); 0 keeps none.
     """
-    rgbd_pose: bool = True
+    rgbd_pose: bool = setting(True, "with depth: pose from 3D-3D matches (falls back to PnP)")
     rgbd_inlier_m: float = 0.05
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     pnp: PnPConfig = field(default_factory=PnPConfig)

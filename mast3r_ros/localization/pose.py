@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from mast3r_ros.config_fields import setting
 from mast3r_ros.geometry.alignment import ransac_rigid
 from mast3r_ros.geometry.camera import backproject_depth, project_points, sample_depth_robust, undistort_points
 from mast3r_ros.geometry.transforms import invert, make_T, transform_points
@@ -34,8 +35,8 @@ class PnPConfig:
     confidence: RANSAC success probability.
     seed: RANSAC seed (deterministic results for a given input).
     """
-    solver: str = "poselib"
-    max_reproj_px: float = 8.0
+    solver: str = setting("poselib", "PnP back-end", choices=("poselib", "opencv"))
+    max_reproj_px: float = setting(8.0, "PnP RANSAC inlier threshold (pixels)", min=0.1, max=100.0)
     max_iterations: int = 10_000
     min_iterations: int = 100
     confidence: float = 0.9999

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mast3r_ros.config_fields import setting
+
 
 @dataclass
 class RetrievalConfig:
@@ -25,7 +27,7 @@ class RetrievalConfig:
     prior_max_dist_m / prior_max_angle_deg: with a pose prior, keyframes whose camera centre is
         farther / whose optical axis differs more than this are excluded (None = no gate).
     """
-    top_k: int = 5
+    top_k: int = setting(5, "keyframes retrieved per query", min=1, max=100)
     tracking_k: int = 0
     prior_max_dist_m: float | None = 1.5
     prior_max_angle_deg: float | None = 75.0

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mast3r_ros.config_fields import setting
 from mast3r_ros.geometry.transforms import pose_errors
 
 
@@ -36,13 +37,17 @@ class GateConfig:
     relocalize_confirmations: consistent global poses needed to leave LOST (1 = the first one
         passing the global gates is trusted; 2+ goes through RELOCALIZING, not published).
     """
-    min_inliers: int = 20
-    min_inliers_global: int = 30
+    min_inliers: int = setting(20, "PnP inliers needed while tracking", min=4, max=100000)
+    min_inliers_global: int = setting(30, "inliers needed without a prior (INIT / LOST)", min=4,
+                                      max=100000)
     min_inlier_ratio: float = 0.1
-    max_median_reproj_px: float = 6.0
+    max_median_reproj_px: float = setting(6.0, "gate: median inlier reprojection error (pixels)", min=0.1,
+                                          max=100.0)
     max_median_residual_m: float = 0.03
-    max_jump_m: float = 0.5
-    max_jump_deg: float = 30.0
+    max_jump_m: float = setting(0.5, "gate: largest jump from the prior while tracking (m)", min=0.0,
+                                max=1000.0)
+    max_jump_deg: float = setting(30.0, "gate: largest rotation jump from the prior (deg)", min=0.0,
+                                  max=180.0)
     max_misses: int = 2
     relocalize_confirmations: int = 1
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from mast3r_ros.config_fields import setting
 from mast3r_ros.mapping.problem import PairCheckConfig
 
 
@@ -40,18 +41,20 @@ class AlignmentConfig:
     subsample: int = 8
     canonical_mode: str = "avg-angle"
     kinematic_mode: str = "mst"
-    lr1: float = 0.07
-    niter1: int = 300
+    lr1: float = setting(0.07, "alignment stage 1 (3D) learning rate", min=0.0, max=10.0)
+    niter1: int = setting(300, "alignment stage 1 iterations per pass", min=0, max=100000)
     gamma1: float = 1.5
-    lr2: float = 0.01
-    niter2: int = 300
+    lr2: float = setting(0.01, "alignment stage 2 (2D reprojection) learning rate", min=0.0, max=10.0)
+    niter2: int = setting(300, "alignment stage 2 iterations per pass (0: off; for calibrated colour "
+                          "intrinsics and depth registration)", min=0, max=100000)
     gamma2: float = 0.5
     schedule: str = "cosine"
     lr_end_ratio: float = 0.01
     known_intrinsics: bool = False
-    shared_intrinsics: bool = False
+    shared_intrinsics: bool = setting(False, "one set of intrinsics for all keyframes")
     optimize_pp: bool = False
-    optimize_depth: bool = True
+    optimize_depth: bool = setting(True, "refine keyframe depth in the alignment (false: rigid sensor "
+                                   "depth)")
     fallback_weight: float = 0.1
     depth_prior: tuple[float, float] = (10.0, 1000.0)
     check: PairCheckConfig = field(default_factory=PairCheckConfig)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mast3r_ros.config_fields import setting
+
 
 @dataclass
 class Mast3rFrontEndConfig:
@@ -20,12 +22,15 @@ class Mast3rFrontEndConfig:
     min_pts_conf: keyframe pointmap confidence threshold when predicted 3D is used.
     nn_backend: exact NN backend for FRM ('auto', 'torch', 'faiss').
     """
-    checkpoint: str | Path = ""
-    device: str = "cpu"
-    amp_dtype: str | None = None
-    image_size: int = 512
-    subsample: int = 8
-    pixel_tol: float = 5.0
-    min_desc_conf: float = 0.0
+    checkpoint: str | Path = setting("", "local MASt3R checkpoint .pth (never downloaded)")
+    device: str = setting("cpu", "inference device: cpu, cuda or cuda:N")
+    amp_dtype: str | None = setting(None, "autocast dtype: '' / fp32 off; bf16 (CPU or CUDA); fp16 (CUDA); "
+                                    "auto: bf16 on CPUs with amx_bf16/avx512_bf16, else fp32",
+                                    choices=(None, "", "fp32", "auto", "bf16", "fp16"))
+    image_size: int = setting(512, "long side of the network image (pixels, multiple of 16)", min=64,
+                              max=2048)
+    subsample: int = setting(8, "FRM start-point spacing (network pixels)", min=1, max=64)
+    pixel_tol: float = setting(5.0, "FRM round-trip tolerance (network pixels)", min=0.0, max=64.0)
+    min_desc_conf: float = setting(0.0, "minimum descriptor confidence of a match", min=0.0, max=1e6)
     min_pts_conf: float = 1.5
     nn_backend: str = "auto"

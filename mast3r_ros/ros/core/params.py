@@ -5,8 +5,11 @@ the ROS ``ParameterDescriptor`` (node), the validation with a reason for refusal
 ``set_parameters``, ``mast3r-ros launch``, offline replay) and the YAML files in ``config/``.
 Names follow the interface doc (``../shared/docs/ros_interface.md``).
 
-One default per parameter: a parameter that fills a core dataclass field (``core_param``) takes that
-field's default, so the core dataclass is the only place it is written, and :func:`core_config`
+One default and one description per parameter: a parameter that fills a core dataclass field
+(``core_param``) takes that field's default, description and range/choices (its ``metadata``,
+:func:`mast3r_ros.config_fields.setting`), so the core dataclass is the only place they are written
+(only what ROS adds stays here: ``dynamic``, encodings of values ROS cannot hold, a help prefix or
+suffix naming the front-end or the ROS-only 0), and :func:`core_config`
 fills the core dataclass from the field paths the schema records; only what the core has no field
 for (frames, TF, QoS, queues, rates, files) has its default here. ``test/test_param_defaults.py``
 checks both directions.
@@ -22,6 +25,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from mast3r_ros.config_fields import field_at
 from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
 from mast3r_ros.localization.localizer import LocalizerConfig
 from mast3r_ros.mapping.incremental_config import IncrementalConfig
@@ -29,6 +33,7 @@ from mast3r_ros.mapping.incremental_config import IncrementalConfig
 P = TypeVar("P", bound="NodeParams")
 C = TypeVar("C")
 NEVER = 10 ** 9  # a pass period no map reaches: a ROS 0 for the mapper's *_every_n_keyframes (service only)
+ONLY_SERVICE = " (0 = only the optimize service)"
 
 
 class ParamError(ValueError):
@@ -48,12 +53,7 @@ def param(default: Any, help: str, *, min: float | None = None, max: float | Non
 def core_default(cls: type, path: str) -> Any:
     """The default of the field ``path`` of the dataclass ``cls``, dotted through nested dataclass
     fields (a nested field's ``default_factory`` is called): what ``cls()`` holds there."""
-    head, *rest = path.split(".")
-    f = {f.name: f for f in dataclasses.fields(cls)}[head]
-    value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    for name in rest:  # a factory may set fields to other values than their class defaults
-        value = getattr(value, name)
-    return value
+    return field_at(cls, path)[1]
 
 
 def core_config(params: NodeParams, cls: type[C]) -> C:
@@ -86,12 +86,17 @@ def _zero_as_never(value: int) -> int:
     return value or NEVER
 
 
-def core_param(cls: type, path: str, help: str, *, as_ros: Callable[[Any], Any] | None = None,
-               **kw: Any) -> Any:
-    """A schema field whose default is the core dataclass field's (``as_ros`` converts a value that
-    ROS cannot hold, e.g. None -> '')."""
-    default = core_default(cls, path)
-    return param(as_ros(default) if as_ros else default, help, core=(cls, path), **kw)
+def core_param(cls: type, path: str, *, prefix: str = "", suffix: str = "",
+               as_ros: Callable[[Any], Any] | None = None, **kw: Any) -> Any:
+    """A schema field whose default, help (between ``prefix`` and ``suffix``) and min/max/choices are
+    the core dataclass field's (``kw``: what ROS adds or changes, e.g. ``dynamic``, a ROS-only range);
+    ``as_ros`` converts a value that ROS cannot hold (None -> ''), in the default and the choices."""
+    f, default = field_at(cls, path)
+    ros = as_ros or (lambda v: v)
+    meta = {"min": f.metadata["min"], "max": f.metadata["max"], "choices": f.metadata["choices"]}
+    if meta["choices"] is not None:
+        meta["choices"] = tuple(dict.fromkeys(ros(c) for c in meta["choices"]))  # None and '' are one
+    return param(ros(default), prefix + f.metadata["help"] + suffix, core=(cls, path), **{**meta, **kw})
 
 
 @dataclass
@@ -211,43 +216,27 @@ def coerce_value(spec: dataclasses.Field, value: Any) -> tuple[Any, str]:
 class LocalizationParams(NodeParams):
     """``localization_node`` parameters: the front-end's fill ``Mast3rFrontEndConfig``, the rest
     ``LocalizerConfig`` (retrieval, PnP, acceptance gates) or the node itself."""
-    checkpoint: str = core_param(Mast3rFrontEndConfig, "checkpoint", "local MASt3R checkpoint .pth (never "
-                                 "downloaded); mast3r front-end")
-    device: str = core_param(Mast3rFrontEndConfig, "device", "inference device: cpu, cuda or cuda:N")
-    amp_dtype: str = core_param(Mast3rFrontEndConfig, "amp_dtype", "autocast dtype: '' / fp32 off; bf16 (CPU or "
-                                "CUDA); fp16 (CUDA); auto: bf16 on CPUs with amx_bf16/avx512_bf16, else fp32",
-                                as_ros=_none_as_empty, from_ros=_empty_as_none,
-                                choices=("", "fp32", "auto", "bf16", "fp16"))
-    image_size: int = core_param(Mast3rFrontEndConfig, "image_size", "long side of the network image (pixels, "
-                                 "multiple of 16)", min=64, max=2048)
+    checkpoint: str = core_param(Mast3rFrontEndConfig, "checkpoint", suffix="; mast3r front-end")
+    device: str = core_param(Mast3rFrontEndConfig, "device")
+    amp_dtype: str = core_param(Mast3rFrontEndConfig, "amp_dtype", as_ros=_none_as_empty, from_ros=_empty_as_none)
+    image_size: int = core_param(Mast3rFrontEndConfig, "image_size")
     warmup: bool = param(True, "run one dummy frame through the front-end before reporting ready")
     max_rate_hz: float = param(0.0, "process at most this many frames per second (0 = no limit)",
                                min=0.0, max=1000.0, dynamic=True)
     map_path: str = param("", "map folder to load at start ('' = wait for the load_map service)")
     use_camera_info_intrinsics: bool = param(True, "K from camera_info (else the map keyframes' K)")
-    subsample: int = core_param(Mast3rFrontEndConfig, "subsample", "mast3r: FRM start-point spacing (network "
-                                "pixels)", min=1, max=64)
-    pixel_tol: float = core_param(Mast3rFrontEndConfig, "pixel_tol", "mast3r: FRM round-trip tolerance (network "
-                                  "pixels)", min=0.0, max=64.0)
-    min_conf: float = core_param(Mast3rFrontEndConfig, "min_desc_conf", "mast3r: minimum descriptor confidence "
-                                 "of a match", min=0.0, max=1e6)
-    top_k_keyframes: int = core_param(LocalizerConfig, "retrieval.top_k", "keyframes retrieved per query", min=1,
-                                      max=100)
-    pnp_solver: str = core_param(LocalizerConfig, "pnp.solver", "PnP back-end", choices=("poselib", "opencv"))
-    pnp_reprojection_px: float = core_param(LocalizerConfig, "pnp.max_reproj_px", "PnP RANSAC inlier threshold "
-                                            "(pixels)", min=0.1, max=100.0)
-    min_inliers: int = core_param(LocalizerConfig, "gates.min_inliers", "PnP inliers needed while tracking",
-                                  min=4, max=100000, dynamic=True)
-    min_inliers_global: int = core_param(LocalizerConfig, "gates.min_inliers_global", "inliers needed without a "
-                                         "prior (INIT / LOST)", min=4, max=100000, dynamic=True)
-    max_median_reproj_px: float = core_param(LocalizerConfig, "gates.max_median_reproj_px", "gate: median inlier "
-                                             "reprojection error (pixels)", min=0.1, max=100.0, dynamic=True)
-    max_jump_m: float = core_param(LocalizerConfig, "gates.max_jump_m", "gate: largest jump from the prior while "
-                                   "tracking (m)", min=0.0, max=1000.0, dynamic=True)
-    max_jump_deg: float = core_param(LocalizerConfig, "gates.max_jump_deg", "gate: largest rotation jump from "
-                                     "the prior (deg)", min=0.0, max=180.0, dynamic=True)
-    rgbd_pose: bool = core_param(LocalizerConfig, "rgbd_pose", "with depth: pose from 3D-3D matches (falls back "
-                                 "to PnP)")
+    subsample: int = core_param(Mast3rFrontEndConfig, "subsample", prefix="mast3r: ")
+    pixel_tol: float = core_param(Mast3rFrontEndConfig, "pixel_tol", prefix="mast3r: ")
+    min_conf: float = core_param(Mast3rFrontEndConfig, "min_desc_conf", prefix="mast3r: ")
+    top_k_keyframes: int = core_param(LocalizerConfig, "retrieval.top_k")
+    pnp_solver: str = core_param(LocalizerConfig, "pnp.solver")
+    pnp_reprojection_px: float = core_param(LocalizerConfig, "pnp.max_reproj_px")
+    min_inliers: int = core_param(LocalizerConfig, "gates.min_inliers", dynamic=True)
+    min_inliers_global: int = core_param(LocalizerConfig, "gates.min_inliers_global", dynamic=True)
+    max_median_reproj_px: float = core_param(LocalizerConfig, "gates.max_median_reproj_px", dynamic=True)
+    max_jump_m: float = core_param(LocalizerConfig, "gates.max_jump_m", dynamic=True)
+    max_jump_deg: float = core_param(LocalizerConfig, "gates.max_jump_deg", dynamic=True)
+    rgbd_pose: bool = core_param(LocalizerConfig, "rgbd_pose")
     publish_initialpose: bool = param(False, "also publish each accepted pose on /initialpose (seeds AMCL / "
                                       "robot_localization)", dynamic=True)
 
@@ -277,40 +266,24 @@ class MappingParams(NodeParams):
     subscribe_depth: bool = param(True, "synchronise a depth image (16UC1 mm or 32FC1 m); required for "
                                   "mapping")
     map_dir: str = param("", "folder the map is saved to (save_map without a path)")
-    kf_min_translation: float = core_param(IncrementalConfig, "kf_min_translation", "new keyframe after this "
-                                           "much translation (m)", min=0.0, max=100.0)
-    kf_min_rotation_deg: float = core_param(IncrementalConfig, "kf_min_rotation_deg", "new keyframe after this "
-                                            "much rotation (deg)", min=0.0, max=180.0)
-    kf_max_overlap: float = core_param(IncrementalConfig, "kf_max_overlap", "new keyframe when the fraction of "
-                                       "the frame's depth-backed features matched to the last keyframe falls "
-                                       "below this", min=0.0, max=1.0)
-    max_keyframes: int = core_param(IncrementalConfig, "max_keyframes", "keyframes kept (beyond it the most "
-                                    "redundant old one is dropped)", min=2, max=100000)
-    sequential_window: int = core_param(IncrementalConfig, "sequential_window", "pairs with the previous N "
-                                        "keyframes", min=1, max=100)
-    retrieval_k: int = core_param(IncrementalConfig, "retrieval_k", "extra pairs with the nearest older "
-                                  "keyframes (pose prior)", min=0, max=100)
-    window_size: int = core_param(IncrementalConfig, "window_size", "keyframes free in a windowed pass (their "
-                                  "neighbours held fixed)", min=1, max=10000)
-    lr1: float = core_param(IncrementalConfig, "alignment.lr1", "alignment stage 1 (3D) learning rate (warm "
-                            "start)", min=0.0, max=10.0)
-    niter1: int = core_param(IncrementalConfig, "alignment.niter1", "alignment stage 1 iterations per pass",
-                             min=0, max=100000)
-    lr2: float = core_param(IncrementalConfig, "alignment.lr2", "alignment stage 2 (2D reprojection) learning "
-                            "rate", min=0.0, max=10.0)
-    niter2: int = core_param(IncrementalConfig, "alignment.niter2", "alignment stage 2 iterations per pass (0: "
-                             "off; for calibrated colour intrinsics and depth registration)", min=0, max=100000)
-    optimize_depth: bool = core_param(IncrementalConfig, "alignment.optimize_depth", "refine keyframe depth in "
-                                      "the alignment (false: rigid sensor depth)")
-    shared_intrinsics: bool = core_param(IncrementalConfig, "alignment.shared_intrinsics", "one set of "
-                                         "intrinsics for all keyframes")
-    # a ROS 0 means never (only the optimize service): the mapper gets NEVER for it
-    optimize_every_n_keyframes: int = core_param(IncrementalConfig, "optimize_every_n_keyframes", "background "
-                                                 "windowed pass every N new keyframes (0 = only the optimize "
-                                                 "service)", min=0, max=100000, from_ros=_zero_as_never)
-    global_every_n_keyframes: int = core_param(IncrementalConfig, "global_every", "background global pass every "
-                                               "N keyframes (0 = only the optimize service)", min=0, max=100000,
-                                               from_ros=_zero_as_never)
+    kf_min_translation: float = core_param(IncrementalConfig, "kf_min_translation")
+    kf_min_rotation_deg: float = core_param(IncrementalConfig, "kf_min_rotation_deg")
+    kf_max_overlap: float = core_param(IncrementalConfig, "kf_max_overlap")
+    max_keyframes: int = core_param(IncrementalConfig, "max_keyframes")
+    sequential_window: int = core_param(IncrementalConfig, "sequential_window")
+    retrieval_k: int = core_param(IncrementalConfig, "retrieval_k")
+    window_size: int = core_param(IncrementalConfig, "window_size")
+    lr1: float = core_param(IncrementalConfig, "alignment.lr1", suffix=" (warm start)")
+    niter1: int = core_param(IncrementalConfig, "alignment.niter1")
+    lr2: float = core_param(IncrementalConfig, "alignment.lr2")
+    niter2: int = core_param(IncrementalConfig, "alignment.niter2")
+    optimize_depth: bool = core_param(IncrementalConfig, "alignment.optimize_depth")
+    shared_intrinsics: bool = core_param(IncrementalConfig, "alignment.shared_intrinsics")
+    # a ROS 0 means never (only the optimize service): the mapper gets NEVER for it, hence the ROS range
+    optimize_every_n_keyframes: int = core_param(IncrementalConfig, "optimize_every_n_keyframes",
+                                                 suffix=ONLY_SERVICE, min=0, max=100000, from_ros=_zero_as_never)
+    global_every_n_keyframes: int = core_param(IncrementalConfig, "global_every", suffix=ONLY_SERVICE, min=0,
+                                               max=100000, from_ros=_zero_as_never)
     cloud_max_points: int = param(200000, "points in the published cloud_map", min=1000, max=10_000_000)
 
     def _cross_checks(self) -> list[str]:
