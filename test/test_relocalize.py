@@ -40,6 +40,19 @@ def test_dataset_form_with_the_oracle_model(kitchen_dir, tmp_path, capsys):
         assert q["translation_error_m"] < 0.005 and q["rotation_error_deg"] < 0.15, q
 
 
+def test_views_that_barely_overlap_are_refused_not_answered(kitchen_dir, tmp_path):
+    """Reference 0, queries 411 and 459 (1.2 / 1.1 m away). 411 sees almost nothing of the reference:
+    before the inlier-ratio gate PnP answered it with 12 inliers of 1056 matches, 4.7 m / 140 deg off;
+    459 shares its view (115 of 1298 PnP inliers, 8.9 %) and is answered at 8.4 cm / 0.57 deg."""
+    out = tmp_path / "r.json"
+    assert cli_main(["relocalize", "--dataset", str(kitchen_dir), "--reference-frame", "0",
+                     "--query-frames", "411:460:48", "--oracle-model", "--out", str(out)]) == 0
+    far, near = json.loads(out.read_text())["queries"]
+    assert (far["index"], near["index"]) == (411, 459)
+    assert not far["localized"] and "barely overlap" in far["message"], far
+    assert near["localized"] and near["method"] == "pnp", near
+    assert near["translation_error_m"] < 0.09 and near["rotation_error_deg"] < 0.6, near  # 8.4 cm, 0.57 deg
+
 def test_dataset_form_classical_needs_no_model(kitchen_dir, tmp_path):
     out = tmp_path / "r.json"
     assert cli_main(["relocalize", "--dataset", str(kitchen_dir), "--reference-frame", str(REF),

@@ -30,12 +30,16 @@ class MapFreeConfig:
 
     methods: solvers tried in order.
     min_inliers: inliers needed for a method's pose to be accepted.
+    min_inlier_ratio: fraction of the matches that must be inliers: below it the views barely
+        overlap and the few inliers fit a wrong pose as well as the right one, so the query is
+        refused instead (measured on 7-Scenes: README, "MASt3R paths without the released weights").
     min_conf: pointmap confidence below which a pixel's 3D point is ignored.
     essential_threshold_px: epipolar RANSAC threshold.
     procrustes_inlier_m: residual (metres) below which a point counts as a Procrustes inlier.
     """
     methods: tuple[str, ...] = METHODS
     min_inliers: int = 12
+    min_inlier_ratio: float = 0.05
     min_conf: float = 0.0
     pnp: PnPConfig = field(default_factory=lambda: PnPConfig(max_reproj_px=4.0))
     essential_threshold_px: float = 1.0
@@ -114,11 +118,26 @@ def solve_mapfree(xy_query: np.ndarray, xy_ref: np.ndarray, K_query: np.ndarray,
             res = _procrustes(xy_query, X_ref, pointmap_query, cfg)
         else:
             raise ValueError(f"unknown map-free method {method!r}; choose from {METHODS}")
-        if res.T_map_cam is not None and res.n_inliers >= cfg.min_inliers:
+        refusal = _weak_evidence(res.n_inliers, len(xy_query), cfg)
+        if res.T_map_cam is None:
+            refusal = res.message or refusal or "no pose"
+        if not refusal:
             res.T_map_cam = compose(T_map_ref, res.T_map_cam)  # T_ref_query -> T_map_query
             return res
-        reasons.append(f"{method}: {res.message or f'{res.n_inliers} inliers < {cfg.min_inliers}'}")
+        reasons.append(f"{method}: {refusal}")
+        if res.T_map_cam is not None and res.n_inliers >= cfg.min_inliers:
+            break  # too few of the matches agree: a looser model on the same matches would only fit chance
     return MapFreeResult(None, "", 0, "; ".join(reasons))
+
+
+def _weak_evidence(n_inliers: int, n_matches: int, cfg: MapFreeConfig) -> str:
+    """Why a pose with ``n_inliers`` of ``n_matches`` is not accepted ('' when it is)."""
+    if n_inliers < cfg.min_inliers:
+        return f"{n_inliers} inliers < {cfg.min_inliers}"
+    if n_inliers < cfg.min_inlier_ratio * n_matches:
+        return (f"{n_inliers} inliers of {n_matches} matches ({n_inliers / n_matches:.1%}) < "
+                f"{cfg.min_inlier_ratio:.0%}: the views barely overlap")
+    return ""
 
 
 def _pnp(xy_q, X_ref, K_q, size, cfg) -> MapFreeResult:
