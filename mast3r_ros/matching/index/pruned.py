@@ -49,12 +49,13 @@ class TorchPrunedIndex:
     """Exact MIPS over a dense map ``desc`` float32 [H, W, D] (CPU); rows = flat indices y*W+x.
 
     max_tiles: fraction of the fine tiles above which a query is searched by brute force instead of
-    pair scoring (random maps, where nothing can be pruned, go to the blocked search; the choice of
-    0.35 is logged in benchmarks/README.md).
+    pair scoring (random maps, where nothing can be pruned, go to the blocked search). Scoring a pixel
+    through gathered tiles costs ~10-20x a pixel of the blocked matmul, so pruning pays only when few
+    tiles survive; the choice of 0.1 is logged in benchmarks/README.md.
     chunk_queries: queries per bound matrix [T, chunk] (~12 MB for 384x512 maps at 256).
     """
 
-    def __init__(self, desc: torch.Tensor, max_tiles: float = 0.35, chunk_queries: int = 256,
+    def __init__(self, desc: torch.Tensor, max_tiles: float = 0.1, chunk_queries: int = 256,
                  chunk_pairs: int = 1 << 15, lb_tiles: int = 1):
         H, W, D = desc.shape
         self.size = H * W
