@@ -50,12 +50,6 @@ def param(default: Any, help: str, *, min: float | None = None, max: float | Non
                                             "dynamic": dynamic, "core": core, "from_ros": from_ros})
 
 
-def core_default(cls: type, path: str) -> Any:
-    """The default of the field ``path`` of the dataclass ``cls``, dotted through nested dataclass
-    fields (a nested field's ``default_factory`` is called): what ``cls()`` holds there."""
-    return field_at(cls, path)[1]
-
-
 def core_config(params: NodeParams, cls: type[C]) -> C:
     """``cls()`` with each parameter whose schema names a field of ``cls`` (``core_param``) written to
     that field (nested dataclasses replaced along the dotted path), its ``from_ros`` applied."""
