@@ -5,7 +5,9 @@ Used by ``localization_node`` (live, frames from a worker thread) and ``mast3r-r
 conversion stays in the node. Poses out are of the robot base (``T_map_base``): the camera pose
 from the localizer composed with base->optical from TF; map->odom uses odom->base at the
 image stamp (identity when the node publishes odom->base itself, camera-only rigs); the pose never
-depends on odometry: without odom->base there is a pose and no map->odom.
+depends on odometry: without odom->base there is a pose and no map->odom. After ``set_reference``
+(map-free) frames are solved against one posed reference image instead of a map
+(``reference.MapFreeReference``: ``mast3r-ros relocalize``'s solver).
 """
 from __future__ import annotations
 
