@@ -125,3 +125,33 @@ def test_oracle_dataset_that_is_no_dataset_fails_configure_in_one_line(tmp_path)
     with pytest.raises(ValueError) as err:
         LocalizationCore(params)
     assert "unrecognised dataset layout" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_mast3r_reference_is_encoded_once_and_answers_as_relocalize(kitchen):
+    """Each query costs one encoder pass (the reference's encoding is kept), and the pose is exactly the one
+    `relocalize_mast3r` (the CLI's path) computes with the same model."""
+    from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd, Mast3rFrontEndConfig
+    from mast3r_ros.localization.mapfree import relocalize_mast3r
+    from mast3r_ros.model.oracle import OracleModel
+
+    class CountingOracle(OracleModel):
+        images_encoded = 0
+
+        def encode(self, images):
+            self.images_encoded += len(images)
+            return super().encode(images)
+
+    ds, frames = kitchen
+    model = CountingOracle.from_dataset(ds)
+    core = LocalizationCore(LocalizationParams(frontend="mast3r", oracle_dataset=str(ds.root)),
+                            frontend=Mast3rFrontEnd(Mast3rFrontEndConfig(), model=model))
+    ref = frames[REF]
+    assert core.set_reference(ds.load_rgb(ref), ds.K, None, ref.T_world_cam) == ""
+    assert model.images_encoded == 1
+    near, _ = _run_queries(core, ds, frames)
+    assert model.images_encoded == 1 + len(NEAR) + 1  # one per query, the far one included
+    for i, out in zip(NEAR, near):
+        query = MapFreeQuery(ds.load_rgb(frames[i]), ds.K)
+        cli = relocalize_mast3r(model, ds.load_rgb(ref), ds.K, ref.T_world_cam, query)
+        np.testing.assert_array_equal(out.T_map_cam, cli.T_map_cam)
+    core.close()

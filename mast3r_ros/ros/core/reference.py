@@ -95,10 +95,10 @@ class MapFreeReference:
             if depth is None or not np.any(depth > 0):
                 raise ValueError("the classical front-end needs the reference's depth (depth_path, or "
                                  "use_current_frame with subscribe_depth)")
-        else:  # an image the model cannot take (e.g. not a frame of the stand-in's dataset) is named now
+        else:  # encoded once, now: an image the model cannot take (e.g. not the stand-in's) is named here
             from mast3r_ros.model import preprocess_array
 
-            frontend.model.encode(preprocess_array(image, frontend.config.image_size).tensor)
+            self._model = ReferenceEncoded(frontend.model, preprocess_array(image, frontend.config.image_size).tensor)
 
     def localize(self, image: np.ndarray, K: np.ndarray):
         """:class:`~mast3r_ros.localization.mapfree.MapFreeResult` of a query ([H,W,3] uint8 RGB, K [3,3])."""
@@ -108,7 +108,30 @@ class MapFreeReference:
         if self.frontend.name == "classical":
             res = relocalize_classical(self.image, self.K, self.depth, self.T_map_ref, query, self.frontend.config)
         else:
-            res = relocalize_mast3r(self.frontend.model, self.image, self.K, self.T_map_ref, query,
-                                    self.frontend.config)
+            res = relocalize_mast3r(self._model, self.image, self.K, self.T_map_ref, query, self.frontend.config)
         self.state = "TRACKING" if res.T_map_cam is not None else "LOST"
         return res
+
+
+class ReferenceEncoded:
+    """A MASt3R-interface model whose encoding of the reference image is computed once: ``encode`` of that
+    very tensor returns it (each query then costs one encoder pass, not two); everything else is the
+    model's.
+
+    Args:
+        model: the front-end's model (``encode``, ``infer``).
+        reference: [1,3,H,W] the reference's network tensor (``preprocess_array``).
+    """
+
+    def __init__(self, model, reference):
+        self.model, self._reference = model, reference
+        self._encoding = model.encode(reference)
+
+    def encode(self, images):
+        if images.shape == self._reference.shape and bool((images == self._reference).all()):
+            return self._encoding
+        return self.model.encode(images)
+
+    def infer(self, enc1, enc2, heads1=None, heads2=None):
+        kw = {k: v for k, v in (("heads1", heads1), ("heads2", heads2)) if v is not None}
+        return self.model.infer(enc1, enc2, **kw)
