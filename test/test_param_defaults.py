@@ -26,10 +26,14 @@ BUILDERS = {LocalizationParams: {LocalizerConfig: localizer_config, Mast3rFrontE
 # sources that read a node's parameters (the node, its core, the shared input/output helpers)
 SOURCES = {LocalizationParams: ("ros/nodes/localization_node.py", "ros/core/localization_core.py"),
            MappingParams: ("ros/nodes/mapping_node.py", "ros/core/mapping_core.py")}
-SHARED_SOURCES = ("ros/nodes/base.py", "ros/nodes/node_io.py", "ros/nodes/outputs.py", "ros/nodes/managed.py")
+SHARED_SOURCES = ("ros/nodes/base.py", "ros/nodes/node_io.py", "ros/nodes/outputs.py", "ros/nodes/managed.py",
+                  "ros/core/model_source.py")
 # values a schema refuses to change alone: the mapping node's front-end and depth are fixed
 UNCHANGEABLE = {(MappingParams, "frontend"), (MappingParams, "subscribe_depth"),
-                (LocalizationParams, "frontend")}  # 'mast3r' needs a checkpoint: another parameter
+                (LocalizationParams, "frontend"),  # 'mast3r' needs a checkpoint: another parameter
+                # the stand-in is for frontend 'mast3r' (another parameter); its noise needs the stand-in
+                *((cls, name) for cls in (LocalizationParams, MappingParams)
+                  for name in ("oracle_dataset", "oracle_noise"))}
 
 
 def _flatten(obj, prefix: str = "") -> dict:

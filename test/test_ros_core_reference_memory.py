@@ -1,5 +1,6 @@
 """Repeated set_reference (map-free references swapped while the node runs) keeps memory and disk bounded:
-each reference replaces the previous one, whose temporary map folder is removed."""
+each reference replaces the previous one, and none writes a temporary folder (the reference is held in
+memory and solved by the map-free solver)."""
 from __future__ import annotations
 
 import tempfile
@@ -31,7 +32,7 @@ def test_repeated_set_reference_keeps_memory_and_temp_folders_bounded(data_dir):
             assert core.set_reference(img, K, depth, cal.colour_pose(f.T_world_cam)) == ""
             assert core.num_keyframes == 1
             rss.append(_rss_mb())
-            assert len(set(tmp.glob("mast3r_ref_*")) - before) == 1  # the previous reference's folder is gone
+            assert set(tmp.glob("mast3r_ref_*")) == before  # nothing on disk (it once built a map folder)
     finally:
         core.close()
     # measured here: [197, 205, 219, 203, 201, 219, 222, 221, 219, 222] MB (+19 after the fourth); with 20

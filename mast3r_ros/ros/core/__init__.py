@@ -8,11 +8,12 @@ Modules
 * :mod:`~mast3r_ros.ros.core.frames` - decoded input frames, their validation, camera <-> base poses.
 * :mod:`~mast3r_ros.ros.core.frame_queue` - newest-frame bounded queue and its worker thread.
 * :mod:`~mast3r_ros.ros.core.initial_pose` - the search region of a pose prior from its covariance.
-* :mod:`~mast3r_ros.ros.core.reference` - inputs of the ``set_reference`` service.
+* :mod:`~mast3r_ros.ros.core.reference` - inputs of the ``set_reference`` service and its map-free reference.
+* :mod:`~mast3r_ros.ros.core.model_source` - the MASt3R model of a node: checkpoint or oracle stand-in.
 * :mod:`~mast3r_ros.ros.core.map_cloud` - the loaded map as a coloured point cloud.
 
 Import the modules by path; this package imports nothing so that it stays cheap.
 """
 
-__all__ = ["frame_queue", "frames", "initial_pose", "localization_core", "map_cloud", "mapping_core", "params",
-           "reference"]
+__all__ = ["frame_queue", "frames", "initial_pose", "localization_core", "map_cloud", "mapping_core", "model_source",
+           "params", "reference"]

@@ -5,12 +5,12 @@ Used by ``localization_node`` (live, frames from a worker thread) and ``mast3r-r
 conversion stays in the node. Poses out are of the robot base (``T_map_base``): the camera pose
 from the localizer composed with base->optical from TF; map->odom uses odom->base at the
 image stamp (identity when the node publishes odom->base itself, camera-only rigs); the pose never
-depends on odometry: without odom->base there is a pose and no map->odom.
+depends on odometry: without odom->base there is a pose and no map->odom. After ``set_reference``
+(map-free) frames are solved against one posed reference image instead of a map
+(``reference.MapFreeReference``: ``mast3r-ros relocalize``'s solver).
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,18 +19,19 @@ from pathlib import Path
 import numpy as np
 
 from mast3r_ros.datasets.calibration import RgbdCalibration
-from mast3r_ros.datasets.single_frame import SingleFrameDataset
 from mast3r_ros.geometry.transforms import invert
+from mast3r_ros.localization.covariance import MODEL_ERROR_PNP
 from mast3r_ros.localization.frontends import FrontEnd, make_frontend
 from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
 from mast3r_ros.localization.localizer import LocalizationResult, Localizer, LocalizerConfig
 from mast3r_ros.localization.state import LocState
 from mast3r_ros.map import KeyframeMap
-from mast3r_ros.map.build import build_map
 from mast3r_ros.map.folder import copy_map
 from mast3r_ros.map.format import MapError
 from mast3r_ros.ros.core.frames import Frame, FrameError, camera_to_base, check_frame
+from mast3r_ros.ros.core.model_source import oracle_model
 from mast3r_ros.ros.core.params import LocalizationParams, core_config
+from mast3r_ros.ros.core.reference import MapFreeReference
 
 
 @dataclass
@@ -96,24 +97,31 @@ def mast3r_frontend_config(p: LocalizationParams) -> Mast3rFrontEndConfig:
     return core_config(p, Mast3rFrontEndConfig)
 
 
-def frontend_for(p: LocalizationParams) -> FrontEnd:
-    """The configured front-end (the mast3r one loads its checkpoint here)."""
+def frontend_for(p: LocalizationParams, calib: RgbdCalibration | None = None) -> FrontEnd:
+    """The configured front-end: the mast3r one loads its checkpoint here, or takes the stand-in of
+    ``oracle_dataset`` (``ros.core.model_source``; ``calib``: the node's ``rgbd_calibration``)."""
     if p.frontend == "mast3r":
+        oracle = oracle_model(p, calib, p.image_size)
+        if oracle is not None:
+            from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd
+
+            return Mast3rFrontEnd(mast3r_frontend_config(p), model=oracle)
         return make_frontend("mast3r", mast3r_frontend_config(p))
     return make_frontend("classical")
 
 
 class LocalizationCore:
-    """Owns the front-end, the open map and its localizer; thread-safe service actions."""
+    """Owns the front-end, the open map and its localizer (or the map-free reference that replaces
+    them, ``set_reference``); thread-safe service actions."""
 
     def __init__(self, params: LocalizationParams, frontend: FrontEnd | None = None):
         self.params = params
-        self.frontend = frontend or frontend_for(params)
         self.calib = RgbdCalibration.load(params.rgbd_calibration) if params.rgbd_calibration else None
+        self.frontend = frontend or frontend_for(params, self.calib)
         self._lock = threading.RLock()       # held while a frame is processed or a map swapped
         self._map: KeyframeMap | None = None
         self._localizer: Localizer | None = None
-        self._tmp_maps: list[Path] = []       # 1-keyframe reference maps we created
+        self._reference: MapFreeReference | None = None  # set_reference: used instead of a map
         self._hints: list[_Hint] = []
         self._reset_pending = False
         self.map_generation = 0
@@ -159,7 +167,7 @@ class LocalizationCore:
             return self._error(st, str(exc))
         self.last_stamp_ns = frame.stamp_ns
         self.last_frame = frame
-        if self._localizer is None:
+        if self._localizer is None and self._reference is None:
             st.message = "waiting for a map (set map_path or call the load_map service)"
             return Output(st)
         if T_base_cam is None:
@@ -167,8 +175,11 @@ class LocalizationCore:
         if depth is not None and self.calib is not None:
             depth = self.calib.depth_in_colour(depth, frame.K, frame.image.shape[1::-1])
         hints = self._apply_hints(T_base_cam)
-        r = self._localizer.localize(frame.image, self._K(frame), depth, frame.stamp_ns * 1e-9, frame.dist)
-        out = self._result_output(st, r, T_base_cam, T_odom_base)
+        if self._reference is not None:
+            out = self._mapfree_output(st, frame, T_base_cam, T_odom_base)
+        else:
+            r = self._localizer.localize(frame.image, self._K(frame), depth, frame.stamp_ns * 1e-9, frame.dist)
+            out = self._result_output(st, r, T_base_cam, T_odom_base)
         self._fulfil_hints(hints, out)
         if note:
             st.message = f"{note}; {st.message}" if st.message else note
@@ -191,16 +202,42 @@ class LocalizationCore:
         T_map_odom = None if T_odom_base is None else T_map_base @ invert(T_odom_base)
         return Output(st, T_map_base, cov_base, T_map_odom, r.T_map_cam)
 
+    def _mapfree_output(self, st: Status, frame: Frame, T_base_cam, T_odom_base) -> Output:
+        """One frame solved against the map-free reference (``mast3r-ros relocalize``'s solver). The
+        covariance is the PnP fixes' calibrated model-error term at the distance to the reference
+        (map-free fixes have no calibration of their own)."""
+        t0 = time.perf_counter()
+        try:
+            res = self._reference.localize(frame.image, frame.K)
+        except ValueError as exc:  # e.g. a frame the model cannot take
+            return self._error(st, f"map-free: {exc}")
+        st.timings = {"total": time.perf_counter() - t0}
+        st.state, st.n_inliers = self._reference.state, res.n_inliers
+        if res.T_map_cam is None:
+            st.message = f"not localized (map-free): {res.message}"
+            return Output(st)
+        st.localized, st.message = True, f"map-free: {res.method}, {res.n_inliers} inliers"
+        ref = self._reference.T_map_ref
+        cov = MODEL_ERROR_PNP.covariance(float(np.linalg.norm(res.T_map_cam[:3, 3] - ref[:3, 3])))
+        T_map_base, cov_base = camera_to_base(res.T_map_cam, cov, T_base_cam)
+        T_map_odom = None if T_odom_base is None else T_map_base @ invert(T_odom_base)
+        return Output(st, T_map_base, cov_base, T_map_odom, res.T_map_cam)
+
     @staticmethod
     def _error(st: Status, message: str) -> Output:
         st.error, st.message = True, message
         return Output(st)
 
     def state(self) -> str:
+        if self._reference is not None:
+            return self._reference.state
         return self._localizer.state.state.value if self._localizer else LocState.INIT.value
 
     @property
     def num_keyframes(self) -> int:
+        """Keyframes of the loaded map (1: the map-free reference; 0: neither)."""
+        if self._reference is not None:
+            return 1
         return len(self._map) if self._map is not None else 0
 
     # ---------------------------------------------------------------- services
@@ -222,7 +259,7 @@ class LocalizationCore:
                 _close_quietly(kmap)
                 self._restore_frontend()
                 return f"cannot load map {str(path)!r}: {type(exc).__name__}: {exc}"
-            old, self._map, self._localizer = self._map, kmap, loc
+            old, self._map, self._localizer, self._reference = self._map, kmap, loc, None
             self.last_stamp_ns = None
             self.map_generation += 1
         _close_quietly(old)
@@ -244,38 +281,29 @@ class LocalizationCore:
         """Copy the loaded map folder to ``path`` atomically; '' or the reason."""
         with self._lock:
             if self._map is None:
-                return "no map loaded"
+                return "no map loaded" + (" (a map-free reference is not a map)" if self._reference else "")
             return copy_map_folder(self._map.path, path, overwrite)
 
     def set_reference(self, image: np.ndarray, K: np.ndarray, depth: np.ndarray | None,
                       T_map_cam: np.ndarray) -> str:
-        """Map-free localization: make a one-keyframe map from a posed reference image.
+        """Map-free localization: from the next frame on, every frame is solved against this posed
+        reference image by ``mast3r-ros relocalize``'s solver (:class:`MapFreeReference`); the loaded
+        map is closed. Returns '' or the reason it was refused (the running map or reference is kept).
 
         Args:
             image: [H,W,3] uint8 RGB; K: [3,3]; depth: [H,W] float32 m registered to ``image``
                 or None (the classical front-end needs it; MASt3R predicts the pointmap).
             T_map_cam: [4,4] reference camera (optical) to map pose.
         """
-        if self.frontend.needs_depth and depth is None:
-            return (f"the {self.frontend.name} front-end needs a depth image for the reference "
-                    f"(subscribe_depth or a depth file)")
-        folder = Path(tempfile.mkdtemp(prefix="mast3r_ref_"))
-        with self._lock:  # building fits a vocabulary into the shared front-end: not during a frame
+        with self._lock:  # between frames: the front-end is shared
             try:
-                ds = SingleFrameDataset(image, K, depth, T_map_cam)
-                build_map(ds, "0:1", self.frontend, folder / "map", calib=None)
-            except Exception as exc:  # noqa: BLE001 - any failure leaves the running map in place
-                shutil.rmtree(folder, ignore_errors=True)
-                self._restore_frontend()
-                return f"cannot build the reference: {type(exc).__name__}: {exc}"
-            why = self.load_map(folder / "map")
-        if why:
-            shutil.rmtree(folder, ignore_errors=True)
-            return why
-        with self._lock:  # keep only the reference in use (and the loaded map's folder is not ours)
-            for old in self._tmp_maps:
-                shutil.rmtree(old, ignore_errors=True)
-            self._tmp_maps = [folder]
+                ref = MapFreeReference(self.frontend, image, K, depth, T_map_cam)
+            except ValueError as exc:
+                return f"cannot use the reference: {exc}"
+            old, self._map, self._localizer, self._reference = self._map, None, None, ref
+            self.last_stamp_ns = None
+            self.map_generation += 1
+        _close_quietly(old)
         return ""
 
     def current_frame(self) -> Frame | None:
@@ -319,11 +347,13 @@ class LocalizationCore:
         self.last_stamp_ns = None
         if self._localizer is not None:
             self._localizer.state.reset()
+        if self._reference is not None:
+            self._reference.state = LocState.INIT.value
 
     def _apply_hints(self, T_base_cam: np.ndarray) -> list[_Hint]:
         """Take the pending hints; the newest seeds this frame. Returns them for fulfilment."""
         hints, self._hints = self._hints, []
-        if hints:
+        if hints and self._localizer is not None:  # map-free: every frame is solved alone, no prior
             h = hints[-1]
             T_map_cam = h.T_map_cam if h.T_map_cam is not None else \
                 (None if h.T_map_base is None else h.T_map_base @ T_base_cam)
@@ -333,7 +363,8 @@ class LocalizationCore:
     def _fulfil_hints(self, hints: list[_Hint], out: Output) -> None:
         if not hints:
             return
-        self._localizer.clear_pose_prior()
+        if self._localizer is not None:
+            self._localizer.clear_pose_prior()
         for h in hints:
             h.result = out
             h.done.set()
@@ -342,10 +373,7 @@ class LocalizationCore:
         with self._lock:
             if self._map is not None:
                 self._map.close()
-            self._map = self._localizer = None
-            for folder in self._tmp_maps:
-                shutil.rmtree(folder, ignore_errors=True)
-            self._tmp_maps.clear()
+            self._map = self._localizer = self._reference = None
 
 
 def _close_quietly(kmap: KeyframeMap | None) -> None:

@@ -122,6 +122,11 @@ class NodeParams:
     frame_queue_size: int = param(1, "synced frames waiting for the worker (1 = newest only)", min=1, max=100)
     no_input_warn_s: float = param(5.0, "warn after this long without synchronised input (s)", min=0.1,
                                    max=3600.0)
+    oracle_dataset: str = param("", "mast3r front-end: instead of a checkpoint, the ground-truth stand-in "
+                                "built from this RGB-D dataset (7-Scenes or TUM folder; its frames only, "
+                                "e.g. a make-bag bag of it); '' = off")
+    oracle_noise: str = param("", "oracle_dataset's injected errors as K=V,... (mast3r-ros --oracle-noise); "
+                              "'' = the documented defaults")
 
     # ---------------------------------------------------------------- schema helpers
     @classmethod
@@ -170,7 +175,26 @@ class NodeParams:
         frames = [self.map_frame, self.odom_frame, self.base_frame]
         if len(set(frames)) != 3:
             out.append(f"map_frame, odom_frame and base_frame must differ, got {frames}")
-        return out
+        return out + _oracle_checks(self)
+
+
+def _oracle_checks(p: NodeParams) -> list[str]:
+    """Refusals of the oracle parameters (the dataset's layout is checked when the model is built)."""
+    out = []
+    if p.oracle_dataset and p.frontend != "mast3r":
+        out.append("oracle_dataset stands in for the MASt3R network: set frontend 'mast3r'")
+    if p.oracle_dataset and not Path(p.oracle_dataset).is_dir():
+        out.append(f"oracle_dataset {p.oracle_dataset!r} is not a folder")
+    if p.oracle_noise and not p.oracle_dataset:
+        out.append("oracle_noise needs oracle_dataset")
+    if p.oracle_noise:
+        from mast3r_ros.model.oracle import OracleNoise  # torch: only when there is something to parse
+
+        try:
+            OracleNoise.parse(p.oracle_noise)
+        except ValueError as exc:
+            out.append(str(exc))
+    return out
 
 
 def coerce_value(spec: dataclasses.Field, value: Any) -> tuple[Any, str]:
@@ -236,8 +260,10 @@ class LocalizationParams(NodeParams):
 
     def _cross_checks(self) -> list[str]:
         out = super()._cross_checks()
-        if self.frontend == "mast3r" and not self.checkpoint:
-            out.append("frontend 'mast3r' needs the checkpoint parameter (a local .pth file)")
+        if self.frontend == "mast3r" and not (self.checkpoint or self.oracle_dataset):
+            out.append("frontend 'mast3r' needs the checkpoint parameter (a local .pth file) or oracle_dataset")
+        if self.checkpoint and self.oracle_dataset:
+            out.append("give checkpoint or oracle_dataset, not both")
         if self.checkpoint and not Path(self.checkpoint).is_file():
             out.append(f"checkpoint {self.checkpoint!r} is not a file")
         if self.image_size % 16:

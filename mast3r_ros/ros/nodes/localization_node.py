@@ -28,6 +28,7 @@ from mast3r_ros.ros.compat.decode import decode_frame
 from mast3r_ros.ros.core.frames import FrameError
 from mast3r_ros.ros.core.initial_pose import DEFAULT_HINT_RADIUS_M, prior_search_region
 from mast3r_ros.ros.core.localization_core import LocalizationCore, Output, Status
+from mast3r_ros.ros.core.model_source import model_label, warmup_input
 from mast3r_ros.ros.core.params import LocalizationParams
 from mast3r_ros.ros.core.reference import reference_inputs
 from mast3r_ros.ros.nodes.base import NodeBody, node_main
@@ -82,25 +83,27 @@ class LocalizationBody(NodeBody):
         topics = ", ".join(self.camera.topic_names.values())
         self._publish_map_cloud()
         if self.core.num_keyframes:
-            self.get_logger().info(f"ready: front-end {self.params.frontend}, map {self.params.map_path} "
+            self.get_logger().info(f"ready: front-end {self.params.frontend} (model: {model_label(self.params)}), "
+                                   f"map {self.params.map_path} "
                                    f"({self.core.num_keyframes} keyframes); listening on {topics}")
         else:
-            self.get_logger().warn(f"ready, waiting for a map (set map_path or call the "
-                                   f"{self.resolve_service_name('load_map')} service); listening on {topics}")
+            self.get_logger().warn(f"ready (model: {model_label(self.params)}), waiting for a map (set map_path "
+                                   f"or call the {self.resolve_service_name('load_map')} service); listening on "
+                                   f"{topics}")
 
     # ---------------------------------------------------------------- start-up
     def _warmup(self) -> None:
-        """One dummy query through the front-end, so the first real frame is not slow."""
+        """One dummy query through the front-end, so the first real frame is not slow (the oracle
+        stand-in takes one of its dataset's frames: it answers nothing else)."""
         if not self.params.warmup:
             return
         from mast3r_ros.localization.frontends import QueryFrame
 
-        rng = np.random.default_rng(0)
-        img = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
-        K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+        img, K = warmup_input(self.core.frontend)
         t = time.perf_counter()
         self.core.frontend.prepare_query(QueryFrame(img, K))
-        self.get_logger().info(f"front-end warmed up in {time.perf_counter() - t:.2f} s")
+        self.get_logger().info(f"front-end warmed up in {time.perf_counter() - t:.2f} s "
+                               f"(model: {model_label(self.params)})")
 
     def _apply_params(self, new: LocalizationParams) -> None:
         self.params = new
@@ -167,7 +170,8 @@ class LocalizationBody(NodeBody):
     def _diag_values(self) -> dict:
         with self._rate_lock:
             processed = list(self._processed)
-        return {"state": self.core.state(), "input_hz": f"{self.camera.input_hz():.2f}",
+        return {"state": self.core.state(), "model": model_label(self.params),
+                "input_hz": f"{self.camera.input_hz():.2f}",
                 "processed_hz": f"{rate_hz(processed):.2f}", "latency_s": f"{self._last_latency:.3f}",
                 "frames_dropped": str(self.camera.worker.queue.dropped),
                 "keyframes": str(self.core.num_keyframes), "paused": str(self.core.paused),
@@ -229,7 +233,8 @@ class LocalizationBody(NodeBody):
         if why:
             return self._fail(resp, f"set_reference: {why}")
         self._map_changed()
-        resp.success, resp.message = True, "reference set (map-free localization)"
+        resp.success, resp.message = True, ("reference set: map-free localization, every frame is solved against "
+                                            "it (PnP, essential + metric scale, Procrustes)")
         return resp
 
     def _default_map_dir(self) -> str:

@@ -29,6 +29,7 @@ from mast3r_ros.ros.compat.conversions_geometry import path, pose_array, xyz_rgb
 from mast3r_ros.ros.compat.decode import decode_frame
 from mast3r_ros.ros.core.localization_core import Output, Status
 from mast3r_ros.ros.core.mapping_core import MappingCore, MappingOutput
+from mast3r_ros.ros.core.model_source import model_label
 from mast3r_ros.ros.core.params import MappingParams
 from mast3r_ros.ros.nodes.base import NodeBody, node_main
 from mast3r_ros.ros.nodes.managed import ManagedNode, PlainNode
@@ -63,8 +64,9 @@ class MappingBody(NodeBody):
         return ((Trigger, "optimize", self._srv_optimize),)
 
     def _ready(self) -> None:
-        self.get_logger().info(f"ready: mapping with the classical RGB-D front-end; listening on "
-                               f"{', '.join(self.camera.topic_names.values())}")
+        topics = ", ".join(self.camera.topic_names.values())
+        self.get_logger().info(f"ready: mapping with the {self.params.frontend} front-end (model: "
+                               f"{model_label(self.params)}); listening on {topics}")
 
     def _deactivate(self) -> None:
         """As every node, and no map publication from here on (the map is kept)."""
@@ -151,7 +153,8 @@ class MappingBody(NodeBody):
         return DiagnosticStatus.OK, text
 
     def _diag_values(self) -> dict:
-        return {"keyframes": str(self.core.num_keyframes), "optimisation_passes": str(self.core.passes),
+        return {"model": model_label(self.params), "keyframes": str(self.core.num_keyframes),
+                "optimisation_passes": str(self.core.passes),
                 "optimize_calls": str(self.core.n_optimize_calls),
                 "last_pass_error": self.core.last_pass_error, "input_hz": f"{self.camera.input_hz():.2f}",
                 "paused": str(self.core.paused), "odometry": self.odom.describe(),
