@@ -6,7 +6,6 @@ Modules
 * :mod:`~mast3r_ros.datasets.tum` - TUM trajectory files (``timestamp tx ty tz qx qy qz qw``): read, write.
 * :mod:`~mast3r_ros.datasets.calibration` - RGB-D rig calibration: colour/depth intrinsics, depth-to-colour.
 * :mod:`~mast3r_ros.datasets.image_files` - user image files: pixels bounded before decoding, 16-bit scaled to 8-bit.
-* :mod:`~mast3r_ros.datasets.single_frame` - a one-frame in-memory dataset (a posed reference image).
 * :mod:`~mast3r_ros.datasets.synthetic_room` - the synthetic RGB-D room rendered into 7-Scenes layout.
 * :mod:`~mast3r_ros.datasets.raycast` - ray/box intersection and face sampling for the synthetic room.
 * :mod:`~mast3r_ros.datasets.textures` - procedural wall and object textures for the synthetic room.
@@ -25,7 +24,6 @@ from mast3r_ros.datasets.readers import (
     open_dataset,
     parse_frame_spec,
 )
-from mast3r_ros.datasets.single_frame import SingleFrameDataset
 from mast3r_ros.datasets.synthetic_room import (
     SyntheticRoomConfig,
     SyntheticSequenceInfo,
@@ -36,6 +34,6 @@ from mast3r_ros.datasets.synthetic_room import (
 from mast3r_ros.datasets.tum import read_tum, write_tum
 
 __all__ = ["DatasetError", "Frame", "FrameSpec", "RgbdDataset", "SevenScenesDataset", "TumRgbdDataset",
-           "open_dataset", "parse_frame_spec", "read_tum", "write_tum", "RgbdCalibration", "SingleFrameDataset",
+           "open_dataset", "parse_frame_spec", "read_tum", "write_tum", "RgbdCalibration",
            "SyntheticRoomConfig", "SyntheticSequenceInfo", "default_demo_dataset", "load_sequence_info",
            "render_synthetic_sequence"]
