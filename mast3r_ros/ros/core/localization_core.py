@@ -22,15 +22,14 @@ from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.datasets.single_frame import SingleFrameDataset
 from mast3r_ros.geometry.transforms import invert
 from mast3r_ros.localization.frontends import FrontEnd, make_frontend
-from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
-from mast3r_ros.localization.localizer import LocalizationResult, Localizer, LocalizerConfig
+from mast3r_ros.localization.localizer import LocalizationResult, Localizer
 from mast3r_ros.localization.state import LocState
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.map.build import build_map
 from mast3r_ros.map.folder import copy_map
 from mast3r_ros.map.format import MapError
 from mast3r_ros.ros.core.frames import Frame, FrameError, camera_to_base, check_frame
-from mast3r_ros.ros.core.params import LocalizationParams, core_config
+from mast3r_ros.ros.core.params import LocalizationParams
 
 
 @dataclass
@@ -86,20 +85,10 @@ class _Hint:
         return self.T_map_cam is None and self.T_map_base is None
 
 
-def localizer_config(p: LocalizationParams) -> LocalizerConfig:
-    """The localizer's per-stage configs from the node parameters (``params.core_config``)."""
-    return core_config(p, LocalizerConfig)
-
-
-def mast3r_frontend_config(p: LocalizationParams) -> Mast3rFrontEndConfig:
-    """The MASt3R front-end's configuration from the node parameters (``params.core_config``)."""
-    return core_config(p, Mast3rFrontEndConfig)
-
-
 def frontend_for(p: LocalizationParams) -> FrontEnd:
     """The configured front-end (the mast3r one loads its checkpoint here)."""
     if p.frontend == "mast3r":
-        return make_frontend("mast3r", mast3r_frontend_config(p))
+        return make_frontend("mast3r", p.mast3r)
     return make_frontend("classical")
 
 
@@ -217,7 +206,7 @@ class LocalizationCore:
                 kmap = KeyframeMap.open(path)
                 if not len(kmap):
                     raise ValueError("the map has no keyframes")
-                loc = Localizer(kmap, self.frontend, localizer_config(self.params))
+                loc = Localizer(kmap, self.frontend, self.params.localizer)
             except Exception as exc:  # noqa: BLE001 - a damaged map (KeyError, TypeError, ...) keeps the running one
                 _close_quietly(kmap)
                 self._restore_frontend()
@@ -286,7 +275,7 @@ class LocalizationCore:
         (the running localizer's, and the next map's); the rest is read where it is used."""
         self.params = new
         if self._localizer is not None:
-            self._localizer.set_gates(localizer_config(new).gates)
+            self._localizer.set_gates(new.localizer.gates)
 
     def reset(self) -> None:
         """Forget the tracking state and the stamp history (applied before the next frame)."""
