@@ -7,25 +7,30 @@ nested exactly as the dataclasses nest), so the CLI's ``--set NAME=VALUE`` (:fun
 ROS parameters (``ros/core/params.py``: descriptors, validation, ``config/*.yaml``, the README's
 parameter table) fill the same objects with the same names, defaults, descriptions and ranges.
 A field whose type admits None takes '' for it (ROS parameters and the command line have no None).
-ROS-free: the core dataclasses use it.
+:class:`SettingSet` is a dataclass of flat described fields and such sections, filled and validated by
+name (the ROS node parameter schemas build on it); :func:`nested_yaml` / :func:`flatten_nested` write
+and read the dotted names as nested YAML. ROS-free: the core dataclasses use it.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 KINDS = {"bool": bool, "int": int, "float": float, "str": str}
+S = TypeVar("S", bound="SettingSet")
 
 
 def setting(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-            choices: tuple | None = None) -> Any:
+            choices: tuple | None = None, **extra: Any) -> Any:
     """A dataclass field with its default, description and range/choices in ``metadata``
-    (``min``/``max`` inclusive; ``choices`` lists every accepted value). The dataclass does not
-    enforce them itself; :func:`check_value` does (CLI ``--set``, the ROS schema)."""
+    (``min``/``max`` inclusive; ``choices`` lists every accepted value; ``extra``: what a user of the
+    schema adds, e.g. ROS's ``dynamic``). The dataclass does not enforce them itself;
+    :func:`check_value` does (CLI ``--set``, the ROS schema)."""
     return dataclasses.field(default=default, metadata={"help": help, "min": min, "max": max,
-                                                        "choices": choices})
+                                                        "choices": choices, **extra})
 
 
 def field_at(cls: type, path: str) -> tuple[dataclasses.Field, Any]:
@@ -42,9 +47,10 @@ def field_at(cls: type, path: str) -> tuple[dataclasses.Field, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    """One described field under its dotted ``name``; ``path``: the field path inside the root
-    dataclass; ``default``: the root's default instance's value there (the same object);
-    ``optional``: the type admits None ('' stands for it)."""
+    """One described field under its dotted ``name``; ``section``: the root it belongs to ('' for a
+    flat field of a :class:`SettingSet`); ``path``: the field path inside the root dataclass;
+    ``default``: the root's default instance's value there (the same object); ``optional``: the type
+    admits None ('' stands for it)."""
     name: str
     path: str
     kind: str                      # 'bool' | 'int' | 'float' | 'str'
@@ -54,6 +60,7 @@ class Setting:
     max: float | None = None
     choices: tuple | None = None
     optional: bool = False
+    section: str = ""
 
     def encode(self, value: Any) -> Any:
         """The value as ROS / the command line hold it (None -> '')."""
@@ -87,7 +94,7 @@ def settings(root: type, prefix: str) -> list[Setting]:
                 meta = f.metadata
                 choices = meta["choices"] and tuple(dict.fromkeys("" if c is None else c for c in meta["choices"]))
                 out.append(Setting(f"{prefix}.{sub}", sub, kind, value, meta["help"], meta["min"], meta["max"],
-                                   choices, optional))
+                                   choices, optional, prefix))
 
     walk(root(), "")
     return out
@@ -178,6 +185,114 @@ def apply_sets(configs: dict[str, Any], items: list[str]) -> dict[str, Any]:
             value = s.decode(parse_text(s, text))
         except ValueError as exc:
             raise ValueError(f"--set {item!r}: {exc}") from None
-        root = name.split(".", 1)[0]
-        out[root] = with_value(out[root], s.path, value)
+        out[s.section] = with_value(out[s.section], s.path, value)
+    return out
+
+
+def section(cls: type, **extra: Any) -> Any:
+    """A :class:`SettingSet` field holding a component's dataclass (default ``cls()``), whose described
+    fields are settings named ``<this field>.<path>``; ``extra``: what a user of the schema adds."""
+    return dataclasses.field(default_factory=cls, metadata={"section": cls, **extra})
+
+
+class SettingSet:
+    """Base of a dataclass of flat described fields (:func:`setting`) and sections (:func:`section`),
+    filled and validated by setting name (the ROS node parameter schemas, ``ros/core/params.py``).
+    Subclasses may turn each field's settings into richer ones (:meth:`_field_settings`), refuse
+    more names (:meth:`_refused_names`) and add cross-field checks (:meth:`_cross_checks`)."""
+
+    Error: ClassVar[type[ValueError]] = ValueError
+
+    @classmethod
+    def _field_settings(cls, f: dataclasses.Field) -> list[Setting]:
+        if "section" in f.metadata:
+            return settings(f.metadata["section"], f.name)
+        m = f.metadata
+        return [Setting(f.name, f.name, _kind(f.type)[0], f.default, m["help"], m["min"], m["max"], m["choices"])]
+
+    @classmethod
+    def specs(cls) -> dict[str, Setting]:
+        """Every setting by name: flat fields as they are, each section's fields dotted, in field order."""
+        return {s.name: s for f in dataclasses.fields(cls) for s in cls._field_settings(f)}
+
+    @classmethod
+    def _refused_names(cls, names: list[str], specs: dict[str, Setting], strict: bool) -> list[str]:
+        """Reasons to refuse some of ``names`` (unknown ones when ``strict``)."""
+        return [unknown_name(n, sorted(specs), "parameter") for n in sorted(set(names) - set(specs))] if strict else []
+
+    @classmethod
+    def from_dict(cls: type[S], values: dict[str, Any], strict: bool = True) -> S:
+        """Build and validate from encoded values by (dotted) name; raises ``cls.Error`` listing every
+        reason (unknown names when ``strict``, types, ranges, cross-field checks)."""
+        specs = cls.specs()
+        reasons = cls._refused_names(list(values), specs, strict)
+        kwargs: dict[str, Any] = {}
+        for name, value in values.items():
+            if name not in specs:
+                continue
+            s = specs[name]
+            try:
+                value = s.decode(check_setting(s, value))
+            except ValueError as exc:
+                reasons.append(str(exc))
+                continue
+            if s.section:
+                sec = kwargs.get(s.section) or cls.__dataclass_fields__[s.section].default_factory()
+                kwargs[s.section] = with_value(sec, s.path, value)
+            else:
+                kwargs[name] = value
+        if reasons:
+            raise cls.Error("; ".join(reasons))
+        obj = cls(**kwargs)
+        obj.validate()
+        return obj
+
+    def value(self, spec: Setting) -> Any:
+        """The encoded value of one setting of this object."""
+        holder = getattr(self, spec.section) if spec.section else self
+        return spec.encode(functools.reduce(getattr, spec.path.split("."), holder))
+
+    def to_dict(self) -> dict[str, Any]:
+        """{name: encoded value} of every setting."""
+        return {name: self.value(s) for name, s in self.specs().items()}
+
+    def replace(self: S, changes: dict[str, Any] | None = None, **flat: Any) -> S:
+        """A validated copy with some values changed by name (dotted names go in ``changes``)."""
+        return type(self).from_dict({**self.to_dict(), **(changes or {}), **flat})
+
+    def validate(self) -> None:
+        """Cross-field checks; raises ``Error`` naming every problem."""
+        reasons = self._cross_checks()
+        if reasons:
+            raise self.Error("; ".join(reasons))
+
+    def _cross_checks(self) -> list[str]:
+        return []
+
+
+def nested_yaml(entries: list[tuple[str, str, str]], indent: int = 0) -> list[str]:
+    """YAML lines of (dotted name, YAML value, comment) entries, dotted names nested as mappings
+    (``a.b: 1`` -> ``a:`` / ``  b: 1``); entries of one parent must be consecutive."""
+    lines: list[str] = []
+    open_path: list[str] = []
+    for name, value, comment in entries:
+        *parents, leaf = name.split(".")
+        common = 0
+        while common < min(len(parents), len(open_path)) and parents[common] == open_path[common]:
+            common += 1
+        lines += [f"{' ' * indent}{'  ' * i}{parents[i]}:" for i in range(common, len(parents))]
+        open_path = parents
+        lines.append(f"{' ' * indent}{'  ' * len(parents)}{leaf}: {value}" + (f"  # {comment}" if comment else ""))
+    return lines
+
+
+def flatten_nested(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted names (``{a: {b: 1}}`` -> ``{'a.b': 1}``), as ROS 2 reads YAML."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten_nested(value, name + "."))
+        else:
+            out[name] = value
     return out

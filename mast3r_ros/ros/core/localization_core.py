@@ -224,7 +224,7 @@ class LocalizationCore:
 
     def map_cloud(self, max_points: int = 100_000) -> tuple[np.ndarray, np.ndarray] | None:
         """The loaded map's cloud ([N,3] float32 m in the map frame, [N,3] uint8 RGB), None without a map."""
-        from mast3r_ros.ros.core.map_cloud import map_cloud
+        from mast3r_ros.map.cloud import map_cloud
 
         with self._lock:
             return None if self._map is None else map_cloud(self._map, max_points)

@@ -17,19 +17,17 @@ as ROS 2 reads them. ``test/test_param_defaults.py`` checks both directions.
 from __future__ import annotations
 
 import dataclasses
-import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
-from mast3r_ros.config_fields import Setting, check_setting, settings, unknown_name, with_value
+from mast3r_ros.config_fields import Setting, SettingSet, flatten_nested, nested_yaml, section, setting
 from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
 from mast3r_ros.localization.localizer import LocalizerConfig
 from mast3r_ros.mapping.incremental_config import IncrementalConfig
 
-P = TypeVar("P", bound="NodeParams")
 NEVER = 10 ** 9  # a pass period no map reaches: a ROS 0 for the mapper's pass periods (service only)
 ONLY_SERVICE = " (0 = only the optimize service)"
 # flat names of earlier releases -> the nested name that replaced each
@@ -56,7 +54,6 @@ class ParamError(ValueError):
 class RosParam(Setting):
     """A ROS parameter: a :class:`Setting` (flat ROS-only field or a core field under its section),
     plus whether it may change at run time and whether a ROS 0 means NEVER."""
-    section: str = ""          # the params field holding the core dataclass; '' for a flat field
     dynamic: bool = False
     zero_is_never: bool = False
 
@@ -69,38 +66,26 @@ class RosParam(Setting):
 
 def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
           choices: tuple | None = None, dynamic: bool = False) -> Any:
-    """A flat ROS-only field: default, description, range/choices, and whether it may change at run time."""
-    return field(default=default, metadata={"help": help, "min": min, "max": max, "choices": choices,
-                                            "dynamic": dynamic})
+    """A flat ROS-only parameter: default, description, range/choices, and whether it may change at run time."""
+    return setting(default, help, min=min, max=max, choices=choices, dynamic=dynamic)
 
 
-def section(cls: type, dynamic: tuple[str, ...] = (), zero_is_never: tuple[str, ...] = ()) -> Any:
-    """A field holding a core dataclass (default ``cls()``) whose described fields are parameters;
-    ``dynamic``: field paths (or path prefixes ending in '.') that may change at run time;
-    ``zero_is_never``: pass periods whose ROS 0 means NEVER (range [0, 100000])."""
-    return field(default_factory=cls, metadata={"section": cls, "dynamic": dynamic, "zero_is_never": zero_is_never})
-
-
-def _section_params(name: str, meta: dict) -> list[RosParam]:
-    out = []
-    for s in settings(meta["section"], name):
-        dyn = any(s.path == d or (d.endswith(".") and s.path.startswith(d)) for d in meta["dynamic"])
-        if s.path in meta["zero_is_never"]:
-            out.append(RosParam(**{**vars(s), "min": 0, "max": 100000, "help": s.help + ONLY_SERVICE},
-                                section=name, dynamic=dyn, zero_is_never=True))
-        else:
-            out.append(RosParam(**vars(s), section=name, dynamic=dyn))
-    return out
-
-
-def _flat_param(f: dataclasses.Field) -> RosParam:
-    m = f.metadata
-    return RosParam(f.name, f.name, f.type, f.default, m["help"], m["min"], m["max"], m["choices"],
-                    dynamic=m["dynamic"])
+def _ros_param(s: Setting, meta: dict) -> RosParam:
+    """``s`` with what ROS adds: ``meta["dynamic"]`` (flat: a bool; section: field paths, or path
+    prefixes ending in '.', that may change at run time) and ``meta["zero_is_never"]`` (a section's pass
+    periods whose ROS 0 means NEVER: range [0, 100000])."""
+    dyn = meta.get("dynamic", False)
+    if not s.section:
+        return RosParam(**vars(s), dynamic=dyn)
+    dyn = any(s.path == d or (d.endswith(".") and s.path.startswith(d)) for d in dyn or ())
+    if s.path in meta.get("zero_is_never", ()):
+        return RosParam(**{**vars(s), "min": 0, "max": 100000, "help": s.help + ONLY_SERVICE}, dynamic=dyn,
+                        zero_is_never=True)
+    return RosParam(**vars(s), dynamic=dyn)
 
 
 @dataclass
-class NodeParams:
+class NodeParams(SettingSet):
     """Parameters shared by both nodes (front-end choice, frames, TF, QoS, input synchronisation)."""
     frontend: str = param("classical", "front-end: 'mast3r' (needs mast3r.checkpoint) or 'classical' (SIFT)",
                           choices=("classical", "mast3r"))
@@ -129,65 +114,18 @@ class NodeParams:
     no_input_warn_s: float = param(5.0, "warn after this long without synchronised input (s)", min=0.1,
                                    max=3600.0)
 
-    # ---------------------------------------------------------------- schema helpers
-    @classmethod
-    def specs(cls) -> dict[str, RosParam]:
-        """Every ROS parameter by name: the flat fields, then each section's core fields (dotted)."""
-        out: dict[str, RosParam] = {}
-        for f in dataclasses.fields(cls):
-            specs = _section_params(f.name, f.metadata) if "section" in f.metadata else [_flat_param(f)]
-            out.update((s.name, s) for s in specs)
-        return out
+    Error = ParamError
 
     @classmethod
-    def from_dict(cls: type[P], values: dict[str, Any], strict: bool = True) -> P:
-        """Build and validate from ROS values by (dotted) name; unknown names are refused when ``strict``,
-        old flat names always (naming the new one)."""
-        specs = cls.specs()
-        reasons = [renamed_reason(n) for n in values if n in RENAMED and n not in specs]
-        if strict:
-            reasons += [unknown_name(n, sorted(specs), "parameter")
-                        for n in sorted(set(values) - set(specs) - set(RENAMED))]
-        kwargs: dict[str, Any] = {}
-        for name, value in values.items():
-            if name not in specs:
-                continue
-            s = specs[name]
-            try:
-                value = s.decode(check_setting(s, value))
-            except ValueError as exc:
-                reasons.append(str(exc))
-                continue
-            if s.section:
-                sec = kwargs.get(s.section) or cls.__dataclass_fields__[s.section].default_factory()
-                kwargs[s.section] = with_value(sec, s.path, value)
-            else:
-                kwargs[name] = value
-        if reasons:
-            raise ParamError("; ".join(reasons))
-        obj = cls(**kwargs)
-        obj.validate()
-        return obj
+    def _field_settings(cls, f: dataclasses.Field) -> list[Setting]:
+        return [_ros_param(s, f.metadata) for s in super()._field_settings(f)]
 
-    def value(self, spec: RosParam) -> Any:
-        """The ROS value of one parameter of this object."""
-        holder = getattr(self, spec.section) if spec.section else self
-        return spec.encode(functools.reduce(getattr, spec.path.split("."), holder))
-
-    def to_dict(self) -> dict[str, Any]:
-        """{ROS name: ROS value} of every parameter."""
-        return {name: self.value(s) for name, s in self.specs().items()}
-
-    def replace(self: P, changes: dict[str, Any] | None = None, **flat: Any) -> P:
-        """A validated copy with some values changed by ROS name (the node's set_parameters path);
-        dotted names go in ``changes``."""
-        return type(self).from_dict({**self.to_dict(), **(changes or {}), **flat})
-
-    def validate(self) -> None:
-        """Cross-field checks; raises :class:`ParamError` naming every problem."""
-        reasons = self._cross_checks()
-        if reasons:
-            raise ParamError("; ".join(reasons))
+    @classmethod
+    def _refused_names(cls, names: list[str], specs: dict, strict: bool) -> list[str]:
+        """Old flat names always (naming the new one), unknown ones when ``strict``."""
+        old = [n for n in names if n in RENAMED and n not in specs]
+        return [renamed_reason(n) for n in old] + super()._refused_names([n for n in names if n not in old],
+                                                                          specs, strict)
 
     def _cross_checks(self) -> list[str]:
         out = []
@@ -273,31 +211,11 @@ def _yaml_value(v: Any) -> str:
 def params_yaml(cls: type[NodeParams], node_name: str) -> str:
     """The text of ``config/<mode>.yaml``: every parameter with its default and its description, the
     dotted names nested (``test_param_defaults.py`` checks that the shipped files are exactly this)."""
-    lines = [f"# {node_name} parameters (mast3r_ros)",
-             "# Every parameter with its default; `ros2 param describe` shows ranges.", "/**:", "  ros__parameters:"]
-    open_path: list[str] = []
     defaults = cls()
-    for name, s in cls.specs().items():
-        *parents, leaf = name.split(".")
-        common = 0
-        while common < min(len(parents), len(open_path)) and parents[common] == open_path[common]:
-            common += 1
-        lines += [f"    {'  ' * i}{parents[i]}:" for i in range(common, len(parents))]
-        open_path = parents
-        lines.append(f"    {'  ' * len(parents)}{leaf}: {_yaml_value(defaults.value(s))}  # {s.help}")
-    return "\n".join(lines) + "\n"
-
-
-def flatten_params(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested YAML mappings as dotted names (``{a: {b: 1}}`` -> ``{'a.b': 1}``), as ROS 2 reads them."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten_params(value, name + "."))
-        else:
-            out[name] = value
-    return out
+    entries = [(n, _yaml_value(defaults.value(s)), s.help) for n, s in cls.specs().items()]
+    return "\n".join([f"# {node_name} parameters (mast3r_ros)",
+                      "# Every parameter with its default; `ros2 param describe` shows ranges.", "/**:",
+                      "  ros__parameters:", *nested_yaml(entries, 4)]) + "\n"
 
 
 def load_params_file(path: str | Path, node_name: str) -> dict[str, Any]:
@@ -317,5 +235,5 @@ def load_params_file(path: str | Path, node_name: str) -> dict[str, Any]:
         if key in ("/**", "**") or name == node_name:
             if not isinstance(sect, dict) or "ros__parameters" not in sect:
                 raise ParamError(f"{path}: section {key!r} has no ros__parameters")
-            out.update(flatten_params(sect["ros__parameters"] or {}))
+            out.update(flatten_nested(sect["ros__parameters"] or {}))
     return out
