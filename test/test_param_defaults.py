@@ -16,6 +16,7 @@ import yaml
 from mast3r_ros.config_fields import field_at
 from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
 from mast3r_ros.localization.localizer import LocalizerConfig
+from mast3r_ros.localization.mapfree import MapFreeConfig
 from mast3r_ros.mapping.incremental_config import IncrementalConfig
 from mast3r_ros.paths import REPO_ROOT
 from mast3r_ros.ros.core.params import (
@@ -197,7 +198,7 @@ def test_dynamic_parameters():
                                                       "max_jump_m", "max_jump_deg"))}
 
 
-@pytest.mark.parametrize("core_cls", [LocalizerConfig, Mast3rFrontEndConfig, IncrementalConfig])
+@pytest.mark.parametrize("core_cls", [LocalizerConfig, Mast3rFrontEndConfig, IncrementalConfig, MapFreeConfig])
 def test_core_defaults_satisfy_their_own_constraints(core_cls):
     checked = 0
     for path in _flatten(core_cls()):
@@ -209,4 +210,4 @@ def test_core_defaults_satisfy_their_own_constraints(core_cls):
         assert meta["min"] is None or value >= meta["min"], (path, value)
         assert meta["max"] is None or value <= meta["max"], (path, value)
         assert meta["choices"] is None or value in meta["choices"], (path, value)
-    assert checked == {LocalizerConfig: 9, Mast3rFrontEndConfig: 7, IncrementalConfig: 15}[core_cls]
+    assert checked == {LocalizerConfig: 9, Mast3rFrontEndConfig: 7, IncrementalConfig: 15, MapFreeConfig: 7}[core_cls]

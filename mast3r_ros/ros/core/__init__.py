@@ -6,7 +6,7 @@ Modules
 * :mod:`~mast3r_ros.ros.core.mapping_core` - odometry-gated RGB-D keyframes into the incremental mapper.
 * :mod:`~mast3r_ros.ros.core.params` - node parameter schemas: the core dataclasses under nested names, plus
   the ROS-only parameters (built on :class:`mast3r_ros.config_fields.SettingSet`).
-* :mod:`~mast3r_ros.ros.core.frames` - decoded input frames, their validation, camera <-> base poses.
+* :mod:`~mast3r_ros.ros.core.frames` - decoded input frames and their validation (stamps, image, depth).
 * :mod:`~mast3r_ros.ros.core.frame_queue` - newest-frame bounded queue and its worker thread.
 * :mod:`~mast3r_ros.ros.core.reference` - inputs of the ``set_reference`` service.
 

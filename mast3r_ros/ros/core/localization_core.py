@@ -21,6 +21,7 @@ import numpy as np
 from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.datasets.single_frame import SingleFrameDataset
 from mast3r_ros.geometry.transforms import invert
+from mast3r_ros.localization.covariance import camera_to_base
 from mast3r_ros.localization.frontends import FrontEnd, make_frontend
 from mast3r_ros.localization.localizer import LocalizationResult, Localizer
 from mast3r_ros.localization.state import LocState
@@ -28,7 +29,7 @@ from mast3r_ros.map import KeyframeMap
 from mast3r_ros.map.build import build_map
 from mast3r_ros.map.folder import copy_map
 from mast3r_ros.map.format import MapError
-from mast3r_ros.ros.core.frames import Frame, FrameError, camera_to_base, check_frame
+from mast3r_ros.ros.core.frames import Frame, FrameError, check_frame
 from mast3r_ros.ros.core.params import LocalizationParams
 
 
