@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -28,11 +27,6 @@ from .live_client import LiveClient, ros_env, stop_process_tree, unique_domain_i
 NODE = "/mast3r/localization_node"
 RENAMED_TOP_K = "parameter 'top_k_keyframes' was renamed to 'localizer.retrieval.top_k'"
 RENAMED_PNP = "parameter 'pnp_reprojection_px' was renamed to 'localizer.pnp.max_reproj_px'"
-
-
-def _node_cmd() -> list[str]:
-    exe = Path(sys.executable).parent / "localization_node"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "mast3r_ros.ros.nodes.localization_node"]
 
 
 def _call(client, request, timeout_s: float = 30.0):
@@ -65,10 +59,10 @@ def test_nested_names_live_and_old_names_named(tmp_path):
                       + "    pnp_reprojection_px: 9.0\n")
     domain = unique_domain_id()
     log_path = tmp_path / "node.log"
+    cmd = [sys.executable, "-m", "mast3r_ros.ros.nodes.localization_node", "--ros-args", "-r", "__ns:=/mast3r",
+           "--params-file", str(params), "-p", "localizer.retrieval.top_k:=2", "-p", "top_k_keyframes:=3"]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(_node_cmd() + ["--ros-args", "-r", "__ns:=/mast3r", "--params-file", str(params),
-                                               "-p", "localizer.retrieval.top_k:=2", "-p", "top_k_keyframes:=3"],
-                                stdout=log, stderr=subprocess.STDOUT, env=ros_env(domain), start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=ros_env(domain), start_new_session=True)
     live = LiveClient(domain)
     try:
         assert _get(live, ["localizer.retrieval.top_k", "localizer.pnp.max_reproj_px"]) == [2, 7.5]
