@@ -27,6 +27,7 @@ from mast3r_ros.localization.localizer import LocalizationResult, Localizer
 from mast3r_ros.localization.state import LocState
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.map.build import build_map
+from mast3r_ros.map.cloud import map_cloud
 from mast3r_ros.map.folder import copy_map
 from mast3r_ros.map.format import MapError
 from mast3r_ros.ros.core.frames import Frame, FrameError, check_frame
@@ -225,8 +226,6 @@ class LocalizationCore:
 
     def map_cloud(self, max_points: int = 100_000) -> tuple[np.ndarray, np.ndarray] | None:
         """The loaded map's cloud ([N,3] float32 m in the map frame, [N,3] uint8 RGB), None without a map."""
-        from mast3r_ros.map.cloud import map_cloud
-
         with self._lock:
             return None if self._map is None else map_cloud(self._map, max_points)
 
