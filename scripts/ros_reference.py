@@ -15,7 +15,6 @@ Run it from the repository root as a module: it starts the nodes with ``test/liv
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import signal
 import sys
 import tempfile
@@ -45,33 +44,36 @@ def _fmt_range(meta) -> str:
 
 
 def param_rows(cls, names) -> list[str]:
-    specs = {f.name: f for f in dataclasses.fields(cls)}
+    specs, defaults = cls.specs(), cls()
     rows = []
     for n in names:
-        f = specs[n]
-        kind = f.type if isinstance(f.type, str) else f.type.__name__
-        meaning = f.metadata["help"].replace("|", "\\|")  # a bar would end the table cell
-        if f.metadata.get("core"):  # the core dataclass field it fills, whose default it takes
-            core_cls, path = f.metadata["core"]
-            meaning += f" (`{core_cls.__name__}.{path}`)"
-        rows.append(f"| `{n}` | {kind} | {_fmt_default(f.default)} | {_fmt_range(f.metadata)} | "
-                    f"{'yes' if f.metadata.get('dynamic') else ''} | {meaning} |")
+        s = specs[n]
+        meaning = s.help.replace("|", "\\|")  # a bar would end the table cell
+        if s.section:  # the core dataclass field it is, whose default it takes
+            meaning += f" (`{type(getattr(defaults, s.section)).__name__}.{s.path}`)"
+        rows.append(f"| `{n}` | {s.kind} | {_fmt_default(defaults.value(s))} | {_fmt_range(vars(s))} | "
+                    f"{'yes' if s.dynamic else ''} | {meaning} |")
     return rows
 
 
 def parameters_section() -> list[str]:
     from mast3r_ros.ros.core.params import LocalizationParams, MappingParams, NodeParams
 
-    common = [f.name for f in dataclasses.fields(NodeParams)]
+    common = list(NodeParams.specs())
     head = ["| name | type | default | range | dynamic | meaning |", "|---|---|---|---|---|---|"]
     out = ["#### Parameters", "",
            "Defaults as in `config/localization.yaml` / `config/mapping.yaml`; `dynamic`: may be changed "
-           "with `ros2 param set` while running; `(Config.field)`: the core dataclass field the parameter "
-           "fills, whose default it takes (`test_param_defaults.py`).", "", "Both nodes:", "", *head,
+           "with `ros2 param set` while running. A parameter that fills a core dataclass is that dataclass's "
+           "field under its nested name, `<section>.<field path>` (`mast3r.*`: `Mast3rFrontEndConfig`, "
+           "`localizer.*`: `LocalizerConfig`, `mapper.*`: `IncrementalConfig`; in YAML the names nest: "
+           "`localizer: {pnp: {max_reproj_px: 8.0}}`), with the field's default, description and range "
+           "(`test_param_defaults.py`); `(Config.field)` names it. The same names fill the same dataclasses "
+           "from the command line: `--set localizer.retrieval.top_k=3`. A flat name of earlier releases "
+           "(`top_k_keyframes`) is refused naming its new name.", "", "Both nodes:", "", *head,
            *param_rows(NodeParams, common)]
+    base = NodeParams()
     for title, cls in (("`localization_node`", LocalizationParams), ("`mapping_node`", MappingParams)):
-        own = [f.name for f in dataclasses.fields(cls) if f.name not in common
-               or f.default != NodeParams.__dataclass_fields__[f.name].default]
+        own = [n for n, s in cls.specs().items() if n not in common or cls().value(s) != base.value(s)]
         out += ["", f"{title} only (or with its own default):", "", *head, *param_rows(cls, own)]
     return out
 

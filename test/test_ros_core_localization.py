@@ -3,7 +3,6 @@ and service action (load/save map, set_reference, localize hint, reset, pause)."
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -212,9 +211,10 @@ def test_initial_pose_prior_gates_the_next_frame(seven):
     out = core.process(_frame(ds, cal, fb), T_BASE_CAM, np.eye(4))
     assert out.status.localized and core.state() == "TRACKING", out.status.message
     # the prior's gates are restored after that frame
-    assert core._localizer.gates.max_jump_m == core.params.max_jump_m
+    assert core._localizer.gates.max_jump_m == core.params.localizer.gates.max_jump_m
     # a run-time parameter change (the node's parameter callback) reaches the gates from the next frame
-    core.apply_params(replace(core.params, min_inliers=4, min_inliers_global=100_000))
+    core.apply_params(core.params.replace({"localizer.gates.min_inliers": 4,
+                                           "localizer.gates.min_inliers_global": 100_000}))
     core.reset()
     out = core.process(_frame(ds, cal, fa), T_BASE_CAM, np.eye(4))
     assert not out.status.localized and "too few inliers" in out.status.message, out.status.message

@@ -34,8 +34,9 @@ def seven(data_dir):
     return ds, cal, frames, cache
 
 
-def _params(**kw) -> MappingParams:
-    return MappingParams().replace(rgbd_calibration="7scenes", **kw)
+def _params(changes: dict | None = None, **flat) -> MappingParams:
+    """The mapping node's parameters (nested names in ``changes``) on 7-Scenes depth."""
+    return MappingParams().replace(changes, rgbd_calibration="7scenes", **flat)
 
 
 def _frame(seven, i, stamp_ns=None, **kw) -> Frame:
@@ -72,8 +73,9 @@ def _ate(est: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
 @pytest.mark.slow
 def test_odometry_gating_background_passes_and_accuracy(seven):
     # background=False: the passes the worker would run happen inside process() (deterministic)
-    core = MappingCore(_params(kf_min_translation=0.10, kf_min_rotation_deg=10.0,
-                               optimize_every_n_keyframes=3, global_every_n_keyframes=6), background=False)
+    core = MappingCore(_params({"mapper.kf_min_translation": 0.10, "mapper.kf_min_rotation_deg": 10.0,
+                                "mapper.optimize_every_n_keyframes": 3, "mapper.global_every": 6}),
+                       background=False)
     try:
         kf_odom, first_poses, skipped = {}, {}, 0
         for i in range(0, 40):
@@ -112,7 +114,8 @@ def test_odometry_gating_background_passes_and_accuracy(seven):
 
 
 def test_background_worker_reports_passes(seven):
-    core = MappingCore(_params(kf_min_translation=0.10, niter1=20, niter2=20))
+    core = MappingCore(_params({"mapper.kf_min_translation": 0.10, "mapper.alignment.niter1": 20,
+                                "mapper.alignment.niter2": 20}))
     try:
         added = [core.process(_frame(seven, i), _odom(seven, i)).keyframe_added for i in range(0, 22)]
         assert sum(added) >= 3
@@ -126,7 +129,8 @@ def test_background_worker_reports_passes(seven):
 
 def test_camera_only_rig_gates_visually(seven):
     # no odometry: every frame goes to the mapper, which gates on visual motion / overlap
-    core = MappingCore(_params(kf_min_translation=0.10, optimize_every_n_keyframes=0), background=False)
+    core = MappingCore(_params({"mapper.kf_min_translation": 0.10, "mapper.optimize_every_n_keyframes": 0}),
+                       background=False)
     try:
         outs = [core.process(_frame(seven, i), np.eye(4), odom_is_real=False) for i in range(0, 8)]
         assert outs[0].keyframe_added and not any("odometry" in o.status.message for o in outs)
@@ -140,8 +144,8 @@ def test_camera_only_rig_gates_visually(seven):
 
 
 def test_max_keyframes_bounds_memory_and_save(seven, tmp_path):
-    core = MappingCore(_params(kf_min_translation=0.05, max_keyframes=3, window_size=2,
-                               optimize_every_n_keyframes=0), background=False)
+    core = MappingCore(_params({"mapper.kf_min_translation": 0.05, "mapper.max_keyframes": 3, "mapper.window_size": 2,
+                                "mapper.optimize_every_n_keyframes": 0}), background=False)
     try:
         added = [core.process(_frame(seven, i), _odom(seven, i)).keyframe_added for i in range(0, 48, 6)]
         assert sum(added) >= 5 and core.num_keyframes == 3
@@ -154,7 +158,7 @@ def test_max_keyframes_bounds_memory_and_save(seven, tmp_path):
 
 
 def test_bad_input_is_reported_and_the_next_frame_is_processed(seven):
-    core = MappingCore(_params(optimize_every_n_keyframes=0), background=False)
+    core = MappingCore(_params({"mapper.optimize_every_n_keyframes": 0}), background=False)
     try:
         good = _frame(seven, 0)
         bad = {
@@ -192,7 +196,7 @@ def test_frame_checked_once_on_the_node_path(seven):
     bad.image = bad.image[..., 0]
     with pytest.raises(FrameError, match="image must be") as refused:
         MappingCore.check(bad)
-    core = MappingCore(_params(optimize_every_n_keyframes=0), background=False)
+    core = MappingCore(_params({"mapper.optimize_every_n_keyframes": 0}), background=False)
     try:
         assert core.process(bad, np.eye(4)).status.message == str(refused.value)
         raw = _frame(seven, 0)
@@ -214,7 +218,8 @@ def test_frame_checked_once_on_the_node_path(seven):
 
 
 def test_save_map_refusals_atomic_replace_and_localizable(seven, tmp_path):
-    core = MappingCore(_params(kf_min_translation=0.10, optimize_every_n_keyframes=0), background=False)
+    core = MappingCore(_params({"mapper.kf_min_translation": 0.10, "mapper.optimize_every_n_keyframes": 0}),
+                       background=False)
     try:
         assert core.save_map(tmp_path / "m") == "no keyframes yet" and not (tmp_path / "m").exists()
         for i in range(0, 30, 6):
@@ -265,7 +270,7 @@ def test_save_map_refusals_atomic_replace_and_localizable(seven, tmp_path):
 
 
 def test_cloud_is_in_the_map_frame_and_bounded(seven):
-    core = MappingCore(_params(optimize_every_n_keyframes=0, cloud_max_points=5000), background=False)
+    core = MappingCore(_params({"mapper.optimize_every_n_keyframes": 0}, cloud_max_points=5000), background=False)
     try:
         assert core.cloud()[0].shape == (0, 3)
         core.process(_frame(seven, 0), _odom(seven, 0))
@@ -303,8 +308,8 @@ class HeldPassMapper(IncrementalMapper):
 
 
 def test_close_stops_waiting_for_a_global_pass_in_flight(seven):
-    core = MappingCore(_params(kf_min_translation=0.05, optimize_every_n_keyframes=0), background=False,
-                       mapper_factory=HeldPassMapper)
+    core = MappingCore(_params({"mapper.kf_min_translation": 0.05, "mapper.optimize_every_n_keyframes": 0}),
+                       background=False, mapper_factory=HeldPassMapper)
     for i in (0, 14):
         core.process(_frame(seven, i), _odom(seven, i))
     assert core.num_keyframes == 2
@@ -325,21 +330,21 @@ def test_close_stops_waiting_for_a_global_pass_in_flight(seven):
 
 @pytest.mark.parametrize("changes,reason", [
     ({"frontend": "mast3r"}, "mapping_node supports frontend 'classical'"),
-    ({"checkpoint": "/c.pth"}, "unknown parameter 'checkpoint'"),  # no network in the mapping node
+    ({"mast3r.checkpoint": "/c.pth"}, "unknown parameter 'mast3r.checkpoint'"),  # no network in the mapping node
     ({"subscribe_depth": False}, "mapping_node needs depth: subscribe_depth must be true"),
-    ({"kf_min_translation": 0.0, "kf_min_rotation_deg": 0.0}, "every frame would be a keyframe"),
-    ({"max_keyframes": 1}, "max_keyframes must be >= 2, got 1"),
+    ({"mapper.kf_min_translation": 0.0, "mapper.kf_min_rotation_deg": 0.0}, "every frame would be a keyframe"),
+    ({"mapper.max_keyframes": 1}, "mapper.max_keyframes must be >= 2, got 1"),
     ({"map_dir": "/nonexistent/dir/map"}, "map_dir '/nonexistent/dir/map': parent folder does not exist"),
-    ({"optimize_every_n_keyframes": -1}, "optimize_every_n_keyframes must be >= 0"),
+    ({"mapper.optimize_every_n_keyframes": -1}, "mapper.optimize_every_n_keyframes must be >= 0"),
 ])
 def test_mapping_parameters_are_refused_with_a_reason(changes, reason):
     with pytest.raises(ParamError) as exc:
-        MappingParams().replace(**changes)
+        MappingParams().replace(changes)
     assert reason in str(exc.value)
 
 
 def test_load_map_continues_mapping_and_refusals_keep_the_map(seven, tmp_path):
-    params = _params(kf_min_translation=0.10, optimize_every_n_keyframes=0)
+    params = _params({"mapper.kf_min_translation": 0.10, "mapper.optimize_every_n_keyframes": 0})
     core = MappingCore(params, background=False)
     try:
         for i in range(0, 30, 6):

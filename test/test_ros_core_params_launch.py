@@ -1,8 +1,6 @@
 """Parameter schemas (validation with reasons, YAML files in config/) and the launch description."""
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from mast3r_ros.paths import REPO_ROOT
@@ -18,43 +16,78 @@ from mast3r_ros.ros.nodes.launch_description import DEFAULTS, LAUNCH_ARGUMENTS, 
 def test_config_files_hold_every_parameter_with_its_default():
     for cls, name in ((LocalizationParams, "localization"), (MappingParams, "mapping")):
         values = load_params_file(REPO_ROOT / "config" / f"{name}.yaml", f"{name}_node")
-        assert set(values) == {f.name for f in dataclasses.fields(cls)}
+        assert set(values) == set(cls.specs())
         cls.from_dict(values)  # valid as shipped
 
 
 @pytest.mark.parametrize("changes,reason", [
     ({"frontend": "orb"}, "frontend must be one of ['classical', 'mast3r'], got 'orb'"),
-    ({"min_inliers": 2}, "min_inliers must be >= 4, got 2"),
+    ({"localizer.gates.min_inliers": 2}, "localizer.gates.min_inliers must be >= 4, got 2"),
     ({"tf_publish_rate": "fast"}, "tf_publish_rate must be a number"),
     ({"publish_tf": 1}, "publish_tf must be a bool"),
-    ({"frontend": "mast3r"}, "frontend 'mast3r' needs the checkpoint parameter"),
+    ({"frontend": "mast3r"}, "frontend 'mast3r' needs the mast3r.checkpoint parameter"),
     ({"base_frame": "map"}, "map_frame, odom_frame and base_frame must differ"),
     ({"map_path": "/nonexistent/map"}, "map_path '/nonexistent/map' is not a folder"),
-    ({"image_size": 500}, "image_size must be a multiple of 16"),
-    ({"min_inliers_global": 10}, "min_inliers_global (10) must be >= min_inliers (20)"),
+    ({"mast3r.image_size": 500}, "mast3r.image_size must be a multiple of 16"),
+    ({"localizer.gates.min_inliers_global": 10},
+     "localizer.gates.min_inliers_global (10) must be >= localizer.gates.min_inliers (20)"),
     ({"nonsense": 1}, "unknown parameter 'nonsense'"),
-    ({"device": "tpu"}, "device must be cpu, cuda or cuda:N"),
+    ({"localizer.pnp.max_reproj": 1}, "unknown parameter 'localizer.pnp.max_reproj' (did you mean "
+                                      "'localizer.pnp.max_reproj_px'?)"),
+    ({"min_inliers": 25}, "parameter 'min_inliers' was renamed to 'localizer.gates.min_inliers'"),
+    ({"mast3r.device": "tpu"}, "mast3r.device must be cpu, cuda or cuda:N"),
 ])
 def test_bad_values_are_refused_with_a_reason(changes, reason):
     with pytest.raises(ParamError) as exc:
-        LocalizationParams().replace(**changes)
+        LocalizationParams().replace(changes)
     assert reason in str(exc.value)
 
 
 def test_int_for_float_is_accepted_and_coerced():
-    p = LocalizationParams().replace(max_jump_m=1, tf_publish_rate=10)
-    assert isinstance(p.max_jump_m, float) and p.tf_publish_rate == 10.0
+    p = LocalizationParams().replace({"localizer.gates.max_jump_m": 1}, tf_publish_rate=10)
+    assert isinstance(p.localizer.gates.max_jump_m, float) and p.tf_publish_rate == 10.0
 
 
 def test_params_file_sections(tmp_path):
     f = tmp_path / "p.yaml"
-    f.write_text("/**:\n  ros__parameters:\n    min_inliers: 25\n"
-                 "/robot/localization_node:\n  ros__parameters:\n    max_jump_m: 2.0\n"
-                 "mapping_node:\n  ros__parameters:\n    max_keyframes: 7\n")
-    assert load_params_file(f, "localization_node") == {"min_inliers": 25, "max_jump_m": 2.0}
+    f.write_text("/**:\n  ros__parameters:\n    localizer:\n      gates:\n        min_inliers: 25\n"
+                 "/robot/localization_node:\n  ros__parameters:\n    localizer: {gates: {max_jump_m: 2.0}}\n"
+                 "mapping_node:\n  ros__parameters:\n    mapper: {max_keyframes: 7}\n")
+    # nested mappings arrive as dotted names, as ROS 2 reads them
+    assert load_params_file(f, "localization_node") == {"localizer.gates.min_inliers": 25,
+                                                        "localizer.gates.max_jump_m": 2.0}
     f.write_text("localization_node:\n  min_inliers: 3\n")
     with pytest.raises(ParamError, match="no ros__parameters"):
         load_params_file(f, "localization_node")
+
+
+@pytest.mark.parametrize("mode,file_text,items,reason", [
+    ("localization", "", ["top_k_keyframes:=3"],
+     "parameter 'top_k_keyframes' was renamed to 'localizer.retrieval.top_k'"),
+    ("mapping", "/**:\n  ros__parameters:\n    lr1: 0.01\n", [],
+     "parameter 'lr1' was renamed to 'mapper.alignment.lr1'"),
+    ("mapping", "", ["mapper.alignment.lrr1:=0.01"],
+     "unknown mapping_node parameter 'mapper.alignment.lrr1' (did you mean 'mapper.alignment.lr1'?)"),
+    ("localization", "", ["localizer.retrieval.top_k=3"], "must look like NAME:=VALUE"),
+])
+def test_mast3r_ros_launch_refuses_old_and_unknown_names(tmp_path, mode, file_text, items, reason):
+    from mast3r_ros.cli.launch import check_parameter_names
+
+    params_file = ""
+    if file_text:
+        params_file = str(tmp_path / "p.yaml")
+        (tmp_path / "p.yaml").write_text(file_text)
+    with pytest.raises(ValueError) as exc:
+        check_parameter_names(mode, params_file, items)
+    assert reason in str(exc.value) and "\n" not in str(exc.value)
+    # the shipped files and the new names pass
+    check_parameter_names(mode, "", ["localizer.retrieval.top_k:=3" if mode == "localization"
+                                     else "mapper.alignment.lr1:=0.01", "use_sim_time:=true"])
+
+
+def test_launch_checkpoint_argument_fills_the_nested_parameter():
+    (node,) = describe({"checkpoint": "/c.pth"})
+    assert node.parameters[1]["mast3r.checkpoint"] == "/c.pth" and "mast3r.checkpoint:=/c.pth" in node.ros_args()
 
 
 def test_launch_defaults_localization():

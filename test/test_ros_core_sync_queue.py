@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from mast3r_ros.geometry.transforms import make_T, rotation_exp
+from mast3r_ros.localization.covariance import camera_to_base
 from mast3r_ros.ros.compat.sync import ApproximateSync
 from mast3r_ros.ros.compat.tf_tree import TfLookupError, TfTree
 from mast3r_ros.ros.core.frame_queue import FrameWorker, NewestQueue
-from mast3r_ros.ros.core.frames import Frame, FrameError, camera_to_base, check_frame
+from mast3r_ros.ros.core.frames import Frame, FrameError, check_frame
 
 MS = 1_000_000
 

@@ -17,6 +17,23 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "(unnamed knobs keep these defaults)")
 
 
+def add_set_argument(parser: argparse.ArgumentParser, sections: str) -> None:
+    """``--set NAME=VALUE`` (repeatable): a setting of the core dataclasses by its nested name, as the ROS
+    parameters name it (``mast3r_ros.config_fields``); ``sections``: the roots this command fills."""
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="sets",
+                        help=f"a setting by its nested name (repeatable), e.g. localizer.retrieval.top_k=3; "
+                             f"sections here: {sections} (names, defaults and ranges: the README's parameter "
+                             "table)")
+
+
+def configs_from_args(args, **configs):
+    """``configs`` (section name -> core dataclass, the command's flags already applied) with every
+    ``--set`` applied; ValueError (one line, naming the item) for an unknown name or a bad value."""
+    from mast3r_ros.config_fields import apply_sets
+
+    return apply_sets(configs, args.sets)
+
+
 def oracle_from_args(args, dataset, frames, calib=None):
     """The oracle model for ``dataset`` with ``frames`` (spec or indices) registered, or None when
     ``--oracle-model`` is not given. Raises ValueError on conflicting or malformed options."""
@@ -40,19 +57,23 @@ def model_label(name: str, checkpoint: str | None, oracle=None) -> str:
     return "none (classical)"
 
 
-def frontend_from_args(name: str, checkpoint: str | None, oracle=None):
-    """Front-end by name; the mast3r one gets its checkpoint (a local file, never downloaded) or the
+def frontend_from_args(name: str, checkpoint: str | None, oracle=None, config=None):
+    """Front-end by name; the mast3r one gets ``config`` (a Mast3rFrontEndConfig, default its defaults)
+    with its checkpoint (``checkpoint``, a local file, never downloaded, or the config's own) or the
     oracle model."""
     from mast3r_ros.localization.frontends import make_frontend
 
     if oracle is not None and name != "mast3r":
         raise ValueError("--oracle-model stands in for the MASt3R network: use it with --frontend mast3r")
     if name == "mast3r":
+        from dataclasses import replace
+
         from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd, Mast3rFrontEndConfig
 
+        config = config or Mast3rFrontEndConfig()
         if oracle is not None:
-            return Mast3rFrontEnd(Mast3rFrontEndConfig(), model=oracle)
-        return make_frontend(name, Mast3rFrontEndConfig(checkpoint=checkpoint or ""))
+            return Mast3rFrontEnd(config, model=oracle)
+        return make_frontend(name, replace(config, checkpoint=checkpoint) if checkpoint else config)
     return make_frontend(name)
 
 

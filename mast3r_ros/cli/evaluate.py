@@ -11,12 +11,14 @@ import time
 
 from mast3r_ros.cli.common import (
     add_model_arguments,
+    add_set_argument,
     calibration_from_arg,
     frontend_from_args,
     model_label,
     oracle_from_args,
     output_file,
 )
+from mast3r_ros.cli.localize import localizer_configs
 
 NAME = "evaluate"
 HELP = "build a map from some frames, localize others, write a JSON report (+ trajectory plot)"
@@ -29,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--query-frames", default=None, help="query frames START:STOP[:STEP]")
     parser.add_argument("--frontend", default="classical", choices=["classical", "mast3r"])
     add_model_arguments(parser)
-    parser.add_argument("--pnp", default="poselib", choices=["poselib", "opencv"], help="PnP back-end")
+    parser.add_argument("--pnp", default=None, choices=["poselib", "opencv"],
+                        help="PnP back-end (localizer.pnp.solver; default poselib)")
     parser.add_argument("--map-out", default=None, help="keep the built map in this folder")
     parser.add_argument("--out", default="report.json", help="JSON report path (default report.json)")
     parser.add_argument("--plot", default=None, help="trajectory plot (PNG); default <out>.png")
@@ -40,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "whose depth is not registered to colour, e.g. 7-Scenes")
     parser.add_argument("--query-depth", action="store_true",
                         help="also use the query depth images (RGB-D localization, 3D-3D pose)")
+    add_set_argument(parser, "localizer (LocalizerConfig), mast3r (Mast3rFrontEndConfig)")
 
 
 def _resolve_dataset(args) -> tuple[str, str, str]:
@@ -60,22 +64,21 @@ def run(args: argparse.Namespace) -> int:
 
     from mast3r_ros.datasets.readers import open_dataset, parse_frame_spec
     from mast3r_ros.localization.evaluation import evaluate, plot_trajectories, summary_table, write_report
-    from mast3r_ros.localization.localizer import LocalizerConfig
-    from mast3r_ros.localization.pose import PnPConfig
 
     start = time.perf_counter()
     output_file(args.out, "--out")
     if args.plot:
         output_file(args.plot, "--plot")
     try:
+        cfg = localizer_configs(args)
         root, map_spec, query_spec = _resolve_dataset(args)
         mspec, qspec = parse_frame_spec(map_spec), parse_frame_spec(query_spec)
         dataset = open_dataset(root)
         calib = calibration_from_arg(args.rgbd_calib)
         frames = sorted({f.index for spec in (mspec, qspec) for f in dataset.frames(spec)})
         oracle = oracle_from_args(args, dataset, frames, calib)
-        frontend = frontend_from_args(args.frontend, args.checkpoint, oracle)
-        report = evaluate(dataset, mspec, qspec, frontend, LocalizerConfig(pnp=PnPConfig(solver=args.pnp)),
+        frontend = frontend_from_args(args.frontend, args.checkpoint, oracle, cfg["mast3r"])
+        report = evaluate(dataset, mspec, qspec, frontend, cfg["localizer"],
                           map_dir=args.map_out, progress=sys.stderr.isatty(),
                           calib=calib, use_depth=args.query_depth)
     except (ValueError, NotImplementedError, OSError) as exc:

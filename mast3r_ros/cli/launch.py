@@ -48,6 +48,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra node parameter (repeatable), passed as --ros-args -p")
 
 
+def check_parameter_names(mode: str, params_file: str, items: list[str]) -> None:
+    """ValueError (one line) for a parameter name the node does not have, in the params file or a
+    ``-p NAME:=VALUE``: an old flat name says its new name, an unknown one the closest known name.
+    Values are the node's to check (it stops with the reason)."""
+    from mast3r_ros.config_fields import unknown_name
+    from mast3r_ros.ros.core.params import RENAMED, LocalizationParams, MappingParams, load_params_file, renamed_reason
+    from mast3r_ros.ros.nodes.launch_description import EXECUTABLES, default_params_file
+
+    specs = {"localization": LocalizationParams, "mapping": MappingParams}[mode].specs()
+    names = list(load_params_file(params_file or default_params_file(mode), EXECUTABLES[mode]))
+    for item in items:
+        name, sep, _ = item.partition(":=")
+        if not sep:
+            raise ValueError(f"-p {item!r} must look like NAME:=VALUE")
+        names.append(name.strip())
+    for name in names:
+        if name in RENAMED and name not in specs:
+            raise ValueError(renamed_reason(name))
+        if name not in specs and name != "use_sim_time":
+            raise ValueError(unknown_name(name, sorted(specs), f"{EXECUTABLES[mode]} parameter"))
+
+
 def _command(spec) -> list[str] | None:
     """Executable from this venv's bin (console script), or None when not installed here."""
     exe = Path(sys.executable).parent / spec.executable
@@ -82,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from mast3r_ros.ros.nodes.launch_description import describe
 
     try:
+        check_parameter_names(args.mode, args.params, args.param)
         specs = describe({"mode": args.mode, "map": args.map, "params_file": args.params,
                           "checkpoint": args.checkpoint, "frontend": args.frontend,
                           "namespace": args.namespace, "image_topic": args.image_topic,

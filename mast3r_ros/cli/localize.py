@@ -12,7 +12,9 @@ import sys
 
 from mast3r_ros.cli.common import (
     add_model_arguments,
+    add_set_argument,
     calibration_from_arg,
+    configs_from_args,
     frontend_from_args,
     model_label,
     oracle_from_args,
@@ -29,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", required=True, help="query frames as START:STOP[:STEP]")
     parser.add_argument("--out", required=True, help="output trajectory (TUM: t tx ty tz qx qy qz qw)")
     add_model_arguments(parser)
-    parser.add_argument("--pnp", default="poselib", choices=["poselib", "opencv"], help="PnP back-end")
+    parser.add_argument("--pnp", default=None, choices=["poselib", "opencv"],
+                        help="PnP back-end (localizer.pnp.solver; default poselib)")
     parser.add_argument("--rgbd-calib", default=None,
                         help="RGB-D calibration: a preset ('7scenes') or a YAML file (K_rgb, K_depth, "
                              "T_rgb_depth, "
@@ -38,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "calibration the map was built with)")
     parser.add_argument("--query-depth", action="store_true",
                         help="also use the query depth images (RGB-D localization, 3D-3D pose)")
+    add_set_argument(parser, "localizer (LocalizerConfig), mast3r (Mast3rFrontEndConfig)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from mast3r_ros.datasets.readers import open_dataset, parse_frame_spec
     from mast3r_ros.datasets.tum import write_tum
     from mast3r_ros.localization.evaluation import localize_frames
-    from mast3r_ros.localization.localizer import Localizer, LocalizerConfig
-    from mast3r_ros.localization.pose import PnPConfig
+    from mast3r_ros.localization.localizer import Localizer
     from mast3r_ros.map import KeyframeMap
 
+    cfg = localizer_configs(args)
     out = output_file(args.out, "--out")
     spec = parse_frame_spec(args.frames)
     dataset = open_dataset(args.dataset)
@@ -59,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
         calib = (calibration_from_arg(args.rgbd_calib)
                  or RgbdCalibration.from_dict(kmap.meta.extra.get("rgbd_calibration")))
         oracle = oracle_from_args(args, dataset, spec, calib)
-        localizer = Localizer(kmap, frontend_from_args(kmap.meta.frontend, args.checkpoint, oracle),
-                              LocalizerConfig(pnp=PnPConfig(solver=args.pnp)))
+        localizer = Localizer(kmap, frontend_from_args(kmap.meta.frontend, args.checkpoint, oracle, cfg["mast3r"]),
+                              cfg["localizer"])
         records = localize_frames(localizer, dataset, spec, progress=sys.stderr.isatty(),
                                   calib=calib, use_depth=args.query_depth)
         label = model_label(kmap.meta.frontend, args.checkpoint, oracle)
@@ -75,6 +79,16 @@ def run(args: argparse.Namespace) -> int:
     if reasons:
         print(f"localize: not localized: {reasons}")
     return 0
+
+
+def localizer_configs(args) -> dict:
+    """{'localizer': LocalizerConfig, 'mast3r': Mast3rFrontEndConfig} from ``--pnp`` then ``--set``."""
+    from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
+    from mast3r_ros.localization.localizer import LocalizerConfig
+    from mast3r_ros.localization.pose import PnPConfig
+
+    base = LocalizerConfig(pnp=PnPConfig(solver=args.pnp)) if args.pnp else LocalizerConfig()
+    return configs_from_args(args, localizer=base, mast3r=Mast3rFrontEndConfig())
 
 
 def refuse_damaged(kmap) -> None:

@@ -8,7 +8,9 @@ import time
 
 from mast3r_ros.cli.common import (
     add_model_arguments,
+    add_set_argument,
     calibration_from_arg,
+    configs_from_args,
     frontend_from_args,
     model_label,
     oracle_from_args,
@@ -44,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--optimize: exponent of the 3D matching loss (default 2 for RGB-D maps; "
                              "the paper's 1.5 is for network pointmaps)")
     parser.add_argument("--json", default=None, help="--optimize: write the optimisation summary as JSON")
+    add_set_argument(parser, "mast3r (Mast3rFrontEndConfig), optimize (MapOptimizeConfig, with --optimize; "
+                             "e.g. optimize.alignment.niter1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,11 +59,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         output_file(args.json, "--json")
     try:
+        cfg = _configs(args)
         spec = parse_frame_spec(args.frames)
         dataset = open_dataset(args.dataset)
         calib = calibration_from_arg(args.rgbd_calib)
         oracle = oracle_from_args(args, dataset, spec, calib)
-        frontend = frontend_from_args(args.frontend, args.checkpoint, oracle)
+        frontend = frontend_from_args(args.frontend, args.checkpoint, oracle, cfg["mast3r"])
         try:
             build_map(dataset, spec, frontend, args.out, overwrite=args.overwrite,
                       store_depth=args.store_depth or args.optimize, progress=sys.stderr.isatty(),
@@ -70,16 +75,9 @@ def run(args: argparse.Namespace) -> int:
                                 "map, which opening refuses; fix the cause and rerun with --overwrite)") from exc
             raise
         if args.optimize:
-            from mast3r_ros.mapping.pipeline import MapOptimizeConfig, optimize_map
+            from mast3r_ros.mapping.pipeline import optimize_map
 
-            cfg = MapOptimizeConfig()
-            if args.stage1_iters is not None:
-                cfg.alignment.niter1 = args.stage1_iters
-            if args.stage2_iters is not None:
-                cfg.alignment.niter2 = args.stage2_iters
-            if args.gamma1 is not None:
-                cfg.alignment.gamma1 = args.gamma1
-            summary = optimize_map(args.out, cfg, progress=sys.stderr.isatty())
+            summary = optimize_map(args.out, cfg["optimize"], progress=sys.stderr.isatty())
             if args.json:
                 from mast3r_ros.files.atomic_io import atomic_write_bytes
 
@@ -95,6 +93,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"map build: {n} keyframes ({args.frontend}, model: {model_label(args.frontend, args.checkpoint, oracle)}) "
           f"-> {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _configs(args) -> dict:
+    """{'mast3r': Mast3rFrontEndConfig, 'optimize': MapOptimizeConfig (with --optimize)} from the flags,
+    then ``--set``."""
+    from mast3r_ros.config_fields import with_value
+    from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
+
+    configs = {"mast3r": Mast3rFrontEndConfig()}
+    if args.optimize:
+        from mast3r_ros.mapping.pipeline import MapOptimizeConfig
+
+        configs["optimize"] = MapOptimizeConfig()
+        for flag, path in (("stage1_iters", "niter1"), ("stage2_iters", "niter2"), ("gamma1", "gamma1")):
+            if getattr(args, flag) is not None:
+                configs["optimize"] = with_value(configs["optimize"], f"alignment.{path}", getattr(args, flag))
+    elif any(s.startswith("optimize.") for s in args.sets):
+        raise ValueError("--set optimize.*: the map optimisation settings need --optimize")
+    return configs_from_args(args, **configs)
 
 
 def _is_partial(out: str) -> bool:

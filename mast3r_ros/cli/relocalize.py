@@ -17,7 +17,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mast3r_ros.cli.common import add_model_arguments, calibration_from_arg, model_label, oracle_from_args
+from mast3r_ros.cli.common import (
+    add_model_arguments,
+    add_set_argument,
+    calibration_from_arg,
+    configs_from_args,
+    model_label,
+    oracle_from_args,
+)
 
 NAME = "relocalize"
 HELP = "map-free relocalization: poses of query images from one reference image with a known pose"
@@ -39,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--rgbd-calib", default=None, help="dataset form: RGB-D calibration preset or YAML")
     parser.add_argument("--out", required=True, help="report.json (dataset form) or poses.tum (file form)")
+    add_set_argument(parser, "mapfree (MapFreeConfig: solver gates, e.g. mapfree.min_inliers), mast3r "
+                             "(Mast3rFrontEndConfig: FRM, image size)")
 
 
 def _read_rgb(path: str):
@@ -52,12 +61,15 @@ def _read_rgb(path: str):
 
 def _solver(args, dataset, frames, calib):
     """(function(ref_image, K_ref, ref_depth, T_map_ref, MapFreeQuery) -> MapFreeResult, model label)."""
-    from mast3r_ros.localization.mapfree import relocalize_classical, relocalize_mast3r
+    from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
+    from mast3r_ros.localization.mapfree import MapFreeConfig, relocalize_classical, relocalize_mast3r
 
+    cfg = configs_from_args(args, mapfree=MapFreeConfig(), mast3r=Mast3rFrontEndConfig())
     if args.frontend == "classical":
         if args.oracle_model or args.checkpoint:
             raise ValueError("--checkpoint / --oracle-model are for --frontend mast3r")
-        return (lambda img, K, depth, T, q: relocalize_classical(img, K, depth, T, q)), model_label("classical", None)
+        return ((lambda img, K, depth, T, q: relocalize_classical(img, K, depth, T, q, config=cfg["mapfree"])),
+                model_label("classical", None))
     oracle = None
     if args.oracle_model:
         if dataset is None:
@@ -70,8 +82,8 @@ def _solver(args, dataset, frames, calib):
         model = Mast3rModel.from_checkpoint(args.checkpoint, InferenceConfig())
     else:
         raise ValueError("--frontend mast3r needs --checkpoint PATH or --oracle-model")
-    return (lambda img, K, depth, T, q: relocalize_mast3r(model, img, K, T, q)), model_label("mast3r", args.checkpoint,
-                                                                                             oracle)
+    return ((lambda img, K, depth, T, q: relocalize_mast3r(model, img, K, T, q, cfg["mast3r"], cfg["mapfree"])),
+            model_label("mast3r", args.checkpoint, oracle))
 
 
 def run_dataset(args) -> dict:

@@ -8,6 +8,7 @@ Modules
 * :mod:`~mast3r_ros.localization.pose` - absolute pose from 2D-3D correspondences (PnP + RANSAC + refinement).
 * :mod:`~mast3r_ros.localization.covariance` - 6x6 pose covariance in ROS ``PoseWithCovariance`` order.
 * :mod:`~mast3r_ros.localization.state` - acceptance gates and the INIT/TRACKING/LOST/RELOCALIZING machine.
+* :mod:`~mast3r_ros.localization.prior` - the search region of a pose prior from its covariance (/initialpose).
 * :mod:`~mast3r_ros.localization.mapfree` - map-free localization against one posed reference image.
 * :mod:`~mast3r_ros.localization.evaluation` - build a map, localize every query, compare with ground truth.
 

@@ -3,8 +3,8 @@
 Parameterisation (documented because ROS leaves it implicit): the camera pose ``T_map_cam`` is
 perturbed as ``p' = p + dp`` (camera centre in the map frame, metres) and ``R' = exp([dtheta]_x) R``
 (small rotations about the *map-frame* x, y, z axes, radians); the state is
-``(x, y, z, rot_x, rot_y, rot_z) = (dp, dtheta)``. The ROS layer moves it to the robot base
-(``ros/core/frames.py: camera_to_base``) with the same parameterisation.
+``(x, y, z, rot_x, rot_y, rot_z) = (dp, dtheta)``. :func:`camera_to_base` moves it to the robot base
+(the nodes publish the base's pose) with the same parameterisation.
 
 The published covariance is the sum of two terms (see :class:`CovarianceConfig`):
 
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from mast3r_ros.geometry.transforms import rotation_log
+from mast3r_ros.geometry.transforms import invert, rotation_log
 
 NOT_ESTIMABLE = 1e6  # diagonal of the covariance published when the pose is not observable
 
@@ -317,3 +317,24 @@ def published_covariance(propagated: np.ndarray, model: ModelError, keyframe_dis
                          ) -> np.ndarray:
     """Propagated covariance plus the model-error term: what a fix publishes ([6,6])."""
     return np.asarray(propagated, dtype=np.float64) + model.covariance(keyframe_distance_m)
+
+
+def camera_to_base(T_map_cam: np.ndarray, cov_cam: np.ndarray | None, T_base_cam: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pose and covariance of the robot base from those of its (optical) camera.
+
+    Args:
+        T_map_cam: [4,4] camera-to-map pose (OpenCV optical camera frame).
+        cov_cam: [6,6] covariance of (position, rotation about map axes) of the camera, ROS order, or None.
+        T_base_cam: [4,4] camera optical frame expressed in the base frame (from TF).
+    Returns:
+        T_map_base [4,4] and its [6,6] covariance (same parameterisation). The base position is
+        ``p_cam + R_cam t_cam_base``, so a rotation error moves it by ``-[a]x dtheta`` with
+        ``a = p_base - p_cam``; the rotation error itself is shared.
+    """
+    T_map_base = T_map_cam @ invert(T_base_cam)
+    if cov_cam is None:
+        return T_map_base, None
+    J = np.eye(6)
+    J[:3, 3:] = -_skew((T_map_base[:3, 3] - T_map_cam[:3, 3])[None])[0]
+    return T_map_base, J @ cov_cam @ J.T

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mast3r_ros.config_fields import setting
 from mast3r_ros.geometry.alignment import umeyama
 from mast3r_ros.geometry.camera import check_intrinsics
 from mast3r_ros.geometry.transforms import compose, invert, make_T, transform_points
@@ -38,12 +39,14 @@ class MapFreeConfig:
     procrustes_inlier_m: residual (metres) below which a point counts as a Procrustes inlier.
     """
     methods: tuple[str, ...] = METHODS
-    min_inliers: int = 12
-    min_inlier_ratio: float = 0.05
-    min_conf: float = 0.0
+    min_inliers: int = setting(12, "inliers needed for a method's pose to be accepted", min=4, max=100000)
+    min_inlier_ratio: float = setting(0.05, "fraction of the matches that must be inliers (else refused)",
+                                      min=0.0, max=1.0)
+    min_conf: float = setting(0.0, "pointmap confidence below which a pixel's 3D point is ignored", min=0.0,
+                              max=1e6)
     pnp: PnPConfig = field(default_factory=lambda: PnPConfig(max_reproj_px=4.0))
-    essential_threshold_px: float = 1.0
-    procrustes_inlier_m: float = 0.05
+    essential_threshold_px: float = setting(1.0, "epipolar RANSAC threshold (pixels)", min=0.01, max=100.0)
+    procrustes_inlier_m: float = setting(0.05, "Procrustes inlier residual (m)", min=0.0, max=10.0)
 
 
 @dataclass

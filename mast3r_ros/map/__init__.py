@@ -10,6 +10,7 @@ Modules
 * :mod:`~mast3r_ros.map.check` - damage reports (``mast3r-ros map check``; what opening a map refuses).
 * :mod:`~mast3r_ros.map.build` - build a map from a posed RGB-D dataset and a front-end; the retrieval index.
 * :mod:`~mast3r_ros.map.mapper_io` - the incremental mapper's maps: write one, read one back to continue it.
+* :mod:`~mast3r_ros.map.cloud` - the map as a coloured point cloud (the nodes' latched ``cloud_map``).
 
 ``build`` and ``mapper_io`` are imported by their module path (``from mast3r_ros.map.build import
 build_map``), not here: they use the localization front-ends, which themselves import this package.

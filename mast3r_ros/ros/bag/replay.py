@@ -55,7 +55,7 @@ def load_replay_params(params_file: str, map_dir: str, checkpoint: str = "",
     values = load_params_file(params_file or default_params_file("localization"), "localization_node")
     values["map_path"] = str(map_dir)
     if checkpoint:
-        values["checkpoint"] = checkpoint
+        values["mast3r.checkpoint"] = checkpoint
     for item in overrides or []:
         name, sep, text = item.partition(":=")
         if not sep:

@@ -1,4 +1,5 @@
-"""Decoded input frames, their validation, and camera <-> base pose/covariance changes (ROS-free).
+"""Decoded input frames and their validation (ROS-free); the camera -> base pose/covariance change is
+:func:`mast3r_ros.localization.covariance.camera_to_base`.
 
 A :class:`Frame` is what the node (or offline replay) has after converting the synchronised
 messages to numpy. :func:`check_frame` names everything wrong with it, so a bad frame becomes a
@@ -9,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from mast3r_ros.geometry.transforms import invert
 
 
 class FrameError(ValueError):
@@ -139,35 +138,3 @@ def check_frame_content(frame: Frame) -> np.ndarray | None:
         raise FrameError(f"depth image has no valid pixel ({n_nan} of {depth.size} are NaN, the rest "
                          f"<= 0 or inf)")
     return np.where(finite & (depth > 0), depth, np.float32(0.0))
-
-
-def skew(v: np.ndarray) -> np.ndarray:
-    """[3] -> [3,3] cross-product matrix."""
-    return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
-
-
-def camera_to_base(T_map_cam: np.ndarray, cov_cam: np.ndarray | None, T_base_cam: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Pose and covariance of the robot base from those of its (optical) camera.
-
-    Args:
-        T_map_cam: [4,4] camera-to-map pose (OpenCV optical camera frame).
-        cov_cam: [6,6] covariance of (position, rotation about map axes) of the camera, ROS order
-            (see ``localization/covariance.py``), or None.
-        T_base_cam: [4,4] camera optical frame expressed in the base frame (from TF).
-    Returns:
-        T_map_base [4,4] and its [6,6] covariance (same parameterisation). The base position is
-        ``p_cam + R_cam t_cam_base``, so a rotation error moves it by ``-[a]x dtheta`` with
-        ``a = p_base - p_cam``; the rotation error itself is shared.
-    """
-    T_map_base = T_map_cam @ invert(T_base_cam)
-    if cov_cam is None:
-        return T_map_base, None
-    J = np.eye(6)
-    J[:3, 3:] = -skew(T_map_base[:3, 3] - T_map_cam[:3, 3])
-    return T_map_base, J @ cov_cam @ J.T
-
-
-def base_to_camera(T_map_base: np.ndarray, T_base_cam: np.ndarray) -> np.ndarray:
-    """[4,4] camera-to-map pose of the optical camera from a base pose (e.g. an /initialpose)."""
-    return T_map_base @ T_base_cam

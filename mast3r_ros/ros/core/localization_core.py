@@ -20,17 +20,17 @@ import numpy as np
 
 from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.geometry.transforms import invert
-from mast3r_ros.localization.covariance import MODEL_ERROR_PNP
+from mast3r_ros.localization.covariance import MODEL_ERROR_PNP, camera_to_base
 from mast3r_ros.localization.frontends import FrontEnd, make_frontend
-from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
-from mast3r_ros.localization.localizer import LocalizationResult, Localizer, LocalizerConfig
+from mast3r_ros.localization.localizer import LocalizationResult, Localizer
 from mast3r_ros.localization.state import LocState
 from mast3r_ros.map import KeyframeMap
+from mast3r_ros.map.cloud import map_cloud
 from mast3r_ros.map.folder import copy_map
 from mast3r_ros.map.format import MapError
-from mast3r_ros.ros.core.frames import Frame, FrameError, camera_to_base, check_frame
+from mast3r_ros.ros.core.frames import Frame, FrameError, check_frame
 from mast3r_ros.ros.core.model_source import oracle_model
-from mast3r_ros.ros.core.params import LocalizationParams, core_config
+from mast3r_ros.ros.core.params import LocalizationParams
 from mast3r_ros.ros.core.reference import MapFreeReference
 
 
@@ -87,26 +87,16 @@ class _Hint:
         return self.T_map_cam is None and self.T_map_base is None
 
 
-def localizer_config(p: LocalizationParams) -> LocalizerConfig:
-    """The localizer's per-stage configs from the node parameters (``params.core_config``)."""
-    return core_config(p, LocalizerConfig)
-
-
-def mast3r_frontend_config(p: LocalizationParams) -> Mast3rFrontEndConfig:
-    """The MASt3R front-end's configuration from the node parameters (``params.core_config``)."""
-    return core_config(p, Mast3rFrontEndConfig)
-
-
 def frontend_for(p: LocalizationParams, calib: RgbdCalibration | None = None) -> FrontEnd:
     """The configured front-end: the mast3r one loads its checkpoint here, or takes the stand-in of
     ``oracle_dataset`` (``ros.core.model_source``; ``calib``: the node's ``rgbd_calibration``)."""
     if p.frontend == "mast3r":
-        oracle = oracle_model(p, calib, p.image_size)
+        oracle = oracle_model(p, calib, p.mast3r.image_size)
         if oracle is not None:
             from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd
 
-            return Mast3rFrontEnd(mast3r_frontend_config(p), model=oracle)
-        return make_frontend("mast3r", mast3r_frontend_config(p))
+            return Mast3rFrontEnd(p.mast3r, model=oracle)
+        return make_frontend("mast3r", p.mast3r)
     return make_frontend("classical")
 
 
@@ -254,7 +244,7 @@ class LocalizationCore:
                 kmap = KeyframeMap.open(path)
                 if not len(kmap):
                     raise ValueError("the map has no keyframes")
-                loc = Localizer(kmap, self.frontend, localizer_config(self.params))
+                loc = Localizer(kmap, self.frontend, self.params.localizer)
             except Exception as exc:  # noqa: BLE001 - a damaged map (KeyError, TypeError, ...) keeps the running one
                 _close_quietly(kmap)
                 self._restore_frontend()
@@ -272,8 +262,6 @@ class LocalizationCore:
 
     def map_cloud(self, max_points: int = 100_000) -> tuple[np.ndarray, np.ndarray] | None:
         """The loaded map's cloud ([N,3] float32 m in the map frame, [N,3] uint8 RGB), None without a map."""
-        from mast3r_ros.ros.core.map_cloud import map_cloud
-
         with self._lock:
             return None if self._map is None else map_cloud(self._map, max_points)
 
@@ -314,7 +302,7 @@ class LocalizationCore:
         (the running localizer's, and the next map's); the rest is read where it is used."""
         self.params = new
         if self._localizer is not None:
-            self._localizer.set_gates(localizer_config(new).gates)
+            self._localizer.set_gates(new.localizer.gates)
 
     def reset(self) -> None:
         """Forget the tracking state and the stamp history (applied before the next frame)."""

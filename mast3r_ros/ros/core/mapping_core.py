@@ -3,14 +3,14 @@
 The engine is :class:`mast3r_ros.mapping.incremental.IncrementalMapper`: it tracks each frame
 visually against the last keyframe (SIFT + depth, 3D-3D RANSAC), pairs new keyframes with their
 neighbours and re-optimises in the background (sparse global alignment with warm start: windowed
-passes every ``optimize_every_n_keyframes`` keyframes, a global pass every
-``global_every_n_keyframes``); memory is bounded by ``max_keyframes`` (the most redundant old
+passes every ``mapper.optimize_every_n_keyframes`` keyframes, a global pass every
+``mapper.global_every``); memory is bounded by ``mapper.max_keyframes`` (the most redundant old
 keyframe is dropped). The ``optimize`` service runs a global pass now and waits for it.
 
 What this core adds:
 
 * gating on odometry (``T_odom_cam`` from TF at the image stamp, when the rig has odometry):
-  frames that moved less than ``kf_min_translation`` / ``kf_min_rotation_deg`` since the last
+  frames that moved less than ``mapper.kf_min_translation`` / ``mapper.kf_min_rotation_deg`` since the last
   keyframe are skipped before any feature extraction (cheap under a 30 Hz stream); the others go
   to the mapper with the odometry pose as its prior (used when visual tracking fails), and the
   mapper's own gating (visual motion, overlap) decides. Without odometry (camera-only rig,
@@ -47,8 +47,7 @@ from mast3r_ros.mapping.incremental_config import IncrementalConfig
 from mast3r_ros.mapping.types import MappingError
 from mast3r_ros.ros.core.frames import Frame, FrameError, check_frame_content, check_stamp_order
 from mast3r_ros.ros.core.localization_core import Status, copy_map_folder
-from mast3r_ros.ros.core.params import NEVER as NEVER  # what a ROS 0 pass period becomes
-from mast3r_ros.ros.core.params import MappingParams, core_config
+from mast3r_ros.ros.core.params import MappingParams
 
 
 @dataclass
@@ -57,15 +56,6 @@ class MappingOutput:
     status: Status
     keyframe_added: bool = False
     T_map_odom: np.ndarray | None = None
-
-
-def incremental_config(p: MappingParams) -> IncrementalConfig:
-    """The mapper's configuration from the node parameters (``params.core_config``; a ROS 0 pass
-    period is NEVER). With the parameters' defaults this is ``IncrementalConfig()``: its alignment is
-    the ``rgbd_incremental`` preset (``mapping/alignment_config.py``; the comparison for the mapping
-    node is logged in benchmarks/README.md).
-    """
-    return core_config(p, IncrementalConfig)
 
 
 class MappingCore:
@@ -91,7 +81,7 @@ class MappingCore:
         self._new_mapper()
 
     def _new_mapper(self) -> None:
-        self.mapper = self._mapper_factory(incremental_config(self.params))
+        self.mapper = self._mapper_factory(self.params.mapper)
         if self.background:
             self.mapper.start()
         # what the mapper does not know: the odometry pose of each keyframe this core added
@@ -151,7 +141,7 @@ class MappingCore:
             last_kf_odom = self._kf_odom.get(self._last_kf_id)
             if odom_is_real and last_kf_odom is not None:
                 dt, dr = pose_errors(T_odom_cam, last_kf_odom)
-                if dt < self.params.kf_min_translation and dr < self.params.kf_min_rotation_deg:
+                if dt < self.params.mapper.kf_min_translation and dr < self.params.mapper.kf_min_rotation_deg:
                     st.message = f"not a keyframe (odometry: moved {dt:.2f} m, turned {dr:.1f} deg)"
                     return MappingOutput(st, False, self.T_map_odom())
             if self.calib is not None:

@@ -1,102 +1,93 @@
 """Node parameter schemas: one dataclass per node, filled from ROS parameters, YAML or the CLI.
 
-Every field carries its description and constraints in ``metadata`` so the same schema gives
-the ROS ``ParameterDescriptor`` (node), the validation with a reason for refusal (node on
-``set_parameters``, ``mast3r-ros launch``, offline replay) and the YAML files in ``config/``.
-Names follow the interface doc (``../shared/docs/ros_interface.md``).
-
-One default and one description per parameter: a parameter that fills a core dataclass field
-(``core_param``) takes that field's default, description and range/choices (its ``metadata``,
-:func:`mast3r_ros.config_fields.setting`), so the core dataclass is the only place they are written
-(only what ROS adds stays here: ``dynamic``, encodings of values ROS cannot hold, a help prefix or
-suffix naming the front-end or the ROS-only 0), and :func:`core_config`
-fills the core dataclass from the field paths the schema records; only what the core has no field
-for (frames, TF, QoS, queues, rates, files) has its default here. ``test/test_param_defaults.py``
-checks both directions.
+One vocabulary (``mast3r_ros/config_fields.py``): a parameter that fills a core dataclass is that
+dataclass's described field under its nested dotted name, ``<section>.<field path>``, with the
+section named after the component: ``mast3r.*`` (``Mast3rFrontEndConfig``, the front-end),
+``localizer.*`` (``LocalizerConfig``: ``localizer.retrieval.top_k``, ``localizer.pnp.max_reproj_px``,
+``localizer.gates.min_inliers``) and ``mapper.*`` (``IncrementalConfig``: ``mapper.alignment.lr1``).
+They are generated from the core fields (default: the same object; description, range, choices), never
+written here; the node's params object holds the core dataclasses themselves (``params.localizer``),
+so no hand mapping remains. Only what ROS adds is said here: which names may change at run time
+(``dynamic``) and the ROS 0 of the mapper's pass periods (NEVER). What the core has no field for
+(frames, TF, QoS, queues, rates, files) are flat ROS-only fields with their defaults here. The flat
+names of earlier releases (``top_k_keyframes``, ...) are refused naming the new one (:data:`RENAMED`).
+In YAML the dotted names nest under ``ros__parameters`` (``localizer: {pnp: {max_reproj_px: 8.0}}``),
+as ROS 2 reads them. ``test/test_param_defaults.py`` checks both directions.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
-from mast3r_ros.config_fields import field_at
+from mast3r_ros.config_fields import Setting, SettingSet, flatten_nested, nested_yaml, section, setting
 from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
 from mast3r_ros.localization.localizer import LocalizerConfig
 from mast3r_ros.mapping.incremental_config import IncrementalConfig
 
-P = TypeVar("P", bound="NodeParams")
-C = TypeVar("C")
-NEVER = 10 ** 9  # a pass period no map reaches: a ROS 0 for the mapper's *_every_n_keyframes (service only)
+NEVER = 10 ** 9  # a pass period no map reaches: a ROS 0 for the mapper's pass periods (service only)
 ONLY_SERVICE = " (0 = only the optimize service)"
+# flat names of earlier releases -> the nested name that replaced each
+RENAMED = {**{n: f"mast3r.{n}" for n in ("checkpoint", "device", "amp_dtype", "image_size", "subsample",
+                                         "pixel_tol")},
+           "min_conf": "mast3r.min_desc_conf", "top_k_keyframes": "localizer.retrieval.top_k",
+           "pnp_solver": "localizer.pnp.solver", "pnp_reprojection_px": "localizer.pnp.max_reproj_px",
+           "rgbd_pose": "localizer.rgbd_pose",
+           **{n: f"localizer.gates.{n}" for n in ("min_inliers", "min_inliers_global", "max_median_reproj_px",
+                                                  "max_jump_m", "max_jump_deg")},
+           **{n: f"mapper.{n}" for n in ("kf_min_translation", "kf_min_rotation_deg", "kf_max_overlap",
+                                         "max_keyframes", "sequential_window", "retrieval_k", "window_size",
+                                         "optimize_every_n_keyframes")},
+           "global_every_n_keyframes": "mapper.global_every",
+           **{n: f"mapper.alignment.{n}" for n in ("lr1", "niter1", "lr2", "niter2", "optimize_depth",
+                                                   "shared_intrinsics")}}
 
 
 class ParamError(ValueError):
     """One or more parameter values are refused (message lists every reason)."""
 
 
+@dataclass(frozen=True)
+class RosParam(Setting):
+    """A ROS parameter: a :class:`Setting` (flat ROS-only field or a core field under its section),
+    plus whether it may change at run time and whether a ROS 0 means NEVER."""
+    dynamic: bool = False
+    zero_is_never: bool = False
+
+    def encode(self, value: Any) -> Any:
+        return 0 if self.zero_is_never and value == NEVER else super().encode(value)
+
+    def decode(self, value: Any) -> Any:
+        return NEVER if self.zero_is_never and value == 0 else super().decode(value)
+
+
 def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-          choices: tuple | None = None, dynamic: bool = False, core: tuple[type, str] | None = None,
-          from_ros: Callable[[Any], Any] | None = None) -> Any:
-    """A schema field: default, description, range/choices, and whether it may change at run time;
-    ``core``: the (core dataclass, dotted field path) the parameter fills, when there is one;
-    ``from_ros``: the core value of a ROS value (None: the same)."""
-    return field(default=default, metadata={"help": help, "min": min, "max": max, "choices": choices,
-                                            "dynamic": dynamic, "core": core, "from_ros": from_ros})
+          choices: tuple | None = None, dynamic: bool = False) -> Any:
+    """A flat ROS-only parameter: default, description, range/choices, and whether it may change at run time."""
+    return setting(default, help, min=min, max=max, choices=choices, dynamic=dynamic)
 
 
-def core_config(params: NodeParams, cls: type[C]) -> C:
-    """``cls()`` with each parameter whose schema names a field of ``cls`` (``core_param``) written to
-    that field (nested dataclasses replaced along the dotted path), its ``from_ros`` applied."""
-    cfg = cls()
-    for f in dataclasses.fields(params):
-        core, from_ros = f.metadata["core"], f.metadata["from_ros"]
-        if core is not None and core[0] is cls:
-            value = getattr(params, f.name)
-            cfg = _with_path(cfg, core[1].split("."), from_ros(value) if from_ros else value)
-    return cfg
-
-
-def _with_path(obj: Any, names: list[str], value: Any) -> Any:
-    """A copy of the dataclass ``obj`` whose field at the path ``names`` is ``value``."""
-    head, *rest = names
-    return dataclasses.replace(obj, **{head: _with_path(getattr(obj, head), rest, value) if rest else value})
-
-
-def _none_as_empty(value: Any) -> Any:
-    return "" if value is None else value  # ROS parameters have no None: '' stands for it
-
-
-def _empty_as_none(value: Any) -> Any:
-    return value or None
-
-
-def _zero_as_never(value: int) -> int:
-    return value or NEVER
-
-
-def core_param(cls: type, path: str, *, prefix: str = "", suffix: str = "",
-               as_ros: Callable[[Any], Any] | None = None, **kw: Any) -> Any:
-    """A schema field whose default, help (between ``prefix`` and ``suffix``) and min/max/choices are
-    the core dataclass field's (``kw``: what ROS adds or changes, e.g. ``dynamic``, a ROS-only range);
-    ``as_ros`` converts a value that ROS cannot hold (None -> ''), in the default and the choices."""
-    f, default = field_at(cls, path)
-    ros = as_ros or (lambda v: v)
-    meta = {"min": f.metadata["min"], "max": f.metadata["max"], "choices": f.metadata["choices"]}
-    if meta["choices"] is not None:
-        meta["choices"] = tuple(dict.fromkeys(ros(c) for c in meta["choices"]))  # None and '' are one
-    return param(ros(default), prefix + f.metadata["help"] + suffix, core=(cls, path), **{**meta, **kw})
+def _ros_param(s: Setting, meta: dict) -> RosParam:
+    """``s`` with what ROS adds: ``meta["dynamic"]`` (flat: a bool; section: field paths, or path
+    prefixes ending in '.', that may change at run time) and ``meta["zero_is_never"]`` (a section's pass
+    periods whose ROS 0 means NEVER: range [0, 100000])."""
+    dyn = meta.get("dynamic", False)
+    if not s.section:
+        return RosParam(**vars(s), dynamic=dyn)
+    dyn = any(s.path == d or (d.endswith(".") and s.path.startswith(d)) for d in dyn or ())
+    if s.path in meta.get("zero_is_never", ()):
+        return RosParam(**{**vars(s), "min": 0, "max": 100000, "help": s.help + ONLY_SERVICE}, dynamic=dyn,
+                        zero_is_never=True)
+    return RosParam(**vars(s), dynamic=dyn)
 
 
 @dataclass
-class NodeParams:
+class NodeParams(SettingSet):
     """Parameters shared by both nodes (front-end choice, frames, TF, QoS, input synchronisation)."""
-    frontend: str = param("classical", "front-end: 'mast3r' (needs checkpoint) or 'classical' (SIFT)",
+    frontend: str = param("classical", "front-end: 'mast3r' (needs mast3r.checkpoint) or 'classical' (SIFT)",
                           choices=("classical", "mast3r"))
     map_frame: str = param("map", "global frame of the map and of published poses")
     odom_frame: str = param("odom", "odometry frame (map->odom is published)")
@@ -128,44 +119,18 @@ class NodeParams:
     oracle_noise: str = param("", "oracle_dataset's injected errors as K=V,... (mast3r-ros --oracle-noise); "
                               "'' = the documented defaults")
 
-    # ---------------------------------------------------------------- schema helpers
-    @classmethod
-    def specs(cls) -> dict[str, dataclasses.Field]:
-        return {f.name: f for f in dataclasses.fields(cls)}
+    Error = ParamError
 
     @classmethod
-    def from_dict(cls: type[P], values: dict[str, Any], strict: bool = True) -> P:
-        """Build and validate; unknown names are refused when ``strict``."""
-        specs = cls.specs()
-        unknown = sorted(set(values) - set(specs))
-        reasons = [f"unknown parameter {n!r}" for n in unknown] if strict else []
-        kwargs = {}
-        for name, value in values.items():
-            if name not in specs:
-                continue
-            coerced, reason = coerce_value(specs[name], value)
-            if reason:
-                reasons.append(reason)
-            else:
-                kwargs[name] = coerced
-        if reasons:
-            raise ParamError("; ".join(reasons))
-        obj = cls(**kwargs)
-        obj.validate()
-        return obj
+    def _field_settings(cls, f: dataclasses.Field) -> list[Setting]:
+        return [_ros_param(s, f.metadata) for s in super()._field_settings(f)]
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def replace(self: P, **changes: Any) -> P:
-        """A validated copy with some values changed (the node's set_parameters path)."""
-        return type(self).from_dict({**self.to_dict(), **changes})
-
-    def validate(self) -> None:
-        """Cross-field checks; raises :class:`ParamError` naming every problem."""
-        reasons = self._cross_checks()
-        if reasons:
-            raise ParamError("; ".join(reasons))
+    @classmethod
+    def _refused_names(cls, names: list[str], specs: dict, strict: bool) -> list[str]:
+        """Old flat names always (naming the new one), unknown ones when ``strict``."""
+        old = [n for n in names if n in RENAMED and n not in specs]
+        return [renamed_reason(n) for n in old] + super()._refused_names([n for n in names if n not in old],
+                                                                          specs, strict)
 
     def _cross_checks(self) -> list[str]:
         out = []
@@ -197,114 +162,59 @@ def _oracle_checks(p: NodeParams) -> list[str]:
     return out
 
 
-def coerce_value(spec: dataclasses.Field, value: Any) -> tuple[Any, str]:
-    """(value converted to the field's type, '') or (None, reason for refusal)."""
-    name, meta = spec.name, spec.metadata
-    kind = spec.type if isinstance(spec.type, str) else spec.type.__name__
-    try:
-        if kind == "bool":
-            if not isinstance(value, bool):
-                return None, f"{name} must be a bool, got {value!r}"
-        elif kind == "int":
-            if isinstance(value, bool) or not isinstance(value, int):
-                return None, f"{name} must be an integer, got {value!r}"
-        elif kind == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                return None, f"{name} must be a number, got {value!r}"
-            value = float(value)
-            if not math.isfinite(value):
-                return None, f"{name} must be finite, got {value!r}"
-        elif kind == "str":
-            if isinstance(value, bool) and meta.get("choices") and "true" in meta["choices"]:
-                value = "true" if value else "false"  # tri-state: YAML/ROS give true/false as bools
-            if not isinstance(value, str):
-                return None, f"{name} must be a string, got {value!r}"
-    except TypeError:
-        return None, f"{name} has an unsupported value {value!r}"
-    if meta.get("min") is not None and value < meta["min"]:
-        return None, f"{name} must be >= {meta['min']}, got {value}"
-    if meta.get("max") is not None and value > meta["max"]:
-        return None, f"{name} must be <= {meta['max']}, got {value}"
-    if meta.get("choices") is not None and value not in meta["choices"]:
-        return None, f"{name} must be one of {list(meta['choices'])}, got {value!r}"
-    return value, ""
+def renamed_reason(name: str) -> str:
+    """The one-line refusal of a flat name of an earlier release."""
+    return f"parameter {name!r} was renamed to {RENAMED[name]!r}"
 
 
 @dataclass
 class LocalizationParams(NodeParams):
-    """``localization_node`` parameters: the front-end's fill ``Mast3rFrontEndConfig``, the rest
-    ``LocalizerConfig`` (retrieval, PnP, acceptance gates) or the node itself."""
-    checkpoint: str = core_param(Mast3rFrontEndConfig, "checkpoint", suffix="; mast3r front-end")
-    device: str = core_param(Mast3rFrontEndConfig, "device")
-    amp_dtype: str = core_param(Mast3rFrontEndConfig, "amp_dtype", as_ros=_none_as_empty, from_ros=_empty_as_none)
-    image_size: int = core_param(Mast3rFrontEndConfig, "image_size")
+    """``localization_node`` parameters: ``mast3r.*`` fill the MASt3R front-end's config,
+    ``localizer.*`` the localizer's (retrieval, PnP, acceptance gates: those change at run time); the
+    rest is the node's own."""
     warmup: bool = param(True, "run one dummy frame through the front-end before reporting ready")
     max_rate_hz: float = param(0.0, "process at most this many frames per second (0 = no limit)",
                                min=0.0, max=1000.0, dynamic=True)
     map_path: str = param("", "map folder to load at start ('' = wait for the load_map service)")
     use_camera_info_intrinsics: bool = param(True, "K from camera_info (else the map keyframes' K)")
-    subsample: int = core_param(Mast3rFrontEndConfig, "subsample", prefix="mast3r: ")
-    pixel_tol: float = core_param(Mast3rFrontEndConfig, "pixel_tol", prefix="mast3r: ")
-    min_conf: float = core_param(Mast3rFrontEndConfig, "min_desc_conf", prefix="mast3r: ")
-    top_k_keyframes: int = core_param(LocalizerConfig, "retrieval.top_k")
-    pnp_solver: str = core_param(LocalizerConfig, "pnp.solver")
-    pnp_reprojection_px: float = core_param(LocalizerConfig, "pnp.max_reproj_px")
-    min_inliers: int = core_param(LocalizerConfig, "gates.min_inliers", dynamic=True)
-    min_inliers_global: int = core_param(LocalizerConfig, "gates.min_inliers_global", dynamic=True)
-    max_median_reproj_px: float = core_param(LocalizerConfig, "gates.max_median_reproj_px", dynamic=True)
-    max_jump_m: float = core_param(LocalizerConfig, "gates.max_jump_m", dynamic=True)
-    max_jump_deg: float = core_param(LocalizerConfig, "gates.max_jump_deg", dynamic=True)
-    rgbd_pose: bool = core_param(LocalizerConfig, "rgbd_pose")
     publish_initialpose: bool = param(False, "also publish each accepted pose on /initialpose (seeds AMCL / "
                                       "robot_localization)", dynamic=True)
+    mast3r: Mast3rFrontEndConfig = section(Mast3rFrontEndConfig)
+    localizer: LocalizerConfig = section(LocalizerConfig, dynamic=("gates.",))
 
     def _cross_checks(self) -> list[str]:
         out = super()._cross_checks()
-        if self.frontend == "mast3r" and not (self.checkpoint or self.oracle_dataset):
-            out.append("frontend 'mast3r' needs the checkpoint parameter (a local .pth file) or oracle_dataset")
-        if self.checkpoint and self.oracle_dataset:
-            out.append("give checkpoint or oracle_dataset, not both")
-        if self.checkpoint and not Path(self.checkpoint).is_file():
-            out.append(f"checkpoint {self.checkpoint!r} is not a file")
-        if self.image_size % 16:
-            out.append(f"image_size must be a multiple of 16, got {self.image_size}")
-        dev = self.device
+        m, gates = self.mast3r, self.localizer.gates
+        if self.frontend == "mast3r" and not (m.checkpoint or self.oracle_dataset):
+            out.append("frontend 'mast3r' needs the mast3r.checkpoint parameter (a local .pth file) or "
+                       "oracle_dataset")
+        if m.checkpoint and self.oracle_dataset:
+            out.append("give mast3r.checkpoint or oracle_dataset, not both")
+        if m.checkpoint and not Path(m.checkpoint).is_file():
+            out.append(f"mast3r.checkpoint {str(m.checkpoint)!r} is not a file")
+        if m.image_size % 16:
+            out.append(f"mast3r.image_size must be a multiple of 16, got {m.image_size}")
+        dev = m.device
         if not (dev == "cpu" or dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            out.append(f"device must be cpu, cuda or cuda:N, got {dev!r}")
+            out.append(f"mast3r.device must be cpu, cuda or cuda:N, got {dev!r}")
         if self.map_path and not Path(self.map_path).is_dir():
             out.append(f"map_path {self.map_path!r} is not a folder")
-        if self.min_inliers_global < self.min_inliers:
-            out.append(f"min_inliers_global ({self.min_inliers_global}) must be >= min_inliers "
-                       f"({self.min_inliers})")
+        if gates.min_inliers_global < gates.min_inliers:
+            out.append(f"localizer.gates.min_inliers_global ({gates.min_inliers_global}) must be >= "
+                       f"localizer.gates.min_inliers ({gates.min_inliers})")
         return out
 
 
 @dataclass
 class MappingParams(NodeParams):
-    """``mapping_node`` parameters: the mapper's fill ``IncrementalConfig`` (its alignment: the
-    ``rgbd_incremental`` preset), the rest the node itself (depth input, output folder, cloud)."""
+    """``mapping_node`` parameters: ``mapper.*`` fill ``IncrementalConfig`` (its alignment: the
+    ``rgbd_incremental`` preset), the rest is the node's own (depth input, output folder, cloud)."""
     subscribe_depth: bool = param(True, "synchronise a depth image (16UC1 mm or 32FC1 m); required for "
                                   "mapping")
     map_dir: str = param("", "folder the map is saved to (save_map without a path)")
-    kf_min_translation: float = core_param(IncrementalConfig, "kf_min_translation")
-    kf_min_rotation_deg: float = core_param(IncrementalConfig, "kf_min_rotation_deg")
-    kf_max_overlap: float = core_param(IncrementalConfig, "kf_max_overlap")
-    max_keyframes: int = core_param(IncrementalConfig, "max_keyframes")
-    sequential_window: int = core_param(IncrementalConfig, "sequential_window")
-    retrieval_k: int = core_param(IncrementalConfig, "retrieval_k")
-    window_size: int = core_param(IncrementalConfig, "window_size")
-    lr1: float = core_param(IncrementalConfig, "alignment.lr1", suffix=" (warm start)")
-    niter1: int = core_param(IncrementalConfig, "alignment.niter1")
-    lr2: float = core_param(IncrementalConfig, "alignment.lr2")
-    niter2: int = core_param(IncrementalConfig, "alignment.niter2")
-    optimize_depth: bool = core_param(IncrementalConfig, "alignment.optimize_depth")
-    shared_intrinsics: bool = core_param(IncrementalConfig, "alignment.shared_intrinsics")
-    # a ROS 0 means never (only the optimize service): the mapper gets NEVER for it, hence the ROS range
-    optimize_every_n_keyframes: int = core_param(IncrementalConfig, "optimize_every_n_keyframes",
-                                                 suffix=ONLY_SERVICE, min=0, max=100000, from_ros=_zero_as_never)
-    global_every_n_keyframes: int = core_param(IncrementalConfig, "global_every", suffix=ONLY_SERVICE, min=0,
-                                               max=100000, from_ros=_zero_as_never)
     cloud_max_points: int = param(200000, "points in the published cloud_map", min=1000, max=10_000_000)
+    mapper: IncrementalConfig = section(IncrementalConfig,
+                                        zero_is_never=("optimize_every_n_keyframes", "global_every"))
 
     def _cross_checks(self) -> list[str]:
         out = super()._cross_checks()
@@ -313,28 +223,30 @@ class MappingParams(NodeParams):
                        f"{self.frontend!r}")
         if not self.subscribe_depth:
             out.append("mapping_node needs depth: subscribe_depth must be true")
-        if self.kf_min_translation == 0 and self.kf_min_rotation_deg == 0:
-            out.append("kf_min_translation and kf_min_rotation_deg are both 0: every frame would be a "
-                       "keyframe")
+        if self.mapper.kf_min_translation == 0 and self.mapper.kf_min_rotation_deg == 0:
+            out.append("mapper.kf_min_translation and mapper.kf_min_rotation_deg are both 0: every frame would "
+                       "be a keyframe")
         if self.map_dir and not Path(self.map_dir).parent.is_dir():
             out.append(f"map_dir {self.map_dir!r}: parent folder does not exist")
         return out
 
 
-def params_yaml(cls: type[NodeParams], node_name: str) -> str:
-    """The text of ``config/<mode>.yaml``: every parameter with its default and its description
-    (``test_param_defaults.py`` checks that the shipped files are exactly this)."""
-    def value(v: Any) -> str:
-        return f'"{v}"' if isinstance(v, str) else ("true" if v else "false") if isinstance(v, bool) else repr(v)
+def _yaml_value(v: Any) -> str:
+    return f'"{v}"' if isinstance(v, str) else ("true" if v else "false") if isinstance(v, bool) else repr(v)
 
-    lines = [f"# {node_name} parameters (mast3r_ros)",
-             "# Every parameter with its default; `ros2 param describe` shows ranges.", "/**:", "  ros__parameters:"]
-    lines += [f"    {f.name}: {value(f.default)}  # {f.metadata['help']}" for f in dataclasses.fields(cls)]
-    return "\n".join(lines) + "\n"
+
+def params_yaml(cls: type[NodeParams], node_name: str) -> str:
+    """The text of ``config/<mode>.yaml``: every parameter with its default and its description, the
+    dotted names nested (``test_param_defaults.py`` checks that the shipped files are exactly this)."""
+    defaults = cls()
+    entries = [(n, _yaml_value(defaults.value(s)), s.help) for n, s in cls.specs().items()]
+    return "\n".join([f"# {node_name} parameters (mast3r_ros)",
+                      "# Every parameter with its default; `ros2 param describe` shows ranges.", "/**:",
+                      "  ros__parameters:", *nested_yaml(entries, 4)]) + "\n"
 
 
 def load_params_file(path: str | Path, node_name: str) -> dict[str, Any]:
-    """The ``ros__parameters`` that apply to ``node_name`` in a ROS 2 params YAML file.
+    """The ``ros__parameters`` that apply to ``node_name`` in a ROS 2 params YAML file, by dotted name.
 
     Sections ``/**`` (wildcard) then ``node_name`` / ``/<ns>/node_name`` are merged in file order.
     """
@@ -345,10 +257,10 @@ def load_params_file(path: str | Path, node_name: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ParamError(f"parameter file {path} must map node names to ros__parameters")
     out: dict[str, Any] = {}
-    for key, section in doc.items():
+    for key, sect in doc.items():
         name = str(key).rstrip("/").split("/")[-1]
         if key in ("/**", "**") or name == node_name:
-            if not isinstance(section, dict) or "ros__parameters" not in section:
+            if not isinstance(sect, dict) or "ros__parameters" not in sect:
                 raise ParamError(f"{path}: section {key!r} has no ros__parameters")
-            out.update(section["ros__parameters"] or {})
+            out.update(flatten_nested(sect["ros__parameters"] or {}))
     return out

@@ -28,7 +28,7 @@ from mast3r_ros.ros.core.localization_core import Output
 from mast3r_ros.ros.core.params import ParamError
 from mast3r_ros.ros.nodes.managed import Stages
 from mast3r_ros.ros.nodes.node_io import RELIABLE, CameraInput, guarded, stamp_latency_s
-from mast3r_ros.ros.nodes.node_params import declare_and_read, install_validator
+from mast3r_ros.ros.nodes.node_params import declare_and_read, install_validator, renamed_overrides
 from mast3r_ros.ros.nodes.outputs import status_message, tf_transforms
 from mast3r_ros.ros.nodes.spin import run_node
 from mast3r_ros.srv import LoadMap, SaveMap
@@ -47,6 +47,7 @@ class NodeBody(Stages):
 
     def _setup(self) -> None:
         self.params = None                         # None while unconfigured
+        self._renamed: list[str] = []
         self.core = None
         self.diag: Diagnostics | None = None
         self.camera: CameraInput | None = None
@@ -58,6 +59,7 @@ class NodeBody(Stages):
     def _configure(self) -> None:
         """Parameters and the core; raises on a bad parameter (or map)."""
         self.params = declare_and_read(self, self.PARAMS)
+        self._renamed = renamed_overrides(self)     # old names given at start: logged, in the diagnostics
         self.core = self.CORE(self.params)
 
     def _release(self) -> None:
@@ -75,7 +77,9 @@ class NodeBody(Stages):
         self._T_map_odom = None
         self._dropped_reported = 0
         self._open_outputs()
-        self.diag = Diagnostics(self, self.DIAG_NAME, self._diag_values, self.tf_group, guarded, self._diag_summary)
+        self.diag = Diagnostics(self, self.DIAG_NAME, self._diag_values, self.tf_group, guarded,
+                                lambda: (DiagnosticStatus.WARN, "; ".join(self._renamed)) if self._renamed
+                                else self._diag_summary())
         self.camera = CameraInput(self, self.params, self._on_frame, self._on_reject,
                                   MutuallyExclusiveCallbackGroup(), on_reset=self._on_stamp_reset)
         self.create_timer(1.0 / self.params.tf_publish_rate, guarded(self, "TF timer", self._publish_tf),

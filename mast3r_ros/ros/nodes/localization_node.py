@@ -22,11 +22,11 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from sensor_msgs.msg import PointCloud2
 
+from mast3r_ros.localization.prior import DEFAULT_HINT_RADIUS_M, prior_search_region
 from mast3r_ros.ros.compat.conversions import make_header, stamp_to_ns
 from mast3r_ros.ros.compat.conversions_geometry import pose_to_T, pose_with_covariance_stamped, xyz_rgb_to_pointcloud2
 from mast3r_ros.ros.compat.decode import decode_frame
 from mast3r_ros.ros.core.frames import FrameError
-from mast3r_ros.ros.core.initial_pose import DEFAULT_HINT_RADIUS_M, prior_search_region
 from mast3r_ros.ros.core.localization_core import LocalizationCore, Output, Status
 from mast3r_ros.ros.core.model_source import model_label, warmup_input
 from mast3r_ros.ros.core.params import LocalizationParams

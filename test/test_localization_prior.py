@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mast3r_ros.ros.core.frames import FrameError
-from mast3r_ros.ros.core.initial_pose import DEFAULT_HINT_RADIUS_M, MIN_HINT_RADIUS_M, prior_search_region
+from mast3r_ros.localization.prior import DEFAULT_HINT_RADIUS_M, MIN_HINT_RADIUS_M, prior_search_region
 
 
 def _cov(var_x: float, var_y: float, var_yaw: float) -> np.ndarray:
@@ -26,5 +25,5 @@ def test_floors_caps_and_unset_variances():
 
 
 def test_non_finite_covariance_is_refused():
-    with pytest.raises(FrameError, match="not finite"):
+    with pytest.raises(ValueError, match="not finite"):
         prior_search_region(_cov(np.nan, 0.0, 0.0))

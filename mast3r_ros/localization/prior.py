@@ -1,9 +1,8 @@
-"""The search region of a pose prior given with a covariance (``/initialpose``, AMCL-like)."""
+"""The search region of a pose prior given with a covariance (``/initialpose``, AMCL-like): the radius and
+yaw gate the localizer's prior takes (:meth:`~mast3r_ros.localization.localizer.Localizer.seed_pose_prior`)."""
 from __future__ import annotations
 
 import numpy as np
-
-from mast3r_ros.ros.core.frames import FrameError
 
 DEFAULT_HINT_RADIUS_M = 1.0   # a prior without a usable covariance (and the localize service's default)
 MIN_HINT_RADIUS_M = 0.25      # 3 sigma of the covariance, at least this
@@ -15,10 +14,10 @@ def prior_search_region(covariance: np.ndarray) -> tuple[float, float | None]:
 
     ``covariance``: (36,) or (6, 6) float, row-major over (x, y, z, roll, pitch, yaw) in m^2 / rad^2
     (``PoseWithCovariance``). A zero variance means "not given": the default radius, no yaw gate.
-    Raises :class:`FrameError` for a covariance with NaN/inf."""
+    Raises ValueError for a covariance with NaN/inf."""
     cov = np.asarray(covariance, dtype=np.float64).reshape(6, 6)
     if not np.all(np.isfinite(cov)):
-        raise FrameError("covariance is not finite")
+        raise ValueError("covariance is not finite")
     sigma_xy = float(np.sqrt(max(cov[0, 0], cov[1, 1], 0.0)))
     radius = max(MIN_HINT_RADIUS_M, 3.0 * sigma_xy) if sigma_xy > 0 else DEFAULT_HINT_RADIUS_M
     sigma_yaw = float(np.sqrt(max(cov[5, 5], 0.0)))

@@ -1,5 +1,5 @@
-"""The loaded map as a coloured point cloud (ROS-free), for the localization node's latched
-``cloud_map``: rviz shows the map the robot is localized in, as in mapping mode."""
+"""A keyframe map as a coloured point cloud, for the localization node's latched ``cloud_map``: rviz
+shows the map the robot is localized in, as in mapping mode."""
 from __future__ import annotations
 
 import math
