@@ -10,6 +10,7 @@ Modules
 * :mod:`~mast3r_ros.localization.state` - acceptance gates and the INIT/TRACKING/LOST/RELOCALIZING machine.
 * :mod:`~mast3r_ros.localization.prior` - the search region of a pose prior from its covariance (/initialpose).
 * :mod:`~mast3r_ros.localization.mapfree` - map-free localization against one posed reference image.
+* :mod:`~mast3r_ros.localization.mapfree_reference` - a posed reference that later queries are solved against.
 * :mod:`~mast3r_ros.localization.evaluation` - build a map, localize every query, compare with ground truth.
 
 The map itself is :mod:`mast3r_ros.map`; dataset readers and TUM files are :mod:`mast3r_ros.datasets`.

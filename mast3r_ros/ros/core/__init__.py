@@ -8,7 +8,7 @@ Modules
   the ROS-only parameters (built on :class:`mast3r_ros.config_fields.SettingSet`).
 * :mod:`~mast3r_ros.ros.core.frames` - decoded input frames and their validation (stamps, image, depth).
 * :mod:`~mast3r_ros.ros.core.frame_queue` - newest-frame bounded queue and its worker thread.
-* :mod:`~mast3r_ros.ros.core.reference` - inputs of the ``set_reference`` service and its map-free reference.
+* :mod:`~mast3r_ros.ros.core.reference` - inputs of the ``set_reference`` service (files or the current frame).
 * :mod:`~mast3r_ros.ros.core.model_source` - the MASt3R model of a node: checkpoint or oracle stand-in.
 
 Import the modules by path; this package imports nothing so that it stays cheap.

@@ -7,7 +7,7 @@ from the localizer composed with base->optical from TF; map->odom uses odom->bas
 image stamp (identity when the node publishes odom->base itself, camera-only rigs); the pose never
 depends on odometry: without odom->base there is a pose and no map->odom. After ``set_reference``
 (map-free) frames are solved against one posed reference image instead of a map
-(``reference.MapFreeReference``: ``mast3r-ros relocalize``'s solver).
+(``localization.mapfree_reference.MapFreeReference``: ``mast3r-ros relocalize``'s solver).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from mast3r_ros.geometry.transforms import invert
 from mast3r_ros.localization.covariance import MODEL_ERROR_PNP, camera_to_base
 from mast3r_ros.localization.frontends import FrontEnd, make_frontend
 from mast3r_ros.localization.localizer import LocalizationResult, Localizer
+from mast3r_ros.localization.mapfree_reference import MapFreeReference
 from mast3r_ros.localization.state import LocState
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.map.cloud import map_cloud
@@ -31,7 +32,6 @@ from mast3r_ros.map.format import MapError
 from mast3r_ros.ros.core.frames import Frame, FrameError, check_frame
 from mast3r_ros.ros.core.model_source import oracle_model
 from mast3r_ros.ros.core.params import LocalizationParams
-from mast3r_ros.ros.core.reference import MapFreeReference
 
 
 @dataclass
