@@ -46,7 +46,7 @@ def tiny_checkpoint(fixtures_dir: Path) -> Path:
     """mast3r_tiny.pth rebuilt with the fixture's own script (kept in .cache between runs)."""
     out = cache_dir() / "mast3r_tiny.pth"
     if not out.exists():
-        tmp = out.with_suffix(".tmp")
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")  # parallel workers: each its own, rename is atomic
         subprocess.run([sys.executable, str(fixtures_dir / "make_tiny_checkpoint.py"), str(tmp)], check=True)
         tmp.rename(out)
     return out

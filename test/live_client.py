@@ -216,8 +216,14 @@ def ros_env(domain_id: int) -> dict[str, str]:
 
 
 def unique_domain_id() -> int:
-    """A domain id in 1..100 derived from the pid and the time, so parallel runs differ."""
-    return 1 + (os.getpid() * 31 + time.monotonic_ns() // 1_000_000) % 100
+    """A domain id derived from the pid and the time, so parallel runs differ; under pytest-xdist each
+    worker (``PYTEST_XDIST_WORKER`` gw0, gw1, ...) draws from its own range, so two tests running at once
+    never share a domain (one worker runs one test at a time)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    span = 100 // workers
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    return 1 + index * span + (os.getpid() * 31 + time.monotonic_ns() // 1_000_000) % span
 
 
 def child_pids(pid: int) -> list[int]:

@@ -24,6 +24,8 @@ from scipy.spatial.transform import Rotation
 from mast3r_ros.cli import main as cli_main
 from mast3r_ros.ros.bag.bag_io import read_bag, typestore
 
+from .live_client import unique_domain_id
+
 HERE = Path(__file__).resolve().parent
 FRAMES = "0:30:3"  # 7-Scenes redkitchen keeps every 3rd frame: 0, 3, ..., 27 -> 10 frames
 INDICES = list(range(0, 30, 3))
@@ -218,8 +220,7 @@ def test_make_bag_refuses_and_leaves_nothing_behind(scene: Path, tmp_path: Path,
 
 def _ros_env() -> dict[str, str]:
     """This machine only, and a domain of our own so parallel runs never see each other."""
-    domain = 1 + (os.getpid() * 7919 + time.time_ns() // 1_000_000) % 100
-    return {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    return {**os.environ, "ROS_DOMAIN_ID": str(unique_domain_id()), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -111,7 +111,7 @@ def test_oracle_set_reference_localizes_near_queries_and_refuses_a_far_one(kitch
      "oracle noise depth_rel='x': not a number"),
     ({"frontend": "mast3r", "oracle_dataset": ".", "oracle_noise": "bogus=1"}, "expected NAME=VALUE"),
     ({"frontend": "classical", "oracle_noise": "seed=1"}, "oracle_noise needs oracle_dataset"),
-    ({"frontend": "mast3r"}, "needs the checkpoint parameter (a local .pth file) or oracle_dataset"),
+    ({"frontend": "mast3r"}, "needs the mast3r.checkpoint parameter (a local .pth file) or oracle_dataset"),
 ])
 def test_oracle_parameters_are_refused_with_a_reason(values, reason):
     with pytest.raises(ParamError, match=None) as err:
