@@ -1,13 +1,17 @@
 """The `mast3r-ros` command line: one sub-command per module listed in COMMANDS.
 
 Each command module exposes ``NAME`` (the sub-command, may contain a space for nested
-commands such as ``map build``), ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
+commands such as ``map build``), ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``;
+:mod:`~mast3r_ros.cli.common` holds what several commands share (front-end/model flags, ``--set``,
+output checks); ``python -m mast3r_ros.cli`` runs :func:`main`.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+__all__ = ["COMMANDS", "main"]
 
 # Modules under mast3r_ros.cli, imported lazily so `mast3r-ros --help` stays fast.
 COMMANDS = [
