@@ -121,3 +121,16 @@ def test_monocular_refusals(kitchen, oracle, tmp_path):
         assert core.num_keyframes == 1  # kept
     finally:
         core.close()
+
+
+def test_a_checkpoint_model_carries_its_file_hash_into_the_engine(tiny_checkpoint):
+    # the saved map records model.checkpoint_sha256: the file's hash, which the localization node checks
+    from mast3r_ros.model import file_sha256
+
+    params = MappingParams().replace({"frontend": "mast3r", "subscribe_depth": False,
+                                      "mast3r.checkpoint": str(tiny_checkpoint)})
+    core = MappingCore(params, background=False)
+    try:
+        assert core.mapper.model.checkpoint_sha256 == file_sha256(tiny_checkpoint)
+    finally:
+        core.close()

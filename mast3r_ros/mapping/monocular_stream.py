@@ -30,6 +30,26 @@ from mast3r_ros.mapping.monocular_stream_config import MonocularStreamConfig
 from mast3r_ros.mapping.types import MappingError
 
 
+class HashedModel:
+    """A MASt3R model with the hash of the checkpoint file it was loaded from, which a saved map records
+    (:func:`~mast3r_ros.mapping.monocular.save_monocular_map` reads ``model.checkpoint_sha256``; the
+    localization node hashes the same file and accepts the map). ``encode``, ``infer`` and ``device``
+    are the model's."""
+
+    def __init__(self, model, checkpoint_sha256: str):
+        self.model, self.checkpoint_sha256 = model, checkpoint_sha256
+
+    def encode(self, *args, **kwargs):
+        return self.model.encode(*args, **kwargs)
+
+    def infer(self, *args, **kwargs):
+        return self.model.infer(*args, **kwargs)
+
+    @property
+    def device(self):
+        return self.model.device
+
+
 @dataclass
 class _Keyframe:
     id: int

@@ -48,7 +48,7 @@ from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.geometry.transforms import invert, pose_errors
 from mast3r_ros.mapping.incremental import IncrementalMapper
 from mast3r_ros.mapping.incremental_config import IncrementalConfig
-from mast3r_ros.mapping.monocular_stream import MonocularStream
+from mast3r_ros.mapping.monocular_stream import HashedModel, MonocularStream
 from mast3r_ros.mapping.types import MappingError
 from mast3r_ros.ros.core.frames import Frame, FrameError, check_frame_content, check_stamp_order
 from mast3r_ros.ros.core.localization_core import Status, copy_map_folder
@@ -326,11 +326,11 @@ class MappingCore:
 def _mast3r_model(params: MappingParams, calib: RgbdCalibration | None):
     """The MASt3R model of the parameters: the ``oracle_dataset`` stand-in (its geometry seen from
     ``rgbd_calibration``'s colour camera, recorded in the saved map so that the localization node
-    builds the same stand-in) or ``mast3r.checkpoint``."""
+    builds the same stand-in) or ``mast3r.checkpoint`` with its file's hash (as the localization node's)."""
     oracle = oracle_model(params, calib, params.mast3r.image_size)
     if oracle is not None:
         return oracle
-    from mast3r_ros.model import InferenceConfig, Mast3rModel
+    from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd
 
-    m = params.mast3r
-    return Mast3rModel.from_checkpoint(m.checkpoint, InferenceConfig(m.device, m.amp_dtype))
+    frontend = Mast3rFrontEnd(params.mast3r)
+    return HashedModel(frontend.model, frontend.checkpoint_sha256)
