@@ -6,7 +6,7 @@ oracle_dataset:=...`, `play`, the save_map service (called by the test's client:
 excerpt (links to the same files): the stand-in registers every frame of its dataset at configure.
 Asserted: every played frame answered by the mapping node, the 4 frames 0.5 s apart all keyframes (no
 odometry: the interval rule), save_map writes a MASt3R map of 4 keyframes whose poses match the ground
-truth seen from the first keyframe (the map frame), keyframe poses republished after the pass; the
+truth seen from the first keyframe (the map frame), keyframe poses and cloud_map republished after the pass; the
 localization node loads that map with the stand-in and localizes the played queries in frame map,
 accurately; start-up logs and /diagnostics say `model: oracle`."""
 from __future__ import annotations
@@ -28,7 +28,7 @@ from mast3r_ros.map import KeyframeMap  # noqa: E402
 from mast3r_ros.paths import REPO_ROOT  # noqa: E402
 from mast3r_ros.ros.bag.bag_io import read_bag  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
-from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL, pose_to_T  # noqa: E402
+from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL, pointcloud2_to_xyz_rgb, pose_to_T  # noqa: E402
 from mast3r_ros.ros.nodes.node_io import LATCHED  # noqa: E402
 from mast3r_ros.srv import SaveMap  # noqa: E402
 
@@ -101,6 +101,11 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
                 r = client.call(SaveMap, "save_map", SaveMap.Request(), timeout=300)
                 phases["save"] = r
                 assert r.success, r.message
+                # the save's pass is published as a pass of the classical node is: poses and cloud, latched
+                client.wait_for(lambda: kf_msgs and len(kf_msgs[-1].poses) == r.num_keyframes
+                                and client.messages("cloud") and client.messages("cloud")[-1].width > 0, 15.0)
+                phases["map_published"] = len(kf_msgs[-1].poses) if kf_msgs else 0
+                phases["cloud"] = client.messages("cloud")[-1] if client.messages("cloud") else None
                 continue
             if cmd[1] == "launch":
                 if launch is not None:  # the mapping node stops before the localization node starts
@@ -127,7 +132,6 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
                     phases["mapping_status"] = list(client.messages("status"))
                 else:  # localization: the newest frame waits (frame_queue_size 1): the last one is answered
                     assert client.wait_for(lambda: _answered(client, images[-1:]), 90.0), logs[-1].read_text()[-3000:]
-                phases["map_published"] = len(kf_msgs) and len(kf_msgs[-1].poses)
         client.wait_for(lambda: bool(_models(client)), 5.0)
         statuses, poses, loc_models = client.messages("status"), client.messages("pose"), _models(client)
     finally:
@@ -148,6 +152,8 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
     r = phases["save"]
     assert r.num_keyframes == 4 and r.map_dir == "mono_map"  # the launch's --map, relative to the node
     assert phases["map_published"] == 4  # keyframe_poses republished after the save's pass
+    xyz, rgb = pointcloud2_to_xyz_rgb(phases["cloud"])
+    assert phases["cloud"].header.frame_id == "map" and len(xyz) > 10000 and rgb is not None
     with KeyframeMap.open(work / "mono_map") as kmap:
         assert kmap.meta.frontend == "mast3r"
         T_kf = np.stack([kmap.poses()[i] for i in kmap.keyframe_ids()])
