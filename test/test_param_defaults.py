@@ -18,6 +18,7 @@ from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
 from mast3r_ros.localization.localizer import LocalizerConfig
 from mast3r_ros.localization.mapfree import MapFreeConfig
 from mast3r_ros.mapping.incremental_config import IncrementalConfig
+from mast3r_ros.mapping.monocular_stream_config import MonocularStreamConfig
 from mast3r_ros.paths import REPO_ROOT
 from mast3r_ros.ros.core.params import (
     NEVER,
@@ -32,7 +33,8 @@ from mast3r_ros.ros.core.params import (
 
 # each node's sections: params field -> the core dataclass it holds
 SECTIONS = {LocalizationParams: {"mast3r": Mast3rFrontEndConfig, "localizer": LocalizerConfig},
-            MappingParams: {"mapper": IncrementalConfig}}
+            MappingParams: {"mapper": IncrementalConfig, "mast3r": Mast3rFrontEndConfig,
+                            "mono": MonocularStreamConfig}}
 # sources that read a node's parameters (the node, its core, the shared input/output helpers)
 SOURCES = {LocalizationParams: ("ros/nodes/localization_node.py", "ros/core/localization_core.py"),
            MappingParams: ("ros/nodes/mapping_node.py", "ros/core/mapping_core.py")}
@@ -66,7 +68,7 @@ def _core_specs(cls):
 @pytest.mark.parametrize("cls", PARAMS)
 def test_core_parameter_default_is_the_core_dataclass_default(cls):
     specs = _core_specs(cls)
-    assert len(specs) == {LocalizationParams: 16, MappingParams: 15}[cls]
+    assert len(specs) == {LocalizationParams: 16, MappingParams: 25}[cls]  # mapping: 15 mapper, 7 mast3r, 3 mono
     declared = cls()
     for s in specs:
         assert s.name == f"{s.section}.{s.path}"  # the nested name is the field path under its section
@@ -81,6 +83,7 @@ def test_core_parameter_default_is_the_core_dataclass_default(cls):
 def test_node_defaults_are_exactly_the_core_defaults():
     # the whole dataclasses, including fields no parameter sets: no parameter overrides a core default
     assert MappingParams().mapper == IncrementalConfig()
+    assert MappingParams().mast3r == Mast3rFrontEndConfig() and MappingParams().mono == MonocularStreamConfig()
     assert LocalizationParams().localizer == LocalizerConfig()
     assert LocalizationParams().mast3r == Mast3rFrontEndConfig()
     for cls in PARAMS:  # and the shipped YAML builds the same objects

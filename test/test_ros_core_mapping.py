@@ -329,9 +329,14 @@ def test_close_stops_waiting_for_a_global_pass_in_flight(seven):
 
 
 @pytest.mark.parametrize("changes,reason", [
-    ({"frontend": "mast3r"}, "mapping_node supports frontend 'classical'"),
-    ({"mast3r.checkpoint": "/c.pth"}, "unknown parameter 'mast3r.checkpoint'"),  # no network in the mapping node
-    ({"subscribe_depth": False}, "mapping_node needs depth: subscribe_depth must be true"),
+    ({"frontend": "mast3r", "subscribe_depth": False}, "frontend 'mast3r' needs the mast3r.checkpoint parameter"),
+    ({"frontend": "mast3r", "subscribe_depth": False, "mast3r.checkpoint": "/nonexistent/c.pth"},
+     "mast3r.checkpoint '/nonexistent/c.pth' is not a file"),
+    ({"frontend": "mast3r", "oracle_dataset": "."}, "frontend 'mast3r' maps from images alone (monocular): set "
+                                                    "subscribe_depth false"),
+    ({"subscribe_depth": False}, "frontend 'classical' maps with depth: subscribe_depth must be true"),
+    ({"oracle_dataset": "."}, "oracle_dataset stands in for the MASt3R network: set frontend 'mast3r'"),
+    ({"mono.max_keyframes": 1}, "mono.max_keyframes must be >= 2, got 1"),
     ({"mapper.kf_min_translation": 0.0, "mapper.kf_min_rotation_deg": 0.0}, "every frame would be a keyframe"),
     ({"mapper.max_keyframes": 1}, "mapper.max_keyframes must be >= 2, got 1"),
     ({"map_dir": "/nonexistent/dir/map"}, "map_dir '/nonexistent/dir/map': parent folder does not exist"),

@@ -108,6 +108,7 @@ def test_launch_mapping_with_overrides(tmp_path):
     node, rviz = specs
     assert node.executable == "mapping_node" and node.namespace == "robot1/slam"
     assert node.parameters == ["/p.yaml", {"use_sim_time": False, "map_dir": str(tmp_path),
+                                           "mast3r.checkpoint": "/c.pth",  # mapping with frontend mast3r
                                            "base_frame": "base_footprint", "publish_tf": False}]
     assert ("image", "/front/image") in node.remappings
     assert rviz.package == "rviz2" and rviz.arguments[1].endswith("config/mast3r.rviz")

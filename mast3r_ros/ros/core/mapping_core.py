@@ -1,6 +1,10 @@
-"""The mapping node's core, ROS-free: odometry-gated RGB-D keyframes into an incremental mapper.
+"""The mapping node's core, ROS-free: odometry-gated keyframes into a mapping engine.
 
-The engine is :class:`mast3r_ros.mapping.incremental.IncrementalMapper`: it tracks each frame
+With ``frontend: mast3r`` (images only, ``subscribe_depth: false``) the engine is
+:class:`mast3r_ros.mapping.monocular_stream.MonocularStream` (keyframes buffered, mapped by MASt3R when
+``optimize`` or ``save_map`` is called; the model is ``mast3r.checkpoint`` or the ``oracle_dataset``
+stand-in; odometry optional: without it keyframes follow ``mono.kf_min_interval_s``). Otherwise
+(classical) the engine is :class:`mast3r_ros.mapping.incremental.IncrementalMapper`: it tracks each frame
 visually against the last keyframe (SIFT + depth, 3D-3D RANSAC), pairs new keyframes with their
 neighbours and re-optimises in the background (sparse global alignment with warm start: windowed
 passes every ``mapper.optimize_every_n_keyframes`` keyframes, a global pass every
@@ -44,9 +48,11 @@ from mast3r_ros.datasets.calibration import RgbdCalibration
 from mast3r_ros.geometry.transforms import invert, pose_errors
 from mast3r_ros.mapping.incremental import IncrementalMapper
 from mast3r_ros.mapping.incremental_config import IncrementalConfig
+from mast3r_ros.mapping.monocular_stream import HashedModel, MonocularStream
 from mast3r_ros.mapping.types import MappingError
 from mast3r_ros.ros.core.frames import Frame, FrameError, check_frame_content, check_stamp_order
 from mast3r_ros.ros.core.localization_core import Status, copy_map_folder
+from mast3r_ros.ros.core.model_source import oracle_model
 from mast3r_ros.ros.core.params import MappingParams
 
 
@@ -61,18 +67,24 @@ class MappingOutput:
 class MappingCore:
     """See the module docstring. ``background=False`` keeps every pass in the caller (tests).
     ``mapper_factory`` builds the engine from its configuration (a subclass of IncrementalMapper lets
-    a test hold a pass at a known point)."""
+    a test hold a pass at a known point); ``frontend: mast3r`` builds the monocular engine instead
+    (``model``: the MASt3R model or stand-in to use, else the parameters' own)."""
 
     def __init__(self, params: MappingParams, background: bool = True,
-                 mapper_factory: Callable[[IncrementalConfig], IncrementalMapper] = IncrementalMapper):
-        if params.frontend != "classical":
-            raise ValueError("the mapping node supports the classical RGB-D front-end (frontend: classical)")
-        if not params.subscribe_depth:
-            raise ValueError("the mapping node needs depth (subscribe_depth: true)")
+                 mapper_factory: Callable[[IncrementalConfig], IncrementalMapper] = IncrementalMapper,
+                 model=None):
         self.params = params
         self.background = background
-        self._mapper_factory = mapper_factory
         self.calib = RgbdCalibration.load(params.rgbd_calibration) if params.rgbd_calibration else None
+        # monocular: no depth, odometry optional (gating only when the rig has it)
+        self.monocular = params.frontend == "mast3r"
+        if self.monocular:
+            model = model or _mast3r_model(params, self.calib)
+            extra = {"rgbd_calibration": self.calib.to_dict()} if self.calib else {}
+
+            def mapper_factory(_: IncrementalConfig) -> MonocularStream:
+                return MonocularStream(params.mono, model, params.mast3r.image_size, extra)
+        self._mapper_factory = mapper_factory
         self._lock = threading.RLock()
         self._work = Path(tempfile.mkdtemp(prefix="mast3r_mapping_"))
         self.paused = False
@@ -130,29 +142,33 @@ class MappingCore:
             try:
                 check_stamp_order(frame.stamp_ns, self.last_stamp_ns)
                 depth = frame.depth if checked else check_frame_content(frame)
-                if depth is None:
-                    raise FrameError("no depth image: the mapping node needs depth")
+                if depth is None and not self.monocular:
+                    raise FrameError("no depth image: frontend 'classical' maps with depth")
             except FrameError as exc:
                 return self._error(st, str(exc))
             self.last_stamp_ns = frame.stamp_ns
-            if T_odom_cam is None:
+            if T_odom_cam is None and not self.monocular:
                 return self._error(st, "no TF odom->camera at the image stamp (needed for map->odom and "
                                        "keyframe gating)")
+            odom_is_real = odom_is_real and T_odom_cam is not None
             last_kf_odom = self._kf_odom.get(self._last_kf_id)
             if odom_is_real and last_kf_odom is not None:
                 dt, dr = pose_errors(T_odom_cam, last_kf_odom)
                 if dt < self.params.mapper.kf_min_translation and dr < self.params.mapper.kf_min_rotation_deg:
                     st.message = f"not a keyframe (odometry: moved {dt:.2f} m, turned {dr:.1f} deg)"
                     return MappingOutput(st, False, self.T_map_odom())
-            if self.calib is not None:
-                depth = self.calib.depth_in_colour(depth, frame.K, frame.image.shape[1::-1])
-            depth = np.asarray(depth, np.float32)
+            if depth is not None:
+                if self.calib is not None:
+                    depth = self.calib.depth_in_colour(depth, frame.K, frame.image.shape[1::-1])
+                depth = np.asarray(depth, np.float32)
             K = np.asarray(frame.K, np.float64)
             # the map frame is the odom frame at the first keyframe (map->odom starts as the identity),
             # also when the odom frame is the node's own (then the base frame at that keyframe)
             r = self.mapper.add_frame(frame.image, K, depth, stamp=frame.stamp_ns * 1e-9,
                                       T_odom_cam=T_odom_cam if odom_is_real else None, T_map_first=T_odom_cam)
             st.n_inliers = r.n_inliers
+            if self.monocular:
+                return self._buffered(st, r, T_odom_cam)
             if r.T_map_cam is None:
                 st.state = "LOST" if len(self.mapper) else "INIT"
                 st.message = f"not tracked: {r.reason}"
@@ -167,6 +183,19 @@ class MappingCore:
             st.message = (f"keyframe {r.keyframe_id} ({r.reason}{', relocalised' if r.relocalized else ''}); "
                           f"{self.num_keyframes} keyframes, {self.passes} optimisation passes")
             return MappingOutput(st, True, self.T_map_odom())
+
+    def _buffered(self, st: Status, r, T_odom_cam: np.ndarray | None) -> MappingOutput:
+        """The monocular engine's answer: a keyframe is buffered (posed at the next pass) or not."""
+        if not r.is_keyframe:
+            st.message = f"not a keyframe ({r.reason})"
+            return MappingOutput(st, False, self.T_map_odom())
+        if T_odom_cam is not None:
+            self._kf_odom[r.keyframe_id] = np.array(T_odom_cam, np.float64)
+        self._last_kf_id = r.keyframe_id
+        st.state, st.kf_ids = "TRACKING", [r.keyframe_id]
+        st.message = (f"keyframe {r.keyframe_id} ({r.reason}); {self.num_keyframes} keyframes, mapped by "
+                      f"MASt3R at optimize or save_map; {self.passes} mapping passes")
+        return MappingOutput(st, True, self.T_map_odom())
 
     @staticmethod
     def _error(st: Status, message: str) -> MappingOutput:
@@ -228,7 +257,8 @@ class MappingCore:
         if not done["ok"]:
             return f"global pass failed: {mapper.last_error or 'no pairs between the keyframes'}", {}
         self.n_optimize_calls += 1
-        return "", {"n_keyframes": n, "passes": mapper.snapshot().version, "passes_before": before}
+        what = "MASt3R mapping pass (monocular)" if self.monocular else "global pass"
+        return "", {"n_keyframes": n, "passes": mapper.snapshot().version, "passes_before": before, "what": what}
 
     def keyframe_poses(self) -> tuple[np.ndarray, np.ndarray]:
         """([N,4,4] T_map_cam, [N] int64 stamps ns) in keyframe order."""
@@ -291,3 +321,16 @@ class MappingCore:
             self._stop_mapper()
             self._kf_odom = {}
             shutil.rmtree(self._work, ignore_errors=True)
+
+
+def _mast3r_model(params: MappingParams, calib: RgbdCalibration | None):
+    """The MASt3R model of the parameters: the ``oracle_dataset`` stand-in (its geometry seen from
+    ``rgbd_calibration``'s colour camera, recorded in the saved map so that the localization node
+    builds the same stand-in) or ``mast3r.checkpoint`` with its file's hash (as the localization node's)."""
+    oracle = oracle_model(params, calib, params.mast3r.image_size)
+    if oracle is not None:
+        return oracle
+    from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd
+
+    frontend = Mast3rFrontEnd(params.mast3r)
+    return HashedModel(frontend.model, frontend.checkpoint_sha256)

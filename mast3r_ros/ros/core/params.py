@@ -27,6 +27,7 @@ from mast3r_ros.config_fields import Setting, SettingSet, flatten_nested, nested
 from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
 from mast3r_ros.localization.localizer import LocalizerConfig
 from mast3r_ros.mapping.incremental_config import IncrementalConfig
+from mast3r_ros.mapping.monocular_stream_config import MonocularStreamConfig
 
 NEVER = 10 ** 9  # a pass period no map reaches: a ROS 0 for the mapper's pass periods (service only)
 ONLY_SERVICE = " (0 = only the optimize service)"
@@ -162,6 +163,24 @@ def _oracle_checks(p: NodeParams) -> list[str]:
     return out
 
 
+def _mast3r_checks(p: NodeParams, m: Mast3rFrontEndConfig) -> list[str]:
+    """Refusals of the ``mast3r.*`` section (both nodes have it)."""
+    out = []
+    if p.frontend == "mast3r" and not (m.checkpoint or p.oracle_dataset):
+        out.append("frontend 'mast3r' needs the mast3r.checkpoint parameter (a local .pth file) or "
+                   "oracle_dataset")
+    if m.checkpoint and p.oracle_dataset:
+        out.append("give mast3r.checkpoint or oracle_dataset, not both")
+    if m.checkpoint and not Path(m.checkpoint).is_file():
+        out.append(f"mast3r.checkpoint {str(m.checkpoint)!r} is not a file")
+    if m.image_size % 16:
+        out.append(f"mast3r.image_size must be a multiple of 16, got {m.image_size}")
+    dev = m.device
+    if not (dev == "cpu" or dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        out.append(f"mast3r.device must be cpu, cuda or cuda:N, got {dev!r}")
+    return out
+
+
 def renamed_reason(name: str) -> str:
     """The one-line refusal of a flat name of an earlier release."""
     return f"parameter {name!r} was renamed to {RENAMED[name]!r}"
@@ -184,19 +203,8 @@ class LocalizationParams(NodeParams):
 
     def _cross_checks(self) -> list[str]:
         out = super()._cross_checks()
-        m, gates = self.mast3r, self.localizer.gates
-        if self.frontend == "mast3r" and not (m.checkpoint or self.oracle_dataset):
-            out.append("frontend 'mast3r' needs the mast3r.checkpoint parameter (a local .pth file) or "
-                       "oracle_dataset")
-        if m.checkpoint and self.oracle_dataset:
-            out.append("give mast3r.checkpoint or oracle_dataset, not both")
-        if m.checkpoint and not Path(m.checkpoint).is_file():
-            out.append(f"mast3r.checkpoint {str(m.checkpoint)!r} is not a file")
-        if m.image_size % 16:
-            out.append(f"mast3r.image_size must be a multiple of 16, got {m.image_size}")
-        dev = m.device
-        if not (dev == "cpu" or dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            out.append(f"mast3r.device must be cpu, cuda or cuda:N, got {dev!r}")
+        out += _mast3r_checks(self, self.mast3r)
+        gates = self.localizer.gates
         if self.map_path and not Path(self.map_path).is_dir():
             out.append(f"map_path {self.map_path!r} is not a folder")
         if gates.min_inliers_global < gates.min_inliers:
@@ -207,22 +215,27 @@ class LocalizationParams(NodeParams):
 
 @dataclass
 class MappingParams(NodeParams):
-    """``mapping_node`` parameters: ``mapper.*`` fill ``IncrementalConfig`` (its alignment: the
-    ``rgbd_incremental`` preset), the rest is the node's own (depth input, output folder, cloud)."""
-    subscribe_depth: bool = param(True, "synchronise a depth image (16UC1 mm or 32FC1 m); required for "
-                                  "mapping")
+    """``mapping_node`` parameters: ``mapper.*`` fill ``IncrementalConfig`` (the classical RGB-D engine;
+    its alignment: the ``rgbd_incremental`` preset), ``mast3r.*`` the MASt3R model and ``mono.*`` the
+    keyframes of the monocular engine (``frontend: mast3r``, images only: ``MonocularStreamConfig``);
+    the rest is the node's own (depth input, output folder, cloud)."""
+    subscribe_depth: bool = param(True, "synchronise a depth image (16UC1 mm or 32FC1 m); required by "
+                                  "frontend 'classical', refused by 'mast3r' (monocular)")
     map_dir: str = param("", "folder the map is saved to (save_map without a path)")
     cloud_max_points: int = param(200000, "points in the published cloud_map", min=1000, max=10_000_000)
     mapper: IncrementalConfig = section(IncrementalConfig,
                                         zero_is_never=("optimize_every_n_keyframes", "global_every"))
+    mast3r: Mast3rFrontEndConfig = section(Mast3rFrontEndConfig)
+    mono: MonocularStreamConfig = section(MonocularStreamConfig)
 
     def _cross_checks(self) -> list[str]:
-        out = super()._cross_checks()
-        if self.frontend != "classical":
-            out.append(f"mapping_node supports frontend 'classical' (SIFT + depth) only, got "
-                       f"{self.frontend!r}")
-        if not self.subscribe_depth:
-            out.append("mapping_node needs depth: subscribe_depth must be true")
+        out = super()._cross_checks() + _mast3r_checks(self, self.mast3r)
+        if self.frontend == "mast3r":
+            if self.subscribe_depth:
+                out.append("frontend 'mast3r' maps from images alone (monocular): set subscribe_depth false")
+        elif not self.subscribe_depth:
+            out.append("frontend 'classical' maps with depth: subscribe_depth must be true (frontend 'mast3r' "
+                       "maps from images alone)")
         if self.mapper.kf_min_translation == 0 and self.mapper.kf_min_rotation_deg == 0:
             out.append("mapper.kf_min_translation and mapper.kf_min_rotation_deg are both 0: every frame would "
                        "be a keyframe")

@@ -22,7 +22,7 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("map", "", "map folder (localization: loaded at start; mapping: where save_map writes)"),
     ("params_file", "", "ROS 2 parameter YAML (default: config/<mode>.yaml of this package)"),
     ("checkpoint", "", "local MASt3R checkpoint (.pth), the mast3r.checkpoint parameter; never downloaded "
-                       "(localization; mapping is SIFT-only)"),
+                       "(mapping: with frontend mast3r)"),
     ("frontend", "", "override the front-end parameter: mast3r | classical"),
     ("namespace", "mast3r", "namespace of the node(s) and their relative topics"),
     ("image_topic", "/camera/image_raw", "sensor_msgs/Image input"),
@@ -131,7 +131,7 @@ def describe(args: dict[str, str]) -> list[NodeSpec]:
     overrides: dict = {"use_sim_time": _as_bool("use_sim_time", a["use_sim_time"])}
     if a["map"]:
         overrides["map_path" if mode == "localization" else "map_dir"] = str(a["map"])
-    if a["checkpoint"] and mode == "localization":  # mapping_node has no network, hence no such parameter
+    if a["checkpoint"]:
         overrides["mast3r.checkpoint"] = str(a["checkpoint"])
     for name in _FRAME_ARGS:
         if a[name]:

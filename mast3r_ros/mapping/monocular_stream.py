@@ -1,0 +1,166 @@
+"""Monocular MASt3R mapping from a stream of frames: the mapping node's engine for ``frontend: mast3r``
+without depth (ROS-free; the node's core, ``ros/core/mapping_core.py``, drives it like the incremental
+mapper).
+
+Frames come one at a time; some become keyframes, whose images are buffered (at most
+``max_keyframes``). Keyframe rule, without depth to measure motion:
+
+* with odometry, the caller gates on it (the mapping node: ``mapper.kf_min_translation`` /
+  ``mapper.kf_min_rotation_deg``) and passes the odometry pose: every frame it hands over is a keyframe;
+* without odometry, a frame is a keyframe when its stamp is at least ``kf_min_interval_s`` after the
+  last keyframe's (the first frame always is).
+
+A mapping pass (:meth:`MonocularStream.optimize`, and :meth:`save` when keyframes were added since the
+last pass) runs :func:`mast3r_ros.mapping.monocular.map_monocular` on all buffered keyframes: poses,
+metric scale from the pointmaps, points. The map frame is the first keyframe's camera (OpenCV optical
+frame, metres). :meth:`save` writes the result with
+:func:`~mast3r_ros.mapping.monocular.save_monocular_map`: a keyframe map of the MASt3R front-end that
+records the model's hash, which the localization node loads.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mast3r_ros.mapping.incremental import FrameResult, MapSnapshot
+from mast3r_ros.mapping.monocular_stream_config import MonocularStreamConfig
+from mast3r_ros.mapping.types import MappingError
+
+
+class HashedModel:
+    """A MASt3R model with the hash of the checkpoint file it was loaded from, which a saved map records
+    (:func:`~mast3r_ros.mapping.monocular.save_monocular_map` reads ``model.checkpoint_sha256``; the
+    localization node hashes the same file and accepts the map). ``encode``, ``infer`` and ``device``
+    are the model's."""
+
+    def __init__(self, model, checkpoint_sha256: str):
+        self.model, self.checkpoint_sha256 = model, checkpoint_sha256
+
+    def encode(self, *args, **kwargs):
+        return self.model.encode(*args, **kwargs)
+
+    def infer(self, *args, **kwargs):
+        return self.model.infer(*args, **kwargs)
+
+    @property
+    def device(self):
+        return self.model.device
+
+
+@dataclass
+class _Keyframe:
+    id: int
+    stamp: float         # s
+    image: np.ndarray    # [H,W,3] uint8 RGB
+    K: np.ndarray        # [3,3] float64 (camera_info)
+
+
+class MonocularStream:
+    """See the module docstring. ``model``: ``Mast3rModel`` or the oracle stand-in; ``image_size``: the
+    network's long side (the localization node's ``mast3r.image_size`` must match); ``extra``: recorded
+    in the saved map's metadata (e.g. the ``rgbd_calibration`` the stand-in was built with)."""
+
+    def __init__(self, config: MonocularStreamConfig, model, image_size: int = 512, extra: dict | None = None):
+        from mast3r_ros.mapping.monocular import MonocularConfig  # torch: only when an engine is built
+
+        self.config, self.model, self.extra = config, model, dict(extra or {})
+        self.mapping = MonocularConfig(image_size=image_size)
+        self._lock = threading.RLock()
+        self._kfs: list[_Keyframe] = []
+        self._map = None                    # MonocularMap of the last pass
+        self._mapped: list[_Keyframe] = []  # the keyframes of that pass, in its order
+        self._cloud = (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8))
+        self._version = 0
+        self.last_error: str | None = None
+
+    def __len__(self) -> int:
+        return len(self._kfs)
+
+    def add_frame(self, image: np.ndarray, K: np.ndarray, depth=None, stamp: float = 0.0,
+                  T_odom_cam: np.ndarray | None = None, T_map_first=None) -> FrameResult:
+        """Keyframe or not (see the rule in the module doc). ``image`` [H,W,3] uint8 RGB, ``K`` [3,3],
+        ``stamp`` s; ``T_odom_cam`` [4,4]: the odometry pose when the caller gated on odometry (None:
+        the interval rule). ``depth`` and ``T_map_first`` are not used (the incremental mapper's
+        arguments). A keyframe's pose is known after the next pass: ``T_map_cam`` is None."""
+        with self._lock:
+            if self._kfs and T_odom_cam is None:
+                dt = stamp - self._kfs[-1].stamp
+                if dt < self.config.kf_min_interval_s:
+                    return FrameResult(False, None, None, f"{dt:.2f} s after the last keyframe")
+            if len(self._kfs) >= self.config.max_keyframes:
+                return FrameResult(False, None, None, f"keyframe buffer full (mono.max_keyframes "
+                                   f"{self.config.max_keyframes}): save_map, then reset")
+            kid = self._kfs[-1].id + 1 if self._kfs else 0
+            self._kfs.append(_Keyframe(kid, float(stamp), np.array(image, np.uint8), np.array(K, np.float64)))
+            why = "odometry moved" if T_odom_cam is not None else "first" if kid == 0 else "interval"
+            return FrameResult(True, kid, None, why)
+
+    def optimize(self, mode: str = "global", wait: bool = True) -> bool:
+        """A mapping pass over every buffered keyframe (``mode``/``wait``: the incremental mapper's
+        arguments; a pass always covers all keyframes and returns when done). False when it failed
+        (``last_error`` says why: too few keyframes, images that do not overlap, ...)."""
+        from mast3r_ros.mapping.monocular import map_cloud, map_monocular
+
+        with self._lock:
+            kfs = list(self._kfs)
+        try:
+            if len(kfs) < 2:
+                raise MappingError(f"need at least 2 keyframes, have {len(kfs)}")
+            K = None if self.config.estimate_focal else np.stack([k.K for k in kfs])
+            result = map_monocular([k.image for k in kfs], self.model, self.mapping, K=K)
+            cloud = map_cloud(result, [k.image for k in kfs], self.mapping.cloud)
+        except MappingError as exc:
+            self.last_error = str(exc)
+            return False
+        with self._lock:
+            self._map, self._mapped, self._cloud = result, kfs, cloud
+            self._version += 1
+            self.last_error = None
+        return True
+
+    def start(self) -> None:
+        """Nothing runs in the background: passes run when called."""
+
+    def stop(self) -> None:
+        """See :meth:`start`."""
+
+    def snapshot(self, cloud: bool = False, max_points: int | None = None) -> MapSnapshot:
+        """The keyframes of the last pass (none before it): ids, stamps [N] s, T_map_cam [N,4,4], K [N,3,3]
+        of the original images, version = passes so far; the pass's cleaned cloud (map frame, metres;
+        subsampled to ``max_points``) when ``cloud``."""
+        with self._lock:
+            kfs, res, (xyz, rgb) = self._mapped, self._map, self._cloud
+            snap = MapSnapshot([k.id for k in kfs], np.array([k.stamp for k in kfs]),
+                               res.T_map_cam if res is not None else np.zeros((0, 4, 4)),
+                               res.K if res is not None else np.zeros((0, 3, 3)), self._version)
+        if cloud:
+            if max_points and len(xyz) > max_points:
+                pick = np.linspace(0, len(xyz) - 1, max_points).astype(np.int64)
+                xyz, rgb = xyz[pick], rgb[pick]
+            snap.cloud_xyz, snap.cloud_rgb = xyz, rgb
+        return snap
+
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the map (a pass first when keyframes came since the last one). Raises MappingError when
+        there is no keyframe or the pass fails."""
+        from mast3r_ros.mapping.monocular import save_monocular_map
+
+        with self._lock:
+            stale = [k.id for k in self._mapped] != [k.id for k in self._kfs]
+        if not self._kfs:
+            raise MappingError("no keyframes to save yet")
+        if stale and not self.optimize():
+            raise MappingError(f"mapping pass failed: {self.last_error}")
+        with self._lock:
+            kfs, res = self._mapped, self._map
+        return save_monocular_map(res, [k.image for k in kfs], self.model, path,
+                                  frame_indices=[k.id for k in kfs], timestamps=[k.stamp for k in kfs],
+                                  extra=self.extra, overwrite=overwrite, cloud=self.mapping.cloud)
+
+    def load(self, path: str | Path) -> int:
+        """Refused: a monocular pass maps the keyframes it buffered itself (their images, in order)."""
+        raise MappingError("continuing a saved map is not supported with frontend 'mast3r' (monocular): "
+                           "reset and map again")

@@ -1,0 +1,18 @@
+"""The streamed monocular mapper's parameters (torch-free, so the mapping node's schema reads its
+defaults here; the engine is :mod:`mast3r_ros.mapping.monocular_stream`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mast3r_ros.config_fields import setting
+
+
+@dataclass
+class MonocularStreamConfig:
+    """Keyframes of the streamed monocular mapper (the mapping node's ``mono.*`` parameters)."""
+    kf_min_interval_s: float = setting(0.4, "without odometry: a frame is a keyframe when its stamp is at "
+                                       "least this long after the last keyframe's (s)", min=0.0, max=3600.0)
+    max_keyframes: int = setting(32, "keyframes buffered for the mapping pass; more are refused (the status "
+                                 "says so) until reset: each pass maps them all", min=2, max=10000)
+    estimate_focal: bool = setting(False, "estimate the focal length in the mapping pass (else camera_info's "
+                                   "K is kept fixed)")
