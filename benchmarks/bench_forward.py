@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Forward-pass benchmark: fp32 vs bf16 autocast, released MASt3R configuration (random weights), one pair.
 
-Everything is measured in this run: the GEMM peak per dtype (2048^3 matmul), the pair forward in fp32
-and in bf16 (repetitions interleaved, so a load change on a shared machine hits both alike; wall and
+Everything is measured in this run: the GEMM peak per dtype (2048^3 matmul), the pair forward in fp32,
+in bf16 autocast and in bf16 autocast on a bf16 copy of the weights (``InferenceConfig.bf16_weights``)
+(repetitions interleaved, so a load change on a shared machine hits all alike; wall and
 process CPU time, min and median), the achieved fraction of the GEMM peak of the same dtype, and how far
 the bf16 outputs (and the fast reciprocal matches of their descriptors) are from fp32. With
 ``--tiny-checkpoint`` the same differences are printed for the fixture checkpoint's three pairs.
@@ -11,6 +12,12 @@ the bf16 outputs (and the fast reciprocal matches of their descriptors) are from
         [--tiny-checkpoint .cache/mast3r_tiny.pth --tiny-io ../shared/fixtures/mast3r_tiny_io.npz]
 """
 from __future__ import annotations
+
+# first, so that its OMP_WAIT_POLICY default (mast3r_ros/__init__.py) is in place before torch loads
+# libgomp, as in the `mast3r-ros` command and the nodes
+import mast3r_ros  # noqa: F401
+
+# isort: split
 
 import argparse
 import platform
@@ -29,6 +36,10 @@ from mast3r_ros.model.precision import cpu_flags, output_differences, resolve_am
 from mast3r_ros.paths import cache_dir, shared_dir
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# the timed variants: name -> (inference config, dtype of its matmuls)
+VARIANTS = {"fp32": (InferenceConfig(), "fp32"),
+            "bf16": (InferenceConfig(amp_dtype="bf16"), "bf16"),
+            "bf16, bf16 weights": (InferenceConfig(amp_dtype="bf16", bf16_weights=True), "bf16")}
 
 
 def cpu_description() -> str:
@@ -127,18 +138,18 @@ def main() -> None:
     print(cpu_description())
 
     net = random_network(RELEASED)
-    models = {name: Mast3rModel(net, InferenceConfig(amp_dtype=name)) for name in DTYPES}
+    models = {name: Mast3rModel(net, config) for name, (config, _) in VARIANTS.items()}
     g = torch.Generator().manual_seed(1)
     img1 = torch.rand(1, 3, h, w, generator=g) * 2 - 1
     img2 = torch.rand(1, 3, h, w, generator=g) * 2 - 1
 
     outputs = {name: m.infer_pair(img1, img2) for name, m in models.items()}  # warm-up, and the outputs
-    gemm = {name: [] for name in DTYPES}
-    wall = {name: [] for name in DTYPES}
-    cpu = {name: [] for name in DTYPES}
-    for _ in range(args.runs):           # interleaved: fp32, bf16, fp32, bf16, ...
+    gemm = {name: [] for name in VARIANTS}
+    wall = {name: [] for name in VARIANTS}
+    cpu = {name: [] for name in VARIANTS}
+    for _ in range(args.runs):           # interleaved: fp32, bf16, bf16 weights, fp32, ...
         for name, model in models.items():
-            gemm[name].append(gemm_gflops(DTYPES[name], reps=3))
+            gemm[name].append(gemm_gflops(DTYPES[VARIANTS[name][1]], reps=3))
             t_wall, t_cpu = _timed(lambda model=model: model.infer_pair(img1, img2))
             wall[name].append(t_wall)
             cpu[name].append(t_cpu)
@@ -146,22 +157,29 @@ def main() -> None:
     flops = count_flops(lambda: models["fp32"].infer_pair(img1, img2))
 
     print(f"\n## MASt3R pair forward, released config (random weights), {w}x{h}, cpu, {args.threads} threads, "
-          f"{args.runs} interleaved runs per dtype\n")
-    print("| dtype | wall min (s) | wall median (s) | CPU time min (s) | CPU time median (s) | GEMM peak this run "
-          "(GFLOP/s, best) | achieved GFLOP/s (wall min) | % of this dtype's GEMM peak |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name in DTYPES:
+          f"{args.runs} interleaved runs per variant\n")
+    print("| variant | weights (GiB) | wall min (s) | wall median (s) | CPU time min (s) | CPU time median (s) "
+          "| GEMM peak this run (GFLOP/s, best) | achieved GFLOP/s (wall min) | % of this dtype's GEMM peak |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, model in models.items():
         peak_gf = max(gemm[name])
         achieved = flops / 1e9 / min(wall[name])
-        print(f"| {name} | {min(wall[name]):.2f} | {statistics.median(wall[name]):.2f} | {min(cpu[name]):.2f} | "
-              f"{statistics.median(cpu[name]):.2f} | {peak_gf:.0f} | {achieved:.0f} | {100 * achieved / peak_gf:.0f} |")
-    ratio_wall = statistics.median(wall["bf16"]) / statistics.median(wall["fp32"])
-    ratio_cpu = statistics.median(cpu["bf16"]) / statistics.median(cpu["fp32"])
-    faster = "bf16" if ratio_cpu < 1 else "fp32"
-    print(f"\n{flops / 1e9:.0f} GFLOP per pair; peak RSS {peak:.2f} GiB (both models share the weights).")
-    print(f"bf16 / fp32 median: wall {ratio_wall:.2f}x, CPU time {ratio_cpu:.2f}x -> {faster} measured faster; "
-          f"GEMM bf16 / fp32 peak {max(gemm['bf16']) / max(gemm['fp32']):.2f}x. "
-          f"amp_dtype='auto' picks {resolve_amp('auto', 'cpu')} on this CPU.")
+        weights = sum(p.nbytes for p in model.net.parameters()) / 2**30
+        print(f"| {name} | {weights:.2f} | {min(wall[name]):.2f} | {statistics.median(wall[name]):.2f} "
+              f"| {min(cpu[name]):.2f} | {statistics.median(cpu[name]):.2f} | {peak_gf:.0f} | {achieved:.0f} "
+              f"| {100 * achieved / peak_gf:.0f} |")
+    print(f"\n{flops / 1e9:.0f} GFLOP per pair; peak RSS {peak:.2f} GiB (fp32 and bf16 share the float32 weights; "
+          "the bf16-weights variant holds its own copy).")
+    for name, base in (("bf16", "fp32"), ("bf16, bf16 weights", "fp32"), ("bf16, bf16 weights", "bf16")):
+        ratio_wall = statistics.median(wall[name]) / statistics.median(wall[base])
+        ratio_cpu = statistics.median(cpu[name]) / statistics.median(cpu[base])
+        print(f"{name} / {base} median: wall {ratio_wall:.2f}x, CPU time {ratio_cpu:.2f}x -> "
+              f"{name if ratio_cpu < 1 else base} measured faster.")
+    same = all(torch.equal(outputs["bf16, bf16 weights"][v][k], outputs["bf16"][v][k])
+               for v in (0, 1) for k in outputs["bf16"][v])
+    print(f"GEMM bf16 / fp32 peak {max(gemm['bf16']) / max(gemm['fp32']):.2f}x. "
+          f"amp_dtype='auto' picks {resolve_amp('auto', 'cpu')} on this CPU. "
+          f"bf16-weights outputs {'identical to' if same else 'DIFFERENT from'} bf16 autocast's.")
 
     rows = difference_rows(f"released config {w}x{h}, random weights", outputs["fp32"], outputs["bf16"])
     if args.tiny_checkpoint.exists() and args.tiny_io.exists():

@@ -12,11 +12,20 @@ plus the median pose error, so the PnP back-ends can be compared on the same mat
 
 MASt3R (``--frontends mast3r``, released configuration with random weights, a map of ``--top-k``
 keyframes, one query): the naive per-query flow a user of the official scripts runs (both images
-through the network for every keyframe, all heads, scipy KD-tree reciprocal matching), executed in
-this run, next to ours in tracking mode (keyframe nearest the prior) and in global mode (retrieval,
+through the network for every keyframe, all heads, then reciprocal matching, timed twice on the same
+network outputs: with scipy KD-trees, what the official ``fast_reciprocal_NNs`` uses on CPU when called
+without ``dist`` / ``block_size``, and with the blocked dot-product search that the official
+localization script ``visloc.py`` asks for on any device), executed in this run, next to ours in
+tracking mode (keyframe nearest the prior) and in global mode (retrieval,
 batched decoding), per stage, repetitions interleaved.
 """
 from __future__ import annotations
+
+# first, so that its OMP_WAIT_POLICY default (mast3r_ros/__init__.py) is in place before torch loads
+# libgomp, as in the `mast3r-ros` command and the nodes
+import mast3r_ros  # noqa: F401
+
+# isort: split
 
 import argparse
 import tempfile
@@ -94,44 +103,78 @@ STAGE_NAMES = {
     "network": "network: both images encoded per pair, decoders, all heads of both views",
     "features": "query encoded once (keyframe encodings cached in the map)",
     "retrieval": "keyframe selection (tracking: nearest the prior; global: descriptor retrieval)",
-    "matching": "matching (ours: batched decoders + descriptor heads + FRM; naive: KD-tree FRM)",
+    "matching": "matching (ours: batched decoders + descriptor heads + FRM; naive: FRM only)",
+    "decoders": "of which decoders + heads (ours)",
     "pnp": "PnP + RANSAC + refinement (+ covariance)",
     "total": "total per query",
 }
+# the naive flow's reciprocal search, run on the same network outputs (benchmarks/bench_matching.py):
+# the scipy KD-tree (fast_reciprocal_NNs on CPU without dist / block_size, the issue's definition) and the
+# blocked dot-product search that the official localization script, visloc.py, asks for on any device
+NAIVE_MATCHERS = {"kdtree": "naive, KD-tree FRM", "dot": "naive, visloc.py's blocked-dot FRM"}
 
 
 def naive_query(model, frontend, kmap, kf_ids, image, K, pnp_config) -> dict[str, float]:
     """What a user of the official scripts runs per query: for every keyframe, both images through the
-    network (all heads), scipy KD-tree reciprocal matching from the keyframe's valid pixels (pixel_tol),
-    then one PnP on all matches. Returns seconds per stage."""
-    from bench_matching import kdtree_frm  # benchmarks/ is the script's folder
+    network (all heads), reciprocal matching from the keyframe's valid pixels (pixel_tol), then one PnP
+    on all matches. The matching and the PnP run once per :data:`NAIVE_MATCHERS` entry on the same
+    network outputs. Returns seconds: 'network', and 'matching_M', 'pnp_M', 'total_M' per matcher M."""
+    from bench_matching import dot_frm, kdtree_frm  # benchmarks/ is the script's folder
 
-    t = {"network": 0.0, "matching": 0.0, "pnp": 0.0}
+    search = {"kdtree": kdtree_frm, "dot": dot_frm}
+    t = {"network": 0.0, **{f"matching_{m}": 0.0 for m in NAIVE_MATCHERS}}
     q = preprocess_array(image, frontend.config.image_size)
-    xy_all, X_all = [], []
+    corr: dict[str, tuple[list, list]] = {m: ([], []) for m in NAIVE_MATCHERS}
     for kf_id in kf_ids:
         kf = kmap.get_keyframe(kf_id, arrays=["mast3r_X"], load_depth=False)
         t0 = time.perf_counter()
         k = preprocess_array(kf.image, frontend.config.image_size)
         pred_k, pred_q = model.infer_pair(k.tensor, q.tensor)
-        t1 = time.perf_counter()
+        t["network"] += time.perf_counter() - t0
         X_net = kf.arrays["mast3r_X"]
         valid = np.all(np.isfinite(X_net), axis=-1)
         step = frontend.config.subsample
         grid = np.zeros_like(valid)
         grid[step // 2::step, step // 2::step] = True
         ys, xs = np.nonzero(valid & grid)
-        xy_k, xy_q = kdtree_frm(pred_k["desc"][0].numpy(), pred_q["desc"][0].numpy(),
-                                init_flat=np.unique(ys * X_net.shape[1] + xs), pixel_tol=frontend.config.pixel_tol)
-        xy_all.append(q.transform.network_to_original(xy_q))
-        X_all.append(transform_points(kf.T_map_cam, X_net[xy_k[:, 1], xy_k[:, 0]].astype(np.float64)))
-        t["network"] += t1 - t0
-        t["matching"] += time.perf_counter() - t1
-    t0 = time.perf_counter()
-    solve_pnp(np.concatenate(xy_all), np.concatenate(X_all), K, (image.shape[1], image.shape[0]), pnp_config)
-    t["pnp"] = time.perf_counter() - t0
-    t["total"] = sum(t.values())
+        for m in NAIVE_MATCHERS:
+            t1 = time.perf_counter()
+            xy_k, xy_q = search[m](pred_k["desc"][0].numpy(), pred_q["desc"][0].numpy(),
+                                   init_flat=np.unique(ys * X_net.shape[1] + xs), pixel_tol=frontend.config.pixel_tol)
+            corr[m][0].append(q.transform.network_to_original(xy_q))
+            corr[m][1].append(transform_points(kf.T_map_cam, X_net[xy_k[:, 1], xy_k[:, 0]].astype(np.float64)))
+            t[f"matching_{m}"] += time.perf_counter() - t1
+    for m, (xy_all, X_all) in corr.items():
+        t0 = time.perf_counter()
+        solve_pnp(np.concatenate(xy_all), np.concatenate(X_all), K, (image.shape[1], image.shape[0]), pnp_config)
+        t[f"pnp_{m}"] = time.perf_counter() - t0
+        t[f"total_{m}"] = t["network"] + t[f"matching_{m}"] + t[f"pnp_{m}"]
     return t
+
+
+def _naive_as(t: dict[str, float], matcher: str) -> dict[str, float]:
+    """One matcher's view of :func:`naive_query`'s timings, keyed by the stage names of the table."""
+    return {"network": t["network"], **{s: t[f"{s}_{matcher}"] for s in ("matching", "pnp", "total")}}
+
+
+class _TimedModel(Mast3rModel):
+    """A :class:`Mast3rModel` that adds the seconds its ``infer`` (decoders + heads) takes to ``infer_s``."""
+
+    infer_s = 0.0
+
+    def infer(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return super().infer(*args, **kwargs)
+        finally:
+            self.infer_s += time.perf_counter() - t0
+
+
+def _ours(loc: Localizer, model: _TimedModel, image, K) -> tuple:
+    """One localization; its timings with 'decoders' (the part of 'matching' spent in ``infer``) added."""
+    model.infer_s = 0.0
+    r = loc.localize(image, K)
+    return r, {**r.timings, "decoders": model.infer_s}
 
 
 def bench_mast3r(dataset, map_spec: str, query_spec: str, top_k: int, repeat: int, amp: str | None,
@@ -141,11 +184,11 @@ def bench_mast3r(dataset, map_spec: str, query_spec: str, top_k: int, repeat: in
     ours in tracking and in global mode, repetitions interleaved, per stage."""
     net = load_network(checkpoint) if checkpoint else random_network(RELEASED)
     model = Mast3rModel(net, InferenceConfig())
-    ours = Mast3rModel(model.net, InferenceConfig(amp_dtype=amp))
+    ours = _TimedModel(model.net, InferenceConfig(amp_dtype=amp))
     frontend = Mast3rFrontEnd(Mast3rFrontEndConfig(), model=ours)
     frame = dataset.frames(query_spec)[0]
     image = dataset.load_rgb(frame)
-    runs: dict[str, list[dict]] = {"naive": [], "tracking": [], "global": []}
+    runs: dict[str, list[dict]] = {**{m: [] for m in NAIVE_MATCHERS}, "tracking": [], "global": []}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "map"
         build_map(dataset, map_spec, frontend, path, progress=True)
@@ -157,32 +200,36 @@ def bench_mast3r(dataset, map_spec: str, query_spec: str, top_k: int, repeat: in
             prior = min(poses.values(), key=lambda T: np.linalg.norm(T[:3, 3] - frame.T_world_cam[:3, 3]))
             kf_ids = loc.retriever.query(frontend.query_descriptor(QueryFrame(image, dataset.K)))[0]
             for _ in range(repeat):     # interleaved: naive, tracking, global, naive, ...
-                runs["naive"].append(naive_query(model, frontend, kmap, kf_ids, image, dataset.K, config.pnp))
+                t_naive = naive_query(model, frontend, kmap, kf_ids, image, dataset.K, config.pnp)
+                for m in NAIVE_MATCHERS:
+                    runs[m].append(_naive_as(t_naive, m))
                 loc.state.reset()
                 loc.state.update(prior)           # tracking with the previous pose as the prior
-                r = loc.localize(image, dataset.K)
+                r, timings = _ours(loc, ours, image, dataset.K)
                 assert r.selection == "prior", r.selection
-                runs["tracking"].append(r.timings)
+                runs["tracking"].append(timings)
                 loc.state.reset()                 # no prior: global localization
-                r = loc.localize(image, dataset.K)
+                r, timings = _ours(loc, ours, image, dataset.K)
                 assert r.selection == "retrieval" and len(r.kf_ids) == len(kf_ids), (r.selection, r.kf_ids)
-                runs["global"].append(r.timings)
+                runs["global"].append(timings)
     h, w = image.shape[:2]
     what = f"checkpoint {checkpoint}" if checkpoint else "released config, random weights"
     print(f"### MASt3R per query: naive flow vs ours ({what}, {w}x{h} query, "
           f"{len(kf_ids)}-keyframe map, top-k {top_k}, tracking k {config.retrieval.tracking_k}; "
           f"min / median of {repeat} interleaved runs, seconds; ours in {ours.precision}, naive in fp32)\n")
-    print("| stage | naive (official-scripts flow) | ours, tracking | ours, global |\n|---|---|---|---|")
-    for stage in ("network", "features", "retrieval", "matching", "pnp", "total"):
+    print("| stage | " + " | ".join(NAIVE_MATCHERS.values()) + " | ours, tracking | ours, global |")
+    print("|---|---|---|---|---|")
+    for stage in STAGE_NAMES:
         cells = []
         for mode in runs:
             v = [r[stage] for r in runs[mode] if stage in r]
             cells.append(f"{min(v):.2f} / {np.median(v):.2f}" if v else "-")
         print(f"| {STAGE_NAMES[stage]} | " + " | ".join(cells) + " |")
-    naive = np.median([r["total"] for r in runs["naive"]])
-    for mode in ("tracking", "global"):
-        med = np.median([r["total"] for r in runs[mode]])
-        print(f"\n{mode}: {naive / med:.1f}x faster than the naive flow (medians, same run)", end="")
+    for m, name in NAIVE_MATCHERS.items():
+        naive = np.median([r["total"] for r in runs[m]])
+        for mode in ("tracking", "global"):
+            med = np.median([r["total"] for r in runs[mode]])
+            print(f"\n{mode}: {naive / med:.1f}x faster than the {name} flow (medians, same run)", end="")
     print("\n")
 
 
@@ -227,7 +274,7 @@ def _few(dataset, spec: str, n: int) -> str:
     """A spec selecting at most ``n`` frames spread evenly over ``spec`` (the released network is slow
     on CPU); assumes the frames of ``spec`` are evenly spaced, as in the datasets used here."""
     idx = [f.index for f in dataset.frames(spec)]
-    step = max(1, idx[len(idx) // n] - idx[0]) if len(idx) > n else 1
+    step = max(1, idx[len(idx) // n] - idx[0]) if len(idx) > n > 1 else 1
     return f"{idx[0]}:{idx[0] + (n - 1) * step + 1}:{step}"
 
 

@@ -14,8 +14,9 @@ view 2's points *also in view 1's camera frame*, OpenCV optical axes), ``conf`` 
 
 Mixed precision (``amp_dtype``): matmuls, convolutions and attention of the encoder, decoders and heads
 run under autocast; RoPE angles, the heads' post-processing (depth/confidence activations, descriptor
-normalisation) and every output stay float32. ``benchmarks/bench_forward.py`` measures the speed and the
-differences from float32 that this policy gives.
+normalisation) and every output stay float32. ``bf16_weights`` keeps a bf16 copy of the weights that
+autocast would cast at every call (same outputs, half the weight memory). ``benchmarks/bench_forward.py``
+measures the speed and the differences from float32 that this policy gives.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import torch
 from .checkpoint import load_network
 from .config import Mast3rConfig
 from .network import Encoding, Mast3rNet
-from .precision import resolve_amp
+from .precision import bf16_weight_copy, resolve_amp
 
 HEADS = frozenset({"pts3d", "desc"})
 _AMP = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -39,11 +40,17 @@ class InferenceConfig:
     device: str = "cpu"          # 'cpu', 'cuda', 'cuda:1'
     amp_dtype: str | None = None  # None/'' or 'fp32'; 'bf16' (CPU, CUDA), 'fp16' (CUDA) or 'auto' (resolve_amp)
     num_threads: int | None = None  # CPU threads for torch; None leaves torch's default
+    # bf16 precision only: hold a bf16 copy of the linear / convolution weights (cast once, half the
+    # memory) instead of letting autocast cast them at every call; same outputs (precision.bf16_weight_copy)
+    bf16_weights: bool = False
 
     def validate(self) -> "InferenceConfig":
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} requested but CUDA is not available")
-        self.precision()
+        precision = self.precision()
+        if self.bf16_weights and precision != "bf16":
+            raise ValueError(f"bf16_weights needs bf16 precision (amp_dtype 'bf16', or 'auto' where it picks "
+                             f"bf16); amp_dtype {self.amp_dtype!r} gives {precision} here")
         return self
 
     def precision(self) -> str:
@@ -60,7 +67,7 @@ class Mast3rModel:
             torch.set_num_threads(self.config.num_threads)
         self.device = torch.device(self.config.device)
         self.precision = self.config.precision()  # 'fp32', 'bf16' or 'fp16', 'auto' resolved
-        self.net = net.to(self.device).eval()
+        self.net = (bf16_weight_copy(net) if self.config.bf16_weights else net).to(self.device).eval()
         for head in (self.net.downstream_head1, self.net.downstream_head2):
             head.dpt.to(memory_format=torch.channels_last)  # same values, faster convolutions
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 
 AMP_CHOICES = ("auto", "fp32", "bf16", "fp16")
 
@@ -49,6 +50,29 @@ def resolve_amp(amp_dtype: str | None, device_type: str, flags: frozenset[str] |
         return "bf16" if cuda_bf16 else "fp16"
     flags = cpu_flags() if flags is None else flags
     return next((dtype for flag, dtype in CPU_AUTO_AMP if flag in flags), "fp32")
+
+
+# The layers whose weights autocast casts to the low-precision dtype at every call (matmuls, convolutions).
+_CAST_BY_AUTOCAST = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+
+
+def bf16_weight_copy(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` (a :class:`~mast3r_ros.model.network.Mast3rNet`) whose linear and convolution
+    weights and biases are bfloat16, cast once (round to nearest even, as autocast casts them at every
+    call); the other parameters (LayerNorms, the mask token) stay as they are. ``net`` is left unchanged
+    and no second float32 copy is made. Run the copy under bf16 autocast (``Mast3rModel`` does): it then
+    computes what autocast computes on ``net``, without re-casting ~1.2 GB of released weights per pass."""
+    with torch.device("meta"):
+        twin = type(net)(net.cfg)
+    for name, module in net.named_modules():
+        target = twin.get_submodule(name)
+        low = isinstance(module, _CAST_BY_AUTOCAST)
+        for pname, p in module.named_parameters(recurse=False):
+            value = p.detach().to(torch.bfloat16 if low else p.dtype, copy=True)
+            setattr(target, pname, nn.Parameter(value, requires_grad=False))
+        for bname, b in module.named_buffers(recurse=False):
+            target.register_buffer(bname, b.detach().clone())
+    return twin.eval()
 
 
 def output_differences(ref: dict[str, torch.Tensor], other: dict[str, torch.Tensor]) -> dict[str, float]:
