@@ -65,6 +65,7 @@ def camera_info_msg(K: np.ndarray, size: tuple[int, int], stamp_ns: int, frame_i
                                                       int(size[1])), make_header(stamp_ns, frame_id))
 
 
+_PROFILE_MARKER = "MAST3R_ROS_TEST_PROFILE_FROM_RUN"
 _PROFILE_SET_HERE: dict[str, str] = {}  # what use_publisher_profile put into os.environ
 
 
@@ -76,6 +77,11 @@ def use_publisher_profile() -> str:
     line = use_large_data_profile()
     if before is None and os.environ.get(PROFILE_ENV):
         _PROFILE_SET_HERE[PROFILE_ENV] = os.environ[PROFILE_ENV]
+        # pytest-xdist workers inherit this process's environment: the marker tells them the profile
+        # came from the test run, not from the user's shell
+        os.environ[_PROFILE_MARKER] = os.environ[PROFILE_ENV]
+    elif before is not None and os.environ.get(_PROFILE_MARKER) == before:
+        _PROFILE_SET_HERE[PROFILE_ENV] = before
     return line
 
 
@@ -207,7 +213,7 @@ class LiveClient:
 def user_environ() -> dict[str, str]:
     """``os.environ`` without the transport profile :func:`use_publisher_profile` loaded for this
     process's own publisher: the environment a user's shell gives the processes a test starts."""
-    return {k: v for k, v in os.environ.items() if _PROFILE_SET_HERE.get(k) != v}
+    return {k: v for k, v in os.environ.items() if _PROFILE_SET_HERE.get(k) != v and k != _PROFILE_MARKER}
 
 
 def ros_env(domain_id: int) -> dict[str, str]:
