@@ -114,5 +114,6 @@ def test_optimize_refuses_unsupported_maps(data_dir, tmp_path, capsys):
     assert "at least 2" in capsys.readouterr().err
     with KeyframeMap.create(tmp_path / "m3r", MapMeta(frontend="mast3r", image_size=(512, 384))):
         pass
-    with pytest.raises(MappingError, match="classical RGB-D maps.*'mast3r'"):
+    # a MASt3R map is optimised from its cached encodings: that needs the model that made them
+    with pytest.raises(MappingError, match="needs its model"):
         optimize_map(tmp_path / "m3r")

@@ -17,18 +17,22 @@ from mast3r_ros.map.store import KeyframeMap
 def build_map(dataset: RgbdDataset, spec: FrameSpec | str, frontend: FrontEnd, out: str | Path,
               overwrite: bool = False, store_depth: bool = False,
               checkpoint_sha256: str | None = None, progress: bool = False,
-              calib: RgbdCalibration | None = None) -> Path:
+              calib: RgbdCalibration | None = None, use_depth: bool = True) -> Path:
     """Create a map at ``out`` from the frames of ``dataset`` selected by ``spec``.
 
     Each keyframe stores its image, K, the dataset pose as ``T_map_cam`` (the dataset's world
     frame becomes the map frame), the front-end arrays and (optionally) depth; then the
     front-end's map-level arrays (retrieval vocabulary) and the retrieval index are stored.
     With an :class:`RgbdCalibration`, depth is first registered to the colour image and the
-    keyframe pose is that of the colour camera (``T_world_cam @ T_pose_rgb``).
+    keyframe pose is that of the colour camera (``T_world_cam @ T_pose_rgb``). ``use_depth=False``
+    builds from the images alone (no depth read, given to the front-end or stored).
 
     Raises:
         FrontEndError / DatasetError / MapError with a message naming the bad frame or file.
     """
+    if not use_depth and frontend.needs_depth:
+        raise FrontEndError(f"the {frontend.name} front-end needs keyframe depth: build without depth only with "
+                            "the mast3r front-end")
     frames = [f for f in dataset.frames(spec) if f.T_world_cam is not None]
     if not frames:
         raise FrontEndError(f"no frames with ground-truth poses in {dataset.root} for spec {spec}")
@@ -45,7 +49,8 @@ def build_map(dataset: RgbdDataset, spec: FrameSpec | str, frontend: FrontEnd, o
         index_arrays = []  # only what the index needs: a large map's tokens / features are not all held at once
         for frame in _progress(frames, progress, "map build"):
             image = dataset.load_rgb(frame)
-            depth = calib.depth_in_colour(dataset.load_depth(frame), dataset.K, dataset.image_size)
+            depth = (calib.depth_in_colour(dataset.load_depth(frame), dataset.K, dataset.image_size)
+                     if use_depth else None)
             if depth is None and frontend.needs_depth:
                 raise FrontEndError(f"frame {frame.index} ({frame.rgb_path}) has no depth image; "
                                     f"the {frontend.name} front-end needs depth for keyframes")

@@ -10,7 +10,10 @@ Written into the map directory (map store API, atomic):
   pairwise poses the optimiser started from, for comparison);
 * ``cloud.ply``: the cleaned coloured point cloud (map frame, metres).
 
-Supported input: maps built with the classical front-end and stored depth (``--store-depth``).
+Supported input: maps built with the classical front-end and stored depth (``--store-depth``), and
+maps of the MASt3R front-end, with or without depth, given the model that made their encodings
+(:mod:`mast3r_ros.mapping.mast3r_map`: pairwise predictions from the cached encodings, monocular
+alignment).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from mast3r_ros.datasets.tum import write_tum
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.map.keys import CLASSICAL_ARRAYS, RETRIEVAL_DESC, RETRIEVAL_IDS
 from mast3r_ros.mapping.alignment_config import rgbd_batch
+from mast3r_ros.mapping.monocular import MonocularConfig
 from mast3r_ros.mapping.outputs import CloudConfig, clean_point_cloud, write_ply
 from mast3r_ros.mapping.pairs import PairSelectionConfig, classical_pair, select_pairs
 from mast3r_ros.mapping.sparse_ga import AlignmentConfig, sparse_global_alignment
@@ -35,26 +39,35 @@ CHAIN_TUM = "trajectory_chain_tum.txt"
 
 @dataclass
 class MapOptimizeConfig:
-    """Map optimisation: alignment, pair selection, point cloud, SIFT ratio for pair matches."""
+    """Map optimisation. Classical RGB-D maps: alignment, pair selection, point cloud, SIFT ratio for
+    pair matches. MASt3R maps: ``mast3r`` (the monocular pipeline's settings) and ``intrinsics``
+    ('estimate' the focal length of keyframes without depth, or keep the 'known' stored K)."""
     alignment: AlignmentConfig = field(default_factory=rgbd_batch)  # why: its docstring
     pairs: PairSelectionConfig = field(default_factory=PairSelectionConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
     ratio: float = 0.85
+    mast3r: MonocularConfig = field(default_factory=MonocularConfig)
+    intrinsics: str = "estimate"
 
 
-def optimize_map(path: str | Path, config: MapOptimizeConfig | None = None, progress: bool = False) -> dict:
+def optimize_map(path: str | Path, config: MapOptimizeConfig | None = None, progress: bool = False,
+                 frontend=None) -> dict:
     """Optimise the keyframe map at ``path`` in place; returns a summary dict (counts, timings).
 
+    ``frontend``: for a MASt3R map, the MASt3R front-end holding the model that made its encodings.
     Raises:
-        MappingError: unsupported front-end, missing depth, disconnected pair graph.
+        MappingError: unsupported front-end, missing depth or model, disconnected pair graph.
     """
     cfg = config or MapOptimizeConfig()
     t0 = time.perf_counter()
     with KeyframeMap.open(path) as kmap:
+        if kmap.meta.frontend == "mast3r":
+            from mast3r_ros.mapping.mast3r_map import optimize_mast3r_map
+
+            return optimize_mast3r_map(kmap, frontend, cfg.mast3r, cfg.intrinsics, progress)
         if kmap.meta.frontend != "classical":
-            raise MappingError(f"map optimisation supports classical RGB-D maps; this map uses the "
-                               f"{kmap.meta.frontend!r} front-end (build PairData from MASt3R pairs and call "
-                               "sparse_global_alignment directly)")
+            raise MappingError(f"map optimisation supports classical RGB-D and MASt3R maps; this map uses the "
+                               f"{kmap.meta.frontend!r} front-end")
         ids = kmap.keyframe_ids()
         kfs = [kmap.get_keyframe(i, arrays=list(CLASSICAL_ARRAYS)) for i in ids]
         if any(k.depth is None for k in kfs):

@@ -23,6 +23,9 @@ class PairCheckConfig:
 
     inlier_m: 3D-3D RANSAC inlier distance (metres) between matched canonical points.
     min_inliers: fewer inliers make a pair 'poor' (fallback regression or dropped).
+    min_inlier_fraction: so does an inlier fraction of the pair's matches below this (0 = off). Why:
+        dense matching (FRM) returns reciprocal neighbours even between views that share nothing, and
+        a few hundred such matches can hold a chance 3D consensus above ``min_inliers``.
     matching_conf_thr: a pair is poor when its best match confidence is not above this
         (MASt3R descriptor confidences; None disables the check, e.g. for SIFT).
     ransac_iterations: RANSAC hypotheses per pair.
@@ -30,6 +33,7 @@ class PairCheckConfig:
     """
     inlier_m: float = 0.05
     min_inliers: int = 20
+    min_inlier_fraction: float = 0.0
     matching_conf_thr: float | None = None
     ransac_iterations: int = 100
     keep_outliers: bool = False
@@ -128,7 +132,7 @@ def check_pair(p: PairData, canon: list, K: np.ndarray, cfg: PairCheckConfig, se
         Xj = backproject_depth(K[p.j], p.xy_j[ok3d], zj[ok3d])
         T, sub = ransac_rigid(Xj, Xi, cfg.inlier_m, cfg.ransac_iterations, seed=seed)
         inl[np.flatnonzero(ok3d)[sub]] = True
-    if T is not None and inl.sum() >= cfg.min_inliers:
+    if T is not None and inl.sum() >= max(cfg.min_inliers, cfg.min_inlier_fraction * len(p.conf)):
         return T, inl, "ok", float(p.conf[inl].sum())
     if p.X_ji is not None:  # poor matches: relative pose from the dense cross-view pointmap
         cj = canon[p.j]

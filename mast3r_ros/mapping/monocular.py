@@ -1,0 +1,330 @@
+"""Monocular MASt3R mapping: images only -> metric keyframe poses, intrinsics and 3D points.
+
+Entry point :func:`map_monocular` (library, CLI ``map build --frontend mast3r --optimize --no-depth``,
+and the mapping node). Steps:
+
+1. encode every image once (or take encodings cached in a map);
+2. pairs: a sequential window plus retrieval on the mean-pooled encoder tokens
+   (:func:`mast3r_ros.mapping.pairs.select_pairs`);
+3. each pair decoded both ways, matched with FRM (:mod:`mast3r_ros.mapping.mast3r_pairs`);
+4. the paper's sparse global alignment (canonical views, anchors, 3D matching, 2D reprojection),
+   with the intrinsics unknown (focal from the pointmaps, then the reprojection stage) or given.
+
+The metric scale is the network's: the alignment keeps the mean scale of the input pointmaps, and no
+ground truth is read anywhere. :func:`save_monocular_map` writes the result as a keyframe map of the
+MASt3R front-end (``mast3r_X`` = the aligned points), which the localizer reads like any other.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mast3r_ros.config_fields import setting
+from mast3r_ros.mapping.alignment_config import AlignmentConfig, monocular
+from mast3r_ros.mapping.mast3r_pairs import EncodedImage, Mast3rPairConfig, encode_images, infer_pair
+from mast3r_ros.mapping.outputs import CloudConfig, clean_point_cloud
+from mast3r_ros.mapping.pairs import PairSelectionConfig, select_pairs
+from mast3r_ros.mapping.types import AlignmentResult, MappingError, PairData, ViewData
+from mast3r_ros.model import ImageTransform
+
+
+def _monocular_pairs() -> PairSelectionConfig:
+    # why retrieval_k=2 (not 5): each MASt3R pair costs two decoder passes and one FRM; two retrieval
+    # partners per image already close the loops of a room-scale sequence
+    return PairSelectionConfig(retrieval_k=2)
+
+
+@dataclass
+class MonocularConfig:
+    """Monocular mapping (one component per field; each documents its own defaults).
+
+    image_size: long side of the network image (512 for the released model).
+    pairs: which image pairs are predicted (``retrieval_k=2``, see ``_monocular_pairs``).
+    matching: pairwise inference and FRM (:class:`Mast3rPairConfig`).
+    alignment: sparse global alignment (``monocular`` preset: the paper's, one shared focal).
+    cloud: the exported point cloud.
+    min_points_conf: keyframe 3D points whose fused pointmap confidence is below this are left out.
+    """
+    image_size: int = setting(512, "long side of the network image (pixels, multiple of 16)", min=64, max=2048)
+    pairs: PairSelectionConfig = field(default_factory=_monocular_pairs)
+    matching: Mast3rPairConfig = field(default_factory=Mast3rPairConfig)
+    alignment: AlignmentConfig = field(default_factory=monocular)
+    cloud: CloudConfig = field(default_factory=CloudConfig)
+    min_points_conf: float = setting(1.5, "minimum fused confidence of a stored keyframe point", min=1.0, max=1e6)
+
+
+@dataclass
+class MonocularMap:
+    """Result of :func:`map_monocular` (N images; map frame = the first image's camera, metres).
+
+    T_map_cam: [N,4,4] float64 camera-to-map poses (OpenCV optical frames).
+    K: [N,3,3] float64 intrinsics of the *original* images (estimated unless given).
+    points: N arrays [Hn,Wn,3] float32, each keyframe's aligned 3D points in its own camera at network
+        pixels (the front-end's ``mast3r_X``), NaN where invalid or below ``min_points_conf``.
+    encoded: N :class:`EncodedImage` (tokens, image transform, retrieval descriptor).
+    alignment: the :class:`AlignmentResult` (network-resolution intrinsics and depth maps).
+    pairs: the (i, j) pairs predicted. timings: seconds per step.
+    image_size: network long side the encodings were made at.
+    """
+    T_map_cam: np.ndarray
+    K: np.ndarray
+    points: list
+    encoded: list
+    alignment: AlignmentResult
+    pairs: list
+    timings: dict
+    image_size: int = 512
+
+    def summary(self) -> dict:
+        """Counts (pairs by the status of their matched direction), focal, timings (JSON-friendly)."""
+        return {"n_keyframes": len(self.K), "n_pairs": len(self.pairs),
+                "pairs_ok": sum(self.alignment.pair_status.get(p) == "ok" for p in self.pairs),
+                "pairs_fallback": sum(self.alignment.pair_status.get(p) == "fallback" for p in self.pairs),
+                "pairs_dropped": sum(self.alignment.pair_status.get(p) == "dropped" for p in self.pairs),
+                "focal_px": float(np.mean(self.K[:, 0, 0])),
+                "timings": dict(self.timings)}
+
+
+def network_K(K: np.ndarray, tf: ImageTransform) -> np.ndarray:
+    """[3,3] original-image intrinsics -> network-image intrinsics."""
+    return tf.intrinsics_to_network(K)
+
+
+def original_K(K_net: np.ndarray, tf: ImageTransform) -> np.ndarray:
+    """Inverse of :func:`network_K` (pixel-centre convention, resize then crop)."""
+    sx, sy = tf.scale_xy
+    K = np.array(K_net, np.float64)
+    K[0, :2] *= sx
+    K[1, :2] *= sy
+    K[0, 2] = (K_net[0, 2] + tf.crop_xy0[0] + 0.5) * sx - 0.5
+    K[1, 2] = (K_net[1, 2] + tf.crop_xy0[1] + 0.5) * sy - 0.5
+    return K
+
+
+def network_rgb(image: np.ndarray, tf: ImageTransform) -> np.ndarray:
+    """[Hn,Wn,3] uint8: the original image resized and cropped as the network saw it (cloud colours)."""
+    rw, rh = tf.resized_wh
+    x0, y0 = tf.crop_xy0
+    wn, hn = tf.network_wh
+    return np.ascontiguousarray(cv2.resize(np.asarray(image), (rw, rh), interpolation=cv2.INTER_AREA)
+                                [y0:y0 + hn, x0:x0 + wn])
+
+
+def map_monocular(images: list[np.ndarray], model, config: MonocularConfig | None = None,
+                  K: np.ndarray | None = None, encoded: list[EncodedImage] | None = None,
+                  depth_points: list | None = None, progress: bool = False) -> MonocularMap:
+    """Build a metric keyframe map from images alone (see module doc).
+
+    Args:
+        images: N [H,W,3] uint8 RGB images of one camera, in acquisition order (order matters for the
+            sequential pairs).
+        model: ``Mast3rModel`` or the oracle stand-in (``encode`` / ``infer``).
+        K: optional [3,3] (all images) or [N,3,3] float64 intrinsics of the original images; given,
+            they are kept fixed; None, the focal length is estimated.
+        encoded: optional N encodings already computed (e.g. cached in a map); skips the encoder.
+        depth_points: optional N [Hn,Wn,3] float32 camera-frame points from a depth sensor at network
+            pixels (NaN = none; the front-end's ``mast3r_X``), used as a metric depth prior; needs ``K``.
+    Raises:
+        MappingError: fewer than 2 images, bad images, no matched pair linking all images, divergence.
+    """
+    cfg = config or MonocularConfig()
+    n = len(images)
+    if n < 2:
+        raise MappingError(f"monocular mapping needs at least 2 overlapping images, got {n}")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    enc = encoded if encoded is not None else encode_images(model, images, cfg.image_size)
+    if len(enc) != n:
+        raise MappingError(f"{len(enc)} encodings for {n} images")
+    timings["encode"] = time.perf_counter() - t0
+    Ks = None if K is None else _per_image_K(K, n)
+    if depth_points is not None and Ks is None:
+        raise MappingError("a depth prior needs the intrinsics K")
+    t0 = time.perf_counter()
+    pair_ids = select_pairs(n, cfg.pairs, np.stack([e.global_desc for e in enc]))
+    pairs: list[PairData] = []
+    it = pair_ids
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(pair_ids, desc="mast3r pairs", unit="pair")
+    for i, j in it:
+        pairs.extend(infer_pair(model, enc[i], enc[j], i, j, cfg.matching))
+    timings["pairs"] = time.perf_counter() - t0
+    _require_linked(n, pairs, cfg.alignment.check.min_inliers, "matches")
+    views = []
+    for v, (image, e) in enumerate(zip(images, enc)):
+        wn, hn = e.transform.network_wh
+        Kn = None if Ks is None else network_K(Ks[v], e.transform)
+        d = None
+        if depth_points is not None and np.asarray(depth_points[v]).size:
+            d = np.nan_to_num(np.asarray(depth_points[v], np.float32)[..., 2], nan=0.0)
+        views.append(ViewData(size=(wn, hn), image=network_rgb(image, e.transform), K=Kn, depth=d, name=str(v)))
+    acfg = replace(cfg.alignment, known_intrinsics=True) if Ks is not None else cfg.alignment
+    res = _align(views, pairs, acfg, progress)
+    timings.update(res.timings)
+    ok_pairs = [p for p in pairs if res.pair_status.get((p.i, p.j)) == "ok"]
+    _require_linked(n, ok_pairs, 0, "matches passing the pair check")
+    K_out = np.stack([original_K(res.K[v], e.transform) for v, e in enumerate(enc)])
+    points = [_keyframe_points(res, v, cfg.min_points_conf) for v in range(n)]
+    return MonocularMap(res.T_world_cam, K_out, points, enc, res, pair_ids, timings, cfg.image_size)
+
+
+def _align(views, pairs, acfg, progress) -> AlignmentResult:
+    from mast3r_ros.mapping.sparse_ga import sparse_global_alignment  # torch-heavy: imported when used
+
+    return sparse_global_alignment(views, pairs, acfg, progress=progress)
+
+
+def _per_image_K(K: np.ndarray, n: int) -> np.ndarray:
+    K = np.asarray(K, np.float64)
+    if K.shape == (3, 3):
+        return np.repeat(K[None], n, 0)
+    if K.shape != (n, 3, 3):
+        raise MappingError(f"K must be [3,3] or [{n},3,3], got {K.shape}")
+    return K
+
+
+def _require_linked(n: int, pairs: list[PairData], min_matches: int, what: str) -> None:
+    """MappingError naming the groups of images when pairs with >= min_matches matches do not link them."""
+    parent = list(range(n))
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for p in pairs:
+        if len(p.conf) >= max(min_matches, 1):
+            parent[root(p.i)] = root(p.j)
+    groups: dict[int, list[int]] = {}
+    for v in range(n):
+        groups.setdefault(root(v), []).append(v)
+    if len(groups) > 1:
+        desc = "; ".join(_ranges(g) for g in sorted(groups.values())[:4])
+        raise MappingError(f"the images do not form one connected map: {len(groups)} groups share no pair with "
+                           f"{what} (images {desc}{'; ...' if len(groups) > 4 else ''}); give overlapping images")
+
+
+def _ranges(ids: list[int]) -> str:
+    return ",".join(str(i) for i in ids[:8]) + (",..." if len(ids) > 8 else "")
+
+
+def _keyframe_points(res: AlignmentResult, v: int, min_conf: float) -> np.ndarray:
+    """[Hn,Wn,3] float32 camera-frame points of view v from the aligned depth (NaN = invalid)."""
+    d = res.depth_map(v)
+    H, W = d.shape
+    x, y = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
+    Ki = np.linalg.inv(res.K[v])
+    rays = np.stack([Ki[0, 0] * x + Ki[0, 1] * y + Ki[0, 2], Ki[1, 1] * y + Ki[1, 2], np.ones_like(x)], -1)
+    X = (rays * d[..., None]).astype(np.float32)
+    X[~((d > 0) & (res.canonical_conf[v] >= min_conf))] = np.nan
+    return X
+
+
+def map_cloud(result: MonocularMap, images: list[np.ndarray] | None = None,
+              config: CloudConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cleaned cloud (map frame): (xyz [P,3] float32 metres, rgb [P,3] uint8), coloured from the original
+    [H,W,3] uint8 ``images`` when given (else grey)."""
+    res = result.alignment
+    neighbours: dict[int, list[int]] = {}
+    for (i, j), st in res.pair_status.items():
+        if st == "ok":
+            neighbours.setdefault(i, []).append(j)
+            neighbours.setdefault(j, []).append(i)
+    colours = None if images is None else [network_rgb(im, e.transform) for im, e in zip(images, result.encoded)]
+    return clean_point_cloud(res, colours, neighbours, config)
+
+
+def save_monocular_map(result: MonocularMap, images: list[np.ndarray], model, out: str | Path,
+                       frame_indices: list[int] | None = None, timestamps: list[float] | None = None,
+                       extra: dict | None = None, overwrite: bool = False,
+                       cloud: CloudConfig | None = None) -> Path:
+    """Write ``result`` as a keyframe map of the MASt3R front-end at ``out``.
+
+    Keyframes: the original images, ``K`` and ``T_map_cam`` of the result, the front-end's arrays
+    (encoder tokens, transform, retrieval descriptor) and ``mast3r_X`` = the aligned points; then the
+    retrieval index, ``trajectory_tum.txt`` and ``cloud.ply``. ``model`` must be the one that made the
+    predictions (its identity is the map's checkpoint record). Frame indices / timestamps default to
+    0..N-1.
+    """
+    from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd, Mast3rFrontEndConfig
+    from mast3r_ros.map import Keyframe, KeyframeMap, MapMeta
+    from mast3r_ros.map.build import write_index
+    from mast3r_ros.mapping.outputs import write_ply
+
+    n = len(result.K)
+    if len(images) != n:
+        raise MappingError(f"{len(images)} images for a map of {n} keyframes")
+    frontend = Mast3rFrontEnd(Mast3rFrontEndConfig(image_size=result.image_size), model=model)
+    idx = list(range(n)) if frame_indices is None else [int(i) for i in frame_indices]
+    stamps = [float(i) for i in idx] if timestamps is None else [float(t) for t in timestamps]
+    h, w = np.asarray(images[0]).shape[:2]
+    meta = MapMeta(frontend=frontend.name, checkpoint_sha256=frontend.checkpoint_sha256, image_size=(w, h),
+                   extra={"mapping": "monocular", **(extra or {})})
+    with KeyframeMap.create(out, meta, overwrite=overwrite) as kmap:
+        kmap.set_partial(f"monocular map save stopped before finishing ({n} keyframes planned)")
+        index_arrays = []
+        for v in range(n):
+            arrays = frontend.prepare_keyframe(np.asarray(images[v]), result.K[v], None)
+            arrays["mast3r_X"] = result.points[v]
+            kmap.add_keyframe(Keyframe(None, idx[v], stamps[v], np.asarray(images[v]), result.K[v],
+                                       result.T_map_cam[v], None, arrays))
+            index_arrays.append({k: arrays[k] for k in frontend.index_array_names})
+        write_index(kmap, frontend, index_arrays)
+        xyz, rgb = map_cloud(result, images, cloud)
+        write_ply(Path(out) / "cloud.ply", xyz, rgb)
+        kmap.set_partial(None)
+    return Path(out)
+
+
+
+def trajectory_accuracy(T_est: np.ndarray, T_gt: np.ndarray, K_est: np.ndarray | None = None,
+                        K_gt: np.ndarray | None = None) -> dict:
+    """Evaluation against ground truth (reports only; nothing here feeds back into the map).
+
+    Args:
+        T_est, T_gt: [N,4,4] float64 camera-to-world poses (their world frames may differ).
+        K_est, K_gt: optional [N,3,3] / [3,3] intrinsics of the original images.
+    Returns:
+        ``ate_se3_m``: RMSE of the camera centres after the best rigid alignment (metric: no scale);
+        ``ate_sim3_m`` and ``sim3_scale``: the same after the best similarity alignment;
+        ``focal_error_pct``: mean |f_est - f_gt| / f_gt of fx and fy, in percent (with K).
+    """
+    from mast3r_ros.geometry.alignment import umeyama
+
+    c_est, c_gt = np.asarray(T_est)[:, :3, 3], np.asarray(T_gt)[:, :3, 3]
+    out = {}
+    for name, with_scale in (("se3", False), ("sim3", True)):
+        T, s = umeyama(c_est, c_gt, with_scale=with_scale)
+        err = c_est @ (s * T[:3, :3]).T + T[:3, 3] - c_gt
+        out[f"ate_{name}_m"] = float(np.sqrt(np.mean(np.sum(err * err, axis=1))))
+        if with_scale:
+            out["sim3_scale"] = float(s)
+    if K_est is not None and K_gt is not None:
+        Ke = np.asarray(K_est, np.float64).reshape(-1, 3, 3)
+        Kg = np.broadcast_to(np.asarray(K_gt, np.float64).reshape(-1, 3, 3), Ke.shape)
+        rel = np.abs(np.r_[Ke[:, 0, 0] / Kg[:, 0, 0], Ke[:, 1, 1] / Kg[:, 1, 1]] - 1.0)
+        out["focal_error_pct"] = float(100.0 * rel.mean())
+    return out
+
+
+def frame_alignment(T_est: np.ndarray, T_gt: np.ndarray) -> np.ndarray:
+    """[4,4] rigid transform G (estimate frame -> ground-truth frame) fitted to whole poses.
+
+    Why not only the camera centres: a short or straight trajectory leaves the rotation about its own
+    line free; the tips of each camera's axes (1 m along x, y, z) fix it. Evaluation only.
+    """
+    from mast3r_ros.geometry.alignment import umeyama
+
+    def tips(T: np.ndarray) -> np.ndarray:
+        T = np.asarray(T, np.float64)
+        c = T[:, :3, 3]
+        return np.concatenate([c] + [c + T[:, :3, a] for a in range(3)])
+
+    G, _ = umeyama(tips(T_est), tips(T_gt))
+    return G
