@@ -98,6 +98,14 @@ def test_saved_map_localizes_rgb_queries_with_the_mast3r_frontend(kitchen, oracl
         assert t_err < 0.013 and r_err < 0.4, (r.index, t_err, r_err)  # measured 0.69 / 0.93 cm, 0.11 / 0.25 deg
 
 
+def test_given_intrinsics_are_kept(kitchen, oracle):
+    frames = kitchen.frames("0:48:12")
+    res = map_monocular([kitchen.load_rgb(f) for f in frames], oracle, _config(), K=kitchen.K)
+    assert np.allclose(res.K, kitchen.K, rtol=1e-6)  # back from network pixels exactly (float32 focal)
+    acc = trajectory_accuracy(res.T_map_cam, np.stack([f.T_world_cam for f in frames]))
+    assert acc["ate_se3_m"] < 0.0015, acc  # measured 0.074 cm
+
+
 def test_optimize_a_mast3r_map_with_depth(kitchen, oracle, tmp_path):
     fe = Mast3rFrontEnd(Mast3rFrontEndConfig(image_size=SIZE), model=oracle)
     build_map(kitchen, "0:48:12", fe, tmp_path / "d")
