@@ -144,3 +144,36 @@ def test_no_source_file_over_400_lines():
     assert not new, f"files over {MAX_LINES} lines: {new}"
     fixed = sorted(set(KNOWN_LONG) - set(too_long))
     assert not fixed, f"listed in KNOWN_LONG but now <= {MAX_LINES} lines (remove them from the list): {fixed}"
+
+
+def _declared_all(path: Path) -> list[str] | None:
+    """The names of a module's top-level ``__all__ = [...]`` (None when it has none)."""
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            return [ast.literal_eval(e) for e in node.value.elts]
+    return None
+
+
+def test_every_sub_package_init_is_a_table_of_contents():
+    """Each sub-package's ``__init__`` has a docstring and an ``__all__`` whose every name is one of its
+    modules or a name it defines or imports (issue 15: ``__all__`` + a line per module)."""
+    problems = []
+    for init in sorted(PACKAGE.rglob("__init__.py")):
+        rel = init.parent.relative_to(PACKAGE)
+        if not rel.parts or rel.parts[0] in GENERATED:
+            continue
+        tree = ast.parse(init.read_text(encoding="utf-8"))
+        names = _declared_all(init)
+        if ast.get_docstring(tree) is None or names is None:
+            problems.append(f"{rel}: no docstring or no __all__")
+            continue
+        modules = {p.stem for p in init.parent.glob("*.py")}
+        modules |= {p.parent.name for p in init.parent.glob("*/__init__.py")}
+        bound = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                 for a in n.names}
+        bound |= {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        bound |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        missing = [n for n in names if n not in modules | bound]
+        if missing:
+            problems.append(f"{rel}: __all__ names neither a module nor a defined name: {missing}")
+    assert not problems, problems
