@@ -12,7 +12,6 @@ accurately; start-up logs and /diagnostics say `model: oracle`."""
 from __future__ import annotations
 
 import signal
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,6 @@ from geometry_msgs.msg import PoseArray  # noqa: E402
 
 from mast3r_ros.geometry.transforms import invert, pose_errors  # noqa: E402
 from mast3r_ros.map import KeyframeMap  # noqa: E402
-from mast3r_ros.paths import REPO_ROOT  # noqa: E402
 from mast3r_ros.ros.bag.bag_io import read_bag  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL, pointcloud2_to_xyz_rgb, pose_to_T  # noqa: E402
@@ -33,29 +31,15 @@ from mast3r_ros.ros.nodes.node_io import LATCHED  # noqa: E402
 from mast3r_ros.srv import SaveMap  # noqa: E402
 
 from .live_client import LiveClient, ros_env, stop_process_tree, unique_domain_id  # noqa: E402
-from .test_ros_recipe import recipe_commands  # noqa: E402
+from .recipes import dataset_excerpt, readme_recipe, run_step, start_step, user_checkout  # noqa: E402
 
 MARKER = "<!-- ros-mono-recipe"
 DATASET = "../shared/data/7scenes_redkitchen"
 EXCERPT = (0, 15, 30, 45, 6, 12, 18, 24)  # the mapping bag's frames (0:46:15), then the queries' (6:25:6)
 
 
-def _commands() -> list[list[str]]:
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    return recipe_commands(readme[readme.index(MARKER):].replace(MARKER, "<!-- ros-bag-recipe", 1))
-
-
-def _excerpt(src: Path, dst: Path) -> Path:
-    dst.mkdir()
-    (dst / "camera-intrinsics.txt").symlink_to(src / "camera-intrinsics.txt")
-    for i in EXCERPT:
-        for part in ("color.jpg", "depth.png", "pose.txt"):
-            (dst / f"frame-{i:06d}.{part}").symlink_to(src / f"frame-{i:06d}.{part}")
-    return dst
-
-
 def test_readme_mono_recipe_sets_only_what_monocular_mapping_needs():
-    cmds = _commands()
+    cmds = readme_recipe(MARKER)
     assert [c[1] for c in cmds] == ["make-bag", "launch", "play", "service", "make-bag", "launch", "play"]
     params = [c[i + 1] for c in cmds for i, a in enumerate(c) if a in ("-p", "--param")]
     assert params == ["subscribe_depth:=false", f"oracle_dataset:={DATASET}", f"oracle_dataset:={DATASET}"]
@@ -85,11 +69,9 @@ def _models(client: LiveClient) -> set:
 
 
 def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
-    data = _excerpt(data_dir / "7scenes_redkitchen" / "data", tmp_path / "kitchen8")
-    cmds = [[a.replace(DATASET, str(data)) for a in c] for c in _commands()]
-    work = tmp_path / "checkout"
-    work.mkdir()
-    (work / ".venv").symlink_to(REPO_ROOT / ".venv")
+    data = dataset_excerpt(data_dir / "7scenes_redkitchen" / "data", tmp_path / "kitchen8", EXCERPT)
+    cmds = [[a.replace(DATASET, str(data)) for a in c] for c in readme_recipe(MARKER)]
+    work = user_checkout(tmp_path)
     domain = unique_domain_id()
     env = ros_env(domain)
     launch = client = None
@@ -113,8 +95,7 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
                     client.close()
                     stop_process_tree(launch, signal.SIGINT, 15.0)
                 logs.append(tmp_path / f"launch_{cmd[2]}.log")
-                launch = subprocess.Popen(cmd, cwd=work, env=env, stdout=open(logs[-1], "wb"),
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+                launch = start_step(cmd, work, env, logs[-1])
                 client = LiveClient(domain)
                 if cmd[2] == "mapping":
                     client.node.create_subscription(PoseArray, "/mast3r/keyframe_poses", kf_msgs.append, LATCHED)
@@ -122,9 +103,7 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
                 assert client.wait_matched(keys, 120.0), logs[-1].read_text()[-3000:]
                 continue
             log = tmp_path / f"{cmd[1]}_{len(phases)}.log"
-            rc = subprocess.run(cmd, cwd=work, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                                timeout=180).returncode
-            assert rc == 0, f"{' '.join(cmd)}: rc {rc}\n" + log.read_text()[-2000:]
+            run_step(cmd, work, env, log)
             if cmd[1] == "play":
                 images, _ = _bag_truth(work / cmd[2])
                 if "save" not in phases:  # mapping: every frame is buffered at once, so all are answered

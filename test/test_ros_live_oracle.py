@@ -9,8 +9,6 @@ configure fails with one logged line naming it, the process stays alive."""
 from __future__ import annotations
 
 import signal
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,35 +19,20 @@ pytest.importorskip("mast3r_ros.msg")
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
 
 from mast3r_ros.geometry.transforms import pose_errors  # noqa: E402
-from mast3r_ros.paths import REPO_ROOT  # noqa: E402
 from mast3r_ros.ros.bag.bag_io import read_bag  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL, pose_to_T  # noqa: E402
 
 from .live_client import LiveClient, ros_env, start_launch, stop_process_tree, unique_domain_id  # noqa: E402
-from .test_ros_recipe import recipe_commands  # noqa: E402
+from .recipes import dataset_excerpt, readme_recipe, run_recipe, user_checkout  # noqa: E402
 
 MARKER = "<!-- ros-oracle-recipe"
 DATASET = "../shared/data/7scenes_redkitchen"
 EXCERPT = range(0, 31, 3)  # the frames on disk that the recipe's map (0:31:15) and bag (6:25:6) use
 
 
-def _commands() -> list[list[str]]:
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    return recipe_commands(readme[readme.index(MARKER):].replace(MARKER, "<!-- ros-bag-recipe", 1))
-
-
-def _excerpt(src: Path, dst: Path) -> Path:
-    dst.mkdir()
-    (dst / "camera-intrinsics.txt").symlink_to(src / "camera-intrinsics.txt")
-    for i in EXCERPT:
-        for part in ("color.jpg", "depth.png", "pose.txt"):
-            (dst / f"frame-{i:06d}.{part}").symlink_to(src / f"frame-{i:06d}.{part}")
-    return dst
-
-
 def test_readme_oracle_recipe_sets_only_the_oracle_parameter():
-    cmds = _commands()
+    cmds = readme_recipe(MARKER)
     assert [c[1] for c in cmds] == ["map", "make-bag", "launch", "play"]
     params = [c[i + 1] for c in cmds for i, a in enumerate(c) if a in ("-p", "--param")]
     assert params == [f"oracle_dataset:={DATASET}"]
@@ -58,25 +41,15 @@ def test_readme_oracle_recipe_sets_only_the_oracle_parameter():
 
 
 def test_readme_oracle_recipe_localizes_a_played_bag(data_dir, tmp_path):
-    data = _excerpt(data_dir / "7scenes_redkitchen" / "data", tmp_path / "kitchen11")
-    cmds = [[str(data) if a == DATASET else a.replace(DATASET, str(data)) for a in c] for c in _commands()]
-    work = tmp_path / "checkout"
-    work.mkdir()
-    (work / ".venv").symlink_to(REPO_ROOT / ".venv")
+    data = dataset_excerpt(data_dir / "7scenes_redkitchen" / "data", tmp_path / "kitchen11", EXCERPT)
+    cmds = [[str(data) if a == DATASET else a.replace(DATASET, str(data)) for a in c] for c in readme_recipe(MARKER)]
+    work = user_checkout(tmp_path)
     domain = unique_domain_id()
     env = ros_env(domain)
     client = LiveClient(domain)
-    launch = None
+    started: list = []
     try:
-        for cmd in cmds:
-            log = open(tmp_path / f"{cmd[1]}.log", "wb")
-            if cmd[1] == "launch":
-                launch = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True)
-                assert client.wait_matched(("status", "pose"), 120.0), (tmp_path / "launch.log").read_text()[-3000:]
-                continue
-            rc = subprocess.run(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=180).returncode
-            assert rc == 0, f"{' '.join(cmd)}: rc {rc}\n" + (tmp_path / f"{cmd[1]}.log").read_text()[-2000:]
+        run_recipe(cmds, work, env, tmp_path, client, started)
         bag = work / next(c for c in cmds if c[1] == "play")[2]
         images = [stamp_to_ns(m.header.stamp) for _, _, m in read_bag(bag, ["/camera/image_raw"])]
         gt = {stamp_to_ns(m.header.stamp): pose_to_T(m.pose) for _, _, m in read_bag(bag, ["/ground_truth/pose"])}
@@ -87,7 +60,7 @@ def test_readme_oracle_recipe_localizes_a_played_bag(data_dir, tmp_path):
         client.wait_for(lambda: any("model" in {v.key for s in d.status for v in s.values}
                                     for d in client.messages("diagnostics")), 5.0)
     finally:
-        if launch is not None:
+        for launch in started:
             stop_process_tree(launch, signal.SIGINT, 15.0)
         statuses, poses, diags = client.messages("status"), client.messages("pose"), client.messages("diagnostics")
         client.close()

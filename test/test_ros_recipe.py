@@ -8,10 +8,7 @@ localization bound, and at least 90 % of the played frames answered by a status.
 from __future__ import annotations
 
 import os
-import re
-import shlex
 import signal
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -21,27 +18,18 @@ pytest.importorskip("rclpy")
 pytest.importorskip("mast3r_ros.msg")
 
 from mast3r_ros.geometry.transforms import pose_errors  # noqa: E402
-from mast3r_ros.paths import REPO_ROOT  # noqa: E402
 from mast3r_ros.ros.bag.bag_io import read_bag  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL, pose_to_T  # noqa: E402
 
 from .live_client import LiveClient, ros_env, stop_process_tree, unique_domain_id  # noqa: E402
+from .recipes import readme_recipe, run_recipe, user_checkout  # noqa: E402
 
 MARKER = "<!-- ros-bag-recipe"
 
 
-def recipe_commands(readme: str) -> list[list[str]]:
-    """The commands of the fenced block after the marker (continuation lines joined)."""
-    start = readme.index(MARKER)
-    block = re.search(r"```bash\n(.*?)```", readme[start:], re.S)
-    assert block, "no ```bash block after the ros-bag-recipe marker"
-    text = block.group(1).replace("\\\n", " ")
-    return [shlex.split(line, comments=True) for line in text.splitlines() if line.split("#")[0].strip()]
-
-
 def test_readme_recipe_extracts_four_commands():
-    cmds = recipe_commands((REPO_ROOT / "README.md").read_text(encoding="utf-8"))
+    cmds = readme_recipe(MARKER)
     assert [c[1] for c in cmds] == ["map", "make-bag", "launch", "play"]
     # shipped defaults: no node parameter at all
     params = [c[i + 1] for c in cmds for i, a in enumerate(c) if a in ("-p", "--param")]
@@ -52,36 +40,23 @@ def test_readme_recipe_extracts_four_commands():
 
 
 def test_readme_bag_recipe_gives_poses(data_dir, tmp_path):
-    cmds = recipe_commands((REPO_ROOT / "README.md").read_text(encoding="utf-8"))
+    cmds = readme_recipe(MARKER)
     # the README's relative paths, as from a checkout: .venv and ../shared next to the working folder
-    work = tmp_path / "checkout"
-    work.mkdir()
-    (work / ".venv").symlink_to(REPO_ROOT / ".venv")
+    work = user_checkout(tmp_path)
     (tmp_path / "shared").symlink_to(data_dir.parent)
     domain = unique_domain_id()
     env = ros_env(domain)
     client = LiveClient(domain)
-    launch = None
+    started: list = []
     try:
-        for cmd in cmds:
-            log = open(tmp_path / f"{cmd[1]}.log", "wb")
-            if cmd[1] == "launch":  # its own terminal: runs on
-                launch = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True)
-                # the user's rviz / `ros2 topic echo` is connected before the bag plays: a status sent
-                # before our reader matched the node's writer never arrives (CI once saw 13/15 answered
-                # while the node's log timing shows it processed the first frame 1 s after "ready")
-                assert client.wait_matched(("status", "pose"), 120.0), (tmp_path / "launch.log").read_text()[-3000:]
-                continue
-            rc = subprocess.run(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=180).returncode
-            assert rc == 0, f"{' '.join(cmd)}: rc {rc}\n" + (tmp_path / f"{cmd[1]}.log").read_text()[-2000:]
+        run_recipe(cmds, work, env, tmp_path, client, started)
         bag = work / next(c for c in cmds if c[1] == "play")[2]
         images = [stamp_to_ns(m.header.stamp) for _, _, m in read_bag(bag, ["/camera/image_raw"])]
         gt = {stamp_to_ns(m.header.stamp): pose_to_T(m.pose) for _, _, m in read_bag(bag, ["/ground_truth/pose"])}
         last = images[-1]
         client.wait_for(lambda: any(stamp_to_ns(s.header.stamp) == last for s in client.messages("status")), 20.0)
     finally:
-        if launch is not None:
+        for launch in started:
             took, left = stop_process_tree(launch, signal.SIGINT, 15.0)
         client_status, client_poses = client.messages("status"), client.messages("pose")
         client.close()
@@ -116,7 +91,7 @@ def _no_stray_env(monkeypatch):
 
 
 def test_recipe_paths_are_relative_to_a_checkout():
-    cmds = recipe_commands((REPO_ROOT / "README.md").read_text(encoding="utf-8"))
+    cmds = readme_recipe(MARKER)
     assert all(c[0] == ".venv/bin/mast3r-ros" for c in cmds)
     files = [c[i + 1] for c in cmds for i, a in enumerate(c) if a in ("--dataset", "--out", "--map")]
     assert files and not any(os.path.isabs(f) for f in files)
