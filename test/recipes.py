@@ -8,6 +8,9 @@ import subprocess
 from pathlib import Path
 
 from mast3r_ros.paths import REPO_ROOT
+from mast3r_ros.ros.bag.bag_io import read_bag
+from mast3r_ros.ros.compat.conversions import stamp_to_ns
+from mast3r_ros.ros.compat.conversions_geometry import pose_to_T
 
 
 def recipe_commands(readme: str, marker: str = "<!-- ros-bag-recipe") -> list[list[str]]:
@@ -30,6 +33,14 @@ def user_checkout(tmp_path: Path) -> Path:
     work.mkdir()
     (work / ".venv").symlink_to(REPO_ROOT / ".venv")
     return work
+
+
+def recipe_client(tmp_path: Path):
+    """(checkout folder, its processes' environment, a LiveClient) on a DDS domain of this test's own."""
+    from .live_client import LiveClient, ros_env, unique_domain_id
+
+    domain = unique_domain_id()
+    return user_checkout(tmp_path), ros_env(domain), LiveClient(domain)
 
 
 def dataset_excerpt(src: Path, dst: Path, frames) -> Path:
@@ -69,3 +80,15 @@ def run_recipe(cmds: list[list[str]], work: Path, env: dict, logs: Path, client,
             assert client.wait_matched(keys, 120.0), log.read_text()[-3000:]
             continue
         run_step(cmd, work, env, log)
+
+
+def bag_truth(bag: Path) -> tuple[list[int], dict]:
+    """(image stamps ns, {stamp ns: ground-truth T_map_cam [4,4]}) of a ``make-bag`` bag."""
+    images = [stamp_to_ns(m.header.stamp) for _, _, m in read_bag(bag, ["/camera/image_raw"])]
+    gt = {stamp_to_ns(m.header.stamp): pose_to_T(m.pose) for _, _, m in read_bag(bag, ["/ground_truth/pose"])}
+    return images, gt
+
+
+def played_bag(cmds: list[list[str]], work: Path) -> Path:
+    """The bag the recipe's (first) ``play`` command plays."""
+    return work / next(c for c in cmds if c[1] == "play")[2]

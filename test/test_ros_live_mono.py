@@ -12,7 +12,6 @@ accurately; start-up logs and /diagnostics say `model: oracle`."""
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,14 +23,13 @@ from geometry_msgs.msg import PoseArray  # noqa: E402
 
 from mast3r_ros.geometry.transforms import invert, pose_errors  # noqa: E402
 from mast3r_ros.map import KeyframeMap  # noqa: E402
-from mast3r_ros.ros.bag.bag_io import read_bag  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL, pointcloud2_to_xyz_rgb, pose_to_T  # noqa: E402
 from mast3r_ros.ros.nodes.node_io import LATCHED  # noqa: E402
 from mast3r_ros.srv import SaveMap  # noqa: E402
 
 from .live_client import LiveClient, ros_env, stop_process_tree, unique_domain_id  # noqa: E402
-from .recipes import dataset_excerpt, readme_recipe, run_step, start_step, user_checkout  # noqa: E402
+from .recipes import bag_truth, dataset_excerpt, readme_recipe, run_step, start_step, user_checkout  # noqa: E402
 
 MARKER = "<!-- ros-mono-recipe"
 DATASET = "../shared/data/7scenes_redkitchen"
@@ -47,13 +45,6 @@ def test_readme_mono_recipe_sets_only_what_monocular_mapping_needs():
     assert all(c[c.index("--frontend") + 1] == "mast3r" for c in cmds if c[1] == "launch")
     assert all("--no-depth" in c and "--rgbd-calib" not in c for c in cmds if c[1] == "make-bag")
     assert cmds[3][:4] == ["ros2", "service", "call", "/mast3r/save_map"]
-
-
-def _bag_truth(bag: Path) -> tuple[list[int], dict]:
-    """(image stamps ns, {stamp: T_map_cam ground truth [4,4]}) of a make-bag bag."""
-    images = [stamp_to_ns(m.header.stamp) for _, _, m in read_bag(bag, ["/camera/image_raw"])]
-    gt = {stamp_to_ns(m.header.stamp): pose_to_T(m.pose) for _, _, m in read_bag(bag, ["/ground_truth/pose"])}
-    return images, gt
 
 
 def _answered(client: LiveClient, stamps: list[int]) -> bool:
@@ -105,7 +96,7 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
             log = tmp_path / f"{cmd[1]}_{len(phases)}.log"
             run_step(cmd, work, env, log)
             if cmd[1] == "play":
-                images, _ = _bag_truth(work / cmd[2])
+                images, _ = bag_truth(work / cmd[2])
                 if "save" not in phases:  # mapping: every frame is buffered at once, so all are answered
                     assert client.wait_for(lambda: _answered(client, images), 30.0), logs[-1].read_text()[-3000:]
                     phases["mapping_status"] = list(client.messages("status"))
@@ -124,7 +115,7 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
     assert "Traceback" not in map_log + loc_log
 
     # mapping: no depth, no odometry -> every frame 0.5 s after the last is a keyframe
-    map_images, map_gt = _bag_truth(work / "mono.bag")
+    map_images, map_gt = bag_truth(work / "mono.bag")
     mapping = phases["mapping_status"]
     assert all(s.message.startswith("keyframe ") for s in mapping), [s.message for s in mapping]
     assert sorted(stamp_to_ns(s.header.stamp) for s in mapping if s.keyframe_ids) == map_images
@@ -141,7 +132,7 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
     kf_err = np.array([pose_errors(T, T_map_world @ map_gt[s]) for T, s in zip(T_kf, map_images)])
 
     # localization in that map: poses in frame map at the played stamps, near the ground truth
-    q_images, q_gt = _bag_truth(work / "mono_q.bag")
+    q_images, q_gt = bag_truth(work / "mono_q.bag")
     answered = {stamp_to_ns(s.header.stamp) for s in statuses} & set(q_images)
     assert poses and all(p.header.frame_id == "map" and stamp_to_ns(p.header.stamp) in q_gt for p in poses)
     q_err = np.array([pose_errors(pose_to_T(p.pose.pose) @ T_BODY_OPTICAL,

@@ -19,12 +19,11 @@ pytest.importorskip("mast3r_ros.msg")
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
 
 from mast3r_ros.geometry.transforms import pose_errors  # noqa: E402
-from mast3r_ros.ros.bag.bag_io import read_bag  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL, pose_to_T  # noqa: E402
 
-from .live_client import LiveClient, ros_env, start_launch, stop_process_tree, unique_domain_id  # noqa: E402
-from .recipes import dataset_excerpt, readme_recipe, run_recipe, user_checkout  # noqa: E402
+from .live_client import LiveClient, start_launch, stop_process_tree, unique_domain_id  # noqa: E402
+from .recipes import bag_truth, dataset_excerpt, played_bag, readme_recipe, recipe_client, run_recipe  # noqa: E402
 
 MARKER = "<!-- ros-oracle-recipe"
 DATASET = "../shared/data/7scenes_redkitchen"
@@ -43,16 +42,11 @@ def test_readme_oracle_recipe_sets_only_the_oracle_parameter():
 def test_readme_oracle_recipe_localizes_a_played_bag(data_dir, tmp_path):
     data = dataset_excerpt(data_dir / "7scenes_redkitchen" / "data", tmp_path / "kitchen11", EXCERPT)
     cmds = [[str(data) if a == DATASET else a.replace(DATASET, str(data)) for a in c] for c in readme_recipe(MARKER)]
-    work = user_checkout(tmp_path)
-    domain = unique_domain_id()
-    env = ros_env(domain)
-    client = LiveClient(domain)
+    work, env, client = recipe_client(tmp_path)
     started: list = []
     try:
         run_recipe(cmds, work, env, tmp_path, client, started)
-        bag = work / next(c for c in cmds if c[1] == "play")[2]
-        images = [stamp_to_ns(m.header.stamp) for _, _, m in read_bag(bag, ["/camera/image_raw"])]
-        gt = {stamp_to_ns(m.header.stamp): pose_to_T(m.pose) for _, _, m in read_bag(bag, ["/ground_truth/pose"])}
+        images, gt = bag_truth(played_bag(cmds, work))
         # frames arrive faster than the stand-in's MASt3R path answers them: the newest waits (frame_queue_size
         # 1), so the first and the last played frame are always processed
         last = images[-1]

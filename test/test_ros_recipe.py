@@ -18,12 +18,11 @@ pytest.importorskip("rclpy")
 pytest.importorskip("mast3r_ros.msg")
 
 from mast3r_ros.geometry.transforms import pose_errors  # noqa: E402
-from mast3r_ros.ros.bag.bag_io import read_bag  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL, pose_to_T  # noqa: E402
 
-from .live_client import LiveClient, ros_env, stop_process_tree, unique_domain_id  # noqa: E402
-from .recipes import readme_recipe, run_recipe, user_checkout  # noqa: E402
+from .live_client import stop_process_tree  # noqa: E402
+from .recipes import bag_truth, played_bag, readme_recipe, recipe_client, run_recipe  # noqa: E402
 
 MARKER = "<!-- ros-bag-recipe"
 
@@ -42,17 +41,12 @@ def test_readme_recipe_extracts_four_commands():
 def test_readme_bag_recipe_gives_poses(data_dir, tmp_path):
     cmds = readme_recipe(MARKER)
     # the README's relative paths, as from a checkout: .venv and ../shared next to the working folder
-    work = user_checkout(tmp_path)
+    work, env, client = recipe_client(tmp_path)
     (tmp_path / "shared").symlink_to(data_dir.parent)
-    domain = unique_domain_id()
-    env = ros_env(domain)
-    client = LiveClient(domain)
     started: list = []
     try:
         run_recipe(cmds, work, env, tmp_path, client, started)
-        bag = work / next(c for c in cmds if c[1] == "play")[2]
-        images = [stamp_to_ns(m.header.stamp) for _, _, m in read_bag(bag, ["/camera/image_raw"])]
-        gt = {stamp_to_ns(m.header.stamp): pose_to_T(m.pose) for _, _, m in read_bag(bag, ["/ground_truth/pose"])}
+        images, gt = bag_truth(played_bag(cmds, work))
         last = images[-1]
         client.wait_for(lambda: any(stamp_to_ns(s.header.stamp) == last for s in client.messages("status")), 20.0)
     finally:
