@@ -194,7 +194,7 @@ class OracleModel:
 
     def _pair(self, i1: int, i2: int, heads1, heads2) -> tuple[dict, dict]:
         nz = self.noise
-        rng = np.random.default_rng([nz.seed, i1, i2])
+        rng = np.random.default_rng([nz.seed, *self.source.view_key(i1), *self.source.view_key(i2)])
         f1, f2 = self.source.frame(i1), self.source.frame(i2)
         s_pair = float(np.exp(nz.pair_scale * rng.standard_normal()))
         s_view = float(np.exp(nz.view_scale * rng.standard_normal()))

@@ -197,6 +197,14 @@ class OracleSource:
             self._crop_views[view] = (index, ImageTransform((W, H), (W, H), (x0, y0), (w, h)))
         return self._crop_ids[key]
 
+    def view_key(self, view: int) -> tuple[int, ...]:
+        """What a view is, for seeding its noise: (frame index,) or (CROP_BASE, frame, x0, y0, w, h), so
+        the same crop gets the same prediction whatever order crops were first seen in."""
+        if view not in self._crop_views:
+            return (view,)
+        index, tf = self._crop_views[view]
+        return (CROP_BASE, index, *tf.crop_xy0, *tf.network_wh)
+
     def crop_box(self, view: int) -> tuple[int, tuple[int, int, int, int]] | None:
         """(frame index, (x0, y0, x1, y1)) of a crop view id, None for a whole frame."""
         if view not in self._crop_views:
