@@ -77,3 +77,13 @@ def test_crops_that_are_no_window_of_a_registered_frame_are_refused(kitchen, mod
         model.encode(_crop(kitchen, 90, 20, 20))                   # frame 90 is not registered
     with pytest.raises(OracleError, match="not a registered frame"):
         model.encode(torch.zeros(1, 3, 384, 512))
+
+
+def test_a_crop_gets_the_same_prediction_whatever_was_seen_before(kitchen):
+    """Noise is seeded by (frame, window): the order crops are first seen in changes nothing."""
+    noisy = [OracleModel.from_dataset(kitchen, OracleNoise(), frames=[A, B]) for _ in range(2)]
+    c1, c2 = _crop(kitchen, A, 37, 53), _crop(kitchen, B, 100, 20)
+    noisy[1].encode(_crop(kitchen, A, 5, 5))                # another crop first: other view ids
+    outs = [m.infer(m.encode(c1), m.encode(c2)) for m in noisy]
+    for k in ("pts3d", "desc", "conf"):
+        assert torch.equal(outs[0][0][k], outs[1][0][k]) and torch.equal(outs[0][1][k], outs[1][1][k])
