@@ -73,3 +73,17 @@ def test_bf16_weights_without_bf16_precision_is_refused():
         InferenceConfig(amp_dtype="fp32", bf16_weights=True).validate()
     with pytest.raises(ValueError, match="bf16_weights needs bf16 precision"):
         InferenceConfig(bf16_weights=True).validate()
+
+
+def test_the_frontend_setting_reaches_the_model(tiny_checkpoint):
+    """``mast3r.bf16_weights`` (ROS parameter, ``--set``) is the front-end config field the model is built with."""
+    from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd, Mast3rFrontEndConfig
+
+    def linear_dtypes(cfg):
+        net = Mast3rFrontEnd(cfg).model.net
+        return {m.weight.dtype for m in net.modules() if isinstance(m, nn.Linear)}
+
+    base = Mast3rFrontEndConfig(checkpoint=str(tiny_checkpoint), amp_dtype="bf16")
+    assert linear_dtypes(base) == {torch.float32}
+    assert linear_dtypes(Mast3rFrontEndConfig(checkpoint=str(tiny_checkpoint), amp_dtype="bf16",
+                                              bf16_weights=True)) == {torch.bfloat16}

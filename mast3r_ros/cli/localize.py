@@ -63,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
         calib = (calibration_from_arg(args.rgbd_calib)
                  or RgbdCalibration.from_dict(kmap.meta.extra.get("rgbd_calibration")))
         oracle = oracle_from_args(args, dataset, spec, calib)
+        if oracle is not None and cfg["mast3r"].coarse_to_fine:
+            # coarse-to-fine sends keyframe images (not only their cached encodings) to the network
+            oracle.source.register([kmap.get_keyframe(i, load_image=False, load_depth=False).frame_index
+                                    for i in kmap.keyframe_ids()])
         localizer = Localizer(kmap, frontend_from_args(kmap.meta.frontend, args.checkpoint, oracle, cfg["mast3r"]),
                               cfg["localizer"])
         records = localize_frames(localizer, dataset, spec, progress=sys.stderr.isatty(),

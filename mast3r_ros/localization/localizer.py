@@ -248,9 +248,11 @@ class Localizer:
         return [self.frontend.match(query, kf) for kf in keyframes]
 
     def _load_keyframe(self, kf_id: int) -> Keyframe:
-        """Keyframe with its front-end arrays (no image, no depth), read from the map (sha256-verified)."""
-        return self.map.get_keyframe(kf_id, load_image=False, arrays=list(self.frontend.array_names),
-                                     load_depth=False)
+        """Keyframe with its front-end arrays, read from the map (sha256-verified); the image and depth
+        only when the front-end asks for them (``keyframe_pixels``, e.g. MASt3R coarse-to-fine)."""
+        pixels = bool(getattr(self.frontend, "keyframe_pixels", False))
+        return self.map.get_keyframe(kf_id, load_image=pixels, arrays=list(self.frontend.array_names),
+                                     load_depth=pixels)
 
 
 def _check_image(image) -> np.ndarray:

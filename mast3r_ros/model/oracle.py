@@ -28,7 +28,9 @@ from the descriptor's deviation, with random spread) and are low where the senso
 
 Encodings: ``tokens`` [B, N, 256]: channels 0-254 a soft assignment of each patch's world point to
 scene anchors (mean-pooled they are a retrieval descriptor, as the front-end uses them); channel 255
-of token 0 carries the frame index (exact in float32), so encodings cached in a map still resolve.
+of token 0 carries the view id (exact in float32), so encodings cached in a map still resolve: the frame
+index for a whole frame, an id >= ``CROP_BASE`` for an unresized crop of a registered frame
+(coarse-to-fine; ``oracle_crops.py``), predicted with the frame's geometry in the crop's pixels.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ from mast3r_ros.geometry.transforms import rotation_exp
 
 from .inference import HEADS, InferenceConfig
 from .network import Encoding
-from .oracle_scene import DESC_DIM, N_ANCHORS, OracleError, OracleSource
+from .oracle_scene import CROP_BASE, DESC_DIM, N_ANCHORS, OracleError, OracleSource
 
 _KEY_SCALE = 2.0 ** -20  # frame index -> token value; a power of two keeps it exact in float32
 CONF_MAX = 9.0
@@ -151,12 +153,14 @@ class OracleModel:
         toks = []
         for img in images:
             index = self.source.identify(img)
-            if index not in self._tokens:
+            t = self._tokens.get(index)
+            if t is None:
                 t = torch.from_numpy(self.source.patch_tokens(index))
                 t = torch.cat([t, torch.zeros(len(t), 1)], 1)
                 t[0, N_ANCHORS] = (index + 1) * _KEY_SCALE
-                self._tokens[index] = t
-            toks.append(self._tokens[index])
+                if index < CROP_BASE:  # whole frames only: crops are many and rarely seen twice
+                    self._tokens[index] = t
+            toks.append(t)
         tokens = torch.stack(toks)
         pos = torch.cartesian_prod(torch.arange(h // 16), torch.arange(w // 16))[None].expand(len(toks), -1, -1)
         return Encoding(tokens, pos, (int(h), int(w)))
@@ -190,7 +194,7 @@ class OracleModel:
 
     def _pair(self, i1: int, i2: int, heads1, heads2) -> tuple[dict, dict]:
         nz = self.noise
-        rng = np.random.default_rng([nz.seed, i1, i2])
+        rng = np.random.default_rng([nz.seed, *self.source.view_key(i1), *self.source.view_key(i2)])
         f1, f2 = self.source.frame(i1), self.source.frame(i2)
         s_pair = float(np.exp(nz.pair_scale * rng.standard_normal()))
         s_view = float(np.exp(nz.view_scale * rng.standard_normal()))

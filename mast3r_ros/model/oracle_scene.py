@@ -30,11 +30,13 @@ import PIL.Image
 import torch
 from scipy.ndimage import distance_transform_edt
 
+from .oracle_crops import CropIndex
 from .preprocess import ImageTransform, preprocess_array, preprocess_pil
 
 DESC_DIM = 24
 N_ANCHORS = 255          # encoder token channels used for retrieval (+1 carries the frame key)
 ANCHOR_SIGMA_M = 0.3     # soft-assignment width of a patch's world point to the anchors
+CROP_BASE = 2 ** 20      # view ids >= this are crops of a frame (ids below are whole frames)
 
 
 class OracleError(ValueError):
@@ -127,6 +129,10 @@ class OracleSource:
         self._registered: set[int] = set()
         self._cache: OrderedDict[int, OracleFrame] = OrderedDict()
         self._cache_frames = cache_frames
+        self._crop_index = CropIndex()
+        self._crop_ids: dict[tuple[int, ...], int] = {}
+        self._crop_views: dict[int, tuple[int, ImageTransform]] = {}
+        self._rgb_cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self.register(register)
         self.field = DescriptorField()
         self.anchors = self._fit_anchors()
@@ -146,8 +152,11 @@ class OracleSource:
                 continue
             if i not in self._frames:
                 raise OracleError(f"oracle model: frame {i} of {self.dataset.root} has no ground-truth pose")
-            net = preprocess_array(self.dataset.load_rgb(self._frames[i]), self.image_size)
+            rgb = self.dataset.load_rgb(self._frames[i])
+            net = preprocess_array(rgb, self.image_size)
             self._registry.setdefault(image_key(net.tensor[0]), i)
+            if net.transform.resized_wh != net.transform.original_wh:  # larger than the network: crops exist
+                self._crop_index.add(i, rgb)
             self._transforms[i] = net.transform
             self._registered.add(i)
 
@@ -156,12 +165,53 @@ class OracleSource:
         """Registered frame indices (recognisable from their pixels)."""
         return sorted(self._registered)
     def identify(self, tensor: torch.Tensor) -> int:
-        """Dataset frame index of a network image [3, H, W]; OracleError when it is not registered."""
+        """View id of a network image [3, H, W]: the dataset frame index of a whole registered frame, or
+        an id >= CROP_BASE for an unresized window of one (coarse-to-fine crops, ``oracle_crops.py``);
+        OracleError when it is neither."""
         key = image_key(tensor)
         if key not in self._registry:
+            u8 = torch.round((tensor.detach().float().cpu() * 0.5 + 0.5) * 255).clamp(0, 255).to(torch.uint8)
+            found = self._crop_index.find(np.ascontiguousarray(u8.permute(1, 2, 0).numpy()), self._rgb)
+            if found is not None:
+                return self._crop_view(*found, int(tensor.shape[-1]), int(tensor.shape[-2]))
             raise OracleError(f"oracle model: this {tuple(tensor.shape[-2:])} image is not a registered frame "
                               f"of {self.dataset.root} (the stand-in only knows that dataset's images)")
         return self._registry[key]
+
+    def _rgb(self, index: int) -> np.ndarray:
+        """Full-resolution RGB of a frame (a few kept), for verifying crops."""
+        rgb = self._rgb_cache.get(index)
+        if rgb is None:
+            rgb = self._rgb_cache[index] = self.dataset.load_rgb(self._frames[index])
+            while len(self._rgb_cache) > 8:
+                self._rgb_cache.popitem(last=False)
+        return rgb
+
+    def _crop_view(self, index: int, x0: int, y0: int, w: int, h: int) -> int:
+        """View id of the w x h window at (x0, y0) of frame ``index`` (original pixels, no resizing)."""
+        key = (index, x0, y0, w, h)
+        if key not in self._crop_ids:
+            W, H = self.dataset.image_size
+            view = CROP_BASE + len(self._crop_ids)
+            self._crop_ids[key] = view
+            self._crop_views[view] = (index, ImageTransform((W, H), (W, H), (x0, y0), (w, h)))
+        return self._crop_ids[key]
+
+    def view_key(self, view: int) -> tuple[int, ...]:
+        """What a view is, for seeding its noise: (frame index,) or (CROP_BASE, frame, x0, y0, w, h), so
+        the same crop gets the same prediction whatever order crops were first seen in."""
+        if view not in self._crop_views:
+            return (view,)
+        index, tf = self._crop_views[view]
+        return (CROP_BASE, index, *tf.crop_xy0, *tf.network_wh)
+
+    def crop_box(self, view: int) -> tuple[int, tuple[int, int, int, int]] | None:
+        """(frame index, (x0, y0, x1, y1)) of a crop view id, None for a whole frame."""
+        if view not in self._crop_views:
+            return None
+        index, tf = self._crop_views[view]
+        (x0, y0), (w, h) = tf.crop_xy0, tf.network_wh
+        return index, (x0, y0, x0 + w, y0 + h)
 
     def frame(self, index: int) -> OracleFrame:
         fr = self._cache.get(index)
@@ -174,14 +224,20 @@ class OracleSource:
             self._cache.move_to_end(index)
         return fr
 
-    def _load(self, index: int) -> OracleFrame:
-        if index not in self._frames:
-            raise OracleError(f"oracle model: frame {index} of {self.dataset.root} has no ground-truth pose")
+    def _load(self, view: int) -> OracleFrame:
+        """True geometry of a view: a whole frame at network resolution, or a crop in its own pixels
+        (the crop's intrinsics; its ``index`` is the view id)."""
+        if view in self._crop_views:
+            index, tf = self._crop_views[view]
+        else:
+            index = view
+            if index not in self._frames:
+                raise OracleError(f"oracle model: frame {index} of {self.dataset.root} has no ground-truth pose")
+            if index not in self._transforms:  # the transform depends on the image size only
+                blank = PIL.Image.new("RGB", tuple(self.dataset.image_size))
+                self._transforms[index] = preprocess_pil(blank, self.image_size).transform
+            tf = self._transforms[index]
         f = self._frames[index]
-        if index not in self._transforms:  # the transform depends on the image size only
-            blank = PIL.Image.new("RGB", tuple(self.dataset.image_size))
-            self._transforms[index] = preprocess_pil(blank, self.image_size).transform
-        tf = self._transforms[index]
         depth = self.dataset.load_depth(f)
         if depth is None:
             raise OracleError(f"oracle model: frame {index} has no depth image")
@@ -197,7 +253,7 @@ class OracleSource:
             raise OracleError(f"oracle model: frame {index} has no valid depth")
         _, (iy, ix) = distance_transform_edt(~measured, return_indices=True)
         filled = z[iy, ix]
-        return OracleFrame(index, tf, tf.intrinsics_to_network(K), np.asarray(T, np.float64), filled, measured)
+        return OracleFrame(view, tf, tf.intrinsics_to_network(K), np.asarray(T, np.float64), filled, measured)
 
     def _fit_anchors(self) -> np.ndarray:
         """[N_ANCHORS, 3] world points spread over the scene (k-means of sampled frame points)."""

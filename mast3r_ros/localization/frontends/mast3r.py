@@ -15,6 +15,12 @@ Stored keyframe arrays (names are part of the map format):
     mast3r_X       [Hn, Wn, 3] float32 keyframe-camera points (m) at network pixels, NaN = no depth;
                    [0, 0, 3] when the keyframe has no depth (the predicted pointmap is used)
 Map global: ``mast3r_checkpoint`` uint8 sha256 of the checkpoint the encodings came from.
+
+With ``coarse_to_fine`` (images larger than the network image, keyframes with depth) a query is matched
+to a keyframe at full resolution instead (paper section 3.4): a coarse pass on the downscaled pair picks
+crop pairs, the crops run through the network unresized, and the matches keep full-resolution pixels;
+their 3D points come from the keyframe's full-resolution depth. The cached tokens are not used there
+(the keyframe image is encoded again); the localizer then loads keyframe images and depth.
 """
 from __future__ import annotations
 
@@ -31,6 +37,8 @@ from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
 from mast3r_ros.map import Keyframe
 from mast3r_ros.map.keys import MAST3R_ARRAYS, MAST3R_CHECKPOINT
 from mast3r_ros.matching import MatchingConfig, fast_reciprocal_nn
+from mast3r_ros.matching.coarse_to_fine import CoarseToFineConfig, coarse_to_fine_match
+from mast3r_ros.matching.crops import working_resolution
 from mast3r_ros.model import Encoding, ImageTransform, InferenceConfig, Mast3rModel, file_sha256, preprocess_array
 
 
@@ -75,7 +83,8 @@ class Mast3rFrontEnd:
         if model is None:
             if not config.checkpoint:
                 raise FrontEndError("the mast3r front-end needs a checkpoint (--checkpoint PATH to a local .pth)")
-            model = Mast3rModel.from_checkpoint(config.checkpoint, InferenceConfig(config.device, config.amp_dtype))
+            inference = InferenceConfig(config.device, config.amp_dtype, bf16_weights=config.bf16_weights)
+            model = Mast3rModel.from_checkpoint(config.checkpoint, inference)
             self.checkpoint_sha256 = file_sha256(config.checkpoint)
         else:
             # a model may name what its encodings come from (the oracle model does)
@@ -84,6 +93,14 @@ class Mast3rFrontEnd:
         self.model = model
         self.matching = MatchingConfig(subsample=config.subsample, pixel_tol=config.pixel_tol,
                                        backend=config.nn_backend, device=config.device)
+        if config.coarse_to_fine and config.image_size != 512:
+            raise FrontEndError(f"coarse_to_fine needs image_size 512 (the crop table's), got {config.image_size}")
+        self.coarse_to_fine = CoarseToFineConfig(matching=self.matching)
+
+    @property
+    def keyframe_pixels(self) -> bool:
+        """The localizer must load keyframe images and depth (coarse-to-fine matches full resolution)."""
+        return bool(self.config.coarse_to_fine)
 
     # ------------------------------------------------------------------ map build
     def _encode(self, image: np.ndarray) -> tuple[Encoding, ImageTransform]:
@@ -155,9 +172,12 @@ class Mast3rFrontEnd:
         self.prepare_query(query)
         groups: dict[tuple, list[int]] = {}
         loaded = [self._keyframe_encoding(kf) for kf in keyframes]
-        for i, (kf, (enc_k, _)) in enumerate(zip(keyframes, loaded)):
-            groups.setdefault((enc_k.image_hw, _has_depth(kf)), []).append(i)
         out: list[Correspondences | None] = [None] * len(keyframes)
+        for i, (kf, (enc_k, _)) in enumerate(zip(keyframes, loaded)):
+            if self._fine(query, kf):
+                out[i] = self._match_fine(query, kf)
+            else:
+                groups.setdefault((enc_k.image_hw, _has_depth(kf)), []).append(i)
         enc_q = query.cache["mast3r"][0]
         for (_, use_depth), idx in groups.items():
             enc_k = Encoding.cat([loaded[i][0] for i in idx])
@@ -168,6 +188,40 @@ class Mast3rFrontEnd:
                 one_q = {name: v[b] for name, v in pred_q.items()}
                 out[i] = self._correspondences(query, keyframes[i], loaded[i][1], one_k, one_q)
         return out
+
+    def _fine(self, query: QueryFrame, keyframe: Keyframe) -> bool:
+        """Coarse-to-fine applies: enabled, keyframe pixels and depth loaded, an image larger than the network's."""
+        if not (self.config.coarse_to_fine and _has_depth(keyframe) and keyframe.image is not None
+                and keyframe.depth is not None):
+            return False
+        return any(img.shape[0] > working_resolution(*img.shape[:2])[0] or
+                   img.shape[1] > working_resolution(*img.shape[:2])[1] for img in (query.image, keyframe.image))
+
+    def _infer_descriptors(self, imgs_k: torch.Tensor, imgs_q: torch.Tensor):
+        """The coarse-to-fine network callable: [B, 3, h, w] pairs -> (desc_k, conf_k, desc_q, conf_q)."""
+        dev = self.model.device
+        pred_k, pred_q = self.model.infer(self.model.encode(imgs_k.to(dev)), self.model.encode(imgs_q.to(dev)),
+                                          heads1={"desc"}, heads2={"desc"})
+        return pred_k["desc"], pred_k["desc_conf"], pred_q["desc"], pred_q["desc_conf"]
+
+    def _match_fine(self, query: QueryFrame, keyframe: Keyframe) -> Correspondences:
+        """Full-resolution coarse-to-fine matches; 3D from the keyframe's full-resolution depth."""
+        xy_k, xy_q, dconf = coarse_to_fine_match(keyframe.image, query.image, self._infer_descriptors,
+                                                 self.coarse_to_fine)
+        depth = np.asarray(keyframe.depth, np.float64)
+        if depth.shape != keyframe.image.shape[:2]:
+            raise FrontEndError(f"keyframe {keyframe.id}: depth {depth.shape} does not match its image "
+                                f"{keyframe.image.shape[:2]}")
+        z = depth[xy_k[:, 1], xy_k[:, 0]]
+        keep = (dconf >= self.config.min_desc_conf) & np.isfinite(z) & (z > 0)
+        xy_k, xy_q, dconf, z = xy_k[keep], xy_q[keep], dconf[keep], z[keep]
+        if len(z) == 0:
+            return Correspondences.empty(int(keyframe.id))
+        X_kf = backproject_depth(keyframe.K, xy_k.astype(np.float64), z)
+        C_kf = depth_point_covariance(X_kf, keyframe.K)
+        return Correspondences(xy_q.astype(np.float64), transform_points(keyframe.T_map_cam, X_kf),
+                               (dconf / (1.0 + dconf)).astype(np.float32), int(keyframe.id),
+                               rotate_covariance(keyframe.T_map_cam[:3, :3], C_kf))
 
     def _correspondences(self, query: QueryFrame, keyframe: Keyframe, tf_k: ImageTransform,
                          pred_k: dict[str, torch.Tensor], pred_q: dict[str, torch.Tensor]) -> Correspondences:
