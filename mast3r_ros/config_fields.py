@@ -189,10 +189,11 @@ def apply_sets(configs: dict[str, Any], items: list[str]) -> dict[str, Any]:
     return out
 
 
-def section(cls: type, **extra: Any) -> Any:
+def section(cls: type, only: tuple[str, ...] | None = None, **extra: Any) -> Any:
     """A :class:`SettingSet` field holding a component's dataclass (default ``cls()``), whose described
-    fields are settings named ``<this field>.<path>``; ``extra``: what a user of the schema adds."""
-    return dataclasses.field(default_factory=cls, metadata={"section": cls, **extra})
+    fields are settings named ``<this field>.<path>`` (``only``: just these field paths, where the user of
+    the section reads no others; the rest keep their defaults); ``extra``: what a user of the schema adds."""
+    return dataclasses.field(default_factory=cls, metadata={"section": cls, "only": only, **extra})
 
 
 class SettingSet:
@@ -206,7 +207,8 @@ class SettingSet:
     @classmethod
     def _field_settings(cls, f: dataclasses.Field) -> list[Setting]:
         if "section" in f.metadata:
-            return settings(f.metadata["section"], f.name)
+            only = f.metadata["only"]
+            return [s for s in settings(f.metadata["section"], f.name) if only is None or s.path in only]
         m = f.metadata
         return [Setting(f.name, f.name, _kind(f.type)[0], f.default, m["help"], m["min"], m["max"], m["choices"])]
 

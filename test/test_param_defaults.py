@@ -68,7 +68,7 @@ def _core_specs(cls):
 @pytest.mark.parametrize("cls", PARAMS)
 def test_core_parameter_default_is_the_core_dataclass_default(cls):
     specs = _core_specs(cls)
-    assert len(specs) == {LocalizationParams: 18, MappingParams: 27}[cls]  # mapping: 15 mapper, 9 mast3r, 3 mono
+    assert len(specs) == {LocalizationParams: 18, MappingParams: 23}[cls]  # mapping: 15 mapper, 5 mast3r, 3 mono
     declared = cls()
     for s in specs:
         assert s.name == f"{s.section}.{s.path}"  # the nested name is the field path under its section
@@ -218,3 +218,13 @@ def test_core_defaults_satisfy_their_own_constraints(core_cls):
         assert meta["max"] is None or value <= meta["max"], (path, value)
         assert meta["choices"] is None or value in meta["choices"], (path, value)
     assert checked == {LocalizerConfig: 9, Mast3rFrontEndConfig: 9, IncrementalConfig: 15, MapFreeConfig: 7}[core_cls]
+
+
+def test_mapping_node_declares_only_the_mast3r_settings_it_reads():
+    """The monocular engine matches with its own settings: the front-end's matching fields are not mapping
+    parameters (a user setting one is told it is unknown instead of seeing it ignored)."""
+    names = {n for n in MappingParams.specs() if n.startswith("mast3r.")}
+    assert names == {"mast3r.checkpoint", "mast3r.device", "mast3r.amp_dtype", "mast3r.bf16_weights",
+                     "mast3r.image_size"}
+    with pytest.raises(ParamError, match="unknown parameter 'mast3r.subsample'"):
+        MappingParams.from_dict({"mast3r.subsample": 4})

@@ -225,7 +225,9 @@ class MappingParams(NodeParams):
     cloud_max_points: int = param(200000, "points in the published cloud_map", min=1000, max=10_000_000)
     mapper: IncrementalConfig = section(IncrementalConfig,
                                         zero_is_never=("optimize_every_n_keyframes", "global_every"))
-    mast3r: Mast3rFrontEndConfig = section(Mast3rFrontEndConfig)
+    # the monocular engine pairs and matches with map_monocular's own settings: only the model's fields apply here
+    mast3r: Mast3rFrontEndConfig = section(Mast3rFrontEndConfig, only=("checkpoint", "device", "amp_dtype",
+                                                                      "bf16_weights", "image_size"))
     mono: MonocularStreamConfig = section(MonocularStreamConfig)
 
     def _cross_checks(self) -> list[str]:
