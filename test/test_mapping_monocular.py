@@ -82,8 +82,12 @@ def test_images_alone_give_metric_poses_and_focal(kitchen, mono):
 
 def test_saved_map_localizes_rgb_queries_with_the_mast3r_frontend(kitchen, oracle, mono, tmp_path):
     frames, images, res = mono
-    save_monocular_map(res, images, oracle, tmp_path / "mono", [f.index for f in frames],
-                       [f.timestamp for f in frames])
+    encodes = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(oracle, "encode", lambda batch, encode=oracle.encode: encodes.append(len(batch)) or encode(batch))
+        save_monocular_map(res, images, oracle, tmp_path / "mono", [f.index for f in frames],
+                           [f.timestamp for f in frames])
+    assert encodes == []  # the keyframes' arrays come from the mapping's encodings, not a second encoder pass
     assert (tmp_path / "mono" / "cloud.ply").stat().st_size > 1000
     frontend = Mast3rFrontEnd(Mast3rFrontEndConfig(image_size=SIZE), model=oracle)
     with KeyframeMap.open(tmp_path / "mono") as kmap:

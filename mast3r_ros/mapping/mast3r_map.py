@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mast3r_ros.localization.frontends.mast3r import transform_from_array
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.map.keys import MAST3R_ARRAYS, MAST3R_CHECKPOINT
-from mast3r_ros.mapping.mast3r_pairs import encoded_from_tokens, transform_from_array
+from mast3r_ros.mapping.mast3r_pairs import encoded_from_tokens
 from mast3r_ros.mapping.monocular import MonocularConfig, map_cloud, map_monocular
 from mast3r_ros.mapping.outputs import write_ply
 from mast3r_ros.mapping.types import MappingError
+from mast3r_ros.model import ImageTransform
 
 INTRINSICS = ("estimate", "known")
 
@@ -48,8 +50,7 @@ def optimize_mast3r_map(kmap: KeyframeMap, frontend, config: MonocularConfig | N
     if missing:
         raise MappingError(f"keyframes {missing[:5]} lack the MASt3R arrays {list(MAST3R_ARRAYS)}")
     device = getattr(frontend.model, "device", None)
-    encoded = [encoded_from_tokens(k.arrays["mast3r_tokens"], transform_from_array(k.arrays["mast3r_tf"]), device)
-               for k in kfs]
+    encoded = [encoded_from_tokens(k.arrays["mast3r_tokens"], _transform(k), device) for k in kfs]
     has_depth = [np.asarray(k.arrays["mast3r_X"]).size > 0 for k in kfs]
     known = intrinsics == "known" or any(has_depth)
     K = np.stack([k.K for k in kfs]) if known else None
@@ -69,3 +70,11 @@ def optimize_mast3r_map(kmap: KeyframeMap, frontend, config: MonocularConfig | N
     out.update(intrinsics="known" if known else "estimated", n_cloud_points=int(len(xyz)))
     out["timings"]["total"] = time.perf_counter() - t0
     return out
+
+
+def _transform(keyframe) -> ImageTransform:
+    """The keyframe's stored network-image transform; MappingError naming it when malformed."""
+    try:
+        return transform_from_array(keyframe.arrays["mast3r_tf"])
+    except ValueError as exc:
+        raise MappingError(f"keyframe {keyframe.id}: {exc}") from None

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from mast3r_ros.config_fields import setting
+from mast3r_ros.localization.frontends.mast3r import encoding_from_tokens, global_descriptor
 from mast3r_ros.mapping.types import MappingError, PairData
 from mast3r_ros.matching import MatchingConfig, fast_reciprocal_nn
 from mast3r_ros.model import Encoding, ImageTransform, preprocess_array
@@ -59,12 +60,6 @@ class EncodedImage:
     global_desc: np.ndarray
 
 
-def global_descriptor(tokens: np.ndarray) -> np.ndarray:
-    """[N,C] encoder tokens -> [C] float32 unit-norm mean (the MASt3R front-end's retrieval vector)."""
-    pooled = np.asarray(tokens, np.float32).mean(axis=0)
-    return (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
-
-
 def encode_images(model, images: list[np.ndarray], image_size: int = 512) -> list[EncodedImage]:
     """Encode each [H,W,3] uint8 RGB image once (network long side ``image_size``)."""
     out = []
@@ -80,14 +75,11 @@ def encode_images(model, images: list[np.ndarray], image_size: int = 512) -> lis
 
 def encoded_from_tokens(tokens: np.ndarray, transform: ImageTransform, device=None) -> EncodedImage:
     """An :class:`EncodedImage` from tokens cached in a map ([N,C] float32, row-major patches)."""
-    wn, hn = transform.network_wh
-    t = torch.from_numpy(np.asarray(tokens, np.float32))[None]
-    if t.shape[1] != (hn // 16) * (wn // 16):
-        raise MappingError(f"{t.shape[1]} cached tokens do not fit a {wn}x{hn} network image")
-    pos = torch.cartesian_prod(torch.arange(hn // 16), torch.arange(wn // 16))[None]
-    if device is not None:
-        t, pos = t.to(device), pos.to(device)
-    return EncodedImage(Encoding(t, pos, (hn, wn)), transform, global_descriptor(tokens))
+    try:
+        enc = encoding_from_tokens(tokens, transform, device)
+    except ValueError as exc:
+        raise MappingError(str(exc)) from None
+    return EncodedImage(enc, transform, global_descriptor(tokens))
 
 
 def _np(x: torch.Tensor) -> np.ndarray:
@@ -127,12 +119,3 @@ def infer_pair(model, a: EncodedImage, b: EncodedImage, i: int, j: int,
     empty = np.zeros((0, 2), np.float32)
     reverse = PairData(j, i, empty, empty, np.zeros(0, np.float32), X_jj, C_jj)
     return forward, reverse
-
-
-def transform_from_array(a: np.ndarray) -> ImageTransform:
-    """The front-end's stored ``mast3r_tf`` [8] int64 (original W,H; resized W,H; crop x0,y0; network W,H;
-    see :mod:`mast3r_ros.localization.frontends.mast3r`) -> :class:`ImageTransform`."""
-    v = [int(x) for x in np.asarray(a).ravel()]
-    if len(v) != 8:
-        raise MappingError(f"mast3r_tf must hold 8 integers, got {len(v)}")
-    return ImageTransform((v[0], v[1]), (v[2], v[3]), (v[4], v[5]), (v[6], v[7]))

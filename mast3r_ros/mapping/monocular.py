@@ -270,7 +270,8 @@ def save_monocular_map(result: MonocularMap, images: list[np.ndarray], model, ou
         kmap.set_partial(f"monocular map save stopped before finishing ({n} keyframes planned)")
         index_arrays = []
         for v in range(n):
-            arrays = frontend.prepare_keyframe(np.asarray(images[v]), result.K[v], None)
+            # the encodings map_monocular made (encoding each image again would double the encoder's work)
+            arrays = frontend.keyframe_arrays(result.encoded[v].enc, result.encoded[v].transform, result.K[v], None)
             arrays["mast3r_X"] = result.points[v]
             kmap.add_keyframe(Keyframe(None, idx[v], stamps[v], np.asarray(images[v]), result.K[v],
                                        result.T_map_cam[v], None, arrays))

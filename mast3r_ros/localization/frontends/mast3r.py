@@ -42,17 +42,34 @@ from mast3r_ros.matching.crops import working_resolution
 from mast3r_ros.model import Encoding, ImageTransform, InferenceConfig, Mast3rModel, file_sha256, preprocess_array
 
 
-def _transform_to_array(tf: ImageTransform) -> np.ndarray:
+def transform_to_array(tf: ImageTransform) -> np.ndarray:
+    """``mast3r_tf``: [8] int64 original W,H; resized W,H; crop x0,y0; network W,H."""
     return np.array([*tf.original_wh, *tf.resized_wh, *tf.crop_xy0, *tf.network_wh], dtype=np.int64)
 
 
-def _transform_from_array(a: np.ndarray) -> ImageTransform:
+def transform_from_array(a: np.ndarray) -> ImageTransform:
+    """Inverse of :func:`transform_to_array`; ValueError unless ``a`` holds 8 integers."""
     v = [int(x) for x in np.asarray(a).ravel()]
+    if len(v) != 8:
+        raise ValueError(f"mast3r_tf must hold 8 integers, got {len(v)}")
     return ImageTransform((v[0], v[1]), (v[2], v[3]), (v[4], v[5]), (v[6], v[7]))
 
 
-def _patch_positions(h: int, w: int) -> torch.Tensor:
-    return torch.cartesian_prod(torch.arange(h // 16), torch.arange(w // 16))[None]
+def global_descriptor(tokens: np.ndarray) -> np.ndarray:
+    """``mast3r_global``: [N,C] encoder tokens -> [C] float32 unit-norm mean (the retrieval vector)."""
+    pooled = np.asarray(tokens, np.float32).mean(axis=0)
+    return (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
+
+
+def encoding_from_tokens(tokens: np.ndarray, tf: ImageTransform, device=None) -> Encoding:
+    """The :class:`Encoding` of cached ``mast3r_tokens`` ([N,C] float32, row-major 16-px patches) of a
+    network image of ``tf``; ValueError when the token count does not fit that image."""
+    wn, hn = tf.network_wh
+    t = torch.from_numpy(np.asarray(tokens, np.float32))[None]
+    if t.shape[1] != (hn // 16) * (wn // 16):
+        raise ValueError(f"{t.shape[1]} cached tokens do not fit a {wn}x{hn} image")
+    pos = torch.cartesian_prod(torch.arange(hn // 16), torch.arange(wn // 16))[None]
+    return Encoding(t.to(device), pos.to(device), (hn, wn)) if device is not None else Encoding(t, pos, (hn, wn))
 
 
 def network_pointmap_from_depth(K: np.ndarray, depth: np.ndarray, tf: ImageTransform) -> np.ndarray:
@@ -110,14 +127,19 @@ class Mast3rFrontEnd:
     def prepare_keyframe(self, image: np.ndarray, K: np.ndarray, depth: np.ndarray | None) -> dict[str, np.ndarray]:
         K = check_intrinsics(K)
         enc, tf = self._encode(image)
+        return self.keyframe_arrays(enc, tf, K, depth)
+
+    def keyframe_arrays(self, enc: Encoding, tf: ImageTransform, K: np.ndarray,
+                        depth: np.ndarray | None) -> dict[str, np.ndarray]:
+        """A keyframe's arrays from its encoding (batch item 0) already computed, e.g. by the mapper;
+        ``depth``: [H,W] float32 m of the original image, or None."""
         tokens = enc.tokens[0].float().cpu().numpy()
-        pooled = tokens.mean(axis=0)
-        arrays = {"mast3r_tokens": tokens, "mast3r_tf": _transform_to_array(tf),
-                  "mast3r_global": (pooled / max(np.linalg.norm(pooled), 1e-12)).astype(np.float32)}
+        arrays = {"mast3r_tokens": tokens, "mast3r_tf": transform_to_array(tf),
+                  "mast3r_global": global_descriptor(tokens)}
         if depth is not None:
             depth = np.asarray(depth, dtype=np.float32)
-            if depth.shape != image.shape[:2]:
-                raise FrontEndError(f"depth shape {depth.shape} does not match image {image.shape[:2]}")
+            if depth.shape != tuple(tf.original_wh[::-1]):
+                raise FrontEndError(f"depth shape {depth.shape} does not match image {tuple(tf.original_wh[::-1])}")
             arrays["mast3r_X"] = network_pointmap_from_depth(K, depth, tf)
         else:
             arrays["mast3r_X"] = np.zeros((0, 0, 3), np.float32)
@@ -143,8 +165,7 @@ class Mast3rFrontEnd:
         if "mast3r" not in query.cache:
             check_intrinsics(query.K)
             enc, tf = self._encode(query.image)
-            pooled = enc.tokens[0].float().mean(0).cpu().numpy()
-            query.cache["mast3r"] = (enc, tf, (pooled / max(np.linalg.norm(pooled), 1e-12)).astype(np.float32))
+            query.cache["mast3r"] = (enc, tf, global_descriptor(enc.tokens[0].float().cpu().numpy()))
 
     def query_descriptor(self, query: QueryFrame) -> np.ndarray:
         self.prepare_query(query)
@@ -155,12 +176,11 @@ class Mast3rFrontEnd:
         missing = [n for n in MAST3R_ARRAYS if n not in arr]
         if missing:
             raise FrontEndError(f"keyframe {keyframe.id} lacks MASt3R arrays {missing}")
-        tf = _transform_from_array(arr["mast3r_tf"])
-        wn, hn = tf.network_wh
-        tokens = torch.from_numpy(np.asarray(arr["mast3r_tokens"], np.float32))[None].to(self.model.device)
-        if tokens.shape[1] != (hn // 16) * (wn // 16):
-            raise FrontEndError(f"keyframe {keyframe.id}: {tokens.shape[1]} cached tokens do not fit a {wn}x{hn} image")
-        return Encoding(tokens, _patch_positions(hn, wn).to(self.model.device), (hn, wn)), tf
+        try:
+            tf = transform_from_array(arr["mast3r_tf"])
+            return encoding_from_tokens(arr["mast3r_tokens"], tf, self.model.device), tf
+        except ValueError as exc:
+            raise FrontEndError(f"keyframe {keyframe.id}: {exc}") from None
 
     def match(self, query: QueryFrame, keyframe: Keyframe) -> Correspondences:
         """FRM matches (keyframe -> query) whose keyframe pixel has a 3D point; X in the map frame."""
