@@ -89,13 +89,8 @@ class MonocularMap:
                 "timings": dict(self.timings)}
 
 
-def network_K(K: np.ndarray, tf: ImageTransform) -> np.ndarray:
-    """[3,3] original-image intrinsics -> network-image intrinsics."""
-    return tf.intrinsics_to_network(K)
-
-
 def original_K(K_net: np.ndarray, tf: ImageTransform) -> np.ndarray:
-    """Inverse of :func:`network_K` (pixel-centre convention, resize then crop)."""
+    """Inverse of ``ImageTransform.intrinsics_to_network`` (pixel-centre convention, resize then crop)."""
     sx, sy = tf.scale_xy
     K = np.array(K_net, np.float64)
     K[0, :2] *= sx
@@ -158,7 +153,7 @@ def map_monocular(images: list[np.ndarray], model, config: MonocularConfig | Non
     views = []
     for v, (image, e) in enumerate(zip(images, enc)):
         wn, hn = e.transform.network_wh
-        Kn = None if Ks is None else network_K(Ks[v], e.transform)
+        Kn = None if Ks is None else e.transform.intrinsics_to_network(Ks[v])
         d = None
         if depth_points is not None and np.asarray(depth_points[v]).size:
             d = np.nan_to_num(np.asarray(depth_points[v], np.float32)[..., 2], nan=0.0)
