@@ -10,11 +10,12 @@ import pytest
 
 from mast3r_ros.datasets.readers import open_dataset
 from mast3r_ros.geometry.transforms import pose_errors
+from mast3r_ros.localization.frontends.mast3r_config import Mast3rFrontEndConfig
 from mast3r_ros.localization.mapfree import MapFreeQuery, relocalize_classical
 from mast3r_ros.ros.core.frames import Frame
 from mast3r_ros.ros.core.localization_core import LocalizationCore
 from mast3r_ros.ros.core.model_source import model_label
-from mast3r_ros.ros.core.params import LocalizationParams, ParamError
+from mast3r_ros.ros.core.params import LocalizationParams, MappingParams, ParamError
 
 REF, NEAR, FAR = 0, (9, 12), 411  # 9, 12: ~1 cm from 0, rotated; 411: 1.2 m away, barely overlapping (README)
 
@@ -81,6 +82,9 @@ def test_oracle_set_reference_localizes_near_queries_and_refuses_a_far_one(kitch
     ds, frames = kitchen
     params = LocalizationParams(frontend="mast3r", oracle_dataset=str(ds.root))
     assert model_label(params) == "oracle"
+    for cls in (LocalizationParams, MappingParams):  # a checkpoint is named by its path on both nodes
+        with_checkpoint = cls(frontend="mast3r", mast3r=Mast3rFrontEndConfig(checkpoint="/models/m.pth"))
+        assert model_label(with_checkpoint) == "checkpoint /models/m.pth"
     core = LocalizationCore(params)
     ref = frames[REF]
     # an image the stand-in does not know is refused at once, naming why; the running state is kept

@@ -21,7 +21,7 @@ def model_label(p: NodeParams) -> str:
     """What makes the predictions, as the CLI's reports say it (``cli.common.model_label``)."""
     from mast3r_ros.cli.common import model_label as label
 
-    return label(p.frontend, getattr(p, "checkpoint", "") or None, p.oracle_dataset or None)
+    return label(p.frontend, str(p.mast3r.checkpoint) or None, p.oracle_dataset or None)  # both nodes have mast3r.*
 
 
 def oracle_calibration(p: NodeParams, calib: RgbdCalibration | None) -> RgbdCalibration | None:
