@@ -16,6 +16,24 @@ from rclpy.utilities import remove_ros_args
 from mast3r_ros.ros.nodes.launch_description import LIFECYCLE_FLAG
 
 
+def ignore_half_built_futures() -> None:
+    """Install a ``sys.unraisablehook`` that drops one harmless message and passes the rest on.
+
+    Why: a Ctrl-C's KeyboardInterrupt can land inside rclpy's ``Task.__init__`` before it sets
+    ``_exception``; collecting that half-built Task makes ``Future.__del__`` raise AttributeError, which
+    Python prints as an "Exception ignored ... Traceback" on the user's terminal (1 of 20 random Ctrl-Cs
+    in ``test_ros_live_sigint.py`` once). Only that exception from that method is dropped."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if (isinstance(unraisable.exc_value, AttributeError)
+                and getattr(unraisable.object, "__qualname__", "") == "Future.__del__"):
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
 def run_node(node_cls, argv: list[str], name: str, startup_errors: tuple[type[BaseException], ...],
              num_threads: int = 4, managed_cls=None) -> int:
     """Create ``node_cls()`` (``managed_cls()`` when ``argv`` has ``--lifecycle`` before any
@@ -24,6 +42,7 @@ def run_node(node_cls, argv: list[str], name: str, startup_errors: tuple[type[Ba
     its errors come as FAILUREs of its transitions."""
     if managed_cls is not None and LIFECYCLE_FLAG in remove_ros_args(argv)[1:]:
         node_cls = managed_cls
+    ignore_half_built_futures()
     rclpy.init(args=argv)  # installs SIGINT/SIGTERM handlers that shut the context down
     started = time.monotonic()
     try:
