@@ -193,8 +193,10 @@ def bench_mast3r(dataset, map_spec: str, query_spec: str, top_k: int, repeat: in
         path = Path(tmp) / "map"
         build_map(dataset, map_spec, frontend, path, progress=True)
         with KeyframeMap.open(path) as kmap:
-            config = LocalizerConfig(retrieval=RetrievalConfig(top_k=top_k, tracking_k=1, prior_max_dist_m=None,
-                                                               prior_max_angle_deg=None))
+            # tracking_retry off: random weights give no pose, and the tracking column is what a query
+            # answered from the tracking keyframe costs (a failed one adds the global column's matching)
+            config = LocalizerConfig(retrieval=RetrievalConfig(top_k=top_k, tracking_k=1, tracking_retry=False,
+                                                               prior_max_dist_m=None, prior_max_angle_deg=None))
             loc = Localizer(kmap, frontend, config)
             poses = kmap.poses()
             prior = min(poses.values(), key=lambda T: np.linalg.norm(T[:3, 3] - frame.T_world_cam[:3, 3]))

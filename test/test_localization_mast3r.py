@@ -128,7 +128,7 @@ def _decoded_ids(kmap, tokens: np.ndarray) -> list[int]:
 def test_keyframes_decoded_in_global_and_in_tracking_mode(recorded_map, kitchen):
     path, rec, model = recorded_map
     frame = kitchen.frames("60:61")[0]
-    config = LocalizerConfig(retrieval=RetrievalConfig(top_k=3, tracking_k=1))
+    config = LocalizerConfig(retrieval=RetrievalConfig(top_k=3, tracking_k=1, tracking_retry=False))
     with KeyframeMap.open(path) as kmap:
         loc = Localizer(kmap, rec, config)
         # No prior (INIT): retrieval picks the top 3, decoded in one batch, descriptor heads only.
@@ -152,6 +152,23 @@ def test_keyframes_decoded_in_global_and_in_tracking_mode(recorded_map, kitchen)
         model.calls.clear()
         r = loc.localize(kitchen.load_rgb(frame), kitchen.K)
         assert r.selection == "retrieval" and len(model.calls) == 1 and len(model.calls[0][0]) == 3
+
+
+def test_a_failed_tracking_query_is_retried_by_retrieval_without_decoding_a_keyframe_twice(recorded_map, kitchen):
+    """The default ``tracking_retry``: the random-weight network gives no pose from the tracking keyframe,
+    so the same query goes on to retrieval, which decodes only the keyframes not decoded yet."""
+    path, rec, model = recorded_map
+    frame = kitchen.frames("60:61")[0]
+    with KeyframeMap.open(path) as kmap:
+        loc = Localizer(kmap, rec, LocalizerConfig(retrieval=RetrievalConfig(top_k=3)))
+        assert loc.retriever.config.tracking_k == 1 and loc.retriever.config.tracking_retry
+        loc.state.update(kmap.poses()[2])
+        model.calls.clear()
+        r = loc.localize(kitchen.load_rgb(frame), kitchen.K)
+        assert r.selection == "retrieval" and len(r.kf_ids) == 3 and r.error
+        decoded = [_decoded_ids(kmap, c[0]) for c in model.calls]
+        assert decoded == [[2], [i for i in r.kf_ids if i != 2]], decoded
+        assert 2 in r.kf_ids  # the nearest keyframe is also among the retrieved ones here: matched once
 
 
 def test_batched_matching_equals_one_keyframe_at_a_time(recorded_map, kitchen):

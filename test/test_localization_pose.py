@@ -95,6 +95,26 @@ def test_retrieval_vlad_prefers_same_descriptors_and_prior_gate():
     assert ids[0] == 14  # a prior that excludes everything is ignored
 
 
+def test_tracking_keyframe_is_the_one_looking_where_the_prior_looks():
+    """Keyframe 10 sits 0.1 m from the prior but is turned 60 deg (1.05 rad) about y; keyframe 11 is 0.8 m
+    away looking the same way. Centre distance alone picks 10; with 2 m/rad, 11 (0.8 < 0.1 + 2.09)."""
+    turned = make_T(rotation_exp(np.array([0.0, np.radians(60.0), 0.0])), [0.1, 0, 0])
+    poses = np.stack([turned, make_T(np.eye(3), [0, 0.8, 0])])
+    desc = np.eye(2, dtype=np.float32)
+    prior = np.eye(4)
+    by_view = Retriever([10, 11], desc, poses, RetrievalConfig(tracking_k=1))
+    assert by_view.config.tracking_angle_weight_m == 2.0 and by_view.nearest(prior) == [11]
+    assert by_view.nearest(prior, k=2) == [11, 10]
+    by_centre = Retriever([10, 11], desc, poses, RetrievalConfig(tracking_k=1, tracking_angle_weight_m=0.0))
+    assert by_centre.nearest(prior) == [10]
+    # the weight at which they tie: 0.7 m / 1.047 rad = 0.668 m/rad
+    for weight, nearest in ((0.66, 10), (0.67, 11)):
+        config = RetrievalConfig(tracking_k=1, tracking_angle_weight_m=weight)
+        assert Retriever([10, 11], desc, poses, config).nearest(prior) == [nearest], weight
+    with pytest.raises(ValueError, match="k >= 1"):  # -1 (auto) is the Localizer's to resolve
+        Retriever([10, 11], desc, poses, RetrievalConfig()).nearest(prior)
+
+
 def test_gates_and_state_machine_transitions():
     cfg = GateConfig(min_inliers=20, min_inliers_global=40, max_misses=1, relocalize_confirmations=2)
     T = np.eye(4)

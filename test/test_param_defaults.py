@@ -68,7 +68,7 @@ def _core_specs(cls):
 @pytest.mark.parametrize("cls", PARAMS)
 def test_core_parameter_default_is_the_core_dataclass_default(cls):
     specs = _core_specs(cls)
-    assert len(specs) == {LocalizationParams: 18, MappingParams: 23}[cls]  # mapping: 15 mapper, 5 mast3r, 3 mono
+    assert len(specs) == {LocalizationParams: 21, MappingParams: 23}[cls]  # mapping: 15 mapper, 5 mast3r, 3 mono
     declared = cls()
     for s in specs:
         assert s.name == f"{s.section}.{s.path}"  # the nested name is the field path under its section
@@ -217,7 +217,7 @@ def test_core_defaults_satisfy_their_own_constraints(core_cls):
         assert meta["min"] is None or value >= meta["min"], (path, value)
         assert meta["max"] is None or value <= meta["max"], (path, value)
         assert meta["choices"] is None or value in meta["choices"], (path, value)
-    assert checked == {LocalizerConfig: 9, Mast3rFrontEndConfig: 9, IncrementalConfig: 15, MapFreeConfig: 7}[core_cls]
+    assert checked == {LocalizerConfig: 12, Mast3rFrontEndConfig: 9, IncrementalConfig: 15, MapFreeConfig: 7}[core_cls]
 
 
 def test_mapping_node_declares_only_the_mast3r_settings_it_reads():

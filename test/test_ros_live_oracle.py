@@ -70,10 +70,11 @@ def test_readme_oracle_recipe_localizes_a_played_bag(data_dir, tmp_path):
     assert len(poses) >= 2, f"{len(poses)} poses of {len(images)} frames\n{node_log[-3000:]}"
     print(f"\noracle recipe: {len(answered)}/{len(images)} frames answered, {len(poses)} poses, errors (cm, deg) "
           f"{[(round(100 * t, 3), round(r, 3)) for t, r in errs]}")
-    # measured (3 runs on a loaded machine: frames 6 and 24 answered): 0.029 / 0.125 cm, 0.028 / 0.037 deg;
-    # frames 12 and 18, answered on a faster machine, measure 0.053 / 0.093 cm, 0.027 / 0.019 deg (the ROS-free
-    # core on the same map and frames)
-    assert errs[:, 0].max() < 0.0015 and errs[:, 1].max() < 0.045
+    # measured (2 runs on a loaded machine, frames 6 and 24 answered, frame 24 tracked on the one keyframe
+    # nearest its prior, the MASt3R front-end's default): 0.029 / 0.24 cm, 0.028 / 0.059 deg (with top-5
+    # retrieval for every query, as before: 0.029 / 0.125 cm). A faster machine answers other frames,
+    # hence some room above the figures
+    assert errs[:, 0].max() < 0.0035 and errs[:, 1].max() < 0.075
     assert "Traceback" not in node_log
 
 

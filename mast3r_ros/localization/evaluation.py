@@ -43,6 +43,7 @@ class QueryRecord:
     T_est: list | None = None
     T_gt: list | None = None
     covariance_diag: list | None = field(default=None)
+    selection: str = ""  # how its keyframes were chosen: 'prior' (tracking) or 'retrieval'
 
 
 def localize_frames(localizer: Localizer, dataset: RgbdDataset, spec, progress: bool = False,
@@ -79,7 +80,7 @@ def localize_frames(localizer: Localizer, dataset: RgbdDataset, spec, progress: 
             f.index, f.timestamp, r.state.value, r.ok, te, re, r.n_matches, r.n_inliers, r.kf_ids,
             dict(r.timings), r.error, None if T_est is None else T_est.tolist(),
             None if f.T_world_cam is None else f.T_world_cam.tolist(),
-            None if r.covariance is None else np.diag(r.covariance).tolist()))
+            None if r.covariance is None else np.diag(r.covariance).tolist(), r.selection))
     return records
 
 

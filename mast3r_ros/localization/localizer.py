@@ -1,8 +1,10 @@
 """ROS-free localizer: image -> gated pose ``T_map_cam`` with covariance and a tracking state.
 
 Pipeline per query: keyframe selection (while tracking: the ``tracking_k`` keyframes nearest the
-pose prior; otherwise, or after :meth:`Localizer.request_retrieval`: global-descriptor retrieval of
-the top-k, gated around the prior when there is one) -> front-end matching against those keyframes
+pose prior's view, by default the front-end's choice: one for MASt3R, none for the classical
+front-end; retrieval for the same query if they fail it; otherwise, or after
+:meth:`Localizer.request_retrieval`: global-descriptor retrieval of the top-k, gated around the
+prior when there is one) -> front-end matching against those keyframes
 (in one batch when the front-end has ``match_many``) -> one PnP + RANSAC + refinement on all 2D-3D
 matches -> covariance -> acceptance gates -> state machine. ``localize`` never
 raises: bad inputs and failures come back as a result with ``T_map_cam=None`` and ``error``.
@@ -19,7 +21,7 @@ from mast3r_ros.geometry.camera import check_intrinsics
 from mast3r_ros.localization.covariance import CovarianceConfig, nearest_keyframe_distance
 from mast3r_ros.localization.frontends import Correspondences, FrontEnd, QueryFrame
 from mast3r_ros.localization.keyframe_cache import KeyframeCache
-from mast3r_ros.localization.pose import PnPConfig, fix_covariance, solve_pnp, solve_pose_rgbd
+from mast3r_ros.localization.pose import PnPConfig, PnPResult, fix_covariance, solve_pnp, solve_pose_rgbd
 from mast3r_ros.localization.retrieval import RetrievalConfig, Retriever
 from mast3r_ros.localization.state import GateConfig, LocState, StateMachine, check_gates
 from mast3r_ros.map import Keyframe, KeyframeMap
@@ -80,6 +82,18 @@ class LocalizationResult:
         return self.T_map_cam is not None
 
 
+@dataclass
+class _Attempt:
+    """One keyframe selection's outcome inside :meth:`Localizer.localize` (``reason`` '' = passed)."""
+    selection: str
+    kf_ids: list[int]
+    n_matches: int
+    pnp: PnPResult
+    cov: np.ndarray | None
+    median_px: float
+    reason: str
+
+
 class Localizer:
     """Localizes camera images against a keyframe map built with the same front-end.
 
@@ -103,7 +117,7 @@ class Localizer:
         poses = kmap.poses()
         # working copies: a seeded prior narrows them, clear_pose_prior() restores them from self.config
         self.retriever = Retriever(ids.tolist(), desc, np.stack([poses[int(i)] for i in ids]),
-                                   replace(self.config.retrieval))
+                                   self._retrieval_config())
         self.state = StateMachine(replace(self.config.gates))
         if not self.config.keyframe_cache_mb >= 0:  # also refuses NaN
             raise ValueError(f"keyframe_cache_mb must be >= 0 MiB, got {self.config.keyframe_cache_mb!r}")
@@ -138,15 +152,22 @@ class Localizer:
             self.clear_pose_prior()
             return
         self.request_retrieval()  # keyframes by retrieval within the radius, not only the one nearest the prior
-        self.retriever.config = replace(self.config.retrieval, prior_max_dist_m=float(radius_m))
+        self.retriever.config = self._retrieval_config(prior_max_dist_m=float(radius_m))
         deg = self.config.gates.max_jump_deg if max_jump_deg is None else float(max_jump_deg)
         self.state.config = replace(self.config.gates, max_jump_m=float(radius_m), max_jump_deg=deg)
 
     def clear_pose_prior(self) -> None:
         """Back to the configured retrieval radius and gates (``self.config``, as last set by
         :meth:`set_gates`) after a :meth:`seed_pose_prior`; the tracking state is kept."""
-        self.retriever.config = replace(self.config.retrieval)
+        self.retriever.config = self._retrieval_config()
         self.state.config = replace(self.config.gates)
+
+    def _retrieval_config(self, **changes) -> RetrievalConfig:
+        """A working copy of ``config.retrieval`` with ``tracking_k`` -1 (auto) resolved to the
+        front-end's ``tracking_keyframes``."""
+        k = self.config.retrieval.tracking_k
+        return replace(self.config.retrieval, **changes,
+                       tracking_k=self.frontend.tracking_keyframes if k < 0 else k)
 
     def set_gates(self, gates: GateConfig) -> None:
         """Change the acceptance gates at run time (from the next query on); they become the
@@ -200,22 +221,43 @@ class Localizer:
         self.frontend.prepare_query(query)
         timings["features"] = time.perf_counter() - t
 
-        t = time.perf_counter()
         by_prior = prior is not None and not self._retrieve_next and self.retriever.config.tracking_k > 0
-        selection = "prior" if by_prior else "retrieval"
         self._retrieve_next = False
+        matched: dict[int, Correspondences] = {}
+        attempt = self._attempt(query, prior, "prior" if by_prior else "retrieval", matched, timings)
+        if attempt.reason and by_prior and self.retriever.config.tracking_retry:
+            # tracking lost its keyframe (too few matches, a gate): retrieval gets this same query,
+            # so the cheap path never costs a fix that the full search would have found
+            attempt = self._attempt(query, prior, "retrieval", matched, timings)
+        state, T = self.state.update(None if attempt.reason else attempt.pnp.T_map_cam)
+        reason = attempt.reason
+        if T is None and not reason:
+            reason = "relocalization candidate awaiting confirmation"
+        return LocalizationResult(state, T, attempt.cov if T is not None else None, attempt.n_matches,
+                                  attempt.pnp.n_inliers, attempt.kf_ids, error=reason,
+                                  median_reproj_px=attempt.median_px, selection=attempt.selection)
+
+    def _attempt(self, query: QueryFrame, prior: np.ndarray | None, selection: str,
+                 matched: dict[int, Correspondences], timings: dict[str, float]) -> _Attempt:
+        """Keyframe selection ('prior' or 'retrieval'), matching, pose and gates for one query.
+        ``matched`` (keyframe id -> matches) is this query's: a keyframe matched by the tracking
+        attempt is not matched again by its retrieval fallback; ``timings`` accumulate."""
+        t = time.perf_counter()
         if selection == "prior":
             kf_ids = self.retriever.nearest(prior)
         else:
             kf_ids, _ = self.retriever.query(self.frontend.query_descriptor(query), prior)
-        timings["retrieval"] = time.perf_counter() - t
+        timings["retrieval"] += time.perf_counter() - t
 
         t = time.perf_counter()
-        corr, _ = Correspondences.concat(self._match(query, [self.keyframe_cache.get(i) for i in kf_ids]))
-        timings["matching"] = time.perf_counter() - t
+        new = [i for i in kf_ids if i not in matched]
+        matched.update(zip(new, self._match(query, [self.keyframe_cache.get(i) for i in new])))
+        corr, _ = Correspondences.concat([matched[i] for i in kf_ids])
+        timings["matching"] += time.perf_counter() - t
 
         t = time.perf_counter()
-        H, W = image.shape[:2]
+        K, dist, depth = query.K, query.dist, query.depth
+        H, W = query.image.shape[:2]
         pnp = None
         if depth is not None and self.config.rgbd_pose:
             pnp = solve_pose_rgbd(corr.xy_query, corr.X_map, depth, K, self.config.rgbd_inlier_m, dist,
@@ -230,15 +272,10 @@ class Localizer:
                 med3d = float(np.median(pnp.residual_m[inl])) if inl.any() else float("inf")
             cov = fix_covariance(pnp, corr.xy_query, corr.X_map, corr.X_cov, K, dist, self.config.covariance,
                                  nearest_keyframe_distance(pnp.T_map_cam, self.retriever.T))
-        timings["pnp"] = time.perf_counter() - t
-
+        timings["pnp"] += time.perf_counter() - t
         reason = pnp.message or check_gates(self.state.config, len(corr), pnp.n_inliers, med,
                                             pnp.T_map_cam, prior, med3d)
-        state, T = self.state.update(None if reason else pnp.T_map_cam)
-        if T is None and not reason:
-            reason = "relocalization candidate awaiting confirmation"
-        return LocalizationResult(state, T, cov if T is not None else None, len(corr), pnp.n_inliers,
-                                  kf_ids, error=reason, median_reproj_px=med, selection=selection)
+        return _Attempt(selection, kf_ids, len(corr), pnp, cov, med, reason)
 
     def _match(self, query: QueryFrame, keyframes: list[Keyframe]) -> list[Correspondences]:
         """Front-end matches per keyframe; one batched call when the front-end offers ``match_many``."""

@@ -94,6 +94,8 @@ class FrontEnd(Protocol):
 
     name: str                        # stored in the map's meta; must match at localization
     needs_depth: bool                # keyframes need a depth image (classical) or not (mast3r)
+    tracking_keyframes: int          # keyframes matched per query while tracking when the localizer's
+                                     # tracking_k is -1 (auto): 0 = retrieval every query
     array_names: tuple[str, ...]     # per-keyframe arrays ``match`` reads from the map
     index_array_names: tuple[str, ...]  # per-keyframe arrays fit_global / keyframe_descriptor read (kept by a build)
     global_names: tuple[str, ...]    # map-level arrays ``load_global`` needs

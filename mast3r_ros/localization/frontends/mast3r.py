@@ -91,6 +91,7 @@ class Mast3rFrontEnd:
 
     name = "mast3r"
     needs_depth = False
+    tracking_keyframes = 1  # a keyframe costs a decoder pass: while tracking, the one nearest the prior
     array_names = MAST3R_ARRAYS
     index_array_names = ("mast3r_global",)  # a build keeps these, not the tokens, until the index is written
     global_names = (MAST3R_CHECKPOINT,)
