@@ -24,7 +24,9 @@ import cv2
 import numpy as np
 
 from mast3r_ros.config_fields import setting
+from mast3r_ros.geometry.camera import depth_to_pointmap
 from mast3r_ros.mapping.alignment_config import AlignmentConfig, monocular
+from mast3r_ros.mapping.kinematic import connected_components
 from mast3r_ros.mapping.mast3r_pairs import EncodedImage, Mast3rPairConfig, encode_images, infer_pair
 from mast3r_ros.mapping.outputs import CloudConfig, clean_point_cloud
 from mast3r_ros.mapping.pairs import PairSelectionConfig, select_pairs
@@ -87,17 +89,6 @@ class MonocularMap:
                 "pairs_dropped": sum(self.alignment.pair_status.get(p) == "dropped" for p in self.pairs),
                 "focal_px": float(np.mean(self.K[:, 0, 0])),
                 "timings": dict(self.timings)}
-
-
-def original_K(K_net: np.ndarray, tf: ImageTransform) -> np.ndarray:
-    """Inverse of ``ImageTransform.intrinsics_to_network`` (pixel-centre convention, resize then crop)."""
-    sx, sy = tf.scale_xy
-    K = np.array(K_net, np.float64)
-    K[0, :2] *= sx
-    K[1, :2] *= sy
-    K[0, 2] = (K_net[0, 2] + tf.crop_xy0[0] + 0.5) * sx - 0.5
-    K[1, 2] = (K_net[1, 2] + tf.crop_xy0[1] + 0.5) * sy - 0.5
-    return K
 
 
 def network_rgb(image: np.ndarray, tf: ImageTransform) -> np.ndarray:
@@ -163,7 +154,7 @@ def map_monocular(images: list[np.ndarray], model, config: MonocularConfig | Non
     timings.update(res.timings)
     ok_pairs = [p for p in pairs if res.pair_status.get((p.i, p.j)) == "ok"]
     _require_linked(n, ok_pairs, 0, "matches passing the pair check")
-    K_out = np.stack([original_K(res.K[v], e.transform) for v, e in enumerate(enc)])
+    K_out = np.stack([e.transform.intrinsics_to_original(res.K[v]) for v, e in enumerate(enc)])
     points = [_keyframe_points(res, v, cfg.min_points_conf) for v in range(n)]
     return MonocularMap(res.T_world_cam, K_out, points, enc, res, pair_ids, timings, cfg.image_size)
 
@@ -185,22 +176,9 @@ def _per_image_K(K: np.ndarray, n: int) -> np.ndarray:
 
 def _require_linked(n: int, pairs: list[PairData], min_matches: int, what: str) -> None:
     """MappingError naming the groups of images when pairs with >= min_matches matches do not link them."""
-    parent = list(range(n))
-
-    def root(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for p in pairs:
-        if len(p.conf) >= max(min_matches, 1):
-            parent[root(p.i)] = root(p.j)
-    groups: dict[int, list[int]] = {}
-    for v in range(n):
-        groups.setdefault(root(v), []).append(v)
+    groups = connected_components(n, [(p.i, p.j) for p in pairs if len(p.conf) >= max(min_matches, 1)])
     if len(groups) > 1:
-        desc = "; ".join(_ranges(g) for g in sorted(groups.values())[:4])
+        desc = "; ".join(_ranges(g) for g in sorted(groups)[:4])
         raise MappingError(f"the images do not form one connected map: {len(groups)} groups share no pair with "
                            f"{what} (images {desc}{'; ...' if len(groups) > 4 else ''}); give overlapping images")
 
@@ -212,11 +190,7 @@ def _ranges(ids: list[int]) -> str:
 def _keyframe_points(res: AlignmentResult, v: int, min_conf: float) -> np.ndarray:
     """[Hn,Wn,3] float32 camera-frame points of view v from the aligned depth (NaN = invalid)."""
     d = res.depth_map(v)
-    H, W = d.shape
-    x, y = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
-    Ki = np.linalg.inv(res.K[v])
-    rays = np.stack([Ki[0, 0] * x + Ki[0, 1] * y + Ki[0, 2], Ki[1, 1] * y + Ki[1, 2], np.ones_like(x)], -1)
-    X = (rays * d[..., None]).astype(np.float32)
+    X = depth_to_pointmap(res.K[v], d).astype(np.float32)
     X[~((d > 0) & (res.canonical_conf[v] >= min_conf))] = np.nan
     return X
 
@@ -276,7 +250,6 @@ def save_monocular_map(result: MonocularMap, images: list[np.ndarray], model, ou
         write_ply(Path(out) / "cloud.ply", xyz, rgb)
         kmap.set_partial(None)
     return Path(out)
-
 
 
 def trajectory_accuracy(T_est: np.ndarray, T_gt: np.ndarray, K_est: np.ndarray | None = None,

@@ -70,6 +70,17 @@ class ImageTransform:
         out[2] = (0, 0, 1)
         return out
 
+    def intrinsics_to_original(self, K_net: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`intrinsics_to_network`: K [3, 3] of the network image -> K of the original."""
+        K_net = np.asarray(K_net, dtype=np.float64)
+        sx, sy = self.scale_xy
+        K = K_net.copy()
+        K[0, :2] *= sx
+        K[1, :2] *= sy
+        K[0, 2] = (K_net[0, 2] + self.crop_xy0[0] + 0.5) * sx - 0.5
+        K[1, 2] = (K_net[1, 2] + self.crop_xy0[1] + 0.5) * sy - 0.5
+        return K
+
 
 @dataclass
 class NetworkImage:
