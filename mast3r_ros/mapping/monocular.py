@@ -142,13 +142,14 @@ def map_monocular(images: list[np.ndarray], model, config: MonocularConfig | Non
     timings["pairs"] = time.perf_counter() - t0
     _require_linked(n, pairs, cfg.alignment.check.min_inliers, "matches")
     views = []
-    for v, (image, e) in enumerate(zip(images, enc)):
+    for v, e in enumerate(enc):
         wn, hn = e.transform.network_wh
         Kn = None if Ks is None else e.transform.intrinsics_to_network(Ks[v])
         d = None
         if depth_points is not None and np.asarray(depth_points[v]).size:
             d = np.nan_to_num(np.asarray(depth_points[v], np.float32)[..., 2], nan=0.0)
-        views.append(ViewData(size=(wn, hn), image=network_rgb(image, e.transform), K=Kn, depth=d, name=str(v)))
+        # no image: the optimiser does not read it, map_cloud colours the cloud from the originals
+        views.append(ViewData(size=(wn, hn), K=Kn, depth=d, name=str(v)))
     acfg = replace(cfg.alignment, known_intrinsics=True) if Ks is not None else cfg.alignment
     res = _align(views, pairs, acfg, progress)
     timings.update(res.timings)
