@@ -7,8 +7,8 @@ excerpt (links to the same files): the stand-in registers every frame of its dat
 Asserted: every played frame answered by the mapping node, the 4 frames 0.5 s apart all keyframes (no
 odometry: the interval rule), save_map writes a MASt3R map of 4 keyframes whose poses match the ground
 truth seen from the first keyframe (the map frame), keyframe poses and cloud_map republished after the pass; the
-localization node loads that map with the stand-in and localizes the played queries in frame map,
-accurately; start-up logs and /diagnostics say `model: oracle`."""
+localization node loads that map with the stand-in, shows it on its latched cloud_map and localizes the
+played queries in frame map, accurately; start-up logs and /diagnostics say `model: oracle`."""
 from __future__ import annotations
 
 import signal
@@ -26,7 +26,7 @@ from mast3r_ros.map import KeyframeMap  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL, pointcloud2_to_xyz_rgb, pose_to_T  # noqa: E402
 from mast3r_ros.ros.nodes.node_io import LATCHED  # noqa: E402
-from mast3r_ros.srv import SaveMap  # noqa: E402
+from mast3r_ros.srv import LoadMap, SaveMap  # noqa: E402
 
 from .live_client import LiveClient, ros_env, stop_process_tree, unique_domain_id  # noqa: E402
 from .recipes import bag_truth, dataset_excerpt, readme_recipe, run_step, start_step, user_checkout  # noqa: E402
@@ -79,6 +79,8 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
                                 and client.messages("cloud") and client.messages("cloud")[-1].width > 0, 15.0)
                 phases["map_published"] = len(kf_msgs[-1].poses) if kf_msgs else 0
                 phases["cloud"] = client.messages("cloud")[-1] if client.messages("cloud") else None
+                # and the mapping node continues the map it saved (load_map of a monocular map)
+                phases["load"] = client.call(LoadMap, "load_map", LoadMap.Request(map_dir="mono_map"), timeout=60)
                 continue
             if cmd[1] == "launch":
                 if launch is not None:  # the mapping node stops before the localization node starts
@@ -102,8 +104,9 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
                     phases["mapping_status"] = list(client.messages("status"))
                 else:  # localization: the newest frame waits (frame_queue_size 1): the last one is answered
                     assert client.wait_for(lambda: _answered(client, images[-1:]), 90.0), logs[-1].read_text()[-3000:]
-        client.wait_for(lambda: bool(_models(client)), 5.0)
+        client.wait_for(lambda: bool(_models(client)) and bool(client.messages("cloud")), 5.0)
         statuses, poses, loc_models = client.messages("status"), client.messages("pose"), _models(client)
+        loc_clouds = client.messages("cloud")
     finally:
         if client is not None:
             client.close()
@@ -122,6 +125,7 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
     r = phases["save"]
     assert r.num_keyframes == 4 and r.map_dir == "mono_map"  # the launch's --map, relative to the node
     assert phases["map_published"] == 4  # keyframe_poses republished after the save's pass
+    assert phases["load"].success and phases["load"].num_keyframes == 4, phases["load"].message
     xyz, rgb = pointcloud2_to_xyz_rgb(phases["cloud"])
     assert phases["cloud"].header.frame_id == "map" and len(xyz) > 10000 and rgb is not None
     with KeyframeMap.open(work / "mono_map") as kmap:
@@ -130,6 +134,12 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
     # the map frame is the first keyframe's camera: the ground truth seen from there
     T_map_world = invert(map_gt[map_images[0]])
     kf_err = np.array([pose_errors(T, T_map_world @ map_gt[s]) for T, s in zip(T_kf, map_images)])
+
+    # the localization node shows the map it loaded (latched cloud_map): a monocular map has no depth,
+    # its cloud is the keyframes' stored MASt3R points
+    assert loc_clouds and loc_clouds[-1].header.frame_id == "map"
+    loc_xyz, _ = pointcloud2_to_xyz_rgb(loc_clouds[-1])
+    assert len(loc_xyz) > 10000, len(loc_xyz)
 
     # localization in that map: poses in frame map at the played stamps, near the ground truth
     q_images, q_gt = bag_truth(work / "mono_q.bag")

@@ -14,8 +14,9 @@ def map_cloud(kmap: KeyframeMap, max_points: int = 100_000) -> tuple[np.ndarray,
     """Keyframe depth back-projected into the map frame, subsampled on a pixel grid.
 
     Returns ([N,3] float32 metres in the map frame, [N,3] uint8 RGB), N <= ``max_points``.
-    Per keyframe: its depth-backed features (``sift_X`` of a classical map) or, when stored, its
-    depth image on a pixel grid; keyframes with neither add nothing.
+    Per keyframe: its depth-backed features (``sift_X`` of a classical map), else its depth image on
+    a pixel grid when stored, else its MASt3R points (``mast3r_X`` at network pixels: a monocular map
+    has no depth); keyframes with none of them add nothing.
     """
     ids = kmap.keyframe_ids()
     xyz, rgb = [], []
@@ -40,6 +41,8 @@ def _keyframe_points(kmap: KeyframeMap, k: int, budget: int) -> tuple[np.ndarray
     names = kmap.array_names(k)
     kf = kmap.get_keyframe(k, load_image=True, arrays=[n for n in ("sift_X", "sift_xy") if n in names],
                            load_depth="sift_X" not in names)
+    if kf.depth is None and "sift_X" not in names and {"mast3r_X", "mast3r_tf"} <= set(names):
+        return _mast3r_points(kmap, k, kf.image, budget)
     H, W = kf.image.shape[:2]
     if "sift_X" in kf.arrays and "sift_xy" in kf.arrays:
         X, xy = np.asarray(kf.arrays["sift_X"], np.float64), np.asarray(kf.arrays["sift_xy"], np.float64)
@@ -55,6 +58,24 @@ def _keyframe_points(kmap: KeyframeMap, k: int, budget: int) -> tuple[np.ndarray
     ok = np.isfinite(z) & (z > 0)
     X = backproject_depth(kf.K, np.c_[u[ok], v[ok]].astype(np.float64), z[ok])
     return X, kf.image[v[ok], u[ok]]
+
+
+def _mast3r_points(kmap: KeyframeMap, k: int, image: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """A MASt3R keyframe's stored points (``mast3r_X`` [Hn,Wn,3] float32 m in its camera, NaN = none),
+    coloured by the original pixel nearest each network pixel, on a grid of at most ``budget`` points."""
+    # a MASt3R map: the front-end (and torch) is what reads it anyway
+    from mast3r_ros.localization.frontends.mast3r import transform_from_array
+
+    X = np.asarray(kmap.get_array(k, "mast3r_X"), np.float64)
+    tf = transform_from_array(kmap.get_array(k, "mast3r_tf"))
+    wn, hn = tf.network_wh
+    if X.shape != (hn, wn, 3):
+        return np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
+    xy = tf.nearest_original_pixels().reshape(hn, wn, 2)
+    step = max(1, math.ceil(math.sqrt(hn * wn / budget)))
+    X, xy = X[::step, ::step].reshape(-1, 3), xy[::step, ::step].reshape(-1, 2)
+    ok = np.all(np.isfinite(X), axis=1) & (X[:, 2] > 0)
+    return X[ok], image[xy[ok, 1], xy[ok, 0]]
 
 
 def keep_none() -> np.ndarray:

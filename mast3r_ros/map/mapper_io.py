@@ -1,10 +1,13 @@
 """The incremental mapper's maps on disk: write one (``save_map``), read one back (``load_map``).
 
-A map the mapper can continue from is a classical RGB-D map with, per keyframe, the image, the
-intrinsics, the depth registered to the image and the SIFT arrays the classical front-end stores
+A map the incremental mapper can continue from is a classical RGB-D map with, per keyframe, the image,
+the intrinsics, the depth registered to the image and the SIFT arrays the classical front-end stores
 (``sift_xy``, ``sift_desc``, ``sift_X``): what :meth:`IncrementalMapper.save` and
-``mast3r-ros map build --frontend classical --store-depth`` write. Everything is read and checked
-before the caller swaps its state, so a bad map leaves the running map untouched.
+``mast3r-ros map build --frontend classical --store-depth`` write. The monocular engine
+(:class:`~mast3r_ros.mapping.monocular_stream.MonocularStream`) continues a MASt3R map made with the same
+checkpoint: it maps the images again, so it reads only images, intrinsics, poses and stamps
+(:func:`read_monocular_keyframes`). Everything is read and checked before the caller swaps its state,
+so a bad map leaves the running map untouched.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mast3r_ros.map.cloud import map_cloud
 from mast3r_ros.map.format import Keyframe, MapError, MapMeta
 from mast3r_ros.map.keys import CLASSICAL_ARRAYS, CLASSICAL_VOCAB
 from mast3r_ros.map.store import KeyframeMap
@@ -22,14 +26,16 @@ from mast3r_ros.mapping.types import MappingError
 @dataclass
 class LoadedKeyframe:
     """One keyframe of a loaded map. image [H,W,3] uint8 RGB; K [3,3] float64 pixels; depth [H,W]
-    float32 metres registered to the image (0 = invalid); T_map_cam [4,4] float64 camera-to-map
-    (OpenCV optical frame, metres); arrays: the classical front-end's SIFT arrays."""
+    float32 metres registered to the image (0 = invalid; None from :func:`read_monocular_keyframes`);
+    T_map_cam [4,4] float64 camera-to-map (OpenCV optical frame, metres); arrays: the classical
+    front-end's SIFT arrays (none for the monocular engine); frame_index: the map's record of it."""
     stamp: float
     image: np.ndarray
     K: np.ndarray
-    depth: np.ndarray
+    depth: np.ndarray | None
     T_map_cam: np.ndarray
     arrays: dict
+    frame_index: int = 0
 
 
 def read_mapper_keyframes(path: str | Path) -> tuple[list[LoadedKeyframe], np.ndarray | None]:
@@ -58,6 +64,37 @@ def read_mapper_keyframes(path: str | Path) -> tuple[list[LoadedKeyframe], np.nd
     if not out:
         raise MappingError(f"{path}: the map has no keyframes")
     return out, None if vocab is None else np.asarray(vocab, np.float32)
+
+
+def read_monocular_keyframes(path: str | Path, checkpoint_sha256: str, max_points: int = 100_000
+                             ) -> tuple[list[LoadedKeyframe], tuple[np.ndarray, np.ndarray]]:
+    """The keyframes (id order: image, K, T_map_cam, stamp, frame index) of the MASt3R map at ``path``
+    made with the checkpoint of hash ``checkpoint_sha256``, for the monocular engine to map again, and
+    the map's cloud (:func:`mast3r_ros.map.cloud.map_cloud`: [P,3] float32 m, [P,3] uint8, P <= max_points).
+
+    Raises:
+        MappingError: not a map, another front-end or checkpoint, no keyframes.
+    """
+    try:
+        with KeyframeMap.open(path) as kmap:
+            if kmap.meta.frontend != "mast3r":
+                raise MappingError(f"{path}: frontend 'mast3r' continues MASt3R maps; this map uses the "
+                                   f"{kmap.meta.frontend!r} front-end")
+            if kmap.meta.checkpoint_sha256 != checkpoint_sha256:
+                raise MappingError(f"{path}: the map was made with checkpoint sha256 "
+                                   f"{str(kmap.meta.checkpoint_sha256)[:12]}..., the mapper runs "
+                                   f"{checkpoint_sha256[:12]}...; map with the same checkpoint")
+            out = []
+            for kf_id in kmap.keyframe_ids():
+                kf = kmap.get_keyframe(kf_id, load_depth=False)
+                out.append(LoadedKeyframe(float(kf.timestamp), kf.image, np.asarray(kf.K, np.float64), None,
+                                          np.asarray(kf.T_map_cam, np.float64), {}, kf.frame_index))
+            cloud = map_cloud(kmap, max_points) if out else None
+    except (MapError, OSError) as exc:
+        raise MappingError(f"cannot load map {path}: {exc}") from None
+    if not out:
+        raise MappingError(f"{path}: the map has no keyframes")
+    return out, cloud
 
 
 def write_mapper_map(path: str | Path, frontend, keyframes: list, cloud_xyz: np.ndarray, cloud_rgb: np.ndarray,

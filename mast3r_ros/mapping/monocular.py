@@ -81,6 +81,15 @@ class MonocularMap:
     timings: dict
     image_size: int = 512
 
+    def moved(self, T_new_map: np.ndarray) -> "MonocularMap":
+        """The same map in another frame: every pose (and the alignment's) left-multiplied by
+        ``T_new_map`` [4,4] (rigid). Points stay in their cameras; the cloud follows the poses."""
+        T = np.asarray(T_new_map, np.float64)
+        res = self.alignment
+        return replace(self, T_map_cam=T @ self.T_map_cam,
+                       alignment=replace(res, T_world_cam=T @ res.T_world_cam,
+                                         T_world_cam_init=T @ res.T_world_cam_init))
+
     def summary(self) -> dict:
         """Counts (pairs by the status of their matched direction), focal, timings (JSON-friendly)."""
         return {"n_keyframes": len(self.K), "n_pairs": len(self.pairs),

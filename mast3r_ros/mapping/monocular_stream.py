@@ -16,6 +16,12 @@ metric scale from the pointmaps, points. The map frame is the first keyframe's c
 frame, metres). :meth:`save` writes the result with
 :func:`~mast3r_ros.mapping.monocular.save_monocular_map`: a keyframe map of the MASt3R front-end that
 records the model's hash, which the localization node loads.
+
+Continuing a saved map (:meth:`load`, the node's ``load_map``): the map's keyframes (images, intrinsics,
+poses, stamps) become the buffer's first keyframes, shown at their saved poses until the next pass; the
+next frame is a keyframe (its stamp may be older than the map's). A pass maps all keyframes again (the
+loaded ones' poses are re-optimised with the new ones, as a pose graph is) and keeps the loaded map's
+frame: the result is moved so that the first loaded keyframe stays at its saved pose.
 """
 from __future__ import annotations
 
@@ -72,7 +78,11 @@ class MonocularStream:
         self._kfs: list[_Keyframe] = []
         self._map = None                    # MonocularMap of the last pass
         self._mapped: list[_Keyframe] = []  # the keyframes of that pass, in its order
+        # what the snapshot shows: the last pass's (or the loaded map's) keyframes, T_map_cam [N,4,4], K [N,3,3]
+        self._posed: tuple[list[_Keyframe], np.ndarray, np.ndarray] = ([], np.zeros((0, 4, 4)), np.zeros((0, 3, 3)))
         self._cloud = (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8))
+        self._anchor: tuple[int, np.ndarray] | None = None  # loaded map: (first keyframe id, its saved T_map_cam)
+        self._interval_from: float | None = None            # stamp the interval rule counts from (None: next frame)
         self._version = 0
         self.last_error: str | None = None
 
@@ -86,8 +96,8 @@ class MonocularStream:
         the interval rule). ``depth`` and ``T_map_first`` are not used (the incremental mapper's
         arguments). A keyframe's pose is known after the next pass: ``T_map_cam`` is None."""
         with self._lock:
-            if self._kfs and T_odom_cam is None:
-                dt = stamp - self._kfs[-1].stamp
+            if self._interval_from is not None and T_odom_cam is None:
+                dt = stamp - self._interval_from
                 if dt < self.config.kf_min_interval_s:
                     return FrameResult(False, None, None, f"{dt:.2f} s after the last keyframe")
             if len(self._kfs) >= self.config.max_keyframes:
@@ -95,7 +105,9 @@ class MonocularStream:
                                    f"{self.config.max_keyframes}): save_map, then reset")
             kid = self._kfs[-1].id + 1 if self._kfs else 0
             self._kfs.append(_Keyframe(kid, float(stamp), np.array(image, np.uint8), np.array(K, np.float64)))
-            why = "odometry moved" if T_odom_cam is not None else "first" if kid == 0 else "interval"
+            why = ("odometry moved" if T_odom_cam is not None else "interval" if self._interval_from is not None
+                   else "first after the loaded map" if self._anchor else "first")
+            self._interval_from = float(stamp)
             return FrameResult(True, kid, None, why)
 
     def optimize(self, mode: str = "global", wait: bool = True) -> bool:
@@ -111,12 +123,17 @@ class MonocularStream:
                 raise MappingError(f"need at least 2 keyframes, have {len(kfs)}")
             K = None if self.config.estimate_focal else np.stack([k.K for k in kfs])
             result = map_monocular([k.image for k in kfs], self.model, self.mapping, K=K)
+            anchor = self._anchor
+            if anchor is not None:  # keep the loaded map's frame
+                at = [k.id for k in kfs].index(anchor[0])
+                result = result.moved(anchor[1] @ np.linalg.inv(result.T_map_cam[at]))
             cloud = map_cloud(result, [k.image for k in kfs], self.mapping.cloud)
         except MappingError as exc:
             self.last_error = str(exc)
             return False
         with self._lock:
             self._map, self._mapped, self._cloud = result, kfs, cloud
+            self._posed = (kfs, result.T_map_cam, result.K)
             self._version += 1
             self.last_error = None
         return True
@@ -128,14 +145,12 @@ class MonocularStream:
         """See :meth:`start`."""
 
     def snapshot(self, cloud: bool = False, max_points: int | None = None) -> MapSnapshot:
-        """The keyframes of the last pass (none before it): ids, stamps [N] s, T_map_cam [N,4,4], K [N,3,3]
-        of the original images, version = passes so far; the pass's cleaned cloud (map frame, metres;
-        subsampled to ``max_points``) when ``cloud``."""
+        """The keyframes of the last pass, or of the loaded map until a pass (none before either): ids,
+        stamps [N] s, T_map_cam [N,4,4], K [N,3,3] of the original images, version = passes and loads so
+        far; their cleaned cloud (map frame, metres; subsampled to ``max_points``) when ``cloud``."""
         with self._lock:
-            kfs, res, (xyz, rgb) = self._mapped, self._map, self._cloud
-            snap = MapSnapshot([k.id for k in kfs], np.array([k.stamp for k in kfs]),
-                               res.T_map_cam if res is not None else np.zeros((0, 4, 4)),
-                               res.K if res is not None else np.zeros((0, 3, 3)), self._version)
+            (kfs, T, K), (xyz, rgb) = self._posed, self._cloud
+            snap = MapSnapshot([k.id for k in kfs], np.array([k.stamp for k in kfs]), T, K, self._version)
         if cloud:
             if max_points and len(xyz) > max_points:
                 pick = np.linspace(0, len(xyz) - 1, max_points).astype(np.int64)
@@ -161,6 +176,24 @@ class MonocularStream:
                                   extra=self.extra, overwrite=overwrite, cloud=self.mapping.cloud)
 
     def load(self, path: str | Path) -> int:
-        """Refused: a monocular pass maps the keyframes it buffered itself (their images, in order)."""
-        raise MappingError("continuing a saved map is not supported with frontend 'mast3r' (monocular): "
-                           "reset and map again")
+        """Replace the buffer with the keyframes of the MASt3R map at ``path`` (made with this model's
+        checkpoint) and continue from it (see the module doc); returns their number. Raises
+        MappingError (nothing changed then): not such a map, or more keyframes than ``max_keyframes``."""
+        from mast3r_ros.map.mapper_io import read_monocular_keyframes
+
+        loaded, cloud = read_monocular_keyframes(path, self.model.checkpoint_sha256, self.mapping.cloud.max_points)
+        if len(loaded) > self.config.max_keyframes:
+            raise MappingError(f"{path}: {len(loaded)} keyframes, more than mono.max_keyframes "
+                               f"{self.config.max_keyframes}")
+        ids = [k.frame_index for k in loaded]
+        if len(set(ids)) != len(ids) or ids != sorted(ids):  # ids must grow with the buffer's order
+            ids = list(range(len(loaded)))
+        kfs = [_Keyframe(i, k.stamp, k.image, k.K) for i, k in zip(ids, loaded)]
+        with self._lock:
+            self._kfs, self._map, self._mapped, self._cloud = kfs, None, [], cloud
+            self._posed = (kfs, np.stack([k.T_map_cam for k in loaded]), np.stack([k.K for k in loaded]))
+            self._anchor = (kfs[0].id, loaded[0].T_map_cam)
+            self._interval_from = None
+            self._version += 1
+            self.last_error = None
+        return len(kfs)

@@ -22,7 +22,8 @@ What this core adds:
 * ``T_map_odom`` from the newest keyframe: its optimised ``T_map_cam`` composed with the odometry
   pose recorded with it (the map frame is the odom frame at the first keyframe: map->odom starts
   as the identity);
-* ``load_map``: continue from a saved map (its keyframes, poses and retrieval vocabulary); a bad
+* ``load_map``: continue from a saved map (classical: its keyframes, poses and retrieval vocabulary;
+  monocular: its keyframes' images, mapped again with the new ones in the saved map's frame); a bad
   folder is refused with the reason and the running map is kept;
 * ``save_map``: refusals with a reason, and atomicity: the mapper writes the map (format the
   localization node loads) into a temp folder, renamed into place, so ``dst`` is never
