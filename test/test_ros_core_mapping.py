@@ -332,8 +332,8 @@ def test_close_stops_waiting_for_a_global_pass_in_flight(seven):
     ({"frontend": "mast3r", "subscribe_depth": False}, "frontend 'mast3r' needs the mast3r.checkpoint parameter"),
     ({"frontend": "mast3r", "subscribe_depth": False, "mast3r.checkpoint": "/nonexistent/c.pth"},
      "mast3r.checkpoint '/nonexistent/c.pth' is not a file"),
-    ({"frontend": "mast3r", "oracle_dataset": "."}, "frontend 'mast3r' maps from images alone (monocular): set "
-                                                    "subscribe_depth false"),
+    ({"frontend": "mast3r", "oracle_dataset": ".", "mono.estimate_focal": True},
+     "mono.estimate_focal needs subscribe_depth false: the depth prior uses camera_info's K"),
     ({"subscribe_depth": False}, "frontend 'classical' maps with depth: subscribe_depth must be true"),
     ({"oracle_dataset": "."}, "oracle_dataset stands in for the MASt3R network: set frontend 'mast3r'"),
     ({"mono.max_keyframes": 1}, "mono.max_keyframes must be >= 2, got 1"),

@@ -1,9 +1,9 @@
-"""Monocular MASt3R mapping from a stream of frames: the mapping node's engine for ``frontend: mast3r``
-without depth (ROS-free; the node's core, ``ros/core/mapping_core.py``, drives it like the incremental
-mapper).
+"""MASt3R mapping from a stream of frames: the mapping node's engine for ``frontend: mast3r``, monocular
+(images alone) or with a depth sensor (ROS-free; the node's core, ``ros/core/mapping_core.py``, drives it
+like the incremental mapper).
 
-Frames come one at a time; some become keyframes, whose images are buffered (at most
-``max_keyframes``). Keyframe rule, without depth to measure motion:
+Frames come one at a time; some become keyframes, whose images (and depth, when given) are buffered (at
+most ``max_keyframes``). Keyframe rule, without tracking to measure motion:
 
 * with odometry, the caller gates on it (the mapping node: ``mapper.kf_min_translation`` /
   ``mapper.kf_min_rotation_deg``) and passes the odometry pose: every frame it hands over is a keyframe;
@@ -12,8 +12,10 @@ Frames come one at a time; some become keyframes, whose images are buffered (at 
 
 A mapping pass (:meth:`MonocularStream.optimize`, and :meth:`save` when keyframes were added since the
 last pass) runs :func:`mast3r_ros.mapping.monocular.map_monocular` on all buffered keyframes: poses,
-metric scale from the pointmaps, points. The map frame is the first keyframe's camera (OpenCV optical
-frame, metres). :meth:`save` writes the result with
+metric scale from the pointmaps, points. Keyframes with depth give it a metric depth prior (their
+sensor points, with camera_info's K, which is then kept fixed) and keep their sensor points as the map's
+``mast3r_X`` (as ``map build --frontend mast3r`` with depth stores). The map frame is the first
+keyframe's camera (OpenCV optical frame, metres). :meth:`save` writes the result with
 :func:`~mast3r_ros.mapping.monocular.save_monocular_map`: a keyframe map of the MASt3R front-end that
 records the model's hash, which the localization node loads.
 
@@ -26,7 +28,7 @@ frame: the result is moved so that the first loaded keyframe stays at its saved 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +64,7 @@ class _Keyframe:
     stamp: float         # s
     image: np.ndarray    # [H,W,3] uint8 RGB
     K: np.ndarray        # [3,3] float64 (camera_info)
+    depth: np.ndarray | None = None  # [H,W] float32 m registered to the image (0 = none), or None
 
 
 class MonocularStream:
@@ -93,8 +96,9 @@ class MonocularStream:
                   T_odom_cam: np.ndarray | None = None, T_map_first=None) -> FrameResult:
         """Keyframe or not (see the rule in the module doc). ``image`` [H,W,3] uint8 RGB, ``K`` [3,3],
         ``stamp`` s; ``T_odom_cam`` [4,4]: the odometry pose when the caller gated on odometry (None:
-        the interval rule). ``depth`` and ``T_map_first`` are not used (the incremental mapper's
-        arguments). A keyframe's pose is known after the next pass: ``T_map_cam`` is None."""
+        the interval rule); ``depth`` [H,W] float32 m registered to the image (0 = none) or None.
+        ``T_map_first`` is not used (the incremental mapper's argument). A keyframe's pose is known after
+        the next pass: ``T_map_cam`` is None."""
         with self._lock:
             if self._interval_from is not None and T_odom_cam is None:
                 dt = stamp - self._interval_from
@@ -104,7 +108,8 @@ class MonocularStream:
                 return FrameResult(False, None, None, f"keyframe buffer full (mono.max_keyframes "
                                    f"{self.config.max_keyframes}): save_map, then reset")
             kid = self._kfs[-1].id + 1 if self._kfs else 0
-            self._kfs.append(_Keyframe(kid, float(stamp), np.array(image, np.uint8), np.array(K, np.float64)))
+            self._kfs.append(_Keyframe(kid, float(stamp), np.array(image, np.uint8), np.array(K, np.float64),
+                                       None if depth is None else np.array(depth, np.float32)))
             why = ("odometry moved" if T_odom_cam is not None else "interval" if self._interval_from is not None
                    else "first after the loaded map" if self._anchor else "first")
             self._interval_from = float(stamp)
@@ -121,13 +126,18 @@ class MonocularStream:
         try:
             if len(kfs) < 2:
                 raise MappingError(f"need at least 2 keyframes, have {len(kfs)}")
-            K = None if self.config.estimate_focal else np.stack([k.K for k in kfs])
-            result = map_monocular([k.image for k in kfs], self.model, self.mapping, K=K)
+            images = [k.image for k in kfs]
+            with_depth = any(k.depth is not None for k in kfs)
+            K = None if self.config.estimate_focal and not with_depth else np.stack([k.K for k in kfs])
+            encoded, sensor = self._sensor_points(kfs) if with_depth else (None, None)
+            result = map_monocular(images, self.model, self.mapping, K=K, encoded=encoded, depth_points=sensor)
+            if sensor is not None:  # the map keeps the sensor's points where it has them
+                result = replace(result, points=[s if s.size else p for s, p in zip(sensor, result.points)])
             anchor = self._anchor
             if anchor is not None:  # keep the loaded map's frame
                 at = [k.id for k in kfs].index(anchor[0])
                 result = result.moved(anchor[1] @ np.linalg.inv(result.T_map_cam[at]))
-            cloud = map_cloud(result, [k.image for k in kfs], self.mapping.cloud)
+            cloud = map_cloud(result, images, self.mapping.cloud)
         except MappingError as exc:
             self.last_error = str(exc)
             return False
@@ -137,6 +147,17 @@ class MonocularStream:
             self._version += 1
             self.last_error = None
         return True
+
+    def _sensor_points(self, kfs: list[_Keyframe]) -> tuple[list, list[np.ndarray]]:
+        """(the keyframes' encodings, their sensor points [Hn,Wn,3] float32 m at network pixels, NaN = none;
+        [0,0,3] for a keyframe without depth)."""
+        from mast3r_ros.localization.frontends.mast3r import network_pointmap_from_depth
+        from mast3r_ros.mapping.mast3r_pairs import encode_images
+
+        encoded = encode_images(self.model, [k.image for k in kfs], self.mapping.image_size)
+        points = [np.zeros((0, 0, 3), np.float32) if k.depth is None
+                  else network_pointmap_from_depth(k.K, k.depth, e.transform) for k, e in zip(kfs, encoded)]
+        return encoded, points
 
     def start(self) -> None:
         """Nothing runs in the background: passes run when called."""

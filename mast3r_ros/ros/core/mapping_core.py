@@ -1,6 +1,6 @@
 """The mapping node's core, ROS-free: odometry-gated keyframes into a mapping engine.
 
-With ``frontend: mast3r`` (images only, ``subscribe_depth: false``) the engine is
+With ``frontend: mast3r`` (images, with depth as a metric prior when ``subscribe_depth``) the engine is
 :class:`mast3r_ros.mapping.monocular_stream.MonocularStream` (keyframes buffered, mapped by MASt3R when
 ``optimize`` or ``save_map`` is called; the model is ``mast3r.checkpoint`` or the ``oracle_dataset``
 stand-in; odometry optional: without it keyframes follow ``mono.kf_min_interval_s``). Otherwise
@@ -68,7 +68,7 @@ class MappingOutput:
 class MappingCore:
     """See the module docstring. ``background=False`` keeps every pass in the caller (tests).
     ``mapper_factory`` builds the engine from its configuration (a subclass of IncrementalMapper lets
-    a test hold a pass at a known point); ``frontend: mast3r`` builds the monocular engine instead
+    a test hold a pass at a known point); ``frontend: mast3r`` builds the MASt3R engine instead
     (``model``: the MASt3R model or stand-in to use, else the parameters' own)."""
 
     def __init__(self, params: MappingParams, background: bool = True,
@@ -77,9 +77,9 @@ class MappingCore:
         self.params = params
         self.background = background
         self.calib = RgbdCalibration.load(params.rgbd_calibration) if params.rgbd_calibration else None
-        # monocular: no depth, odometry optional (gating only when the rig has it)
-        self.monocular = params.frontend == "mast3r"
-        if self.monocular:
+        # the MASt3R engine: depth optional (a prior), odometry optional (gating only when the rig has it)
+        self.mast3r_engine = params.frontend == "mast3r"
+        if self.mast3r_engine:
             model = model or _mast3r_model(params, self.calib)
             extra = {"rgbd_calibration": self.calib.to_dict()} if self.calib else {}
 
@@ -143,12 +143,12 @@ class MappingCore:
             try:
                 check_stamp_order(frame.stamp_ns, self.last_stamp_ns)
                 depth = frame.depth if checked else check_frame_content(frame)
-                if depth is None and not self.monocular:
+                if depth is None and not self.mast3r_engine:
                     raise FrameError("no depth image: frontend 'classical' maps with depth")
             except FrameError as exc:
                 return self._error(st, str(exc))
             self.last_stamp_ns = frame.stamp_ns
-            if T_odom_cam is None and not self.monocular:
+            if T_odom_cam is None and not self.mast3r_engine:
                 return self._error(st, "no TF odom->camera at the image stamp (needed for map->odom and "
                                        "keyframe gating)")
             odom_is_real = odom_is_real and T_odom_cam is not None
@@ -168,7 +168,7 @@ class MappingCore:
             r = self.mapper.add_frame(frame.image, K, depth, stamp=frame.stamp_ns * 1e-9,
                                       T_odom_cam=T_odom_cam if odom_is_real else None, T_map_first=T_odom_cam)
             st.n_inliers = r.n_inliers
-            if self.monocular:
+            if self.mast3r_engine:
                 return self._buffered(st, r, T_odom_cam)
             if r.T_map_cam is None:
                 st.state = "LOST" if len(self.mapper) else "INIT"
@@ -186,7 +186,7 @@ class MappingCore:
             return MappingOutput(st, True, self.T_map_odom())
 
     def _buffered(self, st: Status, r, T_odom_cam: np.ndarray | None) -> MappingOutput:
-        """The monocular engine's answer: a keyframe is buffered (posed at the next pass) or not."""
+        """The MASt3R engine's answer: a keyframe is buffered (posed at the next pass) or not."""
         if not r.is_keyframe:
             st.message = f"not a keyframe ({r.reason})"
             return MappingOutput(st, False, self.T_map_odom())
@@ -258,7 +258,8 @@ class MappingCore:
         if not done["ok"]:
             return f"global pass failed: {mapper.last_error or 'no pairs between the keyframes'}", {}
         self.n_optimize_calls += 1
-        what = "MASt3R mapping pass (monocular)" if self.monocular else "global pass"
+        what = ("global pass" if not self.mast3r_engine else "MASt3R mapping pass" +
+                (" (depth prior)" if self.params.subscribe_depth else " (monocular)"))
         return "", {"n_keyframes": n, "passes": mapper.snapshot().version, "passes_before": before, "what": what}
 
     def keyframe_poses(self) -> tuple[np.ndarray, np.ndarray]:

@@ -217,10 +217,11 @@ class LocalizationParams(NodeParams):
 class MappingParams(NodeParams):
     """``mapping_node`` parameters: ``mapper.*`` fill ``IncrementalConfig`` (the classical RGB-D engine;
     its alignment: the ``rgbd_incremental`` preset), ``mast3r.*`` the MASt3R model and ``mono.*`` the
-    keyframes of the monocular engine (``frontend: mast3r``, images only: ``MonocularStreamConfig``);
+    keyframes of the MASt3R engine (``frontend: mast3r``, images with or without depth: ``MonocularStreamConfig``);
     the rest is the node's own (depth input, output folder, cloud)."""
     subscribe_depth: bool = param(True, "synchronise a depth image (16UC1 mm or 32FC1 m); required by "
-                                  "frontend 'classical', refused by 'mast3r' (monocular)")
+                                  "frontend 'classical'; with 'mast3r' the keyframes' metric depth prior "
+                                  "(false: images alone, monocular)")
     map_dir: str = param("", "folder the map is saved to (save_map without a path)")
     cloud_max_points: int = param(200000, "points in the published cloud_map", min=1000, max=10_000_000)
     mapper: IncrementalConfig = section(IncrementalConfig,
@@ -233,8 +234,8 @@ class MappingParams(NodeParams):
     def _cross_checks(self) -> list[str]:
         out = super()._cross_checks() + _mast3r_checks(self, self.mast3r)
         if self.frontend == "mast3r":
-            if self.subscribe_depth:
-                out.append("frontend 'mast3r' maps from images alone (monocular): set subscribe_depth false")
+            if self.subscribe_depth and self.mono.estimate_focal:
+                out.append("mono.estimate_focal needs subscribe_depth false: the depth prior uses camera_info's K")
         elif not self.subscribe_depth:
             out.append("frontend 'classical' maps with depth: subscribe_depth must be true (frontend 'mast3r' "
                        "maps from images alone)")

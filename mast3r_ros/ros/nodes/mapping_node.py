@@ -1,5 +1,6 @@
-"""``mapping_node``: build a keyframe map from RGB-D frames and odometry, or (``frontend: mast3r``,
-``subscribe_depth: false``) from images alone with MASt3R, odometry optional (rclpy, thin).
+"""``mapping_node``: build a keyframe map from RGB-D frames and odometry, or (``frontend: mast3r``) with
+MASt3R from images and depth, or from images alone (``subscribe_depth: false``), odometry optional
+(rclpy, thin).
 
 Topics (relative, default namespace ``mast3r``): subscribes ``image``, ``camera_info``, ``depth`` (when
 ``subscribe_depth``); odometry through TF (odom -> base -> camera optical frame) for keyframe gating. Publishes
@@ -88,7 +89,7 @@ class MappingBody(NodeBody):
         # camera-only rig: odom->base is our own identity, so it is no odometry (no gating, no prior)
         T_base_cam, why2, T_odom_base, why = self._tf_at(frame.frame_id, stamp_ns, self.params.tf_timeout)
         T_odom_cam = None if T_odom_base is None or T_base_cam is None else T_odom_base @ T_base_cam
-        if T_odom_base is None and T_base_cam is not None and self.odom.mode == "auto" and not self.core.monocular:
+        if T_odom_base is None and T_base_cam is not None and self.odom.mode == "auto" and not self.core.mast3r_engine:
             # publish_odom_tf auto, within the grace period (or odometry late for this stamp): a
             # state, not a failure; the frame is not used (a keyframe needs its odometry pose)
             st = Status(stamp_ns, frame.frame_id, "TRACKING" if self.core.num_keyframes else "INIT",
