@@ -6,6 +6,8 @@ cloud and localizes in, ``load_map`` continuing a saved map in its own frame, an
 images of 256 px keep it short (the live test runs 512)."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
@@ -26,6 +28,7 @@ QUERY = 18
 MORE = range(48, 85, 9)  # after loading the saved map: keyframes 48 (the first after the load), 66, 84
 MORE_KEYFRAMES = [48, 66, 84]
 QUERY_MORE = 72
+LATER = [51, 66, 81, 96]  # after STREAM: 0.5 s apart, all keyframes (the default background pass: every 4)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def kitchen(data_dir):
 
 @pytest.fixture(scope="module")
 def oracle(kitchen):
-    return OracleModel.from_dataset(kitchen, frames=[*KEYFRAMES, QUERY, *MORE_KEYFRAMES, QUERY_MORE],
+    return OracleModel.from_dataset(kitchen, frames=[*KEYFRAMES, QUERY, *MORE_KEYFRAMES, QUERY_MORE, *LATER],
                                     image_size=SIZE)
 
 
@@ -58,7 +61,7 @@ def test_keyframes_by_interval_then_a_mast3r_pass_and_a_saved_map_that_localizes
         assert not [o.status.message for o in outs.values() if o.status.error]
         assert [i for i, o in outs.items() if o.keyframe_added] == KEYFRAMES  # no depth, no odometry: 0.4 s
         assert "0.10 s after the last keyframe" in outs[3].status.message
-        assert "mapped by MASt3R at optimize or save_map" in outs[12].status.message
+        assert "mapped by MASt3R every 4 keyframes and at optimize / save_map" in outs[12].status.message
         assert core.keyframe_poses()[0].shape == (0, 4, 4) and core.passes == 0  # posed by a pass only
         why, summary = core.optimize()
         assert why == "" and summary["what"].startswith("MASt3R mapping pass") and core.passes == 1
@@ -212,6 +215,46 @@ def test_with_depth_the_sensor_is_the_metric_prior_and_the_stored_points(kitchen
     with KeyframeMap.open(tmp_path / "rgbd") as streamed, KeyframeMap.open(tmp_path / "built") as built:
         for a, b in zip(streamed.keyframe_ids(), built.keyframe_ids()):
             np.testing.assert_array_equal(streamed.get_array(a, "mast3r_X"), built.get_array(b, "mast3r_X"))
+
+
+def _wait(predicate, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_background_passes_decode_only_new_pairs_and_equal_a_fresh_pass(kitchen, oracle):
+    core = MappingCore(_params(kitchen), background=True, model=oracle)  # as the node runs it
+    try:
+        assert _map_frames(core, kitchen, STREAM) == KEYFRAMES
+        # the 4th keyframe starts a pass (mono.pass_every_n_keyframes 4): poses without optimize
+        assert _wait(lambda: core.passes == 1, 120), core.last_pass_error
+        first = core.mapper.pass_summary()
+        assert _map_frames(core, kitchen, LATER) == LATER
+        assert _wait(lambda: core.passes == 2, 120), core.last_pass_error
+        second = core.mapper.pass_summary()
+        T_bg, _ = core.keyframe_poses()
+        assert core.optimize()[0] == "" and core.passes == 2  # the last pass covered every keyframe: none runs
+    finally:
+        core.close()
+    fresh = MappingCore(_params(kitchen), background=False, model=oracle)
+    try:
+        _map_frames(fresh, kitchen, [*STREAM, *LATER])
+        assert fresh.optimize()[0] == ""
+        T_fresh, _ = fresh.keyframe_poses()
+        everything = fresh.mapper.pass_summary()
+    finally:
+        fresh.close()
+    print("pairs decoded (background passes 1, 2; fresh):", first["pairs_decoded"], second["pairs_decoded"],
+          everything["pairs_decoded"])
+    # the second pass decoded only the pairs the first had not: together, what one fresh pass decodes
+    assert first["pairs_decoded"] == first["n_pairs"]
+    assert first["pairs_decoded"] + second["pairs_decoded"] >= everything["pairs_decoded"] == everything["n_pairs"]
+    assert second["pairs_decoded"] < second["n_pairs"]
+    np.testing.assert_allclose(T_bg, T_fresh, atol=1e-9)  # cached predictions: the same map
 
 
 def test_odometry_gates_when_present_and_the_buffer_is_bounded(kitchen, oracle):

@@ -5,10 +5,11 @@ oracle_dataset:=...`, `play`, the save_map service (called by the test's client:
 `launch localization` in the saved map and `play` of a query bag. The dataset is replaced by an 8-frame
 excerpt (links to the same files): the stand-in registers every frame of its dataset at configure.
 Asserted: every played frame answered by the mapping node, the 4 frames 0.5 s apart all keyframes (no
-odometry: the interval rule), save_map writes a MASt3R map of 4 keyframes whose poses match the ground
-truth seen from the first keyframe (the map frame), keyframe poses and cloud_map republished after the pass; the
-localization node loads that map with the stand-in, shows it on its latched cloud_map and localizes the
-played queries in frame map, accurately; start-up logs and /diagnostics say `model: oracle`."""
+odometry: the interval rule), a background pass publishes their poses before any service call, save_map
+writes a MASt3R map of 4 keyframes whose poses match the ground truth seen from the first keyframe (the
+map frame), keyframe poses and cloud_map republished after the pass; the mapping node continues the map
+(load_map); the localization node loads that map with the stand-in, shows it on its latched cloud_map and
+localizes the played queries in frame map, accurately; start-up logs and /diagnostics say `model: oracle`."""
 from __future__ import annotations
 
 import signal
@@ -102,6 +103,8 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
                 if "save" not in phases:  # mapping: every frame is buffered at once, so all are answered
                     assert client.wait_for(lambda: _answered(client, images), 30.0), logs[-1].read_text()[-3000:]
                     phases["mapping_status"] = list(client.messages("status"))
+                    # the 4th keyframe started a background pass: rviz shows the map before any service call
+                    phases["auto_pass"] = client.wait_for(lambda: bool(kf_msgs) and len(kf_msgs[-1].poses) == 4, 120.0)
                 else:  # localization: the newest frame waits (frame_queue_size 1): the last one is answered
                     assert client.wait_for(lambda: _answered(client, images[-1:]), 90.0), logs[-1].read_text()[-3000:]
         client.wait_for(lambda: bool(_models(client)) and bool(client.messages("cloud")), 5.0)
@@ -124,6 +127,7 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
     assert sorted(stamp_to_ns(s.header.stamp) for s in mapping if s.keyframe_ids) == map_images
     r = phases["save"]
     assert r.num_keyframes == 4 and r.map_dir == "mono_map"  # the launch's --map, relative to the node
+    assert phases["auto_pass"]  # keyframe_poses of the background pass (mono.pass_every_n_keyframes 4)
     assert phases["map_published"] == 4  # keyframe_poses republished after the save's pass
     assert phases["load"].success and phases["load"].num_keyframes == 4, phases["load"].message
     xyz, rgb = pointcloud2_to_xyz_rgb(phases["cloud"])

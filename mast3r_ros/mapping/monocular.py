@@ -71,6 +71,7 @@ class MonocularMap:
     alignment: the :class:`AlignmentResult` (network-resolution intrinsics and depth maps).
     pairs: the (i, j) pairs predicted. timings: seconds per step.
     image_size: network long side the encodings were made at.
+    pairs_decoded: pairs the decoder ran for (the others came from the caller's ``pair_cache``).
     """
     T_map_cam: np.ndarray
     K: np.ndarray
@@ -80,6 +81,7 @@ class MonocularMap:
     pairs: list
     timings: dict
     image_size: int = 512
+    pairs_decoded: int = 0
 
     def moved(self, T_new_map: np.ndarray) -> "MonocularMap":
         """The same map in another frame: every pose (and the alignment's) left-multiplied by
@@ -92,7 +94,7 @@ class MonocularMap:
 
     def summary(self) -> dict:
         """Counts (pairs by the status of their matched direction), focal, timings (JSON-friendly)."""
-        return {"n_keyframes": len(self.K), "n_pairs": len(self.pairs),
+        return {"n_keyframes": len(self.K), "n_pairs": len(self.pairs), "pairs_decoded": self.pairs_decoded,
                 "pairs_ok": sum(self.alignment.pair_status.get(p) == "ok" for p in self.pairs),
                 "pairs_fallback": sum(self.alignment.pair_status.get(p) == "fallback" for p in self.pairs),
                 "pairs_dropped": sum(self.alignment.pair_status.get(p) == "dropped" for p in self.pairs),
@@ -111,7 +113,8 @@ def network_rgb(image: np.ndarray, tf: ImageTransform) -> np.ndarray:
 
 def map_monocular(images: list[np.ndarray], model, config: MonocularConfig | None = None,
                   K: np.ndarray | None = None, encoded: list[EncodedImage] | None = None,
-                  depth_points: list | None = None, progress: bool = False) -> MonocularMap:
+                  depth_points: list | None = None, progress: bool = False,
+                  pair_cache: dict | None = None) -> MonocularMap:
     """Build a metric keyframe map from images alone (see module doc).
 
     Args:
@@ -123,6 +126,9 @@ def map_monocular(images: list[np.ndarray], model, config: MonocularConfig | Non
         encoded: optional N encodings already computed (e.g. cached in a map); skips the encoder.
         depth_points: optional N [Hn,Wn,3] float32 camera-frame points from a depth sensor at network
             pixels (NaN = none; the front-end's ``mast3r_X``), used as a metric depth prior; needs ``K``.
+        pair_cache: optional {(i, j): [PairData]} of earlier calls, read and filled: a pair predicted
+            before is not decoded again. Valid only while each index keeps its image and encoding (a
+            caller whose image list only grows at the end).
     Raises:
         MappingError: fewer than 2 images, bad images, no matched pair linking all images, divergence.
     """
@@ -146,8 +152,16 @@ def map_monocular(images: list[np.ndarray], model, config: MonocularConfig | Non
     if progress:
         from tqdm import tqdm
         it = tqdm(pair_ids, desc="mast3r pairs", unit="pair")
+    decoded = 0
     for i, j in it:
-        pairs.extend(infer_pair(model, enc[i], enc[j], i, j, cfg.matching))
+        if pair_cache is None or (i, j) not in pair_cache:
+            predicted = infer_pair(model, enc[i], enc[j], i, j, cfg.matching)
+            decoded += 1
+            if pair_cache is None:
+                pairs.extend(predicted)
+                continue
+            pair_cache[(i, j)] = predicted
+        pairs.extend(pair_cache[(i, j)])
     timings["pairs"] = time.perf_counter() - t0
     _require_linked(n, pairs, cfg.alignment.check.min_inliers, "matches")
     views = []
@@ -166,7 +180,7 @@ def map_monocular(images: list[np.ndarray], model, config: MonocularConfig | Non
     _require_linked(n, ok_pairs, 0, "matches passing the pair check")
     K_out = np.stack([e.transform.intrinsics_to_original(res.K[v]) for v, e in enumerate(enc)])
     points = [_keyframe_points(res, v, cfg.min_points_conf) for v in range(n)]
-    return MonocularMap(res.T_world_cam, K_out, points, enc, res, pair_ids, timings, cfg.image_size)
+    return MonocularMap(res.T_world_cam, K_out, points, enc, res, pair_ids, timings, cfg.image_size, decoded)
 
 
 def _align(views, pairs, acfg, progress) -> AlignmentResult:

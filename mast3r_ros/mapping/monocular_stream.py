@@ -10,12 +10,16 @@ most ``max_keyframes``). Keyframe rule, without tracking to measure motion:
 * without odometry, a frame is a keyframe when its stamp is at least ``kf_min_interval_s`` after the
   last keyframe's (the first frame always is).
 
-A mapping pass (:meth:`MonocularStream.optimize`, and :meth:`save` when keyframes were added since the
-last pass) runs :func:`mast3r_ros.mapping.monocular.map_monocular` on all buffered keyframes: poses,
+A mapping pass (in the background once ``pass_every_n_keyframes`` keyframes came since the last one,
+when the caller started the worker; :meth:`MonocularStream.optimize`; :meth:`save` when keyframes were
+added since the last pass) runs :func:`mast3r_ros.mapping.monocular.map_monocular` on all buffered keyframes: poses,
 metric scale from the pointmaps, points. Keyframes with depth give it a metric depth prior (their
 sensor points, with camera_info's K, which is then kept fixed) and keep their sensor points as the map's
 ``mast3r_X`` (as ``map build --frontend mast3r`` with depth stores). The map frame is the first
-keyframe's camera (OpenCV optical frame, metres). :meth:`save` writes the result with
+keyframe's camera (OpenCV optical frame, metres). Passes run one at a time; each keeps the keyframes'
+encodings and the image pairs it predicted, so the next pass encodes only new keyframes and decodes
+only new pairs (the buffer only grows, so a keyframe keeps its position; held until reset or load:
+the pairs' pointmaps are what a pass over the whole buffer holds at its peak). :meth:`save` writes the result with
 :func:`~mast3r_ros.mapping.monocular.save_monocular_map`: a keyframe map of the MASt3R front-end that
 records the model's hash, which the localization node loads.
 
@@ -88,6 +92,13 @@ class MonocularStream:
         self._interval_from: float | None = None            # stamp the interval rule counts from (None: next frame)
         self._version = 0
         self.last_error: str | None = None
+        # passes: one at a time; a load (new generation) makes a pass in flight drop its result
+        self._pass_lock = threading.Lock()
+        self._generation = 0
+        self._cache: tuple[list, dict] = ([], {})  # encodings by buffer position, {(i, j): [PairData]}
+        self._attempted = 0                        # keyframes in the last pass tried (auto passes count from it)
+        self._wake, self._stopping = threading.Event(), threading.Event()
+        self._worker: threading.Thread | None = None
 
     def __len__(self) -> int:
         return len(self._kfs)
@@ -113,57 +124,87 @@ class MonocularStream:
             why = ("odometry moved" if T_odom_cam is not None else "interval" if self._interval_from is not None
                    else "first after the loaded map" if self._anchor else "first")
             self._interval_from = float(stamp)
-            return FrameResult(True, kid, None, why)
+        self._wake.set()
+        return FrameResult(True, kid, None, why)
 
     def optimize(self, mode: str = "global", wait: bool = True) -> bool:
-        """A mapping pass over every buffered keyframe (``mode``/``wait``: the incremental mapper's
-        arguments; a pass always covers all keyframes and returns when done). False when it failed
-        (``last_error`` says why: too few keyframes, images that do not overlap, ...)."""
+        """A mapping pass over every buffered keyframe, after the one in flight (``mode``/``wait``: the
+        incremental mapper's arguments; a pass always covers all keyframes and returns when done; none
+        runs when the last pass covered them all). False when it failed (``last_error`` says why: too few
+        keyframes, images that do not overlap, a map loaded meanwhile, ...)."""
+        with self._pass_lock:
+            with self._lock:
+                kfs, generation, cache = list(self._kfs), self._generation, self._cache
+                if self._map is not None and [k.id for k in self._mapped] == [k.id for k in kfs]:
+                    return True
+                self._attempted = len(kfs)
+            try:
+                result, cloud = self._pass(kfs, *cache)
+            except MappingError as exc:
+                self.last_error = str(exc)
+                return False
+            with self._lock:
+                if generation != self._generation:
+                    self.last_error = "a map was loaded during the pass: its result was dropped"
+                    return False
+                self._map, self._mapped, self._cloud = result, kfs, cloud
+                self._posed = (kfs, result.T_map_cam, result.K)
+                self._version += 1
+                self.last_error = None
+            return True
+
+    def _pass(self, kfs: list[_Keyframe], encoded: list, pairs: dict):
+        """(MonocularMap, cloud) of ``kfs``; ``encoded`` / ``pairs``: the caches, extended here."""
+        from mast3r_ros.mapping.mast3r_pairs import encode_images
         from mast3r_ros.mapping.monocular import map_cloud, map_monocular
 
-        with self._lock:
-            kfs = list(self._kfs)
-        try:
-            if len(kfs) < 2:
-                raise MappingError(f"need at least 2 keyframes, have {len(kfs)}")
-            images = [k.image for k in kfs]
-            with_depth = any(k.depth is not None for k in kfs)
-            K = None if self.config.estimate_focal and not with_depth else np.stack([k.K for k in kfs])
-            encoded, sensor = self._sensor_points(kfs) if with_depth else (None, None)
-            result = map_monocular(images, self.model, self.mapping, K=K, encoded=encoded, depth_points=sensor)
-            if sensor is not None:  # the map keeps the sensor's points where it has them
-                result = replace(result, points=[s if s.size else p for s, p in zip(sensor, result.points)])
-            anchor = self._anchor
-            if anchor is not None:  # keep the loaded map's frame
-                at = [k.id for k in kfs].index(anchor[0])
-                result = result.moved(anchor[1] @ np.linalg.inv(result.T_map_cam[at]))
-            cloud = map_cloud(result, images, self.mapping.cloud)
-        except MappingError as exc:
-            self.last_error = str(exc)
-            return False
-        with self._lock:
-            self._map, self._mapped, self._cloud = result, kfs, cloud
-            self._posed = (kfs, result.T_map_cam, result.K)
-            self._version += 1
-            self.last_error = None
-        return True
+        if len(kfs) < 2:
+            raise MappingError(f"need at least 2 keyframes, have {len(kfs)}")
+        images = [k.image for k in kfs]
+        encoded.extend(encode_images(self.model, images[len(encoded):], self.mapping.image_size))
+        with_depth = any(k.depth is not None for k in kfs)
+        K = None if self.config.estimate_focal and not with_depth else np.stack([k.K for k in kfs])
+        sensor = _sensor_points(kfs, encoded) if with_depth else None
+        result = map_monocular(images, self.model, self.mapping, K=K, encoded=encoded[:len(kfs)],
+                               depth_points=sensor, pair_cache=pairs)
+        if sensor is not None:  # the map keeps the sensor's points where it has them
+            result = replace(result, points=[s if s.size else p for s, p in zip(sensor, result.points)])
+        anchor = self._anchor
+        if anchor is not None:  # keep the loaded map's frame
+            at = [k.id for k in kfs].index(anchor[0])
+            result = result.moved(anchor[1] @ np.linalg.inv(result.T_map_cam[at]))
+        return result, map_cloud(result, images, self.mapping.cloud)
 
-    def _sensor_points(self, kfs: list[_Keyframe]) -> tuple[list, list[np.ndarray]]:
-        """(the keyframes' encodings, their sensor points [Hn,Wn,3] float32 m at network pixels, NaN = none;
-        [0,0,3] for a keyframe without depth)."""
-        from mast3r_ros.localization.frontends.mast3r import network_pointmap_from_depth
-        from mast3r_ros.mapping.mast3r_pairs import encode_images
-
-        encoded = encode_images(self.model, [k.image for k in kfs], self.mapping.image_size)
-        points = [np.zeros((0, 0, 3), np.float32) if k.depth is None
-                  else network_pointmap_from_depth(k.K, k.depth, e.transform) for k, e in zip(kfs, encoded)]
-        return encoded, points
+    def pass_summary(self) -> dict:
+        """The last pass's :meth:`MonocularMap.summary` (pairs, pairs decoded, focal, timings); {} before one."""
+        with self._lock:
+            return {} if self._map is None else self._map.summary()
 
     def start(self) -> None:
-        """Nothing runs in the background: passes run when called."""
+        """Start the background worker: a pass once ``pass_every_n_keyframes`` keyframes came since the
+        last pass tried (a failed pass is tried again only after that many more)."""
+        if self._worker is None and self.config.pass_every_n_keyframes > 0:
+            self._stopping.clear()
+            self._worker = threading.Thread(target=self._work, name="mast3r-mono-passes", daemon=True)
+            self._worker.start()
 
     def stop(self) -> None:
-        """See :meth:`start`."""
+        """Stop the worker after its pass in flight (the caller may stop waiting: the thread is a daemon)."""
+        worker, self._worker = self._worker, None
+        self._stopping.set()
+        self._wake.set()
+        if worker is not None:
+            worker.join()
+
+    def _work(self) -> None:
+        n = self.config.pass_every_n_keyframes
+        while not self._stopping.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            with self._lock:
+                due = len(self._kfs) >= 2 and len(self._kfs) - self._attempted >= n
+            if due and not self._stopping.is_set():
+                self.optimize()
 
     def snapshot(self, cloud: bool = False, max_points: int | None = None) -> MapSnapshot:
         """The keyframes of the last pass, or of the loaded map until a pass (none before either): ids,
@@ -212,9 +253,20 @@ class MonocularStream:
         kfs = [_Keyframe(i, k.stamp, k.image, k.K) for i, k in zip(ids, loaded)]
         with self._lock:
             self._kfs, self._map, self._mapped, self._cloud = kfs, None, [], cloud
+            self._generation += 1
+            self._cache, self._attempted = ([], {}), len(kfs)
             self._posed = (kfs, np.stack([k.T_map_cam for k in loaded]), np.stack([k.K for k in loaded]))
             self._anchor = (kfs[0].id, loaded[0].T_map_cam)
             self._interval_from = None
             self._version += 1
             self.last_error = None
         return len(kfs)
+
+
+def _sensor_points(kfs: list[_Keyframe], encoded: list) -> list[np.ndarray]:
+    """Each keyframe's depth as points [Hn,Wn,3] float32 m in its camera at network pixels (NaN = none; its
+    encoding's transform), [0,0,3] for a keyframe without depth."""
+    from mast3r_ros.localization.frontends.mast3r import network_pointmap_from_depth
+
+    return [np.zeros((0, 0, 3), np.float32) if k.depth is None
+            else network_pointmap_from_depth(k.K, k.depth, e.transform) for k, e in zip(kfs, encoded)]

@@ -14,5 +14,8 @@ class MonocularStreamConfig:
                                        "least this long after the last keyframe's (s)", min=0.0, max=3600.0)
     max_keyframes: int = setting(32, "keyframes buffered for the mapping pass; more are refused (the status "
                                  "says so) until reset: each pass maps them all", min=2, max=10000)
+    pass_every_n_keyframes: int = setting(4, "run a mapping pass in the background once this many keyframes "
+                                          "came since the last one (0 = only at optimize / save_map); a pass "
+                                          "decodes only image pairs it has not seen", min=0, max=10000)
     estimate_focal: bool = setting(False, "estimate the focal length in the mapping pass (else camera_info's "
                                    "K is kept fixed)")

@@ -1,8 +1,9 @@
 """The mapping node's core, ROS-free: odometry-gated keyframes into a mapping engine.
 
 With ``frontend: mast3r`` (images, with depth as a metric prior when ``subscribe_depth``) the engine is
-:class:`mast3r_ros.mapping.monocular_stream.MonocularStream` (keyframes buffered, mapped by MASt3R when
-``optimize`` or ``save_map`` is called; the model is ``mast3r.checkpoint`` or the ``oracle_dataset``
+:class:`mast3r_ros.mapping.monocular_stream.MonocularStream` (keyframes buffered, mapped by MASt3R in
+the background every ``mono.pass_every_n_keyframes`` keyframes and when ``optimize`` or ``save_map`` is
+called; the model is ``mast3r.checkpoint`` or the ``oracle_dataset``
 stand-in; odometry optional: without it keyframes follow ``mono.kf_min_interval_s``). Otherwise
 (classical) the engine is :class:`mast3r_ros.mapping.incremental.IncrementalMapper`: it tracks each frame
 visually against the last keyframe (SIFT + depth, 3D-3D RANSAC), pairs new keyframes with their
@@ -194,8 +195,10 @@ class MappingCore:
             self._kf_odom[r.keyframe_id] = np.array(T_odom_cam, np.float64)
         self._last_kf_id = r.keyframe_id
         st.state, st.kf_ids = "TRACKING", [r.keyframe_id]
+        every = self.params.mono.pass_every_n_keyframes
+        when = f"every {every} keyframes and at optimize / save_map" if every else "at optimize or save_map"
         st.message = (f"keyframe {r.keyframe_id} ({r.reason}); {self.num_keyframes} keyframes, mapped by "
-                      f"MASt3R at optimize or save_map; {self.passes} mapping passes")
+                      f"MASt3R {when}; {self.passes} mapping passes")
         return MappingOutput(st, True, self.T_map_odom())
 
     @staticmethod
