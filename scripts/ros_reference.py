@@ -171,12 +171,14 @@ def tf_section() -> list[str]:
             f"    {d.base_frame} --[base->camera: /tf_static from your robot description (make-bag bags "
             "carry it)]-->",
             "      camera optical frame (the image's header.frame_id)", "```", "",
-            f"What `{d.map_frame}` is: for a map built by `mapping_node`, the odom frame at its first keyframe "
-            "(map->odom starts as the identity, z is up when odom's is; with the node's own identity odom->base, "
-            "the base frame at that keyframe); for a map built from a dataset by `mast3r-ros map build`, the "
-            "dataset's world frame (its ground-truth poses; with `--optimize`, the first keyframe's camera); "
+            f"What `{d.map_frame}` is: for a map built by `mapping_node` (either front-end), the odom frame at "
+            "its first keyframe (map->odom starts as the identity, z is up when odom's is; with the node's own "
+            "identity odom->base, the base frame at that keyframe); for a map built from a dataset by "
+            "`mast3r-ros map build`, the dataset's world frame (its ground-truth poses; with `--optimize`, the "
+            "first keyframe's camera); "
             "`localization_node` publishes in the frame of the map it loaded "
-            "(`test_ros_core_mapping.py`, `test_ros_live_mapping.py`, `test_cli_mapping.py`)."]
+            "(`test_ros_core_mapping.py`, `test_ros_live_mapping.py`, `test_ros_live_mono.py`, "
+            "`test_cli_mapping.py`)."]
 
 
 def generate(graph: dict[str, dict] | None = None) -> str:

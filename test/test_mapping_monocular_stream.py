@@ -121,7 +121,8 @@ def _map_frames(core: MappingCore, kitchen, frames) -> list[int]:
 
 
 def _first_map(kitchen, oracle, source: str, out) -> None:
-    """The map to continue: saved by the mapping core (map frame = its first keyframe's camera) or built
+    """The map to continue: saved by the mapping core (no odometry given: map frame = its first keyframe's
+    camera) or built
     from the dataset's poses (map frame = the dataset's world: the continued map must stay in it)."""
     if source == "dataset poses":
         from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd, Mast3rFrontEndConfig
@@ -215,6 +216,26 @@ def test_with_depth_the_sensor_is_the_metric_prior_and_the_stored_points(kitchen
     with KeyframeMap.open(tmp_path / "rgbd") as streamed, KeyframeMap.open(tmp_path / "built") as built:
         for a, b in zip(streamed.keyframe_ids(), built.keyframe_ids()):
             np.testing.assert_array_equal(streamed.get_array(a, "mast3r_X"), built.get_array(b, "mast3r_X"))
+
+
+def test_the_map_frame_is_the_odom_frame_at_the_first_keyframe(kitchen, oracle):
+    # as the incremental mapper's: the node passes the camera's odometry pose (without odometry: the base's,
+    # base -> camera optical from TF), so the map is upright in rviz when the base is level
+    T_odom_cam = np.eye(4)
+    T_odom_cam[:3, :3] = [[0, 0, 1], [-1, 0, 0], [0, -1, 0]]  # REP-103 body <- optical
+    T_odom_cam[:3, 3] = [1.0, 2.0, 0.5]
+    core = MappingCore(_params(kitchen), background=False, model=oracle)
+    try:
+        outs = {i: core.process(_frame(kitchen, i), T_odom_cam, odom_is_real=False) for i in STREAM}
+        assert [i for i, o in outs.items() if o.keyframe_added] == KEYFRAMES  # no gating: not real odometry
+        assert core.optimize()[0] == ""
+        T, _ = core.keyframe_poses()
+    finally:
+        core.close()
+    np.testing.assert_allclose(T[0], T_odom_cam, atol=1e-9)
+    gt0 = _gt(kitchen, KEYFRAMES[0])
+    errs = [pose_errors(t, T_odom_cam @ invert(gt0) @ _gt(kitchen, i)) for t, i in zip(T, KEYFRAMES)]
+    assert max(e[0] for e in errs) < 0.004 and max(e[1] for e in errs) < 0.15  # as in the camera frame
 
 
 def _wait(predicate, timeout: float) -> bool:

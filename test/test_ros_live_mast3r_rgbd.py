@@ -1,11 +1,11 @@
 """The README's MASt3R RGB-D mapping recipe live: its commands are extracted from README.md (the block after
 the ``ros-mast3r-rgbd-recipe`` marker) and run as separate processes with the shipped defaults: `make-bag`
-(with depth), `mast3r-ros launch mapping --frontend mast3r -p oracle_dataset:=...` (``subscribe_depth``
-left at its shipped ``true``), `play`, then the save_map service (called by the test's client: no `ros2`
-CLI here). The dataset is replaced by a 4-frame excerpt (links to the same files). Asserted: every
-played frame a keyframe, save_map writes a 4-keyframe MASt3R map whose poses match the ground truth seen
-from the first keyframe, and whose stored points are the played depth's (the sensor, not the aligned
-pointmaps)."""
+(with depth), `mast3r-ros launch mapping --frontend mast3r -p oracle_dataset:=...` (``subscribe_depth`` left
+at its shipped ``true``), `play`, then the save_map service (called by the test's client: no `ros2` CLI
+here). The dataset is replaced by a 4-frame excerpt (links to the same files). Asserted: every played frame
+a keyframe, save_map writes a 4-keyframe MASt3R map whose poses match the ground truth seen from the base at
+the first keyframe (the map frame), and whose stored points are the played depth's (the sensor, not the
+aligned pointmaps)."""
 from __future__ import annotations
 
 import signal
@@ -21,6 +21,7 @@ from mast3r_ros.geometry.transforms import invert, pose_errors  # noqa: E402
 from mast3r_ros.localization.frontends.mast3r import network_pointmap_from_depth, transform_from_array  # noqa: E402
 from mast3r_ros.map import KeyframeMap  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
+from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL  # noqa: E402
 from mast3r_ros.srv import SaveMap  # noqa: E402
 
 from .live_client import stop_process_tree  # noqa: E402
@@ -67,7 +68,9 @@ def test_readme_mast3r_rgbd_recipe_maps_with_depth_on_the_shipped_defaults(data_
         expected = network_pointmap_from_depth(kitchen.K, kitchen.load_depth(f), tf)
         np.testing.assert_allclose(kf.arrays["mast3r_X"], expected, rtol=3e-7, atol=0)  # NaN where no depth
         np.testing.assert_allclose(kf.K, kitchen.K, rtol=1e-6)  # the depth prior's K is kept
-    T_map_world = invert(gt[images[0]])
+    # the map frame: the base at the first keyframe (no odometry: the node's identity odom->base)
+    np.testing.assert_allclose(kfs[0].T_map_cam, T_BODY_OPTICAL, atol=1e-9)
+    T_map_world = T_BODY_OPTICAL @ invert(gt[images[0]])
     errs = np.array([pose_errors(kf.T_map_cam, T_map_world @ gt[s]) for kf, s in zip(kfs, images)])
     print(f"\nrgbd recipe: save_map '{r.message}'; keyframe errors (cm, deg) "
           f"{[(round(100 * float(t), 2), round(float(d), 3)) for t, d in errs]}")

@@ -1,15 +1,16 @@
-"""The README's monocular mapping recipe live (issue #16): its commands are extracted from README.md (the
-block after the ``ros-mono-recipe`` marker) and run as separate processes with the shipped defaults:
-`make-bag --no-depth`, `mast3r-ros launch mapping --frontend mast3r -p subscribe_depth:=false -p
-oracle_dataset:=...`, `play`, the save_map service (called by the test's client: no `ros2` CLI here), then
-`launch localization` in the saved map and `play` of a query bag. The dataset is replaced by an 8-frame
-excerpt (links to the same files): the stand-in registers every frame of its dataset at configure.
-Asserted: every played frame answered by the mapping node, the 4 frames 0.5 s apart all keyframes (no
-odometry: the interval rule), a background pass publishes their poses before any service call, save_map
-writes a MASt3R map of 4 keyframes whose poses match the ground truth seen from the first keyframe (the
-map frame), keyframe poses and cloud_map republished after the pass; the mapping node continues the map
-(load_map); the localization node loads that map with the stand-in, shows it on its latched cloud_map and
-localizes the played queries in frame map, accurately; start-up logs and /diagnostics say `model: oracle`."""
+"""The README's monocular mapping recipe live (issue #16): its commands are extracted from README.md (the block
+after the ``ros-mono-recipe`` marker) and run as separate processes with the shipped defaults: `make-bag
+--no-depth`, `mast3r-ros launch mapping --frontend mast3r -p subscribe_depth:=false -p oracle_dataset:=...`,
+`play`, the save_map service (called by the test's client: no `ros2` CLI here), then `launch localization`
+in the saved map and `play` of a query bag. The dataset is replaced by an 8-frame excerpt (links to the same
+files): the stand-in registers every frame of its dataset at configure. Asserted: every played frame
+answered by the mapping node, the 4 frames 0.5 s apart all keyframes (no odometry: the interval rule), a
+background pass publishes their poses before any service call, save_map writes a MASt3R map of 4 keyframes
+whose poses match the ground truth seen from the base at the first keyframe (the map frame: base_link ->
+camera optical from the bag's /tf_static), keyframe poses and cloud_map republished after the pass; the
+mapping node continues the map (load_map); the localization node loads that map with the stand-in, shows it
+on its latched cloud_map and localizes the played queries in frame map, accurately; start-up logs and
+/diagnostics say `model: oracle`."""
 from __future__ import annotations
 
 import signal
@@ -135,8 +136,10 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
     with KeyframeMap.open(work / "mono_map") as kmap:
         assert kmap.meta.frontend == "mast3r"
         T_kf = np.stack([kmap.poses()[i] for i in kmap.keyframe_ids()])
-    # the map frame is the first keyframe's camera: the ground truth seen from there
-    T_map_world = invert(map_gt[map_images[0]])
+    # the map frame is the odom frame at the first keyframe, here (no odometry: the node's identity odom->base)
+    # its base frame, base_link -> camera optical from the bag's /tf_static: z up, x along the first view
+    np.testing.assert_allclose(T_kf[0], T_BODY_OPTICAL, atol=1e-9)
+    T_map_world = T_BODY_OPTICAL @ invert(map_gt[map_images[0]])
     kf_err = np.array([pose_errors(T, T_map_world @ map_gt[s]) for T, s in zip(T_kf, map_images)])
 
     # the localization node shows the map it loaded (latched cloud_map): a monocular map has no depth,

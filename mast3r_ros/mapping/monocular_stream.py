@@ -15,8 +15,10 @@ when the caller started the worker; :meth:`MonocularStream.optimize`; :meth:`sav
 added since the last pass) runs :func:`mast3r_ros.mapping.monocular.map_monocular` on all buffered keyframes: poses,
 metric scale from the pointmaps, points. Keyframes with depth give it a metric depth prior (their
 sensor points, with camera_info's K, which is then kept fixed) and keep their sensor points as the map's
-``mast3r_X`` (as ``map build --frontend mast3r`` with depth stores). The map frame is the first
-keyframe's camera (OpenCV optical frame, metres). Passes run one at a time; each keeps the keyframes'
+``mast3r_X`` (as ``map build --frontend mast3r`` with depth stores). The map frame is the caller's frame
+of the first keyframe (``T_map_first``: the mapping core passes the odometry pose, so the map frame is the
+odom frame at the first keyframe, as the incremental mapper's), else its camera (OpenCV optical frame);
+metres. Passes run one at a time; each keeps the keyframes'
 encodings and the image pairs it predicted, so the next pass encodes only new keyframes and decodes
 only new pairs (the buffer only grows, so a keyframe keeps its position; held until reset or load:
 the pairs' pointmaps are what a pass over the whole buffer holds at its peak). :meth:`save` writes the result with
@@ -107,9 +109,9 @@ class MonocularStream:
                   T_odom_cam: np.ndarray | None = None, T_map_first=None) -> FrameResult:
         """Keyframe or not (see the rule in the module doc). ``image`` [H,W,3] uint8 RGB, ``K`` [3,3],
         ``stamp`` s; ``T_odom_cam`` [4,4]: the odometry pose when the caller gated on odometry (None:
-        the interval rule); ``depth`` [H,W] float32 m registered to the image (0 = none) or None.
-        ``T_map_first`` is not used (the incremental mapper's argument). A keyframe's pose is known after
-        the next pass: ``T_map_cam`` is None."""
+        the interval rule); ``depth`` [H,W] float32 m registered to the image (0 = none) or None;
+        ``T_map_first`` [4,4]: where the first keyframe of a new map is placed (None: at the origin, the map
+        frame is its camera). A keyframe's pose is known after the next pass: ``T_map_cam`` is None."""
         with self._lock:
             if self._interval_from is not None and T_odom_cam is None:
                 dt = stamp - self._interval_from
@@ -119,10 +121,12 @@ class MonocularStream:
                 return FrameResult(False, None, None, f"keyframe buffer full (mono.max_keyframes "
                                    f"{self.config.max_keyframes}): save_map, then reset")
             kid = self._kfs[-1].id + 1 if self._kfs else 0
+            why = ("odometry moved" if T_odom_cam is not None else "interval" if self._interval_from is not None
+                   else "first after the loaded map" if self._kfs else "first")
+            if not self._kfs and T_map_first is not None:  # a new map: its frame is the caller's
+                self._anchor = (kid, np.array(T_map_first, np.float64))
             self._kfs.append(_Keyframe(kid, float(stamp), np.array(image, np.uint8), np.array(K, np.float64),
                                        None if depth is None else np.array(depth, np.float32)))
-            why = ("odometry moved" if T_odom_cam is not None else "interval" if self._interval_from is not None
-                   else "first after the loaded map" if self._anchor else "first")
             self._interval_from = float(stamp)
         self._wake.set()
         return FrameResult(True, kid, None, why)

@@ -95,7 +95,12 @@ class MappingBody(NodeBody):
             st = Status(stamp_ns, frame.frame_id, "TRACKING" if self.core.num_keyframes else "INIT",
                         message=f"waiting for odometry: {why}")
             return self._publish(MappingOutput(st))
-        out = self.core.process(frame, T_odom_cam, odom_is_real=not self.odom.identity, checked=True)
+        odom_is_real = not self.odom.identity
+        if T_odom_cam is None and T_base_cam is not None and self.core.mast3r_engine:
+            # no odometry (yet): the MASt3R engine maps on, and its map frame is still the base's at the
+            # first keyframe, as with the identity odom->base the node publishes for a camera-only rig
+            T_odom_cam, odom_is_real = T_base_cam, False
+        out = self.core.process(frame, T_odom_cam, odom_is_real=odom_is_real, checked=True)
         if why or why2:
             out.status.message = f"{out.status.message}: {why2 or why}"
         self._publish(out)
