@@ -120,6 +120,8 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
     assert "model: oracle" in map_log and "model: oracle" in loc_log, map_log[-2000:] + loc_log[-2000:]
     assert phases["mapping_models"] == loc_models == {"oracle"}
     assert "Traceback" not in map_log + loc_log
+    # the background pass is logged: what a user watching the terminal sees
+    assert "map updated: MASt3R mapping pass over 4 keyframes: 6 of 6 image pairs decoded" in map_log, map_log[-2000:]
 
     # mapping: no depth, no odometry -> every frame 0.5 s after the last is a keyframe
     map_images, map_gt = bag_truth(work / "mono.bag")

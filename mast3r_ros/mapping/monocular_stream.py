@@ -34,6 +34,7 @@ frame: the result is moved so that the first loaded keyframe stays at its saved 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -93,6 +94,7 @@ class MonocularStream:
         self._anchor: tuple[int, np.ndarray] | None = None  # loaded map: (first keyframe id, its saved T_map_cam)
         self._interval_from: float | None = None            # stamp the interval rule counts from (None: next frame)
         self._version = 0
+        self._pass_s = 0.0
         self.last_error: str | None = None
         # passes: one at a time; a load (new generation) makes a pass in flight drop its result
         self._pass_lock = threading.Lock()
@@ -142,6 +144,7 @@ class MonocularStream:
                 if self._map is not None and [k.id for k in self._mapped] == [k.id for k in kfs]:
                     return True
                 self._attempted = len(kfs)
+            t0 = time.perf_counter()
             try:
                 result, cloud = self._pass(kfs, *cache)
             except MappingError as exc:
@@ -152,6 +155,7 @@ class MonocularStream:
                     self.last_error = "a map was loaded during the pass: its result was dropped"
                     return False
                 self._map, self._mapped, self._cloud = result, kfs, cloud
+                self._pass_s = time.perf_counter() - t0
                 self._posed = (kfs, result.T_map_cam, result.K)
                 self._version += 1
                 self.last_error = None
@@ -180,9 +184,10 @@ class MonocularStream:
         return result, map_cloud(result, images, self.mapping.cloud)
 
     def pass_summary(self) -> dict:
-        """The last pass's :meth:`MonocularMap.summary` (pairs, pairs decoded, focal, timings); {} before one."""
+        """The last pass's :meth:`MonocularMap.summary` (pairs, pairs decoded, focal, timings) and its wall
+        time ``pass_s`` (s; encoding and cloud included); {} before one."""
         with self._lock:
-            return {} if self._map is None else self._map.summary()
+            return {} if self._map is None else {**self._map.summary(), "pass_s": self._pass_s}
 
     def start(self) -> None:
         """Start the background worker: a pass once ``pass_every_n_keyframes`` keyframes came since the

@@ -62,7 +62,7 @@ class FrameWorker:
     the node. ``stop()`` returns once the current item is finished (or after ``timeout``).
     """
 
-    def __init__(self, handler: Callable[[Any], None], maxsize: int = 1, name: str = "frame-worker"):
+    def __init__(self, handler: Callable[[Any], None], maxsize: int = 1, name: str = "mast3r-frames"):
         self.queue = NewestQueue(maxsize)
         self._handler = handler
         self._stop = threading.Event()

@@ -9,7 +9,10 @@ a handler, so Ctrl-C at any moment exits quietly with code 0, as it does after s
 from __future__ import annotations
 
 import importlib
+import os
 import signal
+import sys
+import threading
 
 
 def _run(module: str) -> int:
@@ -31,9 +34,24 @@ def _run(module: str) -> int:
     if interrupted:
         return 0
     try:
-        return main()
+        rc = main()
     except KeyboardInterrupt:  # between run_node's steps, before rclpy's own handlers are installed
-        return 0
+        rc = 0
+    return _leave(rc)
+
+
+def _leave(rc: int) -> int:
+    """``rc``, or exit at once with it when one of our worker threads (``mast3r-*``: a mapping pass, a
+    frame in the network) is still computing after the node shut down. Why: those daemon threads run
+    in torch's C++ code without the GIL, and tearing the interpreter down under them aborted the process
+    ("terminate called without an active exception", Ctrl-C during a MASt3R mapping pass). The node is
+    shut down and its files written or removed by then; only the unfinished computation is dropped."""
+    busy = [t for t in threading.enumerate() if t.name.startswith("mast3r-") and t.is_alive()]
+    if busy:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
 
 
 def localization_node() -> int:

@@ -57,6 +57,7 @@ class MappingBody(NodeBody):
         self.path_pub = self.create_publisher(Path, "trajectory", LATCHED)
         # a map kept through deactivate is republished by the next timer (the latched topics are new)
         self._published_passes = -1 if self.core.num_keyframes else 0
+        self._logged_pass_error = ""
 
     def _open_inputs(self) -> None:
         self.create_timer(0.5, guarded(self, "map publication", self._publish_after_pass),
@@ -143,9 +144,16 @@ class MappingBody(NodeBody):
                 self._T_map_odom = T_map_odom
 
     def _publish_after_pass(self) -> None:
-        """Republish the map when an optimisation pass (background or service) has been merged."""
+        """Republish the map when an optimisation pass (background or service) has been merged; the
+        MASt3R engine's passes (seconds to minutes each) are logged, and a failed one once."""
         if self.core.num_keyframes and self.core.passes != self._published_passes:
             self._publish_map()
+            if self.core.mast3r_engine:
+                self.get_logger().info(f"map updated: {pass_line(self.core.mapper.pass_summary())}")
+        error = self.core.last_pass_error
+        if error and error != self._logged_pass_error:
+            self.get_logger().warn(f"mapping pass failed: {error}")
+        self._logged_pass_error = error
 
     def _diag_summary(self) -> tuple[bytes, str]:
         """OK while mapping with odometry; WARN paused, no input, no keyframe yet, no odometry."""
@@ -195,6 +203,15 @@ class MappingNode(MappingBody, PlainNode):
 
 class MappingLifecycleNode(MappingBody, ManagedNode):
     """Managed node (``--lifecycle``): configure, activate, deactivate, cleanup, shutdown as nav2 expects."""
+
+
+def pass_line(summary: dict) -> str:
+    """One line for a MASt3R mapping pass's summary (:meth:`MonocularStream.pass_summary`)."""
+    if not summary:
+        return "no mapping pass yet"
+    return (f"MASt3R mapping pass over {summary['n_keyframes']} keyframes: {summary['pairs_decoded']} of "
+            f"{summary['n_pairs']} image pairs decoded, {summary['pairs_ok']} passed the pair check, "
+            f"focal {summary['focal_px']:.1f} px, {summary['pass_s']:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
