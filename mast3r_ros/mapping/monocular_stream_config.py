@@ -13,7 +13,9 @@ class MonocularStreamConfig:
     kf_min_interval_s: float = setting(0.4, "without odometry: a frame is a keyframe when its stamp is at "
                                        "least this long after the last keyframe's (s)", min=0.0, max=3600.0)
     max_keyframes: int = setting(32, "keyframes buffered for the mapping pass; more are refused (the status "
-                                 "says so) until reset: each pass maps them all", min=2, max=10000)
+                                 "says so) until reset: each pass maps them all (memory: the image pairs kept "
+                                 "between passes, 6.3 MB each at 512 px, about 4.4 pairs per keyframe)",
+                                 min=2, max=10000)
     pass_every_n_keyframes: int = setting(4, "run a mapping pass in the background once this many keyframes "
                                           "came since the last one (0 = only at optimize / save_map); a pass "
                                           "decodes only image pairs it has not seen", min=0, max=10000)
