@@ -1,7 +1,9 @@
 """Shared test fixtures: the reference data in ../shared (never committed) loaded once per session."""
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,14 +61,25 @@ def tiny_io(fixtures_dir: Path):
 
 @pytest.fixture(scope="session")
 def kitchen_map(data_dir: Path, tmp_path_factory) -> Path:
-    """The temporal split's map, built once per session and only read by its users: 7-Scenes
-    redkitchen frames 0:598 (200 keyframes), classical front-end, the ``7scenes`` rig calibration."""
+    """The temporal split's map, built once per test run and only read by its users: 7-Scenes
+    redkitchen frames 0:598 (200 keyframes), classical front-end, the ``7scenes`` rig calibration.
+    Under pytest-xdist the workers share it (the first to need it builds it under a file lock, the
+    others wait and read it): building it took ~45 s of the one CPU that each worker has."""
     from mast3r_ros.datasets.calibration import RgbdCalibration
     from mast3r_ros.datasets.readers import open_dataset
     from mast3r_ros.localization.frontends import make_frontend
     from mast3r_ros.map.build import build_map
 
-    out = tmp_path_factory.mktemp("kitchen") / "map"
-    build_map(open_dataset(data_dir / "7scenes_redkitchen"), "0:598", make_frontend("classical"), out,
-              calib=RgbdCalibration.load("7scenes"))
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # this run's folder, common to its workers
+    out = shared / "kitchen_map"
+    with open(shared / "kitchen_map.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "map.yaml").is_file():
+            partial = shared / "kitchen_map.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            build_map(open_dataset(data_dir / "7scenes_redkitchen"), "0:598", make_frontend("classical"), partial,
+                      calib=RgbdCalibration.load("7scenes"))
+            partial.rename(out)  # whole or absent: a worker never reads a half-built map
     return out
