@@ -240,10 +240,10 @@ def test_background_passes_decode_only_new_pairs_and_equal_a_fresh_pass(kitchen,
         assert _map_frames(core, kitchen, STREAM) == KEYFRAMES
         # the 4th keyframe starts a pass (mono.pass_every_n_keyframes 4): poses without optimize
         assert _wait(lambda: core.passes == 1, 120), core.last_pass_error
-        first = core.mapper.pass_summary()
+        first = core.pass_summary()
         assert _map_frames(core, kitchen, LATER) == LATER
         assert _wait(lambda: core.passes == 2, 120), core.last_pass_error
-        second = core.mapper.pass_summary()
+        second = core.pass_summary()
         T_bg, _ = core.keyframe_poses()
         assert core.optimize()[0] == "" and core.passes == 2  # the last pass covered every keyframe: none runs
     finally:
@@ -253,7 +253,7 @@ def test_background_passes_decode_only_new_pairs_and_equal_a_fresh_pass(kitchen,
         _map_frames(fresh, kitchen, [*STREAM, *LATER])
         assert fresh.optimize()[0] == ""
         T_fresh, _ = fresh.keyframe_poses()
-        everything = fresh.mapper.pass_summary()
+        everything = fresh.pass_summary()
     finally:
         fresh.close()
     print("pairs decoded (background passes 1, 2; fresh):", first["pairs_decoded"], second["pairs_decoded"],

@@ -265,6 +265,11 @@ class MappingCore:
                 (" (depth prior)" if self.params.subscribe_depth else " (monocular)"))
         return "", {"n_keyframes": n, "passes": mapper.snapshot().version, "passes_before": before, "what": what}
 
+    def pass_summary(self) -> dict:
+        """The MASt3R engine's last pass (keyframes, pairs decoded / total, pair check, focal, ``pass_s``);
+        {} before one, after a load_map, and for the classical engine (its passes run every keyframe)."""
+        return self.mapper.pass_summary() if self.mast3r_engine else {}
+
     def keyframe_poses(self) -> tuple[np.ndarray, np.ndarray]:
         """([N,4,4] T_map_cam, [N] int64 stamps ns) in keyframe order."""
         snap = self.mapper.snapshot()

@@ -148,8 +148,9 @@ class MappingBody(NodeBody):
         MASt3R engine's passes (seconds to minutes each) are logged, and a failed one once."""
         if self.core.num_keyframes and self.core.passes != self._published_passes:
             self._publish_map()
-            if self.core.mast3r_engine:
-                self.get_logger().info(f"map updated: {pass_line(self.core.mapper.pass_summary())}")
+            summary = self.core.pass_summary()
+            if summary:  # the MASt3R engine's pass (a load_map has none)
+                self.get_logger().info(f"map updated: {pass_line(summary)}")
         error = self.core.last_pass_error
         if error and error != self._logged_pass_error:
             self.get_logger().warn(f"mapping pass failed: {error}")
@@ -206,9 +207,7 @@ class MappingLifecycleNode(MappingBody, ManagedNode):
 
 
 def pass_line(summary: dict) -> str:
-    """One line for a MASt3R mapping pass's summary (:meth:`MonocularStream.pass_summary`)."""
-    if not summary:
-        return "no mapping pass yet"
+    """One line for a MASt3R mapping pass's summary (:meth:`MappingCore.pass_summary`)."""
     return (f"MASt3R mapping pass over {summary['n_keyframes']} keyframes: {summary['pairs_decoded']} of "
             f"{summary['n_pairs']} image pairs decoded, {summary['pairs_ok']} passed the pair check, "
             f"focal {summary['focal_px']:.1f} px, {summary['pass_s']:.1f} s")
