@@ -154,14 +154,13 @@ def map_monocular(images: list[np.ndarray], model, config: MonocularConfig | Non
         it = tqdm(pair_ids, desc="mast3r pairs", unit="pair")
     decoded = 0
     for i, j in it:
-        if pair_cache is None or (i, j) not in pair_cache:
+        predicted = None if pair_cache is None else pair_cache.get((i, j))
+        if predicted is None:
             predicted = infer_pair(model, enc[i], enc[j], i, j, cfg.matching)
             decoded += 1
-            if pair_cache is None:
-                pairs.extend(predicted)
-                continue
-            pair_cache[(i, j)] = predicted
-        pairs.extend(pair_cache[(i, j)])
+            if pair_cache is not None:
+                pair_cache[(i, j)] = predicted
+        pairs.extend(predicted)
     timings["pairs"] = time.perf_counter() - t0
     _require_linked(n, pairs, cfg.alignment.check.min_inliers, "matches")
     views = []

@@ -173,6 +173,7 @@ class MonocularStream:
         with_depth = any(k.depth is not None for k in kfs)
         K = None if self.config.estimate_focal and not with_depth else np.stack([k.K for k in kfs])
         sensor = _sensor_points(kfs, encoded) if with_depth else None
+        # a copy of the encodings: the result keeps its list, and the cache grows with later keyframes
         result = map_monocular(images, self.model, self.mapping, K=K, encoded=encoded[:len(kfs)],
                                depth_points=sensor, pair_cache=pairs)
         if sensor is not None:  # the map keeps the sensor's points where it has them
