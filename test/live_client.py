@@ -108,6 +108,8 @@ class LiveClient:
                        else None)
         self.lock = threading.Lock()
         self._closed = threading.Event()
+        self._clients: dict[tuple, Any] = {}   # one client per service, kept (see _service_client)
+        self._clients_lock = threading.Lock()
         self.received: dict[str, list] = defaultdict(list)
         self._matched: dict[str, int] = defaultdict(int)  # publishers our reader has matched, per key
         self._sub(PoseWithCovarianceStamped, f"{ns}/localization_pose", LATCHED, "pose")
@@ -174,18 +176,27 @@ class LiveClient:
 
     def call(self, srv_type, name: str, request: Any, timeout: float = 30.0):
         """Call ``<namespace>/<name>``; returns the response (raises TimeoutError)."""
-        cli = self.node.create_client(srv_type, f"{self.ns}/{name}")
-        try:
-            if not cli.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f"service {self.ns}/{name} not available")
-            fut = cli.call_async(request)
-            done = threading.Event()
-            fut.add_done_callback(lambda _: done.set())
-            if not done.wait(timeout):
-                raise TimeoutError(f"service {self.ns}/{name} did not answer in {timeout} s")
-            return fut.result()
-        finally:
-            self.node.destroy_client(cli)
+        cli = self._service_client(srv_type, name)
+        if not cli.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {self.ns}/{name} not available")
+        fut = cli.call_async(request)
+        done = threading.Event()
+        fut.add_done_callback(lambda _: done.set())
+        if not done.wait(timeout):
+            raise TimeoutError(f"service {self.ns}/{name} did not answer in {timeout} s")
+        return fut.result()
+
+    def _service_client(self, srv_type, name: str):
+        """The one client of this service, kept until close. A client made just before its first
+        call can lose the answer: Fast DDS's server drops a response when its writer has not matched
+        the client's response reader within 100 ms (discovery is asynchronous on each side; on a
+        loaded machine it takes longer). A kept client, announced by ``wait_for_service`` early in a
+        test, is matched long before it is called, as a robot program's clients are."""
+        with self._clients_lock:
+            key = (srv_type, name)
+            if key not in self._clients:
+                self._clients[key] = self.node.create_client(srv_type, f"{self.ns}/{name}")
+            return self._clients[key]
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, poll: float = 0.02) -> bool:
         deadline = time.monotonic() + timeout
@@ -196,11 +207,8 @@ class LiveClient:
         return predicate()
 
     def wait_for_service(self, srv_type, name: str, timeout: float) -> bool:
-        cli = self.node.create_client(srv_type, f"{self.ns}/{name}")
-        try:
-            return cli.wait_for_service(timeout_sec=timeout)
-        finally:
-            self.node.destroy_client(cli)
+        """Whether the service is offered within ``timeout``; its client is kept for :meth:`call`."""
+        return self._service_client(srv_type, name).wait_for_service(timeout_sec=timeout)
 
     def close(self) -> None:
         self._closed.set()

@@ -57,6 +57,10 @@ def live(scene, tmp_path):
     try:
         if not client.wait_for_service(Trigger, "reset", 60):
             pytest.fail("node not ready:\n" + (tmp_path / "launch.log").read_text()[-3000:])
+        # the clients of the services the tests call while frames keep the node busy, made now
+        # (see LiveClient._service_client: a client made at its call can lose the answer)
+        for typ, name in ((Localize, "localize"), (SetReference, "set_reference"), (LoadMap, "load_map")):
+            assert client.wait_for_service(typ, name, 30)
         yield client, proc, tmp_path / "launch.log"
     finally:
         client.close()

@@ -63,11 +63,13 @@ def test_live_mapping_optimize_save_and_latched_cloud(data_dir, tmp_path):
     proc = start_launch("mapping", domain, [
         "--map", str(tmp_path / "saved"), "-p", "rgbd_calibration:=7scenes"], tmp_path / "launch.log")
     client = LiveClient(domain, reliable_images=True)
-    late = None
     srv_client = late = None
     kf_msgs: list = []
     try:
         assert client.wait_for_service(Trigger, "optimize", 60), (tmp_path / "launch.log").read_text()[-3000:]
+        # a second client for services called while optimize waits; its clients are made now
+        srv_client = LiveClient(domain, name="service_client")
+        assert srv_client.wait_for_service(Trigger, "pause", 30) and srv_client.wait_for_service(Trigger, "resume", 30)
         client.node.create_subscription(PoseArray, "/mast3r/keyframe_poses", kf_msgs.append, LATCHED)
         client.publish_static_tf("base_link", CAM, T_BASE_CAM)
         frames = list(ds.frames("0:90:6"))
@@ -114,7 +116,6 @@ def test_live_mapping_optimize_save_and_latched_cloud(data_dir, tmp_path):
         assert _diag(client, "optimize_calls") == 0
 
         # optimize (a global pass, waits) while other services keep answering
-        srv_client = LiveClient(domain, name="service_client")
         result = {}
         opt = threading.Thread(target=lambda: result.setdefault(
             "r", client.call(Trigger, "optimize", Trigger.Request(), timeout=300)))
