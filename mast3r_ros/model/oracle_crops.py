@@ -32,12 +32,24 @@ def _patch_keys(rgb: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         return (patches * _WEIGHTS).sum(axis=1, dtype=np.uint64)
 
 
+def _lattice(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) int [N]: top-left corners of a frame's lattice patches, row-major."""
+    ys, xs = np.meshgrid(np.arange(0, height - PATCH + 1, STEP), np.arange(0, width - PATCH + 1, STEP), indexing="ij")
+    return ys.ravel(), xs.ravel()
+
+
+def frame_patch_keys(rgb: np.ndarray) -> np.ndarray:
+    """uint64 [N]: hashes of the lattice patches of an [H, W, 3] uint8 frame (:meth:`CropIndex.add_keys`)."""
+    ys, xs = _lattice(rgb.shape[1], rgb.shape[0])
+    return _patch_keys(rgb, ys, xs)
+
+
 class CropIndex:
     """Lattice-patch hashes of registered full-resolution frames (see module doc).
 
-    ``add(index, rgb)`` indexes a frame; ``find(crop, load_rgb)`` returns ``(index, x0, y0)`` of the
-    window equal to ``crop`` ([h, w, 3] uint8) or None; ``load_rgb(index)`` gives the frame's
-    [H, W, 3] uint8 pixels for the verification.
+    ``add_keys(index, frame_patch_keys(rgb), W, H)`` indexes a frame; ``find(crop, load_rgb)`` returns
+    ``(index, x0, y0)`` of the window equal to ``crop`` ([h, w, 3] uint8) or None; ``load_rgb(index)``
+    gives the frame's [H, W, 3] uint8 pixels for the verification.
     """
 
     def __init__(self):
@@ -45,12 +57,13 @@ class CropIndex:
         self._keys: np.ndarray | None = None
         self._rows: np.ndarray | None = None
 
-    def add(self, index: int, rgb: np.ndarray) -> None:
-        H, W = rgb.shape[:2]
-        ys, xs = np.meshgrid(np.arange(0, H - PATCH + 1, STEP), np.arange(0, W - PATCH + 1, STEP), indexing="ij")
-        ys, xs = ys.ravel(), xs.ravel()
+    def add_keys(self, index: int, keys: np.ndarray, width: int, height: int) -> None:
+        """Index a width x height frame by its :func:`frame_patch_keys` (uint64 [N], lattice order)."""
+        ys, xs = _lattice(width, height)
+        if len(keys) != len(ys):
+            raise ValueError(f"{len(keys)} patch keys for a {width}x{height} frame's {len(ys)} lattice patches")
         rows = np.stack([np.full(len(ys), index), xs, ys], axis=1).astype(np.int32)
-        self._parts.append((_patch_keys(rgb, ys, xs), rows))
+        self._parts.append((np.asarray(keys, np.uint64), rows))
         self._keys = None
 
     def _sorted(self) -> tuple[np.ndarray, np.ndarray]:

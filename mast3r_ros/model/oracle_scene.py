@@ -30,7 +30,8 @@ import PIL.Image
 import torch
 from scipy.ndimage import distance_transform_edt
 
-from .oracle_crops import CropIndex
+from .oracle_cache import entry_name, file_id, memo
+from .oracle_crops import CropIndex, frame_patch_keys
 from .preprocess import ImageTransform, preprocess_array, preprocess_pil
 
 DESC_DIM = 24
@@ -152,13 +153,28 @@ class OracleSource:
                 continue
             if i not in self._frames:
                 raise OracleError(f"oracle model: frame {i} of {self.dataset.root} has no ground-truth pose")
-            rgb = self.dataset.load_rgb(self._frames[i])
-            net = preprocess_array(rgb, self.image_size)
-            self._registry.setdefault(image_key(net.tensor[0]), i)
-            if net.transform.resized_wh != net.transform.original_wh:  # larger than the network: crops exist
-                self._crop_index.add(i, rgb)
-            self._transforms[i] = net.transform
+            reg = self._registration(self._frames[i])
+            tf = ImageTransform(*(tuple(int(v) for v in reg["transform"][k:k + 2]) for k in (0, 2, 4, 6)))
+            self._registry.setdefault(str(reg["key"]), i)
+            if reg["crop_keys"].size:
+                self._crop_index.add_keys(i, reg["crop_keys"], *tf.original_wh)
+            self._transforms[i] = tf
             self._registered.add(i)
+
+    def _registration(self, frame) -> dict[str, np.ndarray]:
+        """A frame's content key, image transform [8] (original, resized, crop origin, network: (w, h) /
+        (x, y) each) and crop-index patch keys (empty when the image is not larger than the network's);
+        memoised on disk by its colour file (``oracle_cache``)."""
+        def compute() -> dict[str, np.ndarray]:
+            rgb = self.dataset.load_rgb(frame)
+            net = preprocess_array(rgb, self.image_size)
+            tf = net.transform
+            crops = frame_patch_keys(rgb) if tf.resized_wh != tf.original_wh else np.zeros(0, np.uint64)
+            return {"key": np.array(image_key(net.tensor[0])), "crop_keys": crops,
+                    "transform": np.array([*tf.original_wh, *tf.resized_wh, *tf.crop_xy0, *tf.network_wh], np.int64)}
+
+        return memo(entry_name("frame", [type(self.dataset).__name__, file_id(frame.rgb_path), self.image_size]),
+                    compute)
 
     @property
     def indices(self) -> list[int]:
@@ -256,12 +272,20 @@ class OracleSource:
         return OracleFrame(view, tf, tf.intrinsics_to_network(K), np.asarray(T, np.float64), filled, measured)
 
     def _fit_anchors(self) -> np.ndarray:
-        """[N_ANCHORS, 3] world points spread over the scene (k-means of sampled frame points)."""
+        """[N_ANCHORS, 3] world points spread over the scene (k-means of sampled frame points); memoised
+        on disk by what they are computed from (``oracle_cache``)."""
+        idx = sorted(self._frames)  # every posed frame: anchors must not depend on what is registered
+        pick = idx if len(idx) <= 60 else [idx[i] for i in np.linspace(0, len(idx) - 1, 60).astype(int)]
+        ds = self.dataset
+        parts = [type(ds).__name__, ds.K, list(ds.image_size), getattr(ds, "depth_scale", None),
+                 None if self.calib is None else self.calib.to_dict(), self.image_size, N_ANCHORS,
+                 [[i, file_id(self._frames[i].depth_path), self._frames[i].T_world_cam] for i in pick]]
+        return memo(entry_name("anchors", parts), lambda: {"anchors": self._kmeans_anchors(pick)})["anchors"]
+
+    def _kmeans_anchors(self, pick: list[int]) -> np.ndarray:
         import faiss
 
         rng = np.random.default_rng(0)
-        idx = sorted(self._frames)  # every posed frame: anchors must not depend on what is registered
-        pick = idx if len(idx) <= 60 else [idx[i] for i in np.linspace(0, len(idx) - 1, 60).astype(int)]
         pts = []
         for i in pick:
             Xw = self.frame(i).points_world().reshape(-1, 3)
