@@ -42,6 +42,7 @@ def test_readme_mast3r_rgbd_recipe_maps_with_depth_on_the_shipped_defaults(data_
     started: list = []
     try:
         run_recipe(cmds[:3], work, env, tmp_path, client, started, keys=("status",))
+        assert client.wait_for_service(SaveMap, "save_map", 60)  # its client made now, called below
         images, gt = bag_truth(work / "rgbd.bag")
         assert client.wait_for(lambda: set(images) <= {stamp_to_ns(s.header.stamp)
                                                         for s in client.messages("status")}, 30.0)

@@ -96,6 +96,9 @@ def test_readme_mono_recipe_maps_then_localizes(data_dir, tmp_path):
                     client.node.create_subscription(PoseArray, "/mast3r/keyframe_poses", kf_msgs.append, LATCHED)
                 keys = ("status",) if cmd[2] == "mapping" else ("status", "pose")
                 assert client.wait_matched(keys, 120.0), logs[-1].read_text()[-3000:]
+                if cmd[2] == "mapping":  # the clients of the calls below, made now (LiveClient._service_client)
+                    assert client.wait_for_service(SaveMap, "save_map", 60) and client.wait_for_service(
+                        LoadMap, "load_map", 60)
                 continue
             log = tmp_path / f"{cmd[1]}_{len(phases)}.log"
             run_step(cmd, work, env, log)
