@@ -68,7 +68,7 @@ def _core_specs(cls):
 @pytest.mark.parametrize("cls", PARAMS)
 def test_core_parameter_default_is_the_core_dataclass_default(cls):
     specs = _core_specs(cls)
-    assert len(specs) == {LocalizationParams: 21, MappingParams: 24}[cls]  # mapping: 15 mapper, 5 mast3r, 4 mono
+    assert len(specs) == {LocalizationParams: 21, MappingParams: 25}[cls]  # mapping: 15 mapper, 5 mast3r, 5 mono
     declared = cls()
     for s in specs:
         assert s.name == f"{s.section}.{s.path}"  # the nested name is the field path under its section

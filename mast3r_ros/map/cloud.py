@@ -42,7 +42,7 @@ def _keyframe_points(kmap: KeyframeMap, k: int, budget: int) -> tuple[np.ndarray
     kf = kmap.get_keyframe(k, load_image=True, arrays=[n for n in ("sift_X", "sift_xy") if n in names],
                            load_depth="sift_X" not in names)
     if kf.depth is None and "sift_X" not in names and {"mast3r_X", "mast3r_tf"} <= set(names):
-        return _mast3r_points(kmap, k, kf.image, budget)
+        return mast3r_keyframe_points(kmap, k, kf.image, budget)
     H, W = kf.image.shape[:2]
     if "sift_X" in kf.arrays and "sift_xy" in kf.arrays:
         X, xy = np.asarray(kf.arrays["sift_X"], np.float64), np.asarray(kf.arrays["sift_xy"], np.float64)
@@ -60,7 +60,7 @@ def _keyframe_points(kmap: KeyframeMap, k: int, budget: int) -> tuple[np.ndarray
     return X, kf.image[v[ok], u[ok]]
 
 
-def _mast3r_points(kmap: KeyframeMap, k: int, image: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
+def mast3r_keyframe_points(kmap: KeyframeMap, k: int, image: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
     """A MASt3R keyframe's stored points (``mast3r_X`` [Hn,Wn,3] float32 m in its camera, NaN = none),
     coloured by the original pixel nearest each network pixel, on a grid of at most ``budget`` points."""
     # a MASt3R map: the front-end (and torch) is what reads it anyway

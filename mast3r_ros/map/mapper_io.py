@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mast3r_ros.map.cloud import map_cloud
+from mast3r_ros.map.cloud import mast3r_keyframe_points
 from mast3r_ros.map.format import Keyframe, MapError, MapMeta
 from mast3r_ros.map.keys import CLASSICAL_ARRAYS, CLASSICAL_VOCAB
 from mast3r_ros.map.store import KeyframeMap
@@ -67,10 +67,12 @@ def read_mapper_keyframes(path: str | Path) -> tuple[list[LoadedKeyframe], np.nd
 
 
 def read_monocular_keyframes(path: str | Path, checkpoint_sha256: str, max_points: int = 100_000
-                             ) -> tuple[list[LoadedKeyframe], tuple[np.ndarray, np.ndarray]]:
+                             ) -> list[LoadedKeyframe]:
     """The keyframes (id order: image, K, T_map_cam, stamp, frame index) of the MASt3R map at ``path``
-    made with the checkpoint of hash ``checkpoint_sha256``, for the monocular engine to map again, and
-    the map's cloud (:func:`mast3r_ros.map.cloud.map_cloud`: [P,3] float32 m, [P,3] uint8, P <= max_points).
+    made with the checkpoint of hash ``checkpoint_sha256``, for the monocular engine to map again. Their
+    ``arrays``: ``mast3r_X`` (the stored points, or None), and the keyframe's share of the map's cloud
+    (:func:`mast3r_ros.map.cloud.mast3r_keyframe_points`: ``cloud_cam`` [M,3] float64 m in its camera,
+    ``cloud_rgb`` [M,3] uint8; the keyframes' shares hold at most ``max_points`` in all).
 
     Raises:
         MappingError: not a map, another front-end or checkpoint, no keyframes.
@@ -85,16 +87,19 @@ def read_monocular_keyframes(path: str | Path, checkpoint_sha256: str, max_point
                                    f"{str(kmap.meta.checkpoint_sha256)[:12]}..., the mapper runs "
                                    f"{checkpoint_sha256[:12]}...; map with the same checkpoint")
             out = []
-            for kf_id in kmap.keyframe_ids():
+            ids = kmap.keyframe_ids()
+            for kf_id in ids:
                 kf = kmap.get_keyframe(kf_id, load_depth=False)
+                X = kmap.get_array(kf_id, "mast3r_X") if "mast3r_X" in kmap.array_names(kf_id) else None
+                cam, rgb = mast3r_keyframe_points(kmap, kf_id, kf.image, max(1, max_points // len(ids)))
                 out.append(LoadedKeyframe(float(kf.timestamp), kf.image, np.asarray(kf.K, np.float64), None,
-                                          np.asarray(kf.T_map_cam, np.float64), {}, kf.frame_index))
-            cloud = map_cloud(kmap, max_points) if out else None
+                                          np.asarray(kf.T_map_cam, np.float64),
+                                          {"mast3r_X": X, "cloud_cam": cam, "cloud_rgb": rgb}, kf.frame_index))
     except (MapError, OSError) as exc:
         raise MappingError(f"cannot load map {path}: {exc}") from None
     if not out:
         raise MappingError(f"{path}: the map has no keyframes")
-    return out, cloud
+    return out
 
 
 def write_mapper_map(path: str | Path, frontend, keyframes: list, cloud_xyz: np.ndarray, cloud_rgb: np.ndarray,

@@ -28,7 +28,7 @@ from mast3r_ros.geometry.camera import depth_to_pointmap
 from mast3r_ros.mapping.alignment_config import AlignmentConfig, monocular
 from mast3r_ros.mapping.kinematic import connected_components
 from mast3r_ros.mapping.mast3r_pairs import EncodedImage, Mast3rPairConfig, encode_images, infer_pair
-from mast3r_ros.mapping.outputs import CloudConfig, clean_point_cloud
+from mast3r_ros.mapping.outputs import CloudConfig, consistent_view_points, merge_cloud
 from mast3r_ros.mapping.pairs import PairSelectionConfig, select_pairs
 from mast3r_ros.mapping.types import AlignmentResult, MappingError, PairData, ViewData
 from mast3r_ros.model import ImageTransform
@@ -61,7 +61,8 @@ class MonocularConfig:
 
 @dataclass
 class MonocularMap:
-    """Result of :func:`map_monocular` (N images; map frame = the first image's camera, metres).
+    """Result of :func:`map_monocular` (N images; map frame = the first image's camera, or the frame of the
+    fixed poses given; metres).
 
     T_map_cam: [N,4,4] float64 camera-to-map poses (OpenCV optical frames).
     K: [N,3,3] float64 intrinsics of the *original* images (estimated unless given).
@@ -114,7 +115,7 @@ def network_rgb(image: np.ndarray, tf: ImageTransform) -> np.ndarray:
 def map_monocular(images: list[np.ndarray], model, config: MonocularConfig | None = None,
                   K: np.ndarray | None = None, encoded: list[EncodedImage] | None = None,
                   depth_points: list | None = None, progress: bool = False,
-                  pair_cache: dict | None = None) -> MonocularMap:
+                  pair_cache: dict | None = None, fixed_T_map_cam: dict | None = None) -> MonocularMap:
     """Build a metric keyframe map from images alone (see module doc).
 
     Args:
@@ -129,6 +130,9 @@ def map_monocular(images: list[np.ndarray], model, config: MonocularConfig | Non
         pair_cache: optional {(i, j): [PairData]} of earlier calls, read and filled: a pair predicted
             before is not decoded again. Valid only while each index keeps its image and encoding (a
             caller whose image list only grows at the end).
+        fixed_T_map_cam: optional {image index: [4,4] T_map_cam} of images whose poses are known and
+            kept: the result is in their map frame (the others start from the chained pair poses moved
+            onto the first of them); None, the map frame is the first image's camera.
     Raises:
         MappingError: fewer than 2 images, bad images, no matched pair linking all images, divergence.
     """
@@ -173,7 +177,7 @@ def map_monocular(images: list[np.ndarray], model, config: MonocularConfig | Non
         # no image: the optimiser does not read it, map_cloud colours the cloud from the originals
         views.append(ViewData(size=(wn, hn), K=Kn, depth=d, name=str(v)))
     acfg = replace(cfg.alignment, known_intrinsics=True) if Ks is not None else cfg.alignment
-    res = _align(views, pairs, acfg, progress)
+    res = _align(views, pairs, acfg, progress, fixed_T_map_cam or {})
     timings.update(res.timings)
     ok_pairs = [p for p in pairs if res.pair_status.get((p.i, p.j)) == "ok"]
     _require_linked(n, ok_pairs, 0, "matches passing the pair check")
@@ -182,10 +186,16 @@ def map_monocular(images: list[np.ndarray], model, config: MonocularConfig | Non
     return MonocularMap(res.T_world_cam, K_out, points, enc, res, pair_ids, timings, cfg.image_size, decoded)
 
 
-def _align(views, pairs, acfg, progress) -> AlignmentResult:
+def _align(views, pairs, acfg, progress, fixed_T: dict) -> AlignmentResult:
     from mast3r_ros.mapping.sparse_ga import sparse_global_alignment  # torch-heavy: imported when used
 
-    return sparse_global_alignment(views, pairs, acfg, progress=progress)
+    if not fixed_T:
+        return sparse_global_alignment(views, pairs, acfg, progress=progress)
+    init = np.full((len(views), 4, 4), np.nan)
+    fixed = np.zeros(len(views), bool)
+    for v, T in fixed_T.items():
+        init[v], fixed[v] = np.asarray(T, np.float64), True
+    return sparse_global_alignment(views, pairs, acfg, init_T_world_cam=init, fixed=fixed, progress=progress)
 
 
 def _per_image_K(K: np.ndarray, n: int) -> np.ndarray:
@@ -222,6 +232,13 @@ def map_cloud(result: MonocularMap, images: list[np.ndarray] | None = None,
               config: CloudConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cleaned cloud (map frame): (xyz [P,3] float32 metres, rgb [P,3] uint8), coloured from the original
     [H,W,3] uint8 ``images`` when given (else grey)."""
+    return merge_cloud(map_cloud_parts(result, images, config), config)
+
+
+def map_cloud_parts(result: MonocularMap, images: list[np.ndarray] | None = None,
+                    config: CloudConfig | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each keyframe's share of :func:`map_cloud` before merging: N (xyz [P_v,3] float64 m map frame,
+    rgb [P_v,3] uint8)."""
     res = result.alignment
     neighbours: dict[int, list[int]] = {}
     for (i, j), st in res.pair_status.items():
@@ -229,7 +246,7 @@ def map_cloud(result: MonocularMap, images: list[np.ndarray] | None = None,
             neighbours.setdefault(i, []).append(j)
             neighbours.setdefault(j, []).append(i)
     colours = None if images is None else [network_rgb(im, e.transform) for im, e in zip(images, result.encoded)]
-    return clean_point_cloud(res, colours, neighbours, config)
+    return consistent_view_points(res, colours, neighbours, config)
 
 
 def save_monocular_map(result: MonocularMap, images: list[np.ndarray], model, out: str | Path,
@@ -244,15 +261,36 @@ def save_monocular_map(result: MonocularMap, images: list[np.ndarray], model, ou
     predictions (its identity is the map's checkpoint record). Frame indices / timestamps default to
     0..N-1.
     """
+    return write_monocular_map(MonocularKeyframes(result.T_map_cam, result.K, result.points, result.encoded,
+                                                  result.image_size), images, model, out,
+                               map_cloud(result, images, cloud), frame_indices, timestamps, extra, overwrite)
+
+
+@dataclass
+class MonocularKeyframes:
+    """What a MASt3R map keeps of N keyframes (see :class:`MonocularMap` for each field)."""
+    T_map_cam: np.ndarray
+    K: np.ndarray
+    points: list
+    encoded: list
+    image_size: int = 512
+
+
+def write_monocular_map(kfs: MonocularKeyframes, images: list[np.ndarray], model, out: str | Path,
+                        cloud: tuple[np.ndarray, np.ndarray], frame_indices: list[int] | None = None,
+                        timestamps: list[float] | None = None, extra: dict | None = None,
+                        overwrite: bool = False) -> Path:
+    """:func:`save_monocular_map` of keyframes gathered by the caller, with the map's cloud ([P,3] float32
+    m map frame, [P,3] uint8) given."""
     from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd, Mast3rFrontEndConfig
     from mast3r_ros.map import Keyframe, KeyframeMap, MapMeta
     from mast3r_ros.map.build import write_index
     from mast3r_ros.mapping.outputs import write_ply
 
-    n = len(result.K)
+    n = len(kfs.K)
     if len(images) != n:
         raise MappingError(f"{len(images)} images for a map of {n} keyframes")
-    frontend = Mast3rFrontEnd(Mast3rFrontEndConfig(image_size=result.image_size), model=model)
+    frontend = Mast3rFrontEnd(Mast3rFrontEndConfig(image_size=kfs.image_size), model=model)
     idx = list(range(n)) if frame_indices is None else [int(i) for i in frame_indices]
     stamps = [float(i) for i in idx] if timestamps is None else [float(t) for t in timestamps]
     h, w = np.asarray(images[0]).shape[:2]
@@ -263,14 +301,14 @@ def save_monocular_map(result: MonocularMap, images: list[np.ndarray], model, ou
         index_arrays = []
         for v in range(n):
             # the encodings map_monocular made (encoding each image again would double the encoder's work)
-            arrays = frontend.keyframe_arrays(result.encoded[v].enc, result.encoded[v].transform, result.K[v], None)
-            arrays["mast3r_X"] = result.points[v]
-            kmap.add_keyframe(Keyframe(None, idx[v], stamps[v], np.asarray(images[v]), result.K[v],
-                                       result.T_map_cam[v], None, arrays))
+            arrays = frontend.keyframe_arrays(kfs.encoded[v].enc, kfs.encoded[v].transform, kfs.K[v], None)
+            if kfs.points[v] is not None:  # a loaded keyframe without stored points stays without
+                arrays["mast3r_X"] = kfs.points[v]
+            kmap.add_keyframe(Keyframe(None, idx[v], stamps[v], np.asarray(images[v]), kfs.K[v],
+                                       kfs.T_map_cam[v], None, arrays))
             index_arrays.append({k: arrays[k] for k in frontend.index_array_names})
         write_index(kmap, frontend, index_arrays)
-        xyz, rgb = map_cloud(result, images, cloud)
-        write_ply(Path(out) / "cloud.ply", xyz, rgb)
+        write_ply(Path(out) / "cloud.ply", *cloud)
         kmap.set_partial(None)
     return Path(out)
 

@@ -43,10 +43,17 @@ def clean_point_cloud(result: AlignmentResult, images: list, neighbours: dict[in
     Returns:
         (xyz [P,3] float32 metres, world frame; rgb [P,3] uint8).
     """
+    return merge_cloud(consistent_view_points(result, images, neighbours, config), config)
+
+
+def consistent_view_points(result: AlignmentResult, images: list, neighbours: dict[int, list[int]],
+                           config: CloudConfig | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each view's depth pixels that pass the consistency checks (module doc), before merging: N pairs of
+    (xyz [P_v,3] float64 metres in the world frame of ``result``, rgb [P_v,3] uint8)."""
     cfg = config or CloudConfig()
     depths = [result.depth_map(v) for v in range(len(result.K))]
     T = result.T_world_cam
-    pts, cols = [], []
+    parts = []
     for v, d in enumerate(depths):
         H, W = d.shape
         ys, xs = np.mgrid[0:H:cfg.stride, 0:W:cfg.stride]
@@ -68,12 +75,19 @@ def clean_point_cloud(result: AlignmentResult, images: list, neighbours: dict[in
             seen |= valid & (np.abs(zu - ref) <= cfg.rel_tol * ref)
             floating |= valid & (zu < ref * (1 - 3 * cfg.rel_tol))
         keep = seen & ~floating
-        pts.append(Xw[keep])
         img = images[v] if images is not None else None
-        cols.append(img[ys[ok][keep], xs[ok][keep]] if img is not None
-                    else np.full((int(keep.sum()), 3), 200, np.uint8))
-    xyz = np.concatenate(pts) if pts else np.zeros((0, 3))
-    rgb = np.concatenate(cols) if cols else np.zeros((0, 3), np.uint8)
+        parts.append((Xw[keep], img[ys[ok][keep], xs[ok][keep]] if img is not None
+                      else np.full((int(keep.sum()), 3), 200, np.uint8)))
+    return parts
+
+
+def merge_cloud(parts: list[tuple[np.ndarray, np.ndarray]], config: CloudConfig | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Points of several views ([P_v,3] metres, [P_v,3] uint8) merged on the voxel grid and capped at
+    ``max_points``: (xyz [P,3] float32, rgb [P,3] uint8)."""
+    cfg = config or CloudConfig()
+    xyz = np.concatenate([x for x, _ in parts]) if parts else np.zeros((0, 3))
+    rgb = np.concatenate([c for _, c in parts]) if parts else np.zeros((0, 3), np.uint8)
     if cfg.voxel_m > 0 and len(xyz):
         xyz, rgb = _voxel_merge(xyz, rgb, cfg.voxel_m)
     if len(xyz) > cfg.max_points:

@@ -269,7 +269,9 @@ def sparse_global_alignment(views: list[ViewData], pairs: list[PairData],
         init_T_world_cam: optional [N,4,4] float64 warm start (camera-to-world, metres). Without
             it poses start from the kinematic chain of pairwise relative poses.
         fixed: optional [N] bool, views whose pose is kept at ``init_T_world_cam`` (known poses).
-            Default with a warm start: view 0 is fixed (gauge); with the chain: the root.
+            Default with a warm start: view 0 is fixed (gauge); with the chain: the root. With fixed
+            views, ``init_T_world_cam`` may hold NaN for the others: they start from the kinematic
+            chain, moved rigidly so that the first fixed view lands on its known pose.
     Raises:
         MappingError: no usable pair, disconnected pair graph, divergence.
     """
@@ -294,9 +296,17 @@ def sparse_global_alignment(views: list[ViewData], pairs: list[PairData],
         T_init = invert(T_init[0]) @ T_init
         G = None
     else:
-        T_init = np.asarray(init_T_world_cam, np.float64).reshape(n, 4, 4)
-        parent, local = np.arange(n), T_init.copy()
+        T_init = np.asarray(init_T_world_cam, np.float64).reshape(n, 4, 4).copy()
         fixed_mask = np.zeros(n, bool) if fixed is None else np.asarray(fixed, bool).copy()
+        unknown = np.isnan(T_init).any(axis=(1, 2))
+        if unknown.any():
+            if (unknown & fixed_mask).any() or not fixed_mask.any():
+                raise MappingError("a warm start with unknown (NaN) poses needs known poses for every fixed view, "
+                                   "and at least one fixed view")
+            _, T_chain, _ = initial_poses(prob, cfg.kinematic_mode)
+            ref = int(np.argmax(fixed_mask))
+            T_init[unknown] = T_init[ref] @ invert(T_chain[ref]) @ T_chain[unknown]
+        parent, local = np.arange(n), T_init.copy()
         if not fixed_mask.any():
             fixed_mask[0] = True
         G = np.eye(4)

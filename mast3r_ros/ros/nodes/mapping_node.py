@@ -208,7 +208,8 @@ class MappingLifecycleNode(MappingBody, ManagedNode):
 
 def pass_line(summary: dict) -> str:
     """One line for a MASt3R mapping pass's summary (:meth:`MappingCore.pass_summary`)."""
-    return (f"MASt3R mapping pass over {summary['n_keyframes']} keyframes: {summary['pairs_decoded']} of "
+    held = f" ({summary['n_fixed']} held at their poses)" if summary.get("n_fixed") else ""
+    return (f"MASt3R mapping pass over {summary['n_keyframes']} keyframes{held}: {summary['pairs_decoded']} of "
             f"{summary['n_pairs']} image pairs decoded, {summary['pairs_ok']} passed the pair check, "
             f"focal {summary['focal_px']:.1f} px, {summary['pass_s']:.1f} s")
 
