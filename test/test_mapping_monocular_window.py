@@ -61,6 +61,7 @@ def test_a_map_longer_than_the_window_is_mapped_window_by_window(kitchen, oracle
         # 12 keyframes, none posed: free windows 0-6, 3-9, 6-12 (3 held each after the first)
         why, summary = core.optimize()
         assert why == "", why
+        assert core.passes == 3  # each window is merged (and published by the node) as it ends
         first, _ = core.keyframe_poses()
         assert len(first) == len(FIRST)
         s = core.pass_summary()

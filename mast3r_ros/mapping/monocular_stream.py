@@ -143,10 +143,11 @@ class MonocularStream:
         return FrameResult(True, kid, None, why)
 
     def optimize(self, mode: str = "global", wait: bool = True) -> bool:
-        """Map every keyframe not mapped by the last pass (one window, or several when many came), after the
-        pass in flight (``mode``/``wait``: the incremental mapper's arguments; returns when done; nothing
-        runs when the last pass left them all mapped). False when it failed (``last_error`` says why: too
-        few keyframes, images that do not overlap, a map loaded meanwhile, ...)."""
+        """Map every keyframe not mapped by the last pass (one window, or several when many came, each merged
+        into the map as it ends), after the pass in flight (``mode``/``wait``: the incremental mapper's
+        arguments; returns when done; nothing runs when the last pass left them all mapped). False when it
+        failed (``last_error`` says why: too few keyframes, images that do not overlap, a map loaded
+        meanwhile, ...)."""
         with self._pass_lock:
             with self._lock:
                 kfs, generation = list(self._kfs), self._generation
@@ -169,16 +170,15 @@ class MonocularStream:
                         return False
                     self._merge(kfs[start:end], result, shares[start - fixed_from:])
                     forget_pairs_before(self._pairs, kfs[fixed_from].id)
+                    # each window is a version of the map: the node shows (and logs) it as it comes
                     self._map, self._map_fixed = result, start - fixed_from
-                if end == len(kfs):
-                    break
-            with self._lock:
-                self._covered = [k.id for k in kfs]
-                self._cloud = merge_cloud([k.cloud for k in self._kfs if k.cloud is not None], self.mapping.cloud)
-                self._pass_s = time.perf_counter() - t0
-                self._version += 1
-                self.last_error = None
-            return True
+                    self._cloud = merge_cloud([k.cloud for k in kfs if k.cloud is not None], self.mapping.cloud)
+                    self._pass_s, t0 = time.perf_counter() - t0, time.perf_counter()
+                    self._version += 1
+                    self.last_error = None
+                    if end == len(kfs):
+                        self._covered = [k.id for k in kfs]
+                        return True
 
     def _pass(self, fixed: list[_Keyframe], free: list[_Keyframe]):
         """(MonocularMap, cloud shares) of ``fixed`` (held at their poses) + ``free`` keyframes."""
@@ -220,8 +220,8 @@ class MonocularStream:
 
     def pass_summary(self) -> dict:
         """The last pass's :meth:`MonocularMap.summary` (pairs, pairs decoded, focal, timings; ``n_keyframes``:
-        the keyframes it mapped, fixed ones included), ``n_fixed`` (keyframes held at their poses) and the
-        wall time ``pass_s`` of the last optimize (s; encoding, every window and the cloud); {} before one."""
+        the keyframes it mapped, fixed ones included), ``n_fixed`` (keyframes held at their poses) and its
+        wall time ``pass_s`` (s; encoding and cloud included); {} before one."""
         with self._lock:
             if self._map is None:
                 return {}
