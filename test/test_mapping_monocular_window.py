@@ -2,8 +2,9 @@
 joined to the map by older ones held at their poses, so the map grows past the window at a bounded cost per
 pass. On real 7-Scenes images with the oracle stand-in (default noise, 256 px), through the mapping core:
 15 keyframes with a window of 6; every keyframe posed, older ones untouched by later passes, pairs of
-keyframes that left the window not kept, the saved map localizing queries at both ends. And the window
-planning itself (``monocular_window``) against hand-worked plans."""
+keyframes that left the window not kept, the saved map continued after a load (the loaded keyframes before
+the window keep their saved poses) and localizing queries at both ends. And the window planning itself
+(``monocular_window``) against hand-worked plans."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,6 +25,7 @@ WINDOW = 6
 FIRST = list(range(0, 180, 15))     # 12 keyframes, 0.5 s apart (the 0.4 s interval rule keeps each)
 MORE = [180, 195, 210]              # then 3 more
 QUERIES = [21, 201]                 # between keyframes: one in the first window's part, one in the last
+AFTER_LOAD = 225                    # a keyframe added to the saved map, loaded again
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,8 @@ def kitchen(data_dir):
 
 @pytest.fixture(scope="module")
 def oracle(kitchen):
-    return OracleModel.from_dataset(kitchen, frames=FIRST + MORE + QUERIES, image_size=SIZE)
+    return OracleModel.from_dataset(kitchen, frames=FIRST + MORE + QUERIES + [AFTER_LOAD],
+                                    image_size=SIZE)
 
 
 def _frame(kitchen, i: int) -> Frame:
@@ -86,6 +89,23 @@ def test_a_map_longer_than_the_window_is_mapped_window_by_window(kitchen, oracle
         assert max(e[0] for e in errs) < 0.021 and max(e[1] for e in errs) < 0.65
         assert len(core.cloud()[0]) > 5000
         assert core.save_map(tmp_path / "long") == ""
+    finally:
+        core.close()
+
+    # the saved map loaded again (more keyframes than the window) and continued by one keyframe: one window,
+    # the loaded keyframes before it keep their saved poses exactly (the map's frame is kept)
+    small = 3  # a smaller window here: the pass decodes every pair of its keyframes again (no cache after a load)
+    core = MappingCore(params.replace({"mono.window_keyframes": small}), background=False, model=oracle)
+    try:
+        assert core.load_map(tmp_path / "long") == ""
+        _add(core, kitchen, [AFTER_LOAD])
+        assert core.optimize()[0] == "" and core.pass_summary()["n_fixed"] == FIXED
+        T_loaded, _ = core.keyframe_poses()
+        assert len(T_loaded) == len(T) + 1
+        np.testing.assert_array_equal(T_loaded[:len(T) - small + 1], T[:len(T) - small + 1])
+        dt, dr = pose_errors(T_loaded[-1], invert(gt[0]) @ _gt(kitchen, AFTER_LOAD))
+        print(f"keyframe {AFTER_LOAD} after the load: {100 * dt:.2f} cm, {dr:.2f} deg")
+        assert dt < 0.021 and dr < 0.65
     finally:
         core.close()
 
