@@ -42,7 +42,8 @@ def _keyframe_points(kmap: KeyframeMap, k: int, budget: int) -> tuple[np.ndarray
     kf = kmap.get_keyframe(k, load_image=True, arrays=[n for n in ("sift_X", "sift_xy") if n in names],
                            load_depth="sift_X" not in names)
     if kf.depth is None and "sift_X" not in names and {"mast3r_X", "mast3r_tf"} <= set(names):
-        return mast3r_keyframe_points(kmap, k, kf.image, budget)
+        return mast3r_keyframe_points(kmap.get_array(k, "mast3r_X"), kmap.get_array(k, "mast3r_tf"), kf.image,
+                                      budget)
     H, W = kf.image.shape[:2]
     if "sift_X" in kf.arrays and "sift_xy" in kf.arrays:
         X, xy = np.asarray(kf.arrays["sift_X"], np.float64), np.asarray(kf.arrays["sift_xy"], np.float64)
@@ -60,14 +61,18 @@ def _keyframe_points(kmap: KeyframeMap, k: int, budget: int) -> tuple[np.ndarray
     return X, kf.image[v[ok], u[ok]]
 
 
-def mast3r_keyframe_points(kmap: KeyframeMap, k: int, image: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
-    """A MASt3R keyframe's stored points (``mast3r_X`` [Hn,Wn,3] float32 m in its camera, NaN = none),
-    coloured by the original pixel nearest each network pixel, on a grid of at most ``budget`` points."""
+def mast3r_keyframe_points(X: np.ndarray | None, tf_array: np.ndarray | None, image: np.ndarray, budget: int
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """A MASt3R keyframe's stored points (its ``mast3r_X`` [Hn,Wn,3] float32 m in its camera, NaN = none, and
+    ``mast3r_tf`` arrays) coloured by the original pixel nearest each network pixel, on a grid of at most
+    ``budget`` points: ([M,3] float64 m, [M,3] uint8); empty when either array is missing or they disagree."""
     # a MASt3R map: the front-end (and torch) is what reads it anyway
     from mast3r_ros.localization.frontends.mast3r import transform_from_array
 
-    X = np.asarray(kmap.get_array(k, "mast3r_X"), np.float64)
-    tf = transform_from_array(kmap.get_array(k, "mast3r_tf"))
+    if X is None or tf_array is None:
+        return np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
+    X = np.asarray(X, np.float64)
+    tf = transform_from_array(tf_array)
     wn, hn = tf.network_wh
     if X.shape != (hn, wn, 3):
         return np.zeros((0, 3)), np.zeros((0, 3), np.uint8)

@@ -91,9 +91,8 @@ def read_monocular_keyframes(path: str | Path, checkpoint_sha256: str, max_point
             for kf_id in ids:
                 kf = kmap.get_keyframe(kf_id, load_depth=False)
                 names = set(kmap.array_names(kf_id))
-                X = kmap.get_array(kf_id, "mast3r_X") if "mast3r_X" in names else None
-                cam, rgb = (mast3r_keyframe_points(kmap, kf_id, kf.image, max(1, max_points // len(ids)))
-                            if {"mast3r_X", "mast3r_tf"} <= names else (np.zeros((0, 3)), np.zeros((0, 3), np.uint8)))
+                X, tf = (kmap.get_array(kf_id, n) if n in names else None for n in ("mast3r_X", "mast3r_tf"))
+                cam, rgb = mast3r_keyframe_points(X, tf, kf.image, max(1, max_points // len(ids)))
                 out.append(LoadedKeyframe(float(kf.timestamp), kf.image, np.asarray(kf.K, np.float64), None,
                                           np.asarray(kf.T_map_cam, np.float64),
                                           {"mast3r_X": X, "cloud_cam": cam, "cloud_rgb": rgb}, kf.frame_index))
