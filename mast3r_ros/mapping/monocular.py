@@ -236,9 +236,9 @@ def map_cloud(result: MonocularMap, images: list[np.ndarray] | None = None,
 
 
 def map_cloud_parts(result: MonocularMap, images: list[np.ndarray] | None = None,
-                    config: CloudConfig | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each keyframe's share of :func:`map_cloud` before merging: N (xyz [P_v,3] float64 m map frame,
-    rgb [P_v,3] uint8)."""
+                    config: CloudConfig | None = None, views=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each keyframe's share of :func:`map_cloud` before merging, for ``views`` (indices; None = all): (xyz
+    [P_v,3] float64 m map frame, rgb [P_v,3] uint8) each."""
     res = result.alignment
     neighbours: dict[int, list[int]] = {}
     for (i, j), st in res.pair_status.items():
@@ -246,7 +246,7 @@ def map_cloud_parts(result: MonocularMap, images: list[np.ndarray] | None = None
             neighbours.setdefault(i, []).append(j)
             neighbours.setdefault(j, []).append(i)
     colours = None if images is None else [network_rgb(im, e.transform) for im, e in zip(images, result.encoded)]
-    return consistent_view_points(res, colours, neighbours, config)
+    return consistent_view_points(res, colours, neighbours, config, views)
 
 
 def save_monocular_map(result: MonocularMap, images: list[np.ndarray], model, out: str | Path,

@@ -168,7 +168,7 @@ class MonocularStream:
                     if generation != self._generation:
                         self.last_error = "a map was loaded during the pass: its result was dropped"
                         return False
-                    self._merge(kfs[start:end], result, shares[start - fixed_from:])
+                    self._merge(kfs[start:end], result, shares)
                     forget_pairs_before(self._pairs, kfs[fixed_from].id)
                     # each window is a version of the map: the node shows (and logs) it as it comes
                     self._map, self._map_fixed = result, start - fixed_from
@@ -181,7 +181,7 @@ class MonocularStream:
                         return True
 
     def _pass(self, fixed: list[_Keyframe], free: list[_Keyframe]):
-        """(MonocularMap, cloud shares) of ``fixed`` (held at their poses) + ``free`` keyframes."""
+        """(MonocularMap of ``fixed`` (held at their poses) + ``free`` keyframes, the free ones' cloud shares)."""
         from mast3r_ros.mapping.mast3r_pairs import encode_images
         from mast3r_ros.mapping.monocular import map_cloud_parts, map_monocular
 
@@ -203,18 +203,17 @@ class MonocularStream:
         if not held and anchor is not None:  # keep the map's frame (T_map_first, or the loaded map's)
             at = [k.id for k in kfs].index(anchor[0])
             result = result.moved(anchor[1] @ np.linalg.inv(result.T_map_cam[at]))
-        return result, map_cloud_parts(result, images, self.mapping.cloud)
+        return result, map_cloud_parts(result, images, self.mapping.cloud, views=range(len(fixed), len(kfs)))
 
     def _encode(self, kfs: list[_Keyframe], encode_images) -> None:
         for k, e in zip(kfs, encode_images(self.model, [k.image for k in kfs], self.mapping.image_size)):
             k.enc = e
 
     def _merge(self, free: list[_Keyframe], result, shares: list) -> None:
-        """The pass's poses, intrinsics, points and cloud shares of its free keyframes (the last ones of
-        ``result``, after the fixed)."""
+        """The pass's poses, intrinsics and points of its free keyframes (the last ones of ``result``, after
+        the fixed), and their cloud ``shares``."""
         off = len(result.K) - len(free)
-        for v, k in enumerate(free, start=off):
-            xyz, rgb = shares[v - off]
+        for v, (k, (xyz, rgb)) in enumerate(zip(free, shares), start=off):
             k.T, k.K_map, k.points, k.cloud = result.T_map_cam[v], result.K[v], result.points[v], (
                 xyz.astype(np.float32), rgb)
 

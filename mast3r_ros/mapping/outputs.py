@@ -47,14 +47,16 @@ def clean_point_cloud(result: AlignmentResult, images: list, neighbours: dict[in
 
 
 def consistent_view_points(result: AlignmentResult, images: list, neighbours: dict[int, list[int]],
-                           config: CloudConfig | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each view's depth pixels that pass the consistency checks (module doc), before merging: N pairs of
-    (xyz [P_v,3] float64 metres in the world frame of ``result``, rgb [P_v,3] uint8)."""
+                           config: CloudConfig | None = None, views=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each view's depth pixels that pass the consistency checks (module doc), before merging: per view of
+    ``views`` (indices; None = all, in order) (xyz [P_v,3] float64 metres in the world frame of ``result``,
+    rgb [P_v,3] uint8). ``images``: all N views' (or None)."""
     cfg = config or CloudConfig()
     depths = [result.depth_map(v) for v in range(len(result.K))]
     T = result.T_world_cam
     parts = []
-    for v, d in enumerate(depths):
+    for v in range(len(depths)) if views is None else views:
+        d = depths[v]
         H, W = d.shape
         ys, xs = np.mgrid[0:H:cfg.stride, 0:W:cfg.stride]
         ys, xs = ys.ravel(), xs.ravel()
