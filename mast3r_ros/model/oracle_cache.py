@@ -10,21 +10,22 @@ Two things are kept, each in one ``.npz`` under ``cache_dir()/oracle`` (``mast3r
 
 Both names also hold a hash of the source files that compute them (and numpy's / faiss's versions), so an
 edit of that code never serves an old result. A cached value is the computed value, byte for byte.
-Files are written whole (a temporary file renamed into place); a file that cannot be read or written is
+Files are written whole (``files.atomic_io.atomic_write_bytes``); a file that cannot be read or written is
 recomputed or skipped: the cache never makes the stand-in fail.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from mast3r_ros.files.atomic_io import atomic_write_bytes
 from mast3r_ros.paths import cache_dir
 
 FORMAT = 1
@@ -78,8 +79,7 @@ def memo(name: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, n
     if os.environ.get("MAST3R_ROS_ORACLE_CACHE", "1") == "0":
         return compute()
     try:
-        folder = cache_dir() / "oracle"
-        path = folder / f"{name}.npz"
+        path = cache_dir() / "oracle" / f"{name}.npz"
     except OSError:
         return compute()
     try:
@@ -88,16 +88,10 @@ def memo(name: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, n
     except (OSError, ValueError, KeyError, EOFError):  # absent, or unreadable: computed again
         pass
     arrays = compute()
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".npz", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write_bytes(path, buf.getvalue())
     except OSError:  # a read-only or full disk: the value is still right, just not kept
         pass
     return arrays
