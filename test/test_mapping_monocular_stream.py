@@ -17,9 +17,10 @@ from mast3r_ros.geometry.transforms import invert, pose_errors
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.model.oracle import OracleModel
 from mast3r_ros.ros.core.frames import Frame
-from mast3r_ros.ros.core.localization_core import LocalizationCore
 from mast3r_ros.ros.core.mapping_core import MappingCore
-from mast3r_ros.ros.core.params import LocalizationParams, MappingParams
+from mast3r_ros.ros.core.params import MappingParams
+
+from .stand_in_cores import stand_in_localization_core
 
 SIZE = 256
 STREAM = range(0, 37, 3)  # 13 frames, 0.1 s apart (index / 30 fps): keyframes every 0.4 s = 0, 12, 24, 36
@@ -82,11 +83,7 @@ def test_keyframes_by_interval_then_a_mast3r_pass_and_a_saved_map_that_localizes
         assert kmap.meta.frontend == "mast3r" and kmap.meta.checkpoint_sha256 == oracle.checkpoint_sha256
         assert len(kmap.keyframe_ids()) == len(KEYFRAMES)
     # the localization core loads it with the same stand-in and localizes a frame between keyframes
-    lp = LocalizationParams().replace({"frontend": "mast3r", "mast3r.image_size": SIZE,
-                                       "oracle_dataset": str(kitchen.root)})
-    from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd
-
-    loc = LocalizationCore(lp, Mast3rFrontEnd(lp.mast3r, model=oracle))
+    loc = stand_in_localization_core(oracle, kitchen.root, SIZE)
     try:
         assert loc.load_map(tmp_path / "mono") == ""
         out = loc.process(_frame(kitchen, QUERY), np.eye(4), np.eye(4))
@@ -161,11 +158,7 @@ def test_a_saved_map_is_continued_in_its_own_frame(kitchen, oracle, tmp_path):
     finally:
         core.close()
     # the continued map localizes a frame between the new keyframes, in the first map's frame
-    lp = LocalizationParams().replace({"frontend": "mast3r", "mast3r.image_size": SIZE,
-                                       "oracle_dataset": str(kitchen.root)})
-    from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd
-
-    loc = LocalizationCore(lp, Mast3rFrontEnd(lp.mast3r, model=oracle))
+    loc = stand_in_localization_core(oracle, kitchen.root, SIZE)
     try:
         assert loc.load_map(tmp_path / "continued") == "" and loc.num_keyframes == 7
         out = loc.process(_frame(kitchen, QUERY_MORE), np.eye(4), np.eye(4))

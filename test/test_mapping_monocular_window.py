@@ -16,9 +16,10 @@ from mast3r_ros.mapping.monocular_window import FIXED, IdPairCache, next_window
 from mast3r_ros.mapping.types import PairData
 from mast3r_ros.model.oracle import OracleModel
 from mast3r_ros.ros.core.frames import Frame
-from mast3r_ros.ros.core.localization_core import LocalizationCore
 from mast3r_ros.ros.core.mapping_core import MappingCore
-from mast3r_ros.ros.core.params import LocalizationParams, MappingParams
+from mast3r_ros.ros.core.params import MappingParams
+
+from .stand_in_cores import stand_in_localization_core
 
 SIZE = 256
 WINDOW = 6
@@ -109,11 +110,7 @@ def test_a_map_longer_than_the_window_is_mapped_window_by_window(kitchen, oracle
     finally:
         core.close()
 
-    lp = LocalizationParams().replace({"frontend": "mast3r", "mast3r.image_size": SIZE,
-                                       "oracle_dataset": str(kitchen.root)})
-    from mast3r_ros.localization.frontends.mast3r import Mast3rFrontEnd
-
-    loc = LocalizationCore(lp, Mast3rFrontEnd(lp.mast3r, model=oracle))
+    loc = stand_in_localization_core(oracle, kitchen.root, SIZE)
     try:
         assert loc.load_map(tmp_path / "long") == "" and loc.num_keyframes == len(FIRST + MORE)
         for q in QUERIES:
