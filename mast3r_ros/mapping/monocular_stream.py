@@ -182,13 +182,12 @@ class MonocularStream:
 
     def _pass(self, fixed: list[_Keyframe], free: list[_Keyframe]):
         """(MonocularMap of ``fixed`` (held at their poses) + ``free`` keyframes, the free ones' cloud shares)."""
-        from mast3r_ros.mapping.mast3r_pairs import encode_images
         from mast3r_ros.mapping.monocular import map_cloud_parts, map_monocular
 
         kfs = fixed + free
         if len(kfs) < 2:
             raise MappingError(f"need at least 2 keyframes, have {len(kfs)}")
-        self._encode([k for k in kfs if k.enc is None], encode_images)
+        self._encode_missing(kfs)
         images = [k.image for k in kfs]
         encoded = [k.enc for k in kfs]
         with_depth = any(k.depth is not None for k in kfs)
@@ -205,8 +204,12 @@ class MonocularStream:
             result = result.moved(anchor[1] @ np.linalg.inv(result.T_map_cam[at]))
         return result, map_cloud_parts(result, images, self.mapping.cloud, views=range(len(fixed), len(kfs)))
 
-    def _encode(self, kfs: list[_Keyframe], encode_images) -> None:
-        for k, e in zip(kfs, encode_images(self.model, [k.image for k in kfs], self.mapping.image_size)):
+    def _encode_missing(self, kfs: list[_Keyframe]) -> None:
+        """Encode the keyframes of ``kfs`` not encoded yet (each keyframe is encoded once)."""
+        from mast3r_ros.mapping.mast3r_pairs import encode_images
+
+        todo = [k for k in kfs if k.enc is None]
+        for k, e in zip(todo, encode_images(self.model, [k.image for k in todo], self.mapping.image_size)):
             k.enc = e
 
     def _merge(self, free: list[_Keyframe], result, shares: list) -> None:
@@ -272,7 +275,6 @@ class MonocularStream:
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the map (a pass first when keyframes came since the last one). Raises MappingError when
         there is no keyframe or the pass fails."""
-        from mast3r_ros.mapping.mast3r_pairs import encode_images
         from mast3r_ros.mapping.monocular import MonocularKeyframes, write_monocular_map
 
         with self._lock:
@@ -284,7 +286,7 @@ class MonocularStream:
         with self._pass_lock:  # loaded keyframes no pass mapped are encoded here (no pass runs meanwhile)
             with self._lock:
                 kfs, cloud = list(self._kfs), self._cloud
-            self._encode([k for k in kfs if k.enc is None], encode_images)
+            self._encode_missing(kfs)
         posed = MonocularKeyframes(np.stack([k.T for k in kfs]), np.stack([k.K_map for k in kfs]),
                                    [k.points for k in kfs], [k.enc for k in kfs], self.mapping.image_size)
         return write_monocular_map(posed, [k.image for k in kfs], self.model, path, cloud,
