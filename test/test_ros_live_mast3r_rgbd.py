@@ -18,8 +18,9 @@ pytest.importorskip("mast3r_ros.msg")
 
 from mast3r_ros.datasets.readers import open_dataset  # noqa: E402
 from mast3r_ros.geometry.transforms import invert, pose_errors  # noqa: E402
-from mast3r_ros.localization.frontends.mast3r import network_pointmap_from_depth, transform_from_array  # noqa: E402
+from mast3r_ros.localization.frontends.mast3r import network_pointmap_from_depth  # noqa: E402
 from mast3r_ros.map import KeyframeMap  # noqa: E402
+from mast3r_ros.model import ImageTransform  # noqa: E402
 from mast3r_ros.ros.compat.conversions import stamp_to_ns  # noqa: E402
 from mast3r_ros.ros.compat.conversions_geometry import T_BODY_OPTICAL  # noqa: E402
 from mast3r_ros.srv import SaveMap  # noqa: E402
@@ -65,7 +66,7 @@ def test_readme_mast3r_rgbd_recipe_maps_with_depth_on_the_shipped_defaults(data_
     # the stored points are the played depth back-projected with camera_info's K (to float32 rounding: the
     # bag carries 16UC1 millimetres, converted to metres by the node; the dataset reader divides by 1000)
     for kf, f in zip(kfs, frames):
-        tf = transform_from_array(kf.arrays["mast3r_tf"])
+        tf = ImageTransform.from_array(kf.arrays["mast3r_tf"])
         expected = network_pointmap_from_depth(kitchen.K, kitchen.load_depth(f), tf)
         np.testing.assert_allclose(kf.arrays["mast3r_X"], expected, rtol=3e-7, atol=0)  # NaN where no depth
         np.testing.assert_allclose(kf.K, kitchen.K, rtol=1e-6)  # the depth prior's K is kept

@@ -67,12 +67,12 @@ def mast3r_keyframe_points(X: np.ndarray | None, tf_array: np.ndarray | None, im
     ``mast3r_tf`` arrays) coloured by the original pixel nearest each network pixel, on a grid of at most
     ``budget`` points: ([M,3] float64 m, [M,3] uint8); empty when either array is missing or they disagree."""
     # a MASt3R map: the front-end (and torch) is what reads it anyway
-    from mast3r_ros.localization.frontends.mast3r import transform_from_array
+    from mast3r_ros.model import ImageTransform
 
     if X is None or tf_array is None:
         return np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
     X = np.asarray(X, np.float64)
-    tf = transform_from_array(tf_array)
+    tf = ImageTransform.from_array(tf_array)
     wn, hn = tf.network_wh
     if X.shape != (hn, wn, 3):
         return np.zeros((0, 3)), np.zeros((0, 3), np.uint8)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mast3r_ros.localization.frontends.mast3r import transform_from_array
 from mast3r_ros.map import KeyframeMap
 from mast3r_ros.map.keys import MAST3R_ARRAYS, MAST3R_CHECKPOINT
 from mast3r_ros.mapping.mast3r_pairs import encoded_from_tokens
@@ -75,6 +74,6 @@ def optimize_mast3r_map(kmap: KeyframeMap, frontend, config: MonocularConfig | N
 def _transform(keyframe) -> ImageTransform:
     """The keyframe's stored network-image transform; MappingError naming it when malformed."""
     try:
-        return transform_from_array(keyframe.arrays["mast3r_tf"])
+        return ImageTransform.from_array(keyframe.arrays["mast3r_tf"])
     except ValueError as exc:
         raise MappingError(f"keyframe {keyframe.id}: {exc}") from None

@@ -154,7 +154,7 @@ class OracleSource:
             if i not in self._frames:
                 raise OracleError(f"oracle model: frame {i} of {self.dataset.root} has no ground-truth pose")
             reg = self._registration(self._frames[i])
-            tf = ImageTransform(*(tuple(int(v) for v in reg["transform"][k:k + 2]) for k in (0, 2, 4, 6)))
+            tf = ImageTransform.from_array(reg["transform"])
             self._registry.setdefault(str(reg["key"]), i)
             if reg["crop_keys"].size:
                 self._crop_index.add_keys(i, reg["crop_keys"], *tf.original_wh)
@@ -171,7 +171,7 @@ class OracleSource:
             tf = net.transform
             crops = frame_patch_keys(rgb) if tf.resized_wh != tf.original_wh else np.zeros(0, np.uint64)
             return {"key": np.array(image_key(net.tensor[0])), "crop_keys": crops,
-                    "transform": np.array([*tf.original_wh, *tf.resized_wh, *tf.crop_xy0, *tf.network_wh], np.int64)}
+                    "transform": tf.to_array()}
 
         return memo(entry_name("frame", [type(self.dataset).__name__, file_id(frame.rgb_path), self.image_size]),
                     compute)

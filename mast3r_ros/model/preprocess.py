@@ -81,6 +81,18 @@ class ImageTransform:
         K[1, 2] = (K_net[1, 2] + self.crop_xy0[1] + 0.5) * sy - 0.5
         return K
 
+    def to_array(self) -> np.ndarray:
+        """[8] int64: original W,H; resized W,H; crop x0,y0; network W,H (a map's ``mast3r_tf``)."""
+        return np.array([*self.original_wh, *self.resized_wh, *self.crop_xy0, *self.network_wh], dtype=np.int64)
+
+    @classmethod
+    def from_array(cls, a: np.ndarray) -> "ImageTransform":
+        """Inverse of :meth:`to_array`; ValueError unless ``a`` holds 8 integers."""
+        v = [int(x) for x in np.asarray(a).ravel()]
+        if len(v) != 8:
+            raise ValueError(f"mast3r_tf must hold 8 integers, got {len(v)}")
+        return cls((v[0], v[1]), (v[2], v[3]), (v[4], v[5]), (v[6], v[7]))
+
 
 @dataclass
 class NetworkImage:

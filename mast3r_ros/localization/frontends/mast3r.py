@@ -42,19 +42,6 @@ from mast3r_ros.matching.crops import working_resolution
 from mast3r_ros.model import Encoding, ImageTransform, InferenceConfig, Mast3rModel, file_sha256, preprocess_array
 
 
-def transform_to_array(tf: ImageTransform) -> np.ndarray:
-    """``mast3r_tf``: [8] int64 original W,H; resized W,H; crop x0,y0; network W,H."""
-    return np.array([*tf.original_wh, *tf.resized_wh, *tf.crop_xy0, *tf.network_wh], dtype=np.int64)
-
-
-def transform_from_array(a: np.ndarray) -> ImageTransform:
-    """Inverse of :func:`transform_to_array`; ValueError unless ``a`` holds 8 integers."""
-    v = [int(x) for x in np.asarray(a).ravel()]
-    if len(v) != 8:
-        raise ValueError(f"mast3r_tf must hold 8 integers, got {len(v)}")
-    return ImageTransform((v[0], v[1]), (v[2], v[3]), (v[4], v[5]), (v[6], v[7]))
-
-
 def global_descriptor(tokens: np.ndarray) -> np.ndarray:
     """``mast3r_global``: [N,C] encoder tokens -> [C] float32 unit-norm mean (the retrieval vector)."""
     pooled = np.asarray(tokens, np.float32).mean(axis=0)
@@ -135,7 +122,7 @@ class Mast3rFrontEnd:
         """A keyframe's arrays from its encoding (batch item 0) already computed, e.g. by the mapper;
         ``depth``: [H,W] float32 m of the original image, or None."""
         tokens = enc.tokens[0].float().cpu().numpy()
-        arrays = {"mast3r_tokens": tokens, "mast3r_tf": transform_to_array(tf),
+        arrays = {"mast3r_tokens": tokens, "mast3r_tf": tf.to_array(),
                   "mast3r_global": global_descriptor(tokens)}
         if depth is not None:
             depth = np.asarray(depth, dtype=np.float32)
@@ -178,7 +165,7 @@ class Mast3rFrontEnd:
         if missing:
             raise FrontEndError(f"keyframe {keyframe.id} lacks MASt3R arrays {missing}")
         try:
-            tf = transform_from_array(arr["mast3r_tf"])
+            tf = ImageTransform.from_array(arr["mast3r_tf"])
             return encoding_from_tokens(arr["mast3r_tokens"], tf, self.model.device), tf
         except ValueError as exc:
             raise FrontEndError(f"keyframe {keyframe.id}: {exc}") from None
